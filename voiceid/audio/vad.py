@@ -1,0 +1,61 @@
+"""Voice activity detection with Silero VAD (the model ships inside the `silero-vad` package).
+
+Silero's model is stateful between chunks, so each thread gets its own instance; they are small
+(about 2 MB) and loading one takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+VAD_RATE = 16_000
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    threshold: float = 0.5
+    min_speech_ms: int = 250
+    min_silence_ms: int = 300
+    speech_pad_ms: int = 100
+
+
+def _model() -> torch.jit.ScriptModule:
+    model = getattr(_local, "model", None)
+    if model is None:
+        from silero_vad import load_silero_vad
+
+        model = load_silero_vad(onnx=False)
+        _local.model = model
+    return model
+
+
+def speech_segments(samples: npt.NDArray[np.float32], config: VadConfig) -> list[tuple[int, int]]:
+    """[start, end) sample indices of speech in 16 kHz audio, padded and merged by Silero."""
+    from silero_vad import get_speech_timestamps
+
+    if len(samples) == 0:
+        return []
+    with torch.inference_mode():
+        stamps = get_speech_timestamps(
+            torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
+            _model(),
+            threshold=config.threshold,
+            sampling_rate=VAD_RATE,
+            min_speech_duration_ms=config.min_speech_ms,
+            min_silence_duration_ms=config.min_silence_ms,
+            speech_pad_ms=config.speech_pad_ms,
+        )
+    return [(int(s["start"]), int(s["end"])) for s in stamps]
+
+
+def speech_mask(n_samples: int, segments: list[tuple[int, int]]) -> npt.NDArray[np.bool_]:
+    mask = np.zeros(n_samples, dtype=bool)
+    for start, end in segments:
+        mask[start:end] = True
+    return mask

@@ -1,0 +1,53 @@
+"""Errors are values with stable codes.
+
+The core raises `VoiceIdError`; the API maps each code to an HTTP status in one place
+(`voiceid.api.errors`). Integrators match on `code`, never on the message text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    # audio front end
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    UNSUPPORTED_AUDIO = "UNSUPPORTED_AUDIO"
+    EMPTY_AUDIO = "EMPTY_AUDIO"
+    AUDIO_TOO_LONG = "AUDIO_TOO_LONG"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    NO_SPEECH = "NO_SPEECH"
+    AUDIO_TOO_SHORT = "AUDIO_TOO_SHORT"
+    # model files
+    MODEL_FILE_MISSING = "MODEL_FILE_MISSING"
+    MODEL_FILE_CORRUPT = "MODEL_FILE_CORRUPT"
+    MODEL_VERSION_MISMATCH = "MODEL_VERSION_MISMATCH"
+    # service
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    SPEAKER_NOT_FOUND = "SPEAKER_NOT_FOUND"
+    SPEAKER_OPTED_OUT = "SPEAKER_OPTED_OUT"
+    INVALID_SPEAKER_ID = "INVALID_SPEAKER_ID"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    OVERLOADED = "OVERLOADED"
+    CONFLICT = "CONFLICT"
+    ENROLMENT_REFUSED = "ENROLMENT_REFUSED"
+
+
+class VoiceIdError(Exception):
+    """A failure the caller can act on, identified by a stable `code`."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": str(self.code), "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body

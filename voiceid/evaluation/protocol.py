@@ -1,0 +1,50 @@
+"""Manifests and the trial protocol used by `voiceid eval` and `voiceid calibrate`.
+
+Protocol: for each speaker the first K utterances in manifest order form the voiceprint; every
+other utterance of every speaker is a trial against every voiceprint.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    speaker_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Protocol:
+    enrolment: dict[str, list[Utterance]]  # speaker -> their first K utterances
+    tests: list[Utterance]
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.enrolment)
+
+
+def read_manifest(manifest: Path) -> list[Utterance]:
+    base = manifest.parent
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"utt_id", "speaker_id", "path"} - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{manifest} lacks columns: {', '.join(sorted(missing))}")
+    return [Utterance(r["utt_id"], r["speaker_id"], base / r["path"]) for r in rows]
+
+
+def build_protocol(utterances: list[Utterance], enrol_utts: int) -> Protocol:
+    if enrol_utts < 1:
+        raise ValueError("enrol_utts must be at least 1")
+    by_speaker: OrderedDict[str, list[Utterance]] = OrderedDict()
+    for utt in utterances:
+        by_speaker.setdefault(utt.speaker_id, []).append(utt)
+    enrolment = {spk: utts[:enrol_utts] for spk, utts in by_speaker.items()}
+    tests = [u for utts in by_speaker.values() for u in utts[enrol_utts:]]
+    return Protocol(enrolment, tests)

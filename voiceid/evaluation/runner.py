@@ -1,0 +1,128 @@
+"""`voiceid eval`: embed a manifest through a channel, score the trials, report the metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceid.errors import VoiceIdError
+from voiceid.evaluation import metrics
+from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.embedders import EmbedFn
+from voiceid.evaluation.protocol import Protocol, Utterance
+from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+
+FloatArray = npt.NDArray[np.float32]
+Progress = Callable[[Iterable[Utterance]], Iterable[Utterance]]
+
+
+@dataclass(frozen=True)
+class TrialScores:
+    scores: FloatArray  # (n_tests, n_speakers)
+    is_target: npt.NDArray[np.bool_]  # same shape
+    test_ids: list[str]
+    speakers: list[str]
+
+    @property
+    def target(self) -> FloatArray:
+        return self.scores[self.is_target]
+
+    @property
+    def nontarget(self) -> FloatArray:
+        return self.scores[~self.is_target]
+
+
+class EmbeddingCache:
+    """Embeddings on disk keyed by everything that determines them (bytes, embedder, settings)."""
+
+    def __init__(self, directory: Path | None, salt: str) -> None:
+        self.directory = directory
+        self.salt = salt
+
+    def _path(self, data: bytes, content_type: str) -> Path | None:
+        if self.directory is None:
+            return None
+        key = hashlib.sha256(self.salt.encode() + content_type.encode() + data).hexdigest()
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def get(self, data: bytes, content_type: str) -> FloatArray | None:
+        path = self._path(data, content_type)
+        if path is not None and path.is_file():
+            return np.load(path).astype(np.float32)
+        return None
+
+    def put(self, data: bytes, content_type: str, vector: FloatArray) -> None:
+        path = self._path(data, content_type)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, vector)
+            tmp.replace(path)
+
+
+def embed_utterances(
+    utterances: list[Utterance],
+    channel: str,
+    embed: EmbedFn,
+    cache: EmbeddingCache,
+    progress: Progress = lambda it: it,
+) -> tuple[dict[str, FloatArray], dict[str, str]]:
+    """utt_id -> embedding, and utt_id -> error code for utterances the front end refused."""
+    vectors: dict[str, FloatArray] = {}
+    failures: dict[str, str] = {}
+    for utt in progress(utterances):
+        data, content_type = through_channel(utt.path, channel)
+        cached = cache.get(data, content_type)
+        if cached is not None:
+            vectors[utt.utt_id] = cached
+            continue
+        try:
+            vector = embed(data, content_type)
+        except VoiceIdError as exc:
+            failures[utt.utt_id] = str(exc.code)
+            continue
+        cache.put(data, content_type, vector)
+        vectors[utt.utt_id] = vector
+    return vectors, failures
+
+
+def score_protocol(protocol: Protocol, vectors: dict[str, FloatArray]) -> TrialScores:
+    speakers = [s for s in protocol.speakers if any(u.utt_id in vectors for u in protocol.enrolment[s])]
+    voiceprints = np.stack(
+        [
+            build_voiceprint(np.stack([vectors[u.utt_id] for u in protocol.enrolment[s] if u.utt_id in vectors]))
+            for s in speakers
+        ]
+    )
+    tests = [u for u in protocol.tests if u.utt_id in vectors]
+    probe = np.stack([vectors[u.utt_id] for u in tests])
+    scores = cosine_matrix(probe, voiceprints)
+    is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
+    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers)
+
+
+def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
+    eer, eer_threshold = metrics.eer(target, nontarget)
+    dcf2, _ = metrics.min_dcf(target, nontarget, 0.01)
+    dcf3, _ = metrics.min_dcf(target, nontarget, 0.001)
+    fnmr1, thr1 = metrics.fnmr_at_fmr(target, nontarget, 0.01)
+    fnmr01, thr01 = metrics.fnmr_at_fmr(target, nontarget, 0.001)
+    return {
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+        "min_dcf_0.01": dcf2,
+        "min_dcf_0.001": dcf3,
+        "fnmr_at_fmr_1pct": fnmr1,
+        "threshold_at_fmr_1pct": thr1,
+        "fnmr_at_fmr_0.1pct": fnmr01,
+        "threshold_at_fmr_0.1pct": thr01,
+        "min_cllr": metrics.min_cllr(target, nontarget),
+        "n_target": len(target),
+        "n_nontarget": len(nontarget),
+    }
