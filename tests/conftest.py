@@ -1,0 +1,55 @@
+"""Shared fixtures: the real model is loaded once per test session; dev speech comes from ../shared."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voiceid.config import Settings, get_settings
+from voiceid.engine import Engine
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Engine:
+    """The product engine on the real ECAPA model (fetched by the test command)."""
+    return Engine.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def dev_dir(settings: Settings) -> Path:
+    path = settings.dev_data_dir / "dev"
+    if not (path / "manifest.csv").is_file():
+        pytest.fail(f"dev speech not found at {path}; set VOICEID_DEV_DATA_DIR to ../shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dev_files(dev_dir: Path) -> dict[str, list[Path]]:
+    """speaker_id -> that speaker's utterance files, in manifest order."""
+    files: dict[str, list[Path]] = defaultdict(list)
+    with (dev_dir / "manifest.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            files[row["speaker_id"]].append(dev_dir / row["path"])
+    return dict(files)
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 220.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, subtype=subtype, format=fmt)
+    return buf.getvalue()
