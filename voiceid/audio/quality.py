@@ -43,6 +43,8 @@ def estimate_snr_db(samples: npt.NDArray[np.float32], speech: npt.NDArray[np.boo
         return 0.0
     speech_power = float(np.mean(power[is_speech]))
     noise_frames = power[~is_speech]
-    noise_power = float(np.mean(noise_frames)) if len(noise_frames) >= 5 else float(np.percentile(power, 10))
+    # The median, not the mean: frames next to speech carry breath and reverberation tails that
+    # the VAD padding leaves outside the speech mask, and they would swamp a mean.
+    noise_power = float(np.median(noise_frames)) if len(noise_frames) >= 5 else float(np.percentile(power, 10))
     signal = max(speech_power - noise_power, _EPS)
     return float(min(10.0 * np.log10(signal / max(noise_power, _EPS)), SNR_CEILING_DB))

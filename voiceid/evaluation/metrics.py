@@ -29,7 +29,7 @@ def error_curve(target: Scores, nontarget: Scores) -> ErrorCurve:
         raise ValueError("need at least one target and one non-target score")
     thresholds = np.unique(np.concatenate([tar, non, [np.inf]]))
     fnmr = np.searchsorted(tar, thresholds, side="left") / len(tar)
-    fmr = 1.0 - np.searchsorted(non, thresholds, side="left") / len(non)
+    fmr = (len(non) - np.searchsorted(non, thresholds, side="left")) / len(non)
     return ErrorCurve(thresholds, fnmr, fmr)
 
 
