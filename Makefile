@@ -1,0 +1,32 @@
+# Two entry points: `make serve` (install, fetch the model, start the service on SQLite) and
+# `make test` (install, fetch the model, make sure PostgreSQL is up, run the whole suite).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.voiceid-installed
+export VOICEID_DEV_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: install model serve test lint bench eval
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import voiceid, torch, torchaudio, speechbrain, silero_vad"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/voiceid models fetch
+
+serve: model
+	$(BIN)/voiceid serve
+
+test: model
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check voiceid tests bench
+	$(BIN)/mypy voiceid
