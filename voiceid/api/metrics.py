@@ -51,10 +51,13 @@ class Metrics:
 
 def _route_template(request: Request) -> str:
     # Label by route template, not raw path: speaker ids in labels would explode cardinality.
+    route = request.scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
     for route in request.app.router.routes:
         match, _ = route.matches(request.scope)
         if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
+            return str(getattr(route, "path_format", getattr(route, "path", "other")))
     return "unmatched"
 
 
