@@ -33,9 +33,7 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 )
 
 
-@pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database per backend for the session; PostgreSQL gets a uniquely named database
     that is dropped at the end. Skipped (with the reason) only when no server can be reached."""
@@ -149,9 +147,7 @@ def count(db: Database, model: type, *where: object) -> int:
 
 
 @pytest.fixture
-def make_api(
-    db: Database, db_url: str, settings: Settings, tmp_path: Path
-) -> Iterator[Callable[..., Api]]:
+def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Api]]:
     opened: list[TestClient] = []
 
     def make(engine: object | None = None, **overrides: object) -> Api:

@@ -27,7 +27,9 @@ def enrol(api, speaker_id, files, seconds=None):
         body = path.read_bytes() if seconds is None else crop_wav(path, seconds)
         ctype = "audio/flac" if seconds is None and path.suffix == ".flac" else "audio/wav"
         r = api.client.post(
-            f"/v1/speakers/{speaker_id}/enrolment-audio", content=body, headers={**api.h("enrolment"), "Content-Type": ctype}
+            f"/v1/speakers/{speaker_id}/enrolment-audio",
+            content=body,
+            headers={**api.h("enrolment"), "Content-Type": ctype},
         )
         assert r.status_code == 200, r.text
         seen.append((r.json()["status"], r.json()["net_speech_s"]))
@@ -92,7 +94,9 @@ def test_bad_input_matrix(make_api, engine, dev_files, db, endpoint):
     assert api.client.get("/v1/speakers/caller-1", headers=api.h("enrolment")).json() == before
 
     unknown = api.client.post(
-        f"/v1/speakers/nobody/{endpoint}", content=sample.read_bytes(), headers={**api.h(role), "Content-Type": "audio/flac"}
+        f"/v1/speakers/nobody/{endpoint}",
+        content=sample.read_bytes(),
+        headers={**api.h(role), "Content-Type": "audio/flac"},
     )
     assert (unknown.status_code, unknown.json()["code"]) == (404, "SPEAKER_NOT_FOUND")
 
@@ -133,8 +137,12 @@ def test_opt_out_and_delete_leave_no_embedding_bytes(make_api, engine, dev_files
     assert api.verify(a, dev_files[a][9].read_bytes(), "audio/flac")["decision"] in ("ACCEPT", "INCONCLUSIVE")
     with db.transaction() as session:
         a_id = session.scalars(select(m.Speaker.id).where(m.Speaker.speaker_ref == a)).one()
-        a_blobs = [r for r in session.scalars(select(m.EnrolmentEmbedding.ciphertext).where(
-            m.EnrolmentEmbedding.speaker_id == a_id))]
+        a_blobs = [
+            r
+            for r in session.scalars(
+                select(m.EnrolmentEmbedding.ciphertext).where(m.EnrolmentEmbedding.speaker_id == a_id)
+            )
+        ]
         a_blobs.append(session.scalars(select(m.Speaker.voiceprint).where(m.Speaker.id == a_id)).one())
     assert len(a_blobs) == 2 and all(a_blobs)
 

@@ -41,7 +41,10 @@ def test_role_matrix(make_api, method, path, kwargs, allowed):
     for who, auth in principals.items():
         headers = {**kwargs.get("headers", {}), **auth}
         r = api.client.request(method, path, headers=headers, **{k: v for k, v in kwargs.items() if k != "headers"})
-        got[who] = (r.status_code, r.json().get("code", "") if r.headers["content-type"].startswith("application/json") else "")
+        got[who] = (
+            r.status_code,
+            r.json().get("code", "") if r.headers["content-type"].startswith("application/json") else "",
+        )
     expected: dict[str, object] = {}
     for who, (status, code) in got.items():
         if who in ("no key", "wrong key", "not bearer"):

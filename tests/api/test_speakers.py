@@ -83,7 +83,9 @@ def test_opt_out_erases_and_blocks_enrolment_until_new_consent(make_api, db):
         assert speaker.voiceprint is None and speaker.voiceprint_model_version is None
 
     refused = api.client.post(
-        "/v1/speakers/caller-1/enrolment-audio", content=body, headers={**api.h("enrolment"), "Content-Type": "audio/wav"}
+        "/v1/speakers/caller-1/enrolment-audio",
+        content=body,
+        headers={**api.h("enrolment"), "Content-Type": "audio/wav"},
     )
     assert refused.status_code == 422 and refused.json()["code"] == "CONSENT_REQUIRED"
     assert count(db, m.EnrolmentEmbedding) == 0
@@ -95,7 +97,9 @@ def test_opt_out_erases_and_blocks_enrolment_until_new_consent(make_api, db):
     assert got["status"] == "ENROLLING" and got["consent"]["granted"] is True
     assert got["consent"]["text_version"] == "v2" and got["consent"]["withdrawn_at"] is None
     ok = api.client.post(
-        "/v1/speakers/caller-1/enrolment-audio", content=body, headers={**api.h("enrolment"), "Content-Type": "audio/wav"}
+        "/v1/speakers/caller-1/enrolment-audio",
+        content=body,
+        headers={**api.h("enrolment"), "Content-Type": "audio/wav"},
     )
     assert ok.status_code == 200 and ok.json()["net_speech_s"] == 2.0
 

@@ -80,7 +80,12 @@ def test_lockout_after_consecutive_rejects_until_unlock_or_window(make_api):
     # An ACCEPT ends a run of rejects; INCONCLUSIVE neither ends nor extends it.
     seq = [impostor, impostor, genuine, impostor, between, impostor]
     assert [api.verify("caller-1", b)["decision"] for b in seq] == [
-        "REJECT", "REJECT", "ACCEPT", "REJECT", "INCONCLUSIVE", "REJECT"
+        "REJECT",
+        "REJECT",
+        "ACCEPT",
+        "REJECT",
+        "INCONCLUSIVE",
+        "REJECT",
     ]
     assert api.verify("caller-1", impostor)["decision"] == "REJECT"  # third in a row: locks
     locked = api.verify("caller-1", genuine)
