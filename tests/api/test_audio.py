@@ -4,6 +4,7 @@ erasure read straight from the database, and concurrent verifications."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_bad_input_matrix(make_api, engine, dev_files, db, endpoint):
     role = "enrolment" if endpoint == "enrolment-audio" else "ivr"
     before = api.client.get("/v1/speakers/caller-1", headers=api.h("enrolment")).json()
     results = {}
-    for name, (make_body, ctype, status, code) in BAD_INPUTS.items():
+    for name, (make_body, ctype, _status, _code) in BAD_INPUTS.items():
         headers = {**api.h(role), **({"Content-Type": ctype} if ctype else {})}
         r = api.client.post(f"/v1/speakers/caller-1/{endpoint}", content=make_body(sample), headers=headers)
         results[name] = (r.status_code, r.json()["code"], bool(r.json()["message"]))
@@ -165,11 +166,10 @@ def test_opt_out_and_delete_leave_no_embedding_bytes(make_api, engine, dev_files
     if db_url.startswith("sqlite"):
         # secure_delete + a WAL checkpoint: the ciphertexts are gone from the files themselves.
         path = db_url.removeprefix("sqlite:///")
-        raw = open(path, "rb").read()
-        try:
-            raw += open(path + "-wal", "rb").read()
-        except FileNotFoundError:
-            pass
+        raw = Path(path).read_bytes()
+        wal = Path(path + "-wal")
+        if wal.exists():
+            raw += wal.read_bytes()
         assert not any(blob in raw for blob in a_blobs)
 
 

@@ -46,7 +46,7 @@ def test_role_matrix(make_api, method, path, kwargs, allowed):
             r.json().get("code", "") if r.headers["content-type"].startswith("application/json") else "",
         )
     expected: dict[str, object] = {}
-    for who, (status, code) in got.items():
+    for who, (status, _code) in got.items():
         if who in ("no key", "wrong key", "not bearer"):
             expected[who] = (401, "UNAUTHENTICATED")
         elif who == "admin" or who in allowed:
