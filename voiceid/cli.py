@@ -15,6 +15,42 @@ from voiceid.errors import VoiceIdError
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: fetch and verify.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+speakers_app = typer.Typer(help="Enrol and verify speakers locally (same service as the API).", no_args_is_help=True)
+app.add_typer(speakers_app, name="speakers")
+
+_CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".ul": "audio/basic",
+    ".ulaw": "audio/basic",
+    ".al": "audio/x-alaw-basic",
+    ".alaw": "audio/x-alaw-basic",
+}
+
+
+def _content_type(path: Path) -> str | None:
+    # Unknown extensions are left to the decoder to sniff (containers carry their own header).
+    return _CONTENT_TYPES.get(path.suffix.lower())
+
+
+def _service(load_model: bool = True) -> Any:
+    from voiceid.service import VoiceIdService
+
+    if load_model:
+        return VoiceIdService.from_settings(get_settings())
+
+    class _NoModel:
+        # Key management touches only the database; loading the model would cost seconds for nothing.
+        model_version = "n/a"
+
+        def embed_bytes(self, data: bytes, content_type: str | None) -> Any:
+            raise RuntimeError("no model loaded")
+
+    return VoiceIdService.from_settings(get_settings(), engine=_NoModel())  # type: ignore[arg-type]
 
 
 def _fail(exc: VoiceIdError) -> None:
@@ -131,6 +167,94 @@ def eval_command(
         f"{embedder} {channel}: EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
         f"minDCF(0.001) {report['min_dcf_0.001']:.4f}  FNMR@FMR1% {report['fnmr_at_fmr_1pct'] * 100:.2f} %  "
         f"targets {report['n_target']}  non-targets {report['n_nontarget']}  failed {len(failures)}"
+    )
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Run the HTTP API (migrations run and the model loads at start-up)."""
+    import uvicorn
+
+    from voiceid.api.app import create_app
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="ivr | enrolment | analyst | admin")],
+    label: Annotated[str | None, typer.Option(help="A note on who holds the key")] = None,
+) -> None:
+    """Create an API key and print it (shown once; only its hash is stored)."""
+    from voiceid.service import Role
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    service = _service(load_model=False)
+    try:
+        key_id, secret = service.create_api_key(chosen, label)
+    finally:
+        service.close()
+    typer.echo(json.dumps({"key_id": key_id, "role": chosen.value, "key": secret}))
+
+
+@speakers_app.command("enrol")
+def speakers_enrol(
+    speaker_id: Annotated[str, typer.Argument(help="Your reference for the speaker")],
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Enrolment audio files")],
+    consent_version: Annotated[str, typer.Option(help="Version of the consent text the speaker agreed to")],
+    channel: Annotated[str, typer.Option(help="Where consent was given")] = "phone",
+) -> None:
+    """Record consent and enrol from files, stopping once ENROLLED."""
+    service = _service()
+    try:
+        service.put_speaker(speaker_id, True, consent_version, channel)
+        for path in files:
+            step = service.add_enrolment_audio(speaker_id, path.read_bytes(), _content_type(path))
+            typer.echo(f"{path.name}: {step.status} {step.net_speech_s:.1f}/{step.required_speech_s:.0f} s net speech")
+            if step.status == "ENROLLED":
+                break
+        else:
+            typer.secho("not enough speech yet: send more files", err=True, fg=typer.colors.YELLOW)
+            raise typer.Exit(1)
+    except VoiceIdError as exc:
+        _fail(exc)
+    finally:
+        service.close()
+
+
+@speakers_app.command("verify")
+def speakers_verify(
+    speaker_id: Annotated[str, typer.Argument()],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+) -> None:
+    """Verify one file against an enrolled speaker; prints the decision as JSON."""
+    service = _service()
+    try:
+        view = service.verify(speaker_id, file.read_bytes(), _content_type(file))
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    finally:
+        service.close()
+    typer.echo(
+        json.dumps(
+            {
+                "verification_id": view.verification_id,
+                "decision": view.decision,
+                "score": view.score,
+                "accept_threshold": view.accept_threshold,
+                "reject_threshold": view.reject_threshold,
+                "net_speech_s": view.net_speech_s,
+                "reasons": view.reasons,
+                "model_version": view.model_version,
+            }
+        )
     )
 
 

@@ -10,8 +10,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Cosine-score thresholds on the ECAPA voiceprint. Provisional until the dev-set calibration
+# (target FMR about 0.1 % at accept) lands; overridable with VOICEID_ACCEPT_THRESHOLD / _REJECT_.
+DEFAULT_ACCEPT_THRESHOLD = 0.45
+DEFAULT_REJECT_THRESHOLD = 0.30
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -50,6 +55,42 @@ class Settings(BaseSettings):
     vad_min_silence_ms: int = Field(300, ge=0)
     vad_speech_pad_ms: int = Field(100, ge=0)
     vad_min_speech_ms: int = Field(250, ge=0)
+
+    # --- service: storage and secrets ------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite file in data_dir.",
+    )
+    admin_key: SecretStr | None = Field(None, description="Bootstraps an admin API key at start-up.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Base64 (url-safe) 32-byte AES key for embeddings at rest; default: key file in data_dir.",
+    )
+
+    # --- service: enrolment and decisions ---------------------------------------------------
+    enrol_min_speech_s: float = Field(20.0, gt=0, description="Net speech needed before a speaker is ENROLLED.")
+    verify_min_speech_s: float = Field(3.0, gt=0, description="Below this net speech a verification is INCONCLUSIVE.")
+    # The one place the decision thresholds default. See docs/api-walkthrough.md for how they were chosen.
+    accept_threshold: float = Field(DEFAULT_ACCEPT_THRESHOLD, ge=-1, le=1)
+    reject_threshold: float = Field(DEFAULT_REJECT_THRESHOLD, ge=-1, le=1)
+    lockout_rejects: int = Field(5, ge=1, description="Consecutive REJECTs that lock a speaker.")
+    lockout_window_s: float = Field(86400.0, gt=0, description="How long a lockout lasts unless an admin unlocks.")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Settings:
+        if self.reject_threshold > self.accept_threshold:
+            raise ValueError("reject_threshold must not exceed accept_threshold")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Plain postgresql:// would pick psycopg2, which is not a dependency; psycopg 3 is.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{self.data_dir / 'voiceid.db'}"
 
     @property
     def models_root(self) -> Path:

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import numpy as np
+import pytest
+
+from voiceid.enrolment.session import EnrolmentSample, progress
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.inference import InferencePool
+from voiceid.storage.crypto import (
+    Cipher,
+    DecryptionError,
+    associated_data,
+    decode_key,
+    generate_key_text,
+    load_or_create_key_file,
+)
+from voiceid.verify.scoring import cosine, score_probe
+
+
+def test_cipher_round_trip_and_binding():
+    cipher = Cipher(decode_key(generate_key_text()))
+    v = np.random.default_rng(0).standard_normal(192).astype(np.float32)
+    aad = associated_data("voiceprint", "row-1", "model-a")
+    blob = cipher.encrypt_vector(v, aad)
+    assert v.tobytes() not in blob
+    np.testing.assert_array_equal(cipher.decrypt_vector(blob, aad), v)
+    for wrong in (associated_data("voiceprint", "row-2", "model-a"), associated_data("voiceprint", "row-1", "model-b")):
+        with pytest.raises(DecryptionError):
+            cipher.decrypt_vector(blob, wrong)
+    with pytest.raises(DecryptionError):
+        Cipher(decode_key(generate_key_text())).decrypt_vector(blob, aad)
+    assert cipher.encrypt_vector(v, aad) != blob  # fresh nonce each time
+
+
+def test_key_file_created_0600_and_reused(tmp_path):
+    path = tmp_path / "sub" / "encryption.key"
+    key = load_or_create_key_file(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_key_file(path) == key and len(key) == 32
+
+
+def test_bad_key_text():
+    with pytest.raises(ValueError):
+        decode_key("too-short")
+
+
+def test_enrolment_progress_weights_by_speech():
+    a, b = np.eye(192, dtype=np.float32)[:2]
+    partial = progress([EnrolmentSample(a, 5.0)], 10.0)
+    assert partial.voiceprint is None and partial.net_speech_s == 5.0
+    done = progress([EnrolmentSample(a, 9.0), EnrolmentSample(b, 3.0)], 10.0)
+    assert done.complete
+    assert score_probe(a, done.voiceprint) > score_probe(b, done.voiceprint)
+    assert score_probe(a, done.voiceprint) == pytest.approx(cosine(a, done.voiceprint))
+
+
+def test_inference_pool_bounds():
+    pool = InferencePool(workers=1, queue=1)
+    gate = threading.Event()
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        gate.wait(10)
+        return "done"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pool.run(slow))) for _ in range(2)]
+    threads[0].start()
+    assert started.wait(10)
+    threads[1].start()
+    while pool.admitted < 2:
+        threading.Event().wait(0.01)
+    with pytest.raises(VoiceIdError) as err:
+        pool.run(slow)
+    assert err.value.code is ErrorCode.OVERLOADED
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == ["done", "done"] and pool.admitted == 0
+    pool.shutdown()

@@ -1,0 +1,75 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.api import errors
+from voiceid.api import metrics as metrics_module
+from voiceid.api.routes import keys, speakers, verifications
+from voiceid.api.schemas import ErrorBody
+from voiceid.config import Settings, get_settings
+from voiceid.engine import Engine
+from voiceid.service import VoiceIdService
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The service app. Start-up runs the migrations, bootstraps the admin key and loads the model
+    (unless an already loaded `engine` is passed, as the tests do to share one)."""
+    settings = settings or get_settings()
+    metrics = metrics_module.Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await run_in_threadpool(VoiceIdService.from_settings, settings, engine)
+        service.counters = metrics.counters()
+        metrics.inference_admitted.set_function(lambda: service.pool.admitted)
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="voiceid",
+        version="1",
+        description="Voice ID for telephone IVRs: consented enrolment, verification decisions, score log.",
+        lifespan=lifespan,
+        responses={
+            401: {"model": ErrorBody},
+            403: {"model": ErrorBody},
+        },
+    )
+    errors.install(app)
+    metrics_module.install(app, metrics)
+    app.include_router(keys.router)
+    app.include_router(speakers.router)
+    app.include_router(verifications.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Ready for traffic: the model is loaded and the database answers."""
+        service: VoiceIdService | None = getattr(app.state, "service", None)
+        model = service is not None and service.engine.model_version is not None
+        database = service is not None and await run_in_threadpool(service.db.ping)
+        ok = model and database
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "model": model, "database": database},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus() -> Response:
+        return metrics.render()
+
+    return app

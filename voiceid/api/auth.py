@@ -1,0 +1,47 @@
+"""Bearer API keys and roles. Authentication runs as a dependency, before any body is read."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.service import Role, VoiceIdService
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+
+
+def get_service(request: Request) -> VoiceIdService:
+    service: VoiceIdService = request.app.state.service
+    return service
+
+
+def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """Dependency: a valid key whose role is one of `roles`; admin may do everything."""
+    allowed = {*roles, Role.ADMIN}
+
+    async def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
+        found = await run_in_threadpool(get_service(request).authenticate, secret.strip())
+        if found is None:
+            raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
+        principal = Principal(*found)
+        if principal.role not in allowed:
+            raise VoiceIdError(
+                ErrorCode.FORBIDDEN,
+                f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency

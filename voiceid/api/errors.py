@@ -1,0 +1,79 @@
+"""ErrorCode -> HTTP status, in one place, and the JSON error body `{code, message}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voiceid.errors import ErrorCode, VoiceIdError
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.UNSUPPORTED_AUDIO: 422,
+    ErrorCode.EMPTY_AUDIO: 422,
+    ErrorCode.AUDIO_TOO_LONG: 413,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.NO_SPEECH: 422,
+    ErrorCode.AUDIO_TOO_SHORT: 422,
+    ErrorCode.MODEL_FILE_MISSING: 503,
+    ErrorCode.MODEL_FILE_CORRUPT: 503,
+    ErrorCode.MODEL_VERSION_MISMATCH: 409,
+    ErrorCode.CONSENT_REQUIRED: 422,
+    ErrorCode.SPEAKER_NOT_FOUND: 404,
+    ErrorCode.SPEAKER_OPTED_OUT: 409,
+    ErrorCode.INVALID_SPEAKER_ID: 422,
+    ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.VERIFICATION_NOT_FOUND: 404,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.OVERLOADED: 503,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.ENROLMENT_REFUSED: 409,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+def status_for(code: ErrorCode) -> int:
+    return STATUS.get(code, 500)
+
+
+def error_response(exc: VoiceIdError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if exc.code is ErrorCode.OVERLOADED:
+        headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
+    if exc.code is ErrorCode.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(exc.to_dict(), status_code=status_for(exc.code), headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(VoiceIdError)
+    async def _voiceid_error(_request: Request, exc: VoiceIdError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
+        )
+        return error_response(VoiceIdError(ErrorCode.INVALID_REQUEST, problems or "invalid request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code)
+        if code is None:
+            return JSONResponse({"code": "HTTP_ERROR", "message": str(exc.detail)}, status_code=exc.status_code)
+        return error_response(VoiceIdError(code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(VoiceIdError(ErrorCode.INTERNAL_ERROR, "internal error"))

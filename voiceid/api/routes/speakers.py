@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.api.auth import Principal, get_service, require
+from voiceid.api.body import read_audio
+from voiceid.api.schemas import EnrolmentOut, SpeakerIn, SpeakerOut, VerificationOut
+from voiceid.service import Role, VoiceIdService
+
+router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
+
+AUDIO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            t: {"schema": {"type": "string", "format": "binary"}}
+            for t in (
+                "audio/wav",
+                "audio/flac",
+                "audio/ogg",
+                "audio/basic",
+                "audio/x-alaw-basic",
+                "audio/L16;rate=8000",
+            )
+        },
+    }
+}
+enrolment_role = Depends(require(Role.ENROLMENT))
+
+
+@router.put("/{speaker_id}", response_model=SpeakerOut, dependencies=[enrolment_role])
+async def put_speaker(
+    speaker_id: str, body: SpeakerIn, response: Response, service: VoiceIdService = Depends(get_service)
+) -> SpeakerOut:
+    """Create a speaker with their recorded consent (201), or confirm an existing one (200)."""
+    consent = body.consent
+    view, created = await run_in_threadpool(
+        service.put_speaker,
+        speaker_id,
+        None if consent is None else consent.granted,
+        None if consent is None else consent.text_version,
+        None if consent is None else consent.channel,
+    )
+    response.status_code = 201 if created else 200
+    return SpeakerOut.model_validate(view)
+
+
+@router.get("/{speaker_id}", response_model=SpeakerOut, dependencies=[enrolment_role])
+async def get_speaker(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
+    return SpeakerOut.model_validate(await run_in_threadpool(service.get_speaker, speaker_id))
+
+
+@router.delete("/{speaker_id}", status_code=204, dependencies=[enrolment_role])
+async def delete_speaker(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> Response:
+    """Erase the speaker and all their biometric data; score-log rows (no embeddings) remain."""
+    await run_in_threadpool(service.delete_speaker, speaker_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{speaker_id}/enrolment-audio",
+    response_model=EnrolmentOut,
+    dependencies=[enrolment_role],
+    openapi_extra=AUDIO_BODY,
+)
+async def enrolment_audio(
+    speaker_id: str, request: Request, service: VoiceIdService = Depends(get_service)
+) -> EnrolmentOut:
+    data, content_type = await read_audio(request, service.settings.max_upload_bytes)
+    step = await run_in_threadpool(service.add_enrolment_audio, speaker_id, data, content_type)
+    return EnrolmentOut.model_validate(step)
+
+
+@router.post("/{speaker_id}/enrolment/reset", response_model=SpeakerOut, dependencies=[enrolment_role])
+async def reset_enrolment(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
+    return SpeakerOut.model_validate(await run_in_threadpool(service.reset_enrolment, speaker_id))
+
+
+@router.post("/{speaker_id}/opt-out", response_model=SpeakerOut, dependencies=[enrolment_role])
+async def opt_out(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
+    """Withdraw consent: biometric data is erased; enrolment needs a new consent PUT."""
+    return SpeakerOut.model_validate(await run_in_threadpool(service.opt_out, speaker_id))
+
+
+@router.post("/{speaker_id}/unlock", response_model=SpeakerOut, dependencies=[Depends(require(Role.ADMIN))])
+async def unlock(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
+    return SpeakerOut.model_validate(await run_in_threadpool(service.unlock, speaker_id))
+
+
+@router.post("/{speaker_id}/verifications", response_model=VerificationOut, openapi_extra=AUDIO_BODY)
+async def verify(
+    speaker_id: str,
+    request: Request,
+    principal: Principal = Depends(require(Role.IVR)),
+    service: VoiceIdService = Depends(get_service),
+) -> VerificationOut:
+    data, content_type = await read_audio(request, service.settings.max_upload_bytes)
+    view = await run_in_threadpool(service.verify, speaker_id, data, content_type, principal.key_id)
+    return VerificationOut.model_validate(view)

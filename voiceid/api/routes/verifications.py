@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.api.auth import get_service, require
+from voiceid.api.schemas import VerificationPageOut, VerificationRecord
+from voiceid.service import Role, VoiceIdService
+from voiceid.storage.repositories import VerificationFilter
+from voiceid.verify.decision import Decision
+
+router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
+
+CSV_FIELDS = [
+    "verification_id",
+    "created_at",
+    "speaker_id",
+    "decision",
+    "score",
+    "accept_threshold",
+    "reject_threshold",
+    "net_speech_s",
+    "reasons",
+    "model_version",
+    "channel",
+]
+
+
+def filters(
+    speaker_id: str | None = None,
+    decision: Decision | None = None,
+    since: datetime | None = Query(None, description="ISO 8601, inclusive"),
+    until: datetime | None = Query(None, description="ISO 8601, exclusive"),
+    min_score: float | None = None,
+    max_score: float | None = None,
+) -> VerificationFilter:
+    return VerificationFilter(
+        speaker_ref=speaker_id,
+        decision=None if decision is None else decision.value,
+        since=_aware(since),
+        until=_aware(until),
+        min_score=min_score,
+        max_score=max_score,
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A time without a zone is read as UTC, the zone every stored time is in.
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@router.get("/verifications", response_model=VerificationPageOut)
+async def list_verifications(
+    f: VerificationFilter = Depends(filters),
+    limit: int = Query(50, ge=1, le=1000),
+    cursor: str | None = None,
+    service: VoiceIdService = Depends(get_service),
+) -> VerificationPageOut:
+    page = await run_in_threadpool(service.list_verifications, f, limit, cursor)
+    return VerificationPageOut(
+        items=[VerificationRecord.model_validate(v) for v in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/verifications.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+async def verifications_csv(
+    f: VerificationFilter = Depends(filters), service: VoiceIdService = Depends(get_service)
+) -> Response:
+    rows = await run_in_threadpool(service.all_verifications, f)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for v in rows:
+        writer.writerow(
+            {
+                "verification_id": v.verification_id,
+                "created_at": v.created_at.isoformat(),
+                "speaker_id": v.speaker_id,
+                "decision": v.decision,
+                "score": "" if v.score is None else v.score,
+                "accept_threshold": v.accept_threshold,
+                "reject_threshold": v.reject_threshold,
+                "net_speech_s": "" if v.net_speech_s is None else v.net_speech_s,
+                "reasons": " ".join(v.reasons),
+                "model_version": v.model_version,
+                "channel": v.channel or "",
+            }
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="verifications.csv"'},
+    )
+
+
+@router.get("/verifications/{verification_id}", response_model=VerificationRecord)
+async def get_verification(verification_id: str, service: VoiceIdService = Depends(get_service)) -> VerificationRecord:
+    return VerificationRecord.model_validate(await run_in_threadpool(service.get_verification, verification_id))

@@ -1,0 +1,454 @@
+"""The one place that turns audio into an enrolment step or a verification decision and its log row.
+
+The HTTP API, the CLI and the telephony streams all call `VoiceIdService`; none of them talks to
+the engine or the database on its own. Each public method is one transaction (two for audio:
+a short read before inference and the write after it, so no database lock is held while the
+model runs), and a method that raises has changed nothing stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from voiceid.config import Settings
+from voiceid.engine import EmbeddedUtterance, Engine
+from voiceid.enrolment.session import progress
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.inference import InferencePool
+from voiceid.storage import repositories as repo
+from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
+from voiceid.storage.db import Database
+from voiceid.storage.models import Speaker, Verification, utcnow
+from voiceid.verify import lockout
+from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide
+from voiceid.verify.scoring import score_probe
+
+SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+KEY_FILE_NAME = "encryption.key"
+
+
+class Role(StrEnum):
+    IVR = "ivr"
+    ENROLMENT = "enrolment"
+    ANALYST = "analyst"
+    ADMIN = "admin"
+
+
+class SpeakerStatus(StrEnum):
+    ENROLLING = "ENROLLING"
+    ENROLLED = "ENROLLED"
+    OPTED_OUT = "OPTED_OUT"
+
+
+@dataclass(frozen=True)
+class Consent:
+    granted: bool
+    text_version: str | None
+    channel: str | None
+    granted_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SpeakerView:
+    speaker_id: str
+    status: str
+    net_speech_s: float
+    required_speech_s: float
+    model_version: str | None
+    consent: Consent
+    created_at: datetime
+    locked: bool
+
+
+@dataclass(frozen=True)
+class EnrolmentStep:
+    status: str
+    net_speech_s: float
+    required_speech_s: float
+    quality: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    verification_id: str
+    speaker_id: str
+    decision: str
+    score: float | None
+    accept_threshold: float
+    reject_threshold: float
+    net_speech_s: float | None
+    reasons: list[str]
+    model_version: str
+    channel: str | None
+    quality: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Verification) -> VerificationView:
+        return cls(
+            verification_id=row.id,
+            speaker_id=row.speaker_ref,
+            decision=row.decision,
+            score=row.score,
+            accept_threshold=row.accept_threshold,
+            reject_threshold=row.reject_threshold,
+            net_speech_s=row.net_speech_s,
+            reasons=list(row.reasons),
+            model_version=row.model_version,
+            channel=row.channel,
+            quality=row.quality,
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class VerificationPage:
+    items: list[VerificationView]
+    next_cursor: str | None
+
+
+@dataclass
+class ServiceCounters:
+    """Hooks for metrics; the API wires Prometheus in, the CLI leaves them as no-ops."""
+
+    on_decision: Callable[[str], None] = field(default=lambda decision: None)
+    on_inference: Callable[[float], None] = field(default=lambda seconds: None)
+
+
+def validate_speaker_id(speaker_id: str) -> str:
+    if not SPEAKER_ID_PATTERN.match(speaker_id):
+        raise VoiceIdError(ErrorCode.INVALID_SPEAKER_ID, "speaker_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    return speaker_id
+
+
+def cipher_from_settings(settings: Settings) -> Cipher:
+    if settings.encryption_key is not None:
+        return Cipher(decode_key(settings.encryption_key.get_secret_value()))
+    return Cipher(load_or_create_key_file(settings.data_dir / KEY_FILE_NAME))
+
+
+class VoiceIdService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        engine: Engine,
+        cipher: Cipher,
+        pool: InferencePool,
+        clock: Callable[[], datetime] = utcnow,
+        counters: ServiceCounters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.engine = engine
+        self.cipher = cipher
+        self.pool = pool
+        self.clock = clock
+        self.counters = counters or ServiceCounters()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
+        db = Database(settings.sqlalchemy_url)
+        db.migrate()
+        service = cls(
+            settings,
+            db,
+            engine or Engine.from_settings(settings),
+            cipher_from_settings(settings),
+            InferencePool(settings.inference_workers, settings.inference_queue),
+        )
+        if settings.admin_key is not None:
+            service.ensure_api_key(settings.admin_key.get_secret_value(), Role.ADMIN, "VOICEID_ADMIN_KEY")
+        return service
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.db.dispose()
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.settings.accept_threshold, self.settings.reject_threshold)
+
+    # --- API keys ------------------------------------------------------------------------
+
+    def create_api_key(self, role: Role, label: str | None = None) -> tuple[str, str]:
+        """(key id, secret). The secret is shown once; only its hash is stored."""
+        with self.db.transaction() as session:
+            row, secret = repo.create_api_key(session, role.value, label)
+            return row.id, secret
+
+    def ensure_api_key(self, secret: str, role: Role, label: str) -> None:
+        with self.db.transaction() as session:
+            repo.ensure_api_key(session, secret, role.value, label)
+
+    def authenticate(self, secret: str) -> tuple[str, Role] | None:
+        with self.db.transaction() as session:
+            row = repo.find_api_key(session, secret)
+            return None if row is None else (row.id, Role(row.role))
+
+    # --- speakers ------------------------------------------------------------------------
+
+    def _speaker(self, session: Session, speaker_id: str, for_update: bool = False) -> Speaker:
+        speaker = repo.get_speaker(session, validate_speaker_id(speaker_id), for_update=for_update)
+        if speaker is None:
+            raise VoiceIdError(ErrorCode.SPEAKER_NOT_FOUND, f"no speaker {speaker_id!r}")
+        return speaker
+
+    def _view(self, session: Session, speaker: Speaker) -> SpeakerView:
+        return SpeakerView(
+            speaker_id=speaker.speaker_ref,
+            status=speaker.status,
+            net_speech_s=round(repo.enrolment_speech_s(session, speaker, self.engine.model_version), 3),
+            required_speech_s=self.settings.enrol_min_speech_s,
+            model_version=speaker.voiceprint_model_version,
+            consent=Consent(
+                granted=speaker.consent_granted,
+                text_version=speaker.consent_text_version,
+                channel=speaker.consent_channel,
+                granted_at=speaker.consent_at,
+                withdrawn_at=speaker.consent_withdrawn_at,
+            ),
+            created_at=speaker.created_at,
+            locked=lockout.is_locked(self._lock_state(speaker), self.clock(), self.settings.lockout_window_s),
+        )
+
+    def put_speaker(
+        self, speaker_id: str, granted: bool | None, text_version: str | None, channel: str | None
+    ) -> tuple[SpeakerView, bool]:
+        """Create the speaker with its consent record; (view, created). Idempotent for an
+        existing speaker, and the way an opted-out speaker gives consent again."""
+        validate_speaker_id(speaker_id)
+        if granted is not True:
+            raise VoiceIdError(
+                ErrorCode.CONSENT_REQUIRED, "explicit consent (consent.granted = true) is required to enrol a voice"
+            )
+        if not text_version:
+            raise VoiceIdError(ErrorCode.CONSENT_REQUIRED, "consent.text_version must name the consent text agreed to")
+        now = self.clock()
+        with self.db.transaction() as session:
+            speaker = repo.get_speaker(session, speaker_id, for_update=True)
+            created = speaker is None
+            if speaker is None:
+                speaker = Speaker(
+                    id=repo.new_id(),
+                    speaker_ref=speaker_id,
+                    status=SpeakerStatus.ENROLLING.value,
+                    consent_granted=True,
+                    consecutive_rejects=0,
+                    created_at=now,
+                )
+                session.add(speaker)
+            if created or speaker.status == SpeakerStatus.OPTED_OUT or speaker.consent_text_version != text_version:
+                speaker.consent_granted = True
+                speaker.consent_text_version = text_version
+                speaker.consent_channel = channel
+                speaker.consent_at = now
+                speaker.consent_withdrawn_at = None
+            if speaker.status == SpeakerStatus.OPTED_OUT:
+                speaker.status = SpeakerStatus.ENROLLING.value
+            speaker.updated_at = now
+            session.flush()
+            return self._view(session, speaker), created
+
+    def get_speaker(self, speaker_id: str) -> SpeakerView:
+        with self.db.transaction() as session:
+            return self._view(session, self._speaker(session, speaker_id))
+
+    def _check_can_enrol(self, speaker: Speaker) -> None:
+        if speaker.status == SpeakerStatus.OPTED_OUT or not speaker.consent_granted:
+            raise VoiceIdError(
+                ErrorCode.CONSENT_REQUIRED,
+                "the speaker has opted out; record a new consent (PUT the speaker) before enrolling again",
+            )
+
+    def add_enrolment_audio(self, speaker_id: str, data: bytes, content_type: str | None) -> EnrolmentStep:
+        with self.db.transaction() as session:
+            self._check_can_enrol(self._speaker(session, speaker_id))
+        utterance = self._embed(data, content_type)
+        with self.db.transaction() as session:
+            # Re-read under lock: the speaker may have opted out or been deleted during inference.
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            self._check_can_enrol(speaker)
+            version = utterance.model_version
+            repo.add_enrolment_embedding(
+                session,
+                self.cipher,
+                speaker,
+                utterance.vector,
+                version,
+                utterance.quality.net_speech_s,
+                utterance.quality.to_dict(),
+            )
+            state = progress(
+                repo.enrolment_samples(session, self.cipher, speaker, version), self.settings.enrol_min_speech_s
+            )
+            if state.voiceprint is not None:
+                repo.set_voiceprint(session, self.cipher, speaker, state.voiceprint, version)
+                speaker.status = SpeakerStatus.ENROLLED.value
+            speaker.updated_at = self.clock()
+            return EnrolmentStep(
+                status=speaker.status,
+                net_speech_s=round(state.net_speech_s, 3),
+                required_speech_s=state.required_speech_s,
+                quality=utterance.quality.to_dict(),
+            )
+
+    def reset_enrolment(self, speaker_id: str) -> SpeakerView:
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            repo.erase_biometrics(session, speaker)
+            if speaker.status != SpeakerStatus.OPTED_OUT:
+                speaker.status = SpeakerStatus.ENROLLING.value
+            speaker.updated_at = self.clock()
+            view = self._view(session, speaker)
+        self.db.flush_erased()
+        return view
+
+    def opt_out(self, speaker_id: str) -> SpeakerView:
+        now = self.clock()
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            repo.erase_biometrics(session, speaker)
+            speaker.status = SpeakerStatus.OPTED_OUT.value
+            speaker.consent_granted = False
+            speaker.consent_withdrawn_at = now
+            speaker.updated_at = now
+            view = self._view(session, speaker)
+        self.db.flush_erased()
+        return view
+
+    def delete_speaker(self, speaker_id: str) -> None:
+        with self.db.transaction() as session:
+            repo.delete_speaker(session, self._speaker(session, speaker_id, for_update=True))
+        self.db.flush_erased()
+
+    def unlock(self, speaker_id: str) -> SpeakerView:
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            speaker.consecutive_rejects = 0
+            speaker.locked_at = None
+            speaker.updated_at = self.clock()
+            return self._view(session, speaker)
+
+    # --- verification --------------------------------------------------------------------
+
+    def _embed(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        started = self.clock()
+        utterance = self.pool.run(self.engine.embed_bytes, data, content_type)
+        self.counters.on_inference((self.clock() - started).total_seconds())
+        return utterance
+
+    @staticmethod
+    def _lock_state(speaker: Speaker) -> lockout.LockState:
+        return lockout.LockState(speaker.consecutive_rejects, speaker.locked_at)
+
+    def _precheck(self, speaker: Speaker, now: datetime) -> Outcome | None:
+        """A decision that needs no audio, or None when the probe must be scored.
+
+        Audio of an opted-out speaker is not even decoded: with consent withdrawn there is no
+        basis for processing their voice at all.
+        """
+        if speaker.status == SpeakerStatus.OPTED_OUT:
+            return Outcome(Decision.OPTED_OUT, (Reason.SPEAKER_OPTED_OUT,))
+        if lockout.is_locked(self._lock_state(speaker), now, self.settings.lockout_window_s):
+            return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
+        if speaker.voiceprint is None:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
+        if speaker.voiceprint_model_version != self.engine.model_version:
+            # Vectors of two models live in different spaces; comparing them would be meaningless.
+            return Outcome(Decision.NOT_ENROLLED, (Reason.MODEL_VERSION_MISMATCH,))
+        return None
+
+    def _log(
+        self,
+        session: Session,
+        speaker: Speaker,
+        outcome: Outcome,
+        api_key_id: str | None,
+        now: datetime,
+        score: float | None = None,
+        utterance: EmbeddedUtterance | None = None,
+    ) -> VerificationView:
+        thresholds = self.thresholds
+        row = repo.add_verification(
+            session,
+            speaker_ref=speaker.speaker_ref,
+            decision=outcome.decision.value,
+            score=None if score is None else round(score, 6),
+            accept_threshold=thresholds.accept,
+            reject_threshold=thresholds.reject,
+            net_speech_s=None if utterance is None else round(utterance.quality.net_speech_s, 3),
+            reasons=[r.value for r in outcome.reasons],
+            model_version=self.engine.model_version if utterance is None else utterance.model_version,
+            channel=None if utterance is None else utterance.quality.channel,
+            quality=None if utterance is None else utterance.quality.to_dict(),
+            api_key_id=api_key_id,
+            created_at=now,
+        )
+        self.counters.on_decision(outcome.decision.value)
+        return VerificationView.from_row(row)
+
+    def verify(
+        self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
+    ) -> VerificationView:
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            now = self.clock()
+            early = self._precheck(speaker, now)
+            if early is not None:
+                return self._log(session, speaker, early, api_key_id, now)
+        utterance = self._embed(data, content_type)
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            now = self.clock()
+            # The state may have moved during inference (a concurrent REJECT locked the speaker,
+            # an opt-out, a re-enrolment); the decision is taken on the state as it is now.
+            early = self._precheck(speaker, now)
+            if early is not None:
+                return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
+            voiceprint = repo.get_voiceprint(self.cipher, speaker)
+            if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
+                raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
+            score = score_probe(utterance.vector, voiceprint)
+            outcome = decide(score, self.thresholds, utterance.quality.net_speech_s, self.settings.verify_min_speech_s)
+            state = lockout.after_decision(
+                self._lock_state(speaker),
+                outcome.decision,
+                now,
+                self.settings.lockout_rejects,
+                self.settings.lockout_window_s,
+            )
+            speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
+            return self._log(session, speaker, outcome, api_key_id, now, score=score, utterance=utterance)
+
+    # --- the score log -------------------------------------------------------------------
+
+    def get_verification(self, verification_id: str) -> VerificationView:
+        with self.db.transaction() as session:
+            row = repo.get_verification(session, verification_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            return VerificationView.from_row(row)
+
+    def list_verifications(self, filters: repo.VerificationFilter, limit: int, cursor: str | None) -> VerificationPage:
+        after = None
+        if cursor:
+            try:
+                after = repo.decode_cursor(cursor)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise VoiceIdError(ErrorCode.INVALID_REQUEST, "cursor is not one this service issued") from exc
+        with self.db.transaction() as session:
+            rows, next_cursor = repo.list_verifications(session, filters, limit, after)
+            return VerificationPage([VerificationView.from_row(r) for r in rows], next_cursor)
+
+    def all_verifications(self, filters: repo.VerificationFilter) -> Sequence[VerificationView]:
+        with self.db.transaction() as session:
+            return [VerificationView.from_row(r) for r in repo.iter_verifications(session, filters)]

@@ -1,0 +1,100 @@
+"""SQLAlchemy tables. Biometric blobs live only in `enrolment_embeddings` and `speakers.voiceprint`,
+both encrypted; the score log (`verifications`) holds no vector and survives speaker erasure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the database: SQLite has no time zones and
+    PostgreSQL then compares the same way, so cursors and filters behave alike on both."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Speaker(Base):
+    __tablename__ = "speakers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_ref: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    consent_granted: Mapped[bool]
+    consent_text_version: Mapped[str | None] = mapped_column(String(128))
+    consent_channel: Mapped[str | None] = mapped_column(String(32))
+    consent_at: Mapped[datetime | None]
+    consent_withdrawn_at: Mapped[datetime | None]
+    voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    voiceprint_model_version: Mapped[str | None] = mapped_column(String(128))
+    consecutive_rejects: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EnrolmentEmbedding(Base):
+    __tablename__ = "enrolment_embeddings"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(ForeignKey("speakers.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    net_speech_s: Mapped[float] = mapped_column(Float)
+    quality: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verification(Base):
+    """One row per verification decision. `speaker_ref` is the client's reference, not a
+    foreign key, so the log outlives an erased speaker (it never held biometric data)."""
+
+    __tablename__ = "verifications"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float)
+    accept_threshold: Mapped[float] = mapped_column(Float)
+    reject_threshold: Mapped[float] = mapped_column(Float)
+    net_speech_s: Mapped[float | None] = mapped_column(Float)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    model_version: Mapped[str] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    quality: Mapped[dict[str, Any] | None]
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_verifications_created", "created_at", "id"),
+        Index("ix_verifications_speaker_created", "speaker_ref", "created_at"),
+    )

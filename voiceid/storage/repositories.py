@@ -1,0 +1,228 @@
+"""Queries and writes, one function per intent. Callers own the transaction (a `Session`)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from voiceid.enrolment.session import EnrolmentSample
+from voiceid.storage.crypto import Cipher, associated_data
+from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification
+
+KEY_PREFIX = "vid_"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is not brute-forceable; a slow KDF would
+    # only add latency to every IVR request.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+def create_api_key(session: Session, role: str, label: str | None = None) -> tuple[ApiKey, str]:
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(id=new_id(), key_hash=hash_key(secret), role=role, label=label)
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def ensure_api_key(session: Session, secret: str, role: str, label: str) -> ApiKey:
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).one_or_none()
+    if row is None:
+        row = ApiKey(id=new_id(), key_hash=hash_key(secret), role=role, label=label)
+        session.add(row)
+    else:
+        row.role = role
+    session.flush()
+    return row
+
+
+def find_api_key(session: Session, secret: str) -> ApiKey | None:
+    return session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).one_or_none()
+
+
+# --- speakers and their biometric data ----------------------------------------------------
+
+
+def get_speaker(session: Session, ref: str, for_update: bool = False) -> Speaker | None:
+    query = select(Speaker).where(Speaker.speaker_ref == ref)
+    if for_update:
+        # PostgreSQL: serialises concurrent enrolments/verifications of one speaker (lockout
+        # counter, voiceprint). SQLite ignores it; its BEGIN IMMEDIATE already serialises writers.
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def enrolment_speech_s(session: Session, speaker: Speaker, model_version: str) -> float:
+    total = session.scalar(
+        select(func.coalesce(func.sum(EnrolmentEmbedding.net_speech_s), 0.0)).where(
+            EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version
+        )
+    )
+    return float(total or 0.0)
+
+
+def add_enrolment_embedding(
+    session: Session,
+    cipher: Cipher,
+    speaker: Speaker,
+    vector: npt.NDArray[np.float32],
+    model_version: str,
+    net_speech_s: float,
+    quality: dict[str, Any],
+) -> EnrolmentEmbedding:
+    row_id = new_id()
+    blob = cipher.encrypt_vector(vector, associated_data("enrolment_embedding", row_id, model_version))
+    row = EnrolmentEmbedding(
+        id=row_id,
+        speaker_id=speaker.id,
+        model_version=model_version,
+        ciphertext=blob,
+        net_speech_s=net_speech_s,
+        quality=quality,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def enrolment_samples(session: Session, cipher: Cipher, speaker: Speaker, model_version: str) -> list[EnrolmentSample]:
+    rows = session.scalars(
+        select(EnrolmentEmbedding)
+        .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)
+        .order_by(EnrolmentEmbedding.created_at, EnrolmentEmbedding.id)
+    ).all()
+    return [
+        EnrolmentSample(
+            cipher.decrypt_vector(row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)),
+            row.net_speech_s,
+        )
+        for row in rows
+    ]
+
+
+def set_voiceprint(
+    session: Session, cipher: Cipher, speaker: Speaker, vector: npt.NDArray[np.float32], model_version: str
+) -> None:
+    speaker.voiceprint = cipher.encrypt_vector(vector, associated_data("voiceprint", speaker.id, model_version))
+    speaker.voiceprint_model_version = model_version
+    session.flush()
+
+
+def get_voiceprint(cipher: Cipher, speaker: Speaker) -> npt.NDArray[np.float32] | None:
+    if speaker.voiceprint is None or speaker.voiceprint_model_version is None:
+        return None
+    return cipher.decrypt_vector(
+        speaker.voiceprint, associated_data("voiceprint", speaker.id, speaker.voiceprint_model_version)
+    )
+
+
+def erase_biometrics(session: Session, speaker: Speaker) -> None:
+    """Remove every embedding and the voiceprint of a speaker (the row itself stays)."""
+    session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
+    speaker.voiceprint = None
+    speaker.voiceprint_model_version = None
+    speaker.consecutive_rejects = 0
+    speaker.locked_at = None
+    session.flush()
+
+
+def delete_speaker(session: Session, speaker: Speaker) -> None:
+    erase_biometrics(session, speaker)
+    session.delete(speaker)
+    session.flush()
+
+
+# --- the score log ----------------------------------------------------------------------
+
+
+def add_verification(session: Session, **fields: Any) -> Verification:
+    row = Verification(id=new_id(), **fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_verification(session: Session, verification_id: str) -> Verification | None:
+    return session.get(Verification, verification_id)
+
+
+@dataclass(frozen=True)
+class VerificationFilter:
+    speaker_ref: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+
+
+def encode_cursor(row: Verification) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError for anything that is not a cursor this service issued."""
+    raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+    stamp, row_id = raw.split("|", 1)
+    when = datetime.fromisoformat(stamp)
+    if when.tzinfo is None or not row_id:
+        raise ValueError("malformed cursor")
+    return when, row_id
+
+
+def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
+    if f.speaker_ref is not None:
+        query = query.where(Verification.speaker_ref == f.speaker_ref)
+    if f.decision is not None:
+        query = query.where(Verification.decision == f.decision)
+    if f.since is not None:
+        query = query.where(Verification.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(Verification.created_at < f.until)
+    if f.min_score is not None:
+        query = query.where(Verification.score >= f.min_score)
+    if f.max_score is not None:
+        query = query.where(Verification.score <= f.max_score)
+    return query
+
+
+def list_verifications(
+    session: Session, f: VerificationFilter, limit: int, after: tuple[datetime, str] | None = None
+) -> tuple[Sequence[Verification], str | None]:
+    """Newest first, keyset-paginated on (created_at, id): stable while new rows arrive."""
+    query = _filtered(select(Verification), f)
+    if after is not None:
+        when, row_id = after
+        query = query.where(
+            or_(Verification.created_at < when, and_(Verification.created_at == when, Verification.id < row_id))
+        )
+    rows = session.scalars(
+        query.order_by(Verification.created_at.desc(), Verification.id.desc()).limit(limit + 1)
+    ).all()
+    page = rows[:limit]
+    return page, (encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+def iter_verifications(session: Session, f: VerificationFilter) -> Sequence[Verification]:
+    return session.scalars(
+        _filtered(select(Verification), f).order_by(Verification.created_at.desc(), Verification.id.desc())
+    ).all()
