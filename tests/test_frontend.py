@@ -44,8 +44,10 @@ def test_prepare_drops_silence_and_reports_quality(front_end: FrontEnd, speech: 
     prepared = front_end.prepare(wav_bytes(padded, 16000), "audio/wav")
     q = prepared.quality
     assert q.duration_s == pytest.approx(len(padded) / 16000)
-    assert q.net_speech_s == pytest.approx(len(prepared.speech) / 16000)
+    assert q.net_speech_s <= len(prepared.speech) / 16000
     assert q.net_speech_s < len(speech) / 16000
+    # The 2 s silences at each end are shortened to the 1 s pause limit.
+    assert len(prepared.speech) <= len(speech) + 2 * 16000 < len(padded)
     assert q.snr_db > 30  # digital silence around clean read speech
     assert q.channel == "wideband" and q.sample_rate == 16000 and q.clipping_ratio == 0.0
 
@@ -108,3 +110,23 @@ def test_resample_rates() -> None:
     assert len(resample(x, 8000, 16000)) == 16000
     assert len(resample(tone(1.0, 48000), 48000, 16000)) == 16000
     assert resample(x, 8000, 8000) is not None
+
+
+def test_shorten_pauses_keeps_short_gaps_and_edges_of_long_ones() -> None:
+    from voiceid.audio.vad import shorten_pauses
+
+    speech = np.array([0] * 10 + [1] * 5 + [0] * 3 + [1] * 5 + [0] * 2, dtype=bool)
+    keep = shorten_pauses(speech, max_pause=4)
+    # Leading 10 silent samples -> first 2 and last 2 kept; the 3-sample pause stays whole;
+    # the 2 trailing samples stay.
+    assert keep.tolist() == [1, 1] + [0] * 6 + [1, 1] + [1] * 5 + [1] * 3 + [1] * 5 + [1] * 2
+    assert shorten_pauses(np.ones(5, bool), 4).all()
+    assert shorten_pauses(np.zeros(9, bool), 4).sum() == 4
+
+
+def test_long_silences_are_shortened_before_embedding(front_end: FrontEnd, speech: np.ndarray) -> None:
+    silence = np.zeros(5 * 16000, np.float32)
+    with_gap = np.concatenate([silence, speech[:48000], silence, speech[48000:96000], silence])
+    prepared = front_end.prepare(wav_bytes(with_gap, 16000), "audio/wav")
+    assert len(prepared.speech) < len(with_gap) - 12 * 16000  # three 5 s silences cut to <= 1 s each
+    assert len(prepared.speech) >= prepared.quality.net_speech_s * 16000

@@ -102,6 +102,7 @@ def eval_command(
     """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, DET curve."""
     from tqdm import tqdm
 
+    from voiceid.audio.frontend import FrontEndConfig
     from voiceid.evaluation.channel import CHANNELS
     from voiceid.evaluation.embedders import EMBEDDERS, speechbrain_bare_embedder, voiceid_embedder
     from voiceid.evaluation.protocol import build_protocol, read_manifest
@@ -119,15 +120,8 @@ def eval_command(
     except VoiceIdError as exc:
         _fail(exc)
         return
-    front_end_key = settings.model_dump_json(
-        include={
-            "vad_threshold",
-            "vad_min_silence_ms",
-            "vad_speech_pad_ms",
-            "vad_min_speech_ms",
-            "min_net_speech_s",
-        }
-    )
+    # Everything that shapes an embedding is in the cache key: a changed VAD setting re-embeds.
+    front_end_key = repr(FrontEndConfig.from_settings(settings))
     cache_store = EmbeddingCache(
         settings.data_dir / "cache" / "embeddings" if cache else None,
         salt=f"{MODEL_VERSION}|{embedder}|{front_end_key}",

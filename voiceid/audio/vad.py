@@ -59,3 +59,21 @@ def speech_mask(n_samples: int, segments: list[tuple[int, int]]) -> npt.NDArray[
     for start, end in segments:
         mask[start:end] = True
     return mask
+
+
+def shorten_pauses(speech: npt.NDArray[np.bool_], max_pause: int) -> npt.NDArray[np.bool_]:
+    """Which samples to keep so that no non-speech stretch is longer than `max_pause` samples.
+
+    A long stretch keeps its first and last `max_pause // 2` samples (the natural onset and decay
+    around speech) and loses its middle. Leading and trailing silence count as stretches too.
+    """
+    keep = np.ones(len(speech), dtype=bool)
+    padded = np.concatenate([[True], speech, [True]]).astype(np.int8)
+    edges = np.diff(padded)
+    starts = np.flatnonzero(edges == -1)  # first sample of each non-speech run
+    ends = np.flatnonzero(edges == 1)  # one past its last sample
+    half = max_pause // 2
+    for start, end in zip(starts, ends, strict=True):
+        if end - start > max_pause:
+            keep[start + half : end - (max_pause - half)] = False
+    return keep
