@@ -29,7 +29,9 @@ def test_wav_subtypes_decode_to_the_same_signal(subtype: str) -> None:
     np.testing.assert_allclose(decoded.samples, signal, atol=tolerance)
 
 
-@pytest.mark.parametrize(("fmt", "subtype", "ctype"), [("FLAC", "PCM_16", "audio/flac"), ("OGG", "VORBIS", "audio/ogg")])
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "ctype"), [("FLAC", "PCM_16", "audio/flac"), ("OGG", "VORBIS", "audio/ogg")]
+)
 def test_compressed_containers(fmt: str, subtype: str, ctype: str) -> None:
     signal = tone(1.0, 16000)
     decoded = decode_audio(wav_bytes(signal, 16000, subtype, fmt), ctype, LIMITS)

@@ -21,7 +21,9 @@ def test_alaw_encoder_matches_reference_on_every_sample() -> None:
     assert g711.pcm16_to_alaw(ALL_PCM) == audioop.lin2alaw(ALL_PCM.tobytes(), 2)
 
 
-@pytest.mark.parametrize(("ours", "ref"), [(g711.ulaw_to_pcm16, audioop.ulaw2lin), (g711.alaw_to_pcm16, audioop.alaw2lin)])
+@pytest.mark.parametrize(
+    ("ours", "ref"), [(g711.ulaw_to_pcm16, audioop.ulaw2lin), (g711.alaw_to_pcm16, audioop.alaw2lin)]
+)
 def test_decoders_match_reference_on_every_code(ours, ref) -> None:
     np.testing.assert_array_equal(ours(ALL_CODES), np.frombuffer(ref(ALL_CODES, 2), dtype=np.int16))
 

@@ -89,24 +89,17 @@ def models_verify(model_dir: Annotated[Path | None, typer.Option()] = None) -> N
     typer.echo(f"ok: {model.model_version} in {model.directory}")
 
 
-@app.command("eval")
-def eval_command(
-    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv (utt_id,speaker_id,path)")],
-    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
-    enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
-    embedder: Annotated[str, typer.Option(help="voiceid | speechbrain-bare (baseline)")] = "voiceid",
-    out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Directory for DET and histogram PNGs")] = None,
-    cache: Annotated[bool, typer.Option(help="Reuse embeddings cached under the data dir")] = True,
-) -> None:
-    """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, DET curve."""
+def _embed_run(
+    manifest: Path, channel: str, enrol_utts: int, embedder: str, cohort_manifest: Path | None, cache: bool
+) -> Any:
+    """Embed a manifest (and the cohort) through a channel with the chosen embedder."""
     from tqdm import tqdm
 
     from voiceid.audio.frontend import FrontEndConfig
     from voiceid.evaluation.channel import CHANNELS
     from voiceid.evaluation.embedders import EMBEDDERS, speechbrain_bare_embedder, voiceid_embedder
     from voiceid.evaluation.protocol import build_protocol, read_manifest
-    from voiceid.evaluation.runner import EmbeddingCache, embed_utterances, score_protocol, summarise
+    from voiceid.evaluation.runner import EmbeddingCache, embed_run
     from voiceid.models.files import MODEL_VERSION
 
     if channel not in CHANNELS:
@@ -115,53 +108,196 @@ def eval_command(
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
     protocol = build_protocol(read_manifest(manifest), enrol_utts)
+    cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
     try:
         embed = voiceid_embedder(settings)[0] if embedder == "voiceid" else speechbrain_bare_embedder(settings)
     except VoiceIdError as exc:
         _fail(exc)
-        return
+        return None
     # Everything that shapes an embedding is in the cache key: a changed VAD setting re-embeds.
     front_end_key = repr(FrontEndConfig.from_settings(settings))
     cache_store = EmbeddingCache(
         settings.data_dir / "cache" / "embeddings" if cache else None,
         salt=f"{MODEL_VERSION}|{embedder}|{front_end_key}",
     )
-    utterances = [u for utts in protocol.enrolment.values() for u in utts] + protocol.tests
 
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"embedding ({channel})", unit="utt", disable=not sys.stderr.isatty())
 
-    vectors, failures = embed_utterances(utterances, channel, embed, cache_store, progress)
-    trials = score_protocol(protocol, vectors)
+    return embed_run(protocol, channel, embed, cache_store, cohort, progress)
+
+
+def _default_cohort_manifest() -> Path:
+    return get_settings().dev_data_dir / "dev_cohort" / "manifest.csv"
+
+
+@app.command("eval")
+def eval_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv (utt_id,speaker_id,path)")],
+    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
+    embedder: Annotated[str, typer.Option(help="voiceid | speechbrain-bare (baseline)")] = "voiceid",
+    norm: Annotated[str, typer.Option(help="Score normalisation: none | s-norm | as-norm")] = "none",
+    top_n: Annotated[int, typer.Option(help="AS-norm: cohort scores kept per side")] = 100,
+    cohort_manifest: Annotated[
+        Path | None, typer.Option(help="Impostor cohort (default: <dev data>/dev_cohort/manifest.csv)")
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="calibration.json to compute Cllr with (default: 2-fold by speaker)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Directory for DET and histogram PNGs")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse embeddings cached under the data dir")] = True,
+) -> None:
+    """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve."""
+    from voiceid.evaluation.metrics import cllr as cllr_of
+    from voiceid.evaluation.runner import cross_validated_cllr, summarise
+    from voiceid.models.files import MODEL_VERSION
+    from voiceid.verify.calibration import load_calibrations
+    from voiceid.verify.normalisation import NORM_METHODS
+
+    if norm not in NORM_METHODS:
+        raise typer.BadParameter(f"norm must be one of {', '.join(NORM_METHODS)}")
+    needs_cohort = norm != "none"
+    run = _embed_run(
+        manifest,
+        channel,
+        enrol_utts,
+        embedder,
+        (cohort_manifest or _default_cohort_manifest()) if needs_cohort else None,
+        cache,
+    )
+    trials = run.trials(norm, top_n)
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": channel,
+        "service_channel": run.service_channel,
         "embedder": embedder,
+        "norm": norm,
+        "top_n": top_n if norm == "as-norm" else None,
+        "cohort_size": None if run.cohort is None else len(run.cohort),
         "model_version": MODEL_VERSION,
         "enrol_utts": enrol_utts,
         "n_speakers": len(trials.speakers),
-        "n_failed_utterances": len(failures),
-        "failed_utterances": failures,
+        "n_failed_utterances": len(run.failures),
+        "failed_utterances": run.failures,
         **summarise(trials.target, trials.nontarget),
     }
+    if calibration is not None:
+        cal = load_calibrations(calibration)[run.service_channel]
+        report["cllr"] = cllr_of(cal.llr(trials.target), cal.llr(trials.nontarget))
+        report["cllr_calibration"] = str(calibration)
+    else:
+        report["cllr"] = cross_validated_cllr(trials)
+        report["cllr_calibration"] = "2-fold cross-validation by test speaker"
     if plots is not None:
         from voiceid.evaluation.plots import plot_det, plot_histogram
 
         plots.mkdir(parents=True, exist_ok=True)
-        label = f"{embedder} {channel}"
+        label = f"{embedder} {channel} {norm}"
+        stem = f"{embedder}_{channel}_{norm}"
         report["plots"] = [
-            str(plot_det({label: (trials.target, trials.nontarget)}, plots / f"det_{embedder}_{channel}.png", label)),
-            str(plot_histogram(trials.target, trials.nontarget, plots / f"hist_{embedder}_{channel}.png", label)),
+            str(plot_det({label: (trials.target, trials.nontarget)}, plots / f"det_{stem}.png", label)),
+            str(plot_histogram(trials.target, trials.nontarget, plots / f"hist_{stem}.png", label)),
         ]
     text = json.dumps(report, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     typer.echo(
-        f"{embedder} {channel}: EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
+        f"{embedder} {channel} {norm}: EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
         f"minDCF(0.001) {report['min_dcf_0.001']:.4f}  FNMR@FMR1% {report['fnmr_at_fmr_1pct'] * 100:.2f} %  "
-        f"targets {report['n_target']}  non-targets {report['n_nontarget']}  failed {len(failures)}"
+        f"Cllr {report['cllr']:.3f}  minCllr {report['min_cllr']:.3f}  "
+        f"targets {report['n_target']}  non-targets {report['n_nontarget']}  failed {len(run.failures)}"
     )
+
+
+@app.command("calibrate")
+def calibrate_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Calibration trials (manifest.csv)")],
+    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    out: Annotated[Path, typer.Option(help="calibration.json (the entry for this channel is replaced)")] = Path(
+        "calibration.json"
+    ),
+    norm: Annotated[str, typer.Option(help="none | s-norm | as-norm (must match the service's VOICEID_SCORE_NORM)")] = (
+        "as-norm"
+    ),
+    top_n: Annotated[int, typer.Option()] = 100,
+    enrol_utts: Annotated[int, typer.Option()] = 3,
+    target_fmr: Annotated[float, typer.Option(help="False-match rate the accept threshold is set for")] = 0.001,
+    target_fnmr: Annotated[float, typer.Option(help="Share of genuine callers allowed under the reject threshold")] = (
+        0.01
+    ),
+    cohort_manifest: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Fit score -> LLR calibration and policy thresholds for one channel from a trial manifest."""
+    from voiceid.models.files import MODEL_VERSION
+    from voiceid.verify.calibration import Calibration, fit_calibration, load_calibrations, save_calibrations
+
+    cohort = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
+    run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort, True)
+    trials = run.trials(norm, top_n)
+    fitted = fit_calibration(
+        trials.target,
+        trials.nontarget,
+        channel=run.service_channel,
+        norm=norm,
+        model_version=MODEL_VERSION,
+        fitted_on=f"{manifest.parent.name}:{channel}",
+        target_fmr=target_fmr,
+        target_fnmr=target_fnmr,
+    )
+    existing: dict[str, Calibration] = load_calibrations(out) if out.is_file() else {}
+    existing[fitted.channel] = fitted
+    save_calibrations(list(existing.values()), out)
+    typer.echo(json.dumps(fitted.to_dict(), indent=2))
+
+
+cohort_app = typer.Typer(help="Impostor cohorts for score normalisation.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
+
+
+@cohort_app.command("build")
+def cohort_build(
+    channel: Annotated[str, typer.Option(help="clean (-> wideband cohort) | g711-ulaw (-> phone cohort)")] = "clean",
+    manifest: Annotated[Path | None, typer.Option(help="Cohort manifest (default: dev_cohort)")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: VOICEID_COHORT_DIR)")] = None,
+) -> None:
+    """Embed a cohort through a channel and store it for the service and `voiceid eval`."""
+    from voiceid.audio.frontend import FrontEndConfig
+    from voiceid.engine import Engine
+    from voiceid.evaluation.channel import CHANNELS, through_channel
+    from voiceid.evaluation.protocol import read_manifest
+    from voiceid.verify.cohort import Cohort, save_cohort, service_channel
+
+    if channel not in CHANNELS:
+        raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    settings = get_settings()
+    source = manifest or _default_cohort_manifest()
+    utterances = read_manifest(source)
+    engine = Engine.from_settings(settings)
+    vectors = []
+    rate = 16000
+    for utt in utterances:
+        data, content_type = through_channel(utt.path, channel)
+        try:
+            utterance = engine.embed_bytes(data, content_type)
+        except VoiceIdError as exc:
+            typer.echo(f"skipped {utt.utt_id}: {exc.code}", err=True)
+            continue
+        vectors.append(utterance.vector)
+        rate = utterance.quality.sample_rate
+    import numpy as np
+
+    cohort = Cohort(
+        channel=service_channel(channel, rate),
+        model_version=engine.model_version,
+        front_end=repr(FrontEndConfig.from_settings(settings)),
+        embeddings=np.stack(vectors),
+        source=f"{source.parent.name} ({len(vectors)} utterances) through {channel}",
+    )
+    path = save_cohort(out_dir or settings.cohort_dir, cohort)
+    typer.echo(f"{cohort.channel} cohort of {len(vectors)} embeddings written to {path}")
 
 
 @app.command("serve")

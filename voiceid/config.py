@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, model_validator
@@ -73,9 +74,24 @@ class Settings(BaseSettings):
     # --- service: enrolment and decisions ---------------------------------------------------
     enrol_min_speech_s: float = Field(20.0, gt=0, description="Net speech needed before a speaker is ENROLLED.")
     verify_min_speech_s: float = Field(3.0, gt=0, description="Below this net speech a verification is INCONCLUSIVE.")
-    # The one place the decision thresholds default. See docs/api-walkthrough.md for how they were chosen.
-    accept_threshold: float = Field(DEFAULT_ACCEPT_THRESHOLD, ge=-1, le=1)
-    reject_threshold: float = Field(DEFAULT_REJECT_THRESHOLD, ge=-1, le=1)
+    # Thresholds normally come from the channel's calibration (voiceid/verify/data/calibration.json,
+    # set for a target false-match rate). Setting either variable pins both for every channel.
+    # The defaults below apply only with VOICEID_SCORE_NORM=none and no calibration (raw cosine).
+    accept_threshold: float = Field(DEFAULT_ACCEPT_THRESHOLD)
+    reject_threshold: float = Field(DEFAULT_REJECT_THRESHOLD)
+    score_norm: Literal["none", "s-norm", "as-norm"] = Field(
+        "as-norm", description="Score normalisation against the impostor cohort of the call's channel."
+    )
+    score_top_n: int = Field(100, ge=1, description="AS-norm: cohort scores kept per side.")
+    calibration_file: Path | None = Field(
+        None, description="calibration.json from `voiceid calibrate`; default: the one shipped in the package."
+    )
+    quality_min_speech_s: float = Field(
+        6.0, ge=0, description="Less net speech than this counts as poor audio: the stricter thresholds apply."
+    )
+    quality_min_snr_db: float = Field(
+        15.0, description="A lower estimated SNR counts as poor audio: the stricter thresholds apply."
+    )
     lockout_rejects: int = Field(5, ge=1, description="Consecutive REJECTs that lock a speaker.")
     lockout_window_s: float = Field(86400.0, gt=0, description="How long a lockout lasts unless an admin unlocks.")
 
@@ -94,6 +110,10 @@ class Settings(BaseSettings):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
             return url
         return f"sqlite:///{self.data_dir / 'voiceid.db'}"
+
+    @property
+    def cohort_dir(self) -> Path:
+        return self.data_dir / "cohorts"
 
     @property
     def models_root(self) -> Path:

@@ -28,7 +28,8 @@ from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide
-from voiceid.verify.scoring import score_probe
+from voiceid.verify.policy import DecisionPolicy, build_policy, build_scorer
+from voiceid.verify.scorer import Scorer, ScoreResult
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 KEY_FILE_NAME = "encryption.key"
@@ -90,6 +91,10 @@ class VerificationView:
     channel: str | None
     quality: dict[str, Any] | None
     created_at: datetime
+    raw_score: float | None = None
+    llr: float | None = None
+    norm: str | None = None
+    calibration: str | None = None
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -106,6 +111,10 @@ class VerificationView:
             channel=row.channel,
             quality=row.quality,
             created_at=row.created_at,
+            raw_score=row.raw_score,
+            llr=row.llr,
+            norm=row.norm,
+            calibration=row.calibration,
         )
 
 
@@ -145,6 +154,7 @@ class VoiceIdService:
         pool: InferencePool,
         clock: Callable[[], datetime] = utcnow,
         counters: ServiceCounters | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -153,6 +163,10 @@ class VoiceIdService:
         self.pool = pool
         self.clock = clock
         self.counters = counters or ServiceCounters()
+        # Cohorts and calibration are loaded once; a missing or mismatched one fails start-up
+        # rather than letting the service decide on thresholds that do not fit its scores.
+        self.scorer = scorer or build_scorer(settings, engine.model_version)
+        self.policy: DecisionPolicy = build_policy(settings, self.scorer)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
@@ -175,7 +189,8 @@ class VoiceIdService:
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds(self.settings.accept_threshold, self.settings.reject_threshold)
+        """The thresholds logged with decisions taken without audio (phone channel, good quality)."""
+        return self.policy.thresholds(None).thresholds
 
     # --- API keys ------------------------------------------------------------------------
 
@@ -374,15 +389,21 @@ class VoiceIdService:
         outcome: Outcome,
         api_key_id: str | None,
         now: datetime,
-        score: float | None = None,
+        result: ScoreResult | None = None,
         utterance: EmbeddedUtterance | None = None,
+        thresholds: Thresholds | None = None,
     ) -> VerificationView:
-        thresholds = self.thresholds
+        thresholds = thresholds or self.thresholds
+        score = None if result is None else result.score
         row = repo.add_verification(
             session,
             speaker_ref=speaker.speaker_ref,
             decision=outcome.decision.value,
             score=None if score is None else round(score, 6),
+            raw_score=None if result is None else round(result.raw, 6),
+            llr=None if result is None or result.llr is None else round(result.llr, 4),
+            norm=None if result is None else result.norm,
+            calibration=None if result is None else result.calibration_id,
             accept_threshold=thresholds.accept,
             reject_threshold=thresholds.reject,
             net_speech_s=None if utterance is None else round(utterance.quality.net_speech_s, 3),
@@ -417,8 +438,16 @@ class VoiceIdService:
             voiceprint = repo.get_voiceprint(self.cipher, speaker)
             if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
                 raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
-            score = score_probe(utterance.vector, voiceprint)
-            outcome = decide(score, self.thresholds, utterance.quality.net_speech_s, self.settings.verify_min_speech_s)
+            quality = utterance.quality
+            result = self.scorer.score(utterance.vector, voiceprint, quality.channel)
+            applied = self.policy.thresholds(quality.channel, quality)
+            outcome = decide(
+                result.score,
+                applied.thresholds,
+                quality.net_speech_s,
+                self.settings.verify_min_speech_s,
+                low_quality=applied.low_quality,
+            )
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -427,7 +456,16 @@ class VoiceIdService:
                 self.settings.lockout_window_s,
             )
             speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
-            return self._log(session, speaker, outcome, api_key_id, now, score=score, utterance=utterance)
+            return self._log(
+                session,
+                speaker,
+                outcome,
+                api_key_id,
+                now,
+                result=result,
+                utterance=utterance,
+                thresholds=applied.thresholds,
+            )
 
     # --- the score log -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from tests.conftest import wav_bytes
 from voiceid.api.app import create_app
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
-from voiceid.engine import EmbeddedUtterance
+from voiceid.engine import Engine, EmbeddedUtterance
 from voiceid.models.files import MODEL_VERSION
 from voiceid.service import VoiceIdService
 from voiceid.storage import models as m
@@ -160,6 +160,9 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             "inference_workers": 2,
             "inference_queue": 8,
         }
+        if not isinstance(engine, Engine):
+            # Scripted vectors are raw cosine material: no cohort normalisation, settings thresholds.
+            values["score_norm"] = "none"
         values.update(overrides)
         app_settings = settings.model_copy(update=values)
         if engine is None:

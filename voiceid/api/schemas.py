@@ -70,13 +70,17 @@ class VerificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     verification_id: str
     decision: str = Field(description="ACCEPT | REJECT | INCONCLUSIVE | NOT_ENROLLED | OPTED_OUT | LOCKED")
-    score: float | None
+    score: float | None = Field(description="Score the thresholds apply to (after score normalisation)")
     accept_threshold: float
     reject_threshold: float
     net_speech_s: float | None
     reasons: list[str]
     model_version: str
-    channel: str | None
+    channel: str | None = Field(description="phone (G.711 / <= 8 kHz) or wideband; selects cohort and calibration")
+    raw_score: float | None = Field(None, description="Cosine similarity before normalisation")
+    llr: float | None = Field(None, description="Calibrated log-likelihood ratio (natural log), same vs different")
+    norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
+    calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
 
 
 class VerificationRecord(VerificationOut):

@@ -29,11 +29,10 @@ class EnrolmentProgress:
 
 
 def progress(samples: Sequence[EnrolmentSample], required_speech_s: float) -> EnrolmentProgress:
-    """Where an enrolment stands; the voiceprint weights each utterance by its net speech,
-    because a long utterance gives a more reliable embedding than a short one."""
+    """Where an enrolment stands. The voiceprint is the plain normalised mean of the enrolment
+    embeddings, exactly as `voiceid eval` builds it, so evaluation figures describe the service."""
     total = float(sum(s.net_speech_s for s in samples))
     if not samples or total < required_speech_s:
         return EnrolmentProgress(total, required_speech_s, None)
     vectors = np.stack([s.vector for s in samples])
-    weights = np.array([s.net_speech_s for s in samples], dtype=np.float32)
-    return EnrolmentProgress(total, required_speech_s, build_voiceprint(vectors, weights))
+    return EnrolmentProgress(total, required_speech_s, build_voiceprint(vectors))

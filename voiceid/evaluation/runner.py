@@ -16,7 +16,11 @@ from voiceid.evaluation import metrics
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.embedders import EmbedFn
 from voiceid.evaluation.protocol import Protocol, Utterance
-from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+from voiceid.verify.calibration import Calibration
+from voiceid.verify.cohort import WIDEBAND, service_channel
+from voiceid.verify.normalisation import NormMethod
+from voiceid.verify.scorer import Scorer
+from voiceid.verify.scoring import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 Progress = Callable[[Iterable[Utterance]], Iterable[Utterance]]
@@ -92,19 +96,26 @@ def embed_utterances(
     return vectors, failures
 
 
-def score_protocol(protocol: Protocol, vectors: dict[str, FloatArray]) -> TrialScores:
+def voiceprints_of(protocol: Protocol, vectors: dict[str, FloatArray]) -> tuple[list[str], FloatArray]:
     speakers = [s for s in protocol.speakers if any(u.utt_id in vectors for u in protocol.enrolment[s])]
-    voiceprints = np.stack(
-        [
-            build_voiceprint(np.stack([vectors[u.utt_id] for u in protocol.enrolment[s] if u.utt_id in vectors]))
-            for s in speakers
-        ]
-    )
+    prints = [
+        build_voiceprint(np.stack([vectors[u.utt_id] for u in protocol.enrolment[s] if u.utt_id in vectors]))
+        for s in speakers
+    ]
+    return speakers, np.stack(prints)
+
+
+def score_protocol(
+    protocol: Protocol, vectors: dict[str, FloatArray], scorer: Scorer | None = None, channel: str = WIDEBAND
+) -> TrialScores:
+    """Every test utterance against every voiceprint, through the service's scorer."""
+    speakers, voiceprints = voiceprints_of(protocol, vectors)
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probe = np.stack([vectors[u.utt_id] for u in tests])
-    scores = cosine_matrix(probe, voiceprints)
+    scorer = scorer or Scorer("none", 0, {}, {})
+    _, scores = scorer.score_matrix(probe, voiceprints, channel)
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
-    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers)
+    return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers)
 
 
 def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
@@ -126,3 +137,62 @@ def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
         "n_target": len(target),
         "n_nontarget": len(nontarget),
     }
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """An embedded evaluation: embeddings of the protocol and of the cohort, ready to score."""
+
+    protocol: Protocol
+    vectors: dict[str, FloatArray]
+    failures: dict[str, str]
+    cohort: FloatArray | None
+    channel: str  # evaluation channel: clean, g711-ulaw, g711-alaw
+    service_channel: str  # the service's name for it: phone or wideband
+
+    def scorer(self, norm: NormMethod, top_n: int, calibrations: dict[str, Calibration] | None = None) -> Scorer:
+        cohorts = {self.service_channel: self.cohort} if self.cohort is not None else {}
+        return Scorer(norm, top_n, cohorts, calibrations or {})
+
+    def trials(self, norm: NormMethod, top_n: int) -> TrialScores:
+        return score_protocol(self.protocol, self.vectors, self.scorer(norm, top_n), self.service_channel)
+
+
+def embed_run(
+    protocol: Protocol,
+    channel: str,
+    embed: EmbedFn,
+    cache: EmbeddingCache,
+    cohort_utterances: list[Utterance] | None,
+    progress: Progress = lambda it: it,
+) -> EvalRun:
+    import soundfile as sf
+
+    utterances = [u for utts in protocol.enrolment.values() for u in utts] + protocol.tests
+    vectors, failures = embed_utterances(utterances, channel, embed, cache, progress)
+    cohort = None
+    if cohort_utterances:
+        cohort_vectors, _ = embed_utterances(cohort_utterances, channel, embed, cache, progress)
+        cohort = np.stack(list(cohort_vectors.values()))
+    rate = int(sf.info(str(protocol.tests[0].path)).samplerate)
+    return EvalRun(protocol, vectors, failures, cohort, channel, service_channel(channel, rate))
+
+
+def cross_validated_cllr(trials: TrialScores) -> float:
+    """Cllr of LLRs calibrated on the other half of the test speakers (2 folds, speaker-disjoint).
+
+    An honest Cllr without a separate calibration set: no trial is calibrated by a map that saw it.
+    """
+    from voiceid.verify.calibration import fit_logistic
+
+    test_speaker = np.array([trials.speakers[int(np.argmax(row))] if row.any() else "" for row in trials.is_target])
+    speakers = sorted(set(test_speaker.tolist()))
+    fold_of = {s: i % 2 for i, s in enumerate(speakers)}
+    fold = np.array([fold_of[s] for s in test_speaker])
+    llr = np.zeros_like(trials.scores, dtype=np.float64)
+    for k in (0, 1):
+        train, apply = fold != k, fold == k
+        scores_train, target_train = trials.scores[train], trials.is_target[train]
+        slope, offset = fit_logistic(scores_train[target_train], scores_train[~target_train])
+        llr[apply] = slope * trials.scores[apply] + offset
+    return metrics.cllr(llr[trials.is_target], llr[~trials.is_target])

@@ -24,6 +24,7 @@ class Reason(StrEnum):
     NO_VOICEPRINT = "NO_VOICEPRINT"
     MODEL_VERSION_MISMATCH = "MODEL_VERSION_MISMATCH"
     SPEAKER_OPTED_OUT = "SPEAKER_OPTED_OUT"
+    LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Outcome:
     reasons: tuple[Reason, ...]
 
 
-def decide(score: float, thresholds: Thresholds, net_speech_s: float, min_speech_s: float) -> Outcome:
+def decide(
+    score: float, thresholds: Thresholds, net_speech_s: float, min_speech_s: float, low_quality: bool = False
+) -> Outcome:
     """Decision for a scored probe.
 
     Too little speech makes any score unreliable in both directions, so it is INCONCLUSIVE even
@@ -57,4 +60,5 @@ def decide(score: float, thresholds: Thresholds, net_speech_s: float, min_speech
         by_score, reason = Decision.INCONCLUSIVE, Reason.SCORE_BETWEEN_THRESHOLDS
     if net_speech_s < min_speech_s:
         return Outcome(Decision.INCONCLUSIVE, (Reason.INSUFFICIENT_SPEECH, reason))
-    return Outcome(by_score, (reason,))
+    # Poor audio was already met with the wider (stricter) threshold pair; the reason says so.
+    return Outcome(by_score, (Reason.LOW_QUALITY_AUDIO, reason) if low_quality else (reason,))

@@ -21,7 +21,9 @@ NORM_METHODS: tuple[NormMethod, ...] = ("none", "s-norm", "as-norm")
 _MIN_STD = 1e-6
 
 
-def _stats(cohort_scores: npt.NDArray[np.floating], top_n: int | None) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _stats(
+    cohort_scores: npt.NDArray[np.floating], top_n: int | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Mean and std over the last axis, optionally of the top-N values only."""
     scores = np.asarray(cohort_scores, dtype=np.float64)
     if top_n is not None and top_n < scores.shape[-1]:
@@ -62,7 +64,5 @@ def normalise_score(
     top_n: int = 100,
 ) -> float:
     """One trial: the single-score form of `normalise_scores` used by the service."""
-    out = normalise_scores(
-        np.array([[score]]), np.atleast_2d(enrol_cohort), np.atleast_2d(test_cohort), method, top_n
-    )
+    out = normalise_scores(np.array([[score]]), np.atleast_2d(enrol_cohort), np.atleast_2d(test_cohort), method, top_n)
     return float(out[0, 0])

@@ -39,12 +39,3 @@ def build_voiceprint(
     if w.shape != (len(rows),) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("weights must be non-negative, one per embedding, not all zero")
     return l2_normalise((rows * w[:, None]).sum(axis=0))
-
-
-def score_probe(probe: npt.NDArray[np.floating], voiceprint: npt.NDArray[np.floating]) -> float:
-    """The verification score of one probe embedding against one voiceprint.
-
-    Every verification scores through here and nowhere else, so score normalisation and
-    calibration can be introduced in one place without touching the service or the API.
-    """
-    return cosine(probe, voiceprint)

@@ -28,6 +28,10 @@ CSV_FIELDS = [
     "reasons",
     "model_version",
     "channel",
+    "raw_score",
+    "llr",
+    "norm",
+    "calibration",
 ]
 
 
@@ -89,6 +93,10 @@ async def verifications_csv(
                 "reasons": " ".join(v.reasons),
                 "model_version": v.model_version,
                 "channel": v.channel or "",
+                "raw_score": "" if v.raw_score is None else v.raw_score,
+                "llr": "" if v.llr is None else v.llr,
+                "norm": v.norm or "",
+                "calibration": v.calibration or "",
             }
         )
     return Response(
