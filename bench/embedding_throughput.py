@@ -109,7 +109,9 @@ def main() -> None:
     print("| path | utt/s | real-time factor | p50 ms | p95 ms |")
     print("|---|---:|---:|---:|---:|")
     for row in results["rows"]:
-        print(f"| {row['name']} | {row['utt_per_s']:.2f} | {row['rtf']:.4f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} |")
+        print(
+            f"| {row['name']} | {row['utt_per_s']:.2f} | {row['rtf']:.4f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} |"
+        )
     b = results["batched_embed_many"]
     print(f"| voiceid embed_many (padded batches, whole files) | {b['utt_per_s']:.2f} | {b['rtf']:.4f} | - | - |")
 

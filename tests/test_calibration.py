@@ -7,6 +7,7 @@ from voiceid.verify.calibration import (
     fit_calibration,
     fit_logistic,
     load_calibrations,
+    merge_calibration,
     policy_thresholds,
     save_calibrations,
 )
@@ -64,5 +65,9 @@ def test_calibration_round_trip_and_low_quality_band_is_wider(tmp_path) -> None:
     assert cal.llr(cal.accept_threshold) > 0
     save_calibrations([cal], tmp_path / "c.json")
     loaded = load_calibrations(tmp_path / "c.json")
-    assert loaded == {"phone": cal}
-    assert isinstance(loaded["phone"], Calibration)
+    assert loaded == [cal]
+    assert isinstance(loaded[0], Calibration)
+    other_norm = fit_calibration(tar, non, channel="phone", norm="none", model_version="m", fitted_on="synthetic")
+    refit = fit_calibration(tar + 0.1, non, channel="phone", norm="as-norm", model_version="m", fitted_on="again")
+    merged = merge_calibration(merge_calibration(loaded, other_norm), refit)
+    assert {(c.norm, c.fitted_on) for c in merged} == {("none", "synthetic"), ("as-norm", "again")}

@@ -64,6 +64,7 @@ def test_scorer_as_norm_and_llr(calibration) -> None:
     scorer = Scorer("as-norm", 10, {"phone": cohort}, {"phone": calibration})
     result = scorer.score(a, b, "phone")
     raw, normalised = scorer.score_matrix(a[None], b[None], "phone")
+    assert float(raw[0, 0]) == pytest.approx(result.raw)
     assert result.score == pytest.approx(float(normalised[0, 0]))
     assert result.raw == pytest.approx(cosine(a, b))
     assert result.llr == pytest.approx(calibration.llr(result.score))

@@ -184,7 +184,10 @@ def eval_command(
         **summarise(trials.target, trials.nontarget),
     }
     if calibration is not None:
-        cal = load_calibrations(calibration)[run.service_channel]
+        matching = [c for c in load_calibrations(calibration) if c.channel == run.service_channel and c.norm == norm]
+        if not matching:
+            raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration")
+        cal = matching[0]
         report["cllr"] = cllr_of(cal.llr(trials.target), cal.llr(trials.nontarget))
         report["cllr_calibration"] = str(calibration)
     else:
@@ -232,7 +235,7 @@ def calibrate_command(
 ) -> None:
     """Fit score -> LLR calibration and policy thresholds for one channel from a trial manifest."""
     from voiceid.models.files import MODEL_VERSION
-    from voiceid.verify.calibration import Calibration, fit_calibration, load_calibrations, save_calibrations
+    from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
     cohort = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
     run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort, True)
@@ -247,9 +250,8 @@ def calibrate_command(
         target_fmr=target_fmr,
         target_fnmr=target_fnmr,
     )
-    existing: dict[str, Calibration] = load_calibrations(out) if out.is_file() else {}
-    existing[fitted.channel] = fitted
-    save_calibrations(list(existing.values()), out)
+    existing = load_calibrations(out) if out.is_file() else []
+    save_calibrations(merge_calibration(existing, fitted), out)
     typer.echo(json.dumps(fitted.to_dict(), indent=2))
 
 

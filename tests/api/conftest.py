@@ -18,7 +18,7 @@ from tests.conftest import wav_bytes
 from voiceid.api.app import create_app
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
-from voiceid.engine import Engine, EmbeddedUtterance
+from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.models.files import MODEL_VERSION
 from voiceid.service import VoiceIdService
 from voiceid.storage import models as m

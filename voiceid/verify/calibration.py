@@ -140,7 +140,12 @@ def save_calibrations(calibrations: list[Calibration], path: Path) -> None:
     path.write_text(json.dumps({"calibrations": [c.to_dict() for c in calibrations]}, indent=2) + "\n")
 
 
-def load_calibrations(path: Path) -> dict[str, Calibration]:
-    """channel -> calibration."""
+def load_calibrations(path: Path) -> list[Calibration]:
     data = json.loads(path.read_text())
-    return {c["channel"]: Calibration.from_dict(c) for c in data["calibrations"]}
+    return [Calibration.from_dict(c) for c in data["calibrations"]]
+
+
+def merge_calibration(existing: list[Calibration], new: Calibration) -> list[Calibration]:
+    """Replace the entry for the same channel, normalisation and model; keep the others."""
+    key = (new.channel, new.norm, new.model_version)
+    return [c for c in existing if (c.channel, c.norm, c.model_version) != key] + [new]

@@ -62,10 +62,9 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
         if not BUILTIN_CALIBRATION.is_file():
             return {}
         path = BUILTIN_CALIBRATION
-    calibrations = load_calibrations(path)
     matching = {
-        channel: cal
-        for channel, cal in calibrations.items()
+        cal.channel: cal
+        for cal in load_calibrations(path)
         if cal.norm == settings.score_norm and cal.model_version == model_version
     }
     if settings.calibration_file is not None and not matching:
