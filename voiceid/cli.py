@@ -294,7 +294,7 @@ def cohort_build(
     cohort = Cohort(
         channel=service_channel(channel, rate),
         model_version=engine.model_version,
-        front_end=repr(FrontEndConfig.from_settings(settings)),
+        front_end=FrontEndConfig.from_settings(settings).embedding_key,
         embeddings=np.stack(vectors),
         source=f"{source.parent.name} ({len(vectors)} utterances) through {channel}",
     )

@@ -56,9 +56,6 @@ class Settings(BaseSettings):
     vad_min_silence_ms: int = Field(300, ge=0)
     vad_speech_pad_ms: int = Field(100, ge=0)
     vad_min_speech_ms: int = Field(250, ge=0)
-    phone_highband_noise_db: float | None = Field(
-        None, description="Narrowband audio: add a noise floor this many dB below speech above the phone band."
-    )
     vad_max_pause_s: float = Field(
         1.0, ge=0, description="Non-speech stretches longer than this are shortened to it before embedding."
     )

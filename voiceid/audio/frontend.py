@@ -31,7 +31,11 @@ class FrontEndConfig:
     vad: VadConfig
     min_net_speech_s: float
     max_pause_s: float
-    highband_noise_db: float | None = None
+
+    @property
+    def embedding_key(self) -> str:
+        """Everything here that changes an embedding (not the upload limits): cohorts must match it."""
+        return f"vad={self.vad!r} min_net_speech_s={self.min_net_speech_s} max_pause_s={self.max_pause_s}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FrontEndConfig:
@@ -45,7 +49,6 @@ class FrontEndConfig:
             ),
             min_net_speech_s=settings.min_net_speech_s,
             max_pause_s=settings.vad_max_pause_s,
-            highband_noise_db=settings.phone_highband_noise_db,
         )
 
 
@@ -95,27 +98,4 @@ class FrontEnd:
         # accuracy against the whole file (EER 2.04 % vs 1.50 %), as ECAPA was trained on
         # continuous recordings with their natural pauses.
         keep = shorten_pauses(mask, int(self.config.max_pause_s * MODEL_RATE))
-        if decoded.is_narrowband and self.config.highband_noise_db is not None:
-            wave = fill_empty_band(wave, mask, decoded.sample_rate / 2, self.config.highband_noise_db)
         return PreparedUtterance(speech=wave[keep], quality=quality)
-
-
-def fill_empty_band(
-    wave: npt.NDArray[np.float32], speech: npt.NDArray[np.bool_], cutoff_hz: float, level_db: float
-) -> npt.NDArray[np.float32]:
-    """Add a faint, deterministic noise floor above `cutoff_hz` to upsampled narrowband audio.
-
-    Above the phone band the upsampled signal is near-digital silence, so the model's log-mel
-    bins there hold the logarithm of numerical noise, which it never saw in training. A floor
-    `level_db` below the speech level turns them into ordinary background noise.
-    """
-    if len(wave) == 0:
-        return wave
-    active = wave[speech] if speech.any() else wave
-    rms = float(np.sqrt(np.mean(active.astype(np.float64) ** 2)))
-    noise = np.random.default_rng(len(wave)).standard_normal(len(wave))
-    spectrum = np.fft.rfft(noise)
-    spectrum[np.fft.rfftfreq(len(wave), 1 / MODEL_RATE) < cutoff_hz] = 0
-    high = np.fft.irfft(spectrum, n=len(wave))
-    high *= rms * 10 ** (-level_db / 20) / max(float(np.sqrt(np.mean(high**2))), 1e-12)
-    return (wave + high).astype(np.float32)

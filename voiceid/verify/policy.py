@@ -76,7 +76,7 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
 
 
 def build_scorer(settings: Settings, model_version: str) -> Scorer:
-    front_end = repr(FrontEndConfig.from_settings(settings))
+    front_end = FrontEndConfig.from_settings(settings).embedding_key
     cohorts = {}
     if settings.score_norm != "none":
         for channel in SERVICE_CHANNELS:

@@ -1,0 +1,58 @@
+"""The API and `voiceid eval` give the same number for the same audio (issue: phone-channel accuracy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voiceid.audio.frontend import FrontEndConfig
+from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.protocol import Protocol, Utterance, read_manifest
+from voiceid.evaluation.runner import EmbeddingCache, embed_run
+from voiceid.verify.cohort import BUILTIN_DIR, find_cohort
+
+pytestmark = [pytest.mark.model, pytest.mark.devdata]
+
+SPEAKER = "so762_0135"
+
+
+def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, dev_files, settings) -> None:
+    files = dev_files[SPEAKER]
+    api = make_api(engine=engine, enrol_min_speech_s=1.0)
+    api.put_speaker(SPEAKER)
+    for path in files[:3]:
+        body, ctype = through_channel(path, "g711-ulaw")
+        r = api.client.post(
+            f"/v1/speakers/{SPEAKER}/enrolment-audio",
+            content=body,
+            headers={**api.h("enrolment"), "Content-Type": ctype},
+        )
+        assert r.status_code == 200, r.text
+    probe_body, probe_type = through_channel(files[5], "g711-ulaw")
+    got = api.verify(SPEAKER, probe_body, probe_type)
+    assert got["channel"] == "phone" and got["norm"] == "as-norm"
+
+    # The evaluation path: same channel simulation, same protocol shape (first 3 enrol), same scorer.
+    cohort = find_cohort(
+        [BUILTIN_DIR], engine.model_version, "phone", FrontEndConfig.from_settings(settings).embedding_key
+    )
+    assert cohort is not None
+    protocol = Protocol(
+        enrolment={SPEAKER: [Utterance(p.stem, SPEAKER, p) for p in files[:3]]},
+        tests=[Utterance(files[5].stem, SPEAKER, files[5])],
+    )
+    run = embed_run(protocol, "g711-ulaw", lambda d, c: engine.embed_bytes(d, c).vector, EmbeddingCache(None, ""), None)
+    run = type(run)(run.protocol, run.vectors, run.failures, cohort.embeddings, run.channel, run.service_channel)
+    trials = run.trials("as-norm", settings.score_top_n)
+    assert float(trials.scores[0, 0]) == pytest.approx(got["score"], abs=1e-4)
+    assert float(run.trials("none", 0).scores[0, 0]) == pytest.approx(got["raw_score"], abs=1e-5)
+
+
+def test_shipped_cohort_is_what_the_cohort_build_produces(engine, settings) -> None:
+    """The shipped phone cohort rows are the current front end + model applied to dev_cohort."""
+    front_end = FrontEndConfig.from_settings(settings).embedding_key
+    cohort = find_cohort([BUILTIN_DIR], engine.model_version, "phone", front_end)
+    assert cohort is not None, "rebuild with `voiceid cohort build --channel g711-ulaw --out-dir voiceid/verify/data`"
+    utterances = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")[:2]
+    fresh = np.stack([engine.embed_bytes(*through_channel(u.path, "g711-ulaw")).vector for u in utterances])
+    np.testing.assert_allclose(cohort.embeddings[:2], fresh, atol=1e-5)
