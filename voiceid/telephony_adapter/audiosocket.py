@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # Asterisk sends the UUID frame straight after connecting; a silent connection is not a call.
 FIRST_FRAME_TIMEOUT_S = 10.0
+# After hanging up on a decision, how long to wait for the peer to close. Closing at once while
+# audio is still in flight makes the kernel answer with a reset, which can destroy the hang-up
+# frame before the peer has read it.
+LINGER_S = 5.0
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
@@ -101,6 +105,14 @@ class AudioSocketServer:
     async def _refuse(self, writer: asyncio.StreamWriter, exc: VoiceIdError) -> None:
         await self._send(writer, encode_frame(Kind.ERROR, exc.code.value.encode("ascii")), encode_frame(Kind.HANGUP))
 
+    async def _linger(self, reader: asyncio.StreamReader) -> None:
+        async def until_closed() -> None:
+            while (frame := await read_frame(reader)) is not None and frame.kind is not Kind.HANGUP:
+                pass
+
+        with contextlib.suppress(TimeoutError, FrameError):
+            await asyncio.wait_for(until_closed(), LINGER_S)
+
     async def _call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             first = await asyncio.wait_for(read_frame(reader), FIRST_FRAME_TIMEOUT_S)
@@ -118,6 +130,7 @@ class AudioSocketServer:
         except VoiceIdError as exc:
             log.info("audiosocket call %s refused: %s", call_id, exc.code)
             await self._refuse(writer, exc)
+            await self._linger(reader)
             return
         await self._stream(call_id, call, reader, writer)
 
@@ -162,6 +175,8 @@ class AudioSocketServer:
             await emit(error_event(exc))
             return
         await session.end(clean=clean)
+        if session.decided and not clean:
+            await self._linger(reader)
         if session.outcome is None:
             view = await asyncio.to_thread(self.registry.finish, call_id, None)
             self._notify(view)

@@ -51,6 +51,7 @@ class SimulationResult:
     first_frame_to_outcome_s: float | None = None
     audio_sent_s: float = 0.0
     close_code: int | None = None  # Twilio: the server's WebSocket close code
+    outcome_before_end: bool = False  # decided while the simulated caller was still on the line
 
     @property
     def decision(self) -> dict[str, Any] | None:
@@ -80,9 +81,15 @@ class _Clock:
         return None if self.first is None else time.perf_counter() - self.first
 
 
-def _frames(ulaw: bytes, cut_after_s: float | None) -> list[bytes]:
+ULAW_SILENCE = g711.encode(np.zeros(FRAME_SAMPLES, dtype=np.float32), "ulaw")
+
+
+def _frames(ulaw: bytes, cut_after_s: float | None, hold_s: float = 0.0) -> list[bytes]:
+    """20 ms frames of the audio, then `hold_s` of line silence: a phone line keeps carrying
+    frames after the caller pauses, until the IVR ends the stream."""
     end = len(ulaw) if cut_after_s is None else min(len(ulaw), int(cut_after_s * RATE))
-    return [ulaw[i : i + FRAME_SAMPLES] for i in range(0, end, FRAME_SAMPLES)]
+    frames = [ulaw[i : i + FRAME_SAMPLES] for i in range(0, end, FRAME_SAMPLES)]
+    return frames + [ULAW_SILENCE] * int(hold_s / FRAME_S)
 
 
 async def simulate_twilio(
@@ -95,8 +102,10 @@ async def simulate_twilio(
     cut_after_s: float | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout_s: float = 60.0,
+    hold_s: float = 0.0,
 ) -> SimulationResult:
-    """One Twilio Media Stream. `cut_after_s` drops the connection (no `stop`) after that much audio."""
+    """One Twilio Media Stream. `cut_after_s` drops the connection (no `stop`) after that much audio;
+    `hold_s` keeps the line open with silence after the audio, until an outcome arrives."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -104,6 +113,7 @@ async def simulate_twilio(
     clock = _Clock(speed)
     sid = "MZ" + uuid.uuid4().hex
     done = asyncio.Event()
+    ended = False  # the simulated caller has sent `stop` (or dropped)
 
     async with connect(ws_url, max_size=None, open_timeout=timeout_s) as ws:
 
@@ -117,6 +127,7 @@ async def simulate_twilio(
                     if event.get("event") in FINAL_EVENTS and result.outcome is None:
                         result.outcome = event
                         result.first_frame_to_outcome_s = clock.since_first()
+                        result.outcome_before_end = not ended
                         done.set()
             except ConnectionClosed:
                 pass
@@ -135,7 +146,7 @@ async def simulate_twilio(
         }
         await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": start}))
         try:
-            for index, chunk in enumerate(_frames(ulaw, cut_after_s)):
+            for index, chunk in enumerate(_frames(ulaw, cut_after_s, hold_s)):
                 if done.is_set():
                     break  # decided (the IVR moves on), or the server closed the stream
                 await clock.wait_for_frame(index)
@@ -145,6 +156,7 @@ async def simulate_twilio(
                     json.dumps({"event": "media", "sequenceNumber": str(index + 2), "streamSid": sid, "media": media})
                 )
                 result.audio_sent_s += len(chunk) / RATE
+            ended = True
             if cut_after_s is not None:
                 ws.transport.abort()  # the line drops: no `stop`, no closing handshake
             elif not done.is_set() or result.outcome is not None:
@@ -196,6 +208,7 @@ async def simulate_audiosocket(
     call_id: uuid.UUID | None = None,
     bind: bool = True,
     timeout_s: float = 60.0,
+    hold_s: float = 0.0,
 ) -> SimulationResult:
     """One Asterisk AudioSocket call: bind it over HTTP, stream it over TCP, read its outcome over
     HTTP. The server hangs up as soon as a verification is decided; that moment is the decision."""
@@ -203,6 +216,7 @@ async def simulate_audiosocket(
     clock = _Clock(speed)
     call_id = call_id or uuid.uuid4()
     server_hung_up = asyncio.Event()
+    ended = False  # the simulated caller has hung up (or dropped)
     async with httpx.AsyncClient(
         base_url=http_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s
     ) as http:
@@ -225,6 +239,7 @@ async def simulate_audiosocket(
                             on_event(event)
                         if frame.kind in {Kind.HANGUP, Kind.ERROR} and not server_hung_up.is_set():
                             result.first_frame_to_outcome_s = clock.since_first()
+                            result.outcome_before_end = not ended
                             server_hung_up.set()
             except (ConnectionError, FrameError):
                 pass
@@ -234,18 +249,21 @@ async def simulate_audiosocket(
         read_task = asyncio.create_task(read())
         try:
             writer.write(encode_frame(Kind.UUID, call_id.bytes))
-            for index, chunk in enumerate(_frames(ulaw, cut_after_s)):
+            for index, chunk in enumerate(_frames(ulaw, cut_after_s, hold_s)):
                 if server_hung_up.is_set():
                     break
                 await clock.wait_for_frame(index)
                 writer.write(encode_frame(Kind.AUDIO, g711.ulaw_to_pcm16(chunk).astype("<i2").tobytes()))
                 await writer.drain()
                 result.audio_sent_s += len(chunk) / RATE
+            ended = True
             if cut_after_s is not None:
                 writer.transport.abort()  # the line drops without a hang-up frame
             elif not server_hung_up.is_set():
                 writer.write(encode_frame(Kind.HANGUP))
                 await writer.drain()
+            else:
+                writer.close()  # the server hung up: close our side, as Asterisk does
         except ConnectionError:
             pass
         try:
