@@ -19,6 +19,10 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 speakers_app = typer.Typer(help="Enrol and verify speakers locally (same service as the API).", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
+telephony_app = typer.Typer(help="Phone-line protocols: Asterisk AudioSocket server.", no_args_is_help=True)
+app.add_typer(telephony_app, name="telephony")
+ivr_app = typer.Typer(help="IVR simulator: play audio files as a phone call.", no_args_is_help=True)
+app.add_typer(ivr_app, name="ivr")
 
 _CONTENT_TYPES = {
     ".wav": "audio/wav",
@@ -388,6 +392,97 @@ def speakers_verify(
             }
         )
     )
+
+
+@telephony_app.command("audiosocket")
+def telephony_audiosocket(
+    host: Annotated[str | None, typer.Option(help="Interface (default: VOICEID_AUDIOSOCKET_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: VOICEID_AUDIOSOCKET_PORT)")] = None,
+) -> None:
+    """Run the Asterisk AudioSocket server. Calls are bound with PUT /v1/calls/{uuid} on the API,
+    which shares this server's database."""
+    import asyncio
+    import logging
+
+    from voiceid.telephony_adapter.audiosocket import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    service = _service()
+    try:
+        asyncio.run(
+            serve(service, host or settings.audiosocket_host, settings.audiosocket_port if port is None else port)
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+@ivr_app.command("simulate")
+def ivr_simulate(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Audio the caller speaks")],
+    speaker: Annotated[str, typer.Option(help="The speaker the caller claims to be")],
+    protocol: Annotated[str, typer.Option(help="twilio | audiosocket | http")] = "twilio",
+    mode: Annotated[str, typer.Option(help="verify | enrol")] = "verify",
+    speed: Annotated[float, typer.Option(help="1 = real time; N = N times faster")] = 1.0,
+    url: Annotated[str, typer.Option(help="The voiceid HTTP API")] = "http://127.0.0.1:8000",
+    audiosocket: Annotated[str | None, typer.Option(help="host:port of the AudioSocket server")] = None,
+    api_key: Annotated[str, typer.Option(envvar="VOICEID_API_KEY", help="ivr key (verify) or enrolment key")] = "",
+    webhook_url: Annotated[str | None, typer.Option(help="AudioSocket: webhook for the call outcome")] = None,
+) -> None:
+    """Play FILEs as a phone call (8 kHz G.711 μ-law, 20 ms frames) and print the events, the
+    decision and the time from the first frame to the decision."""
+    import asyncio
+
+    from voiceid.telephony_adapter import simulator
+
+    if protocol not in simulator.PROTOCOLS:
+        raise typer.BadParameter(f"protocol must be one of {', '.join(simulator.PROTOCOLS)}")
+    if mode not in ("verify", "enrol"):
+        raise typer.BadParameter("mode must be verify or enrol")
+    if speed <= 0:
+        raise typer.BadParameter("speed must be positive")
+    if not api_key:
+        raise typer.BadParameter("an API key is needed: --api-key or VOICEID_API_KEY")
+    ulaw = simulator.phone_line(files)
+    typer.echo(
+        f"# {protocol}: {len(ulaw) / simulator.RATE:.2f} s of μ-law audio as {speaker} ({mode}), speed {speed:g}x"
+    )
+
+    def show(event: dict[str, Any]) -> None:
+        typer.echo(json.dumps(event))
+
+    settings = get_settings()
+    host, _, port = (audiosocket or f"{settings.audiosocket_host}:{settings.audiosocket_port}").rpartition(":")
+    if protocol == "twilio":
+        ws_url = url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/v1/streams/twilio"
+        run = simulator.simulate_twilio(ws_url, speaker, mode, ulaw, api_key, speed, on_event=show)
+    elif protocol == "audiosocket":
+        run = simulator.simulate_audiosocket(
+            url, host, int(port), speaker, mode, ulaw, api_key, speed, on_event=show, webhook_url=webhook_url
+        )
+    else:
+        run = simulator.simulate_http(url, speaker, mode, ulaw, api_key, speed, on_event=show)
+    result = asyncio.run(run)
+    outcome = result.outcome or {}
+    elapsed = result.first_frame_to_outcome_s
+    timing = "n/a" if elapsed is None else f"{elapsed:.2f} s"
+    if result.decision is not None:
+        d = result.decision
+        early = " (early)" if outcome.get("early") else ""
+        typer.echo(
+            f"# decision {d['decision']}{early} score {d['score']} net speech {d['net_speech_s']} s; "
+            f"first frame -> decision {timing}; audio sent {result.audio_sent_s:.2f} s"
+        )
+    elif outcome.get("event") == "enrolment":
+        e = outcome["enrolment"]
+        typer.echo(
+            f"# enrolment {e['status']} {e['net_speech_s']}/{e['required_speech_s']} s; first frame -> result {timing}"
+        )
+    else:
+        typer.secho(f"# no decision: {outcome or 'the call ended without an outcome'}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     lockout_rejects: int = Field(5, ge=1, description="Consecutive REJECTs that lock a speaker.")
     lockout_window_s: float = Field(86400.0, gt=0, description="How long a lockout lasts unless an admin unlocks.")
 
+    # --- telephony adapter -------------------------------------------------------------------
+    stream_max_s: float = Field(
+        30.0, gt=0, description="A verification stream is decided (an enrolment stream cut) after this much audio."
+    )
+    stream_interim_s: float = Field(
+        1.0, gt=0, description="New audio (seconds) between two interim scores of a stream."
+    )
+    audiosocket_host: str = Field("127.0.0.1", description="Interface of the Asterisk AudioSocket server.")
+    audiosocket_port: int = Field(9092, ge=0, le=65535, description="TCP port of the AudioSocket server.")
+    webhook_timeout_s: float = Field(3.0, gt=0, description="Timeout of the call-outcome webhook POST.")
+
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:
         if self.reject_threshold > self.accept_threshold:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
@@ -28,7 +29,7 @@ from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide
-from voiceid.verify.policy import DecisionPolicy, build_policy, build_scorer
+from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, build_policy, build_scorer
 from voiceid.verify.scorer import Scorer, ScoreResult
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -122,6 +123,14 @@ class VerificationView:
 class VerificationPage:
     items: list[VerificationView]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A score and the outcome it would lead to, not logged (streaming interims)."""
+
+    score: float | None
+    outcome: Outcome
 
 
 @dataclass
@@ -420,13 +429,27 @@ class VoiceIdService:
     def verify(
         self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
     ) -> VerificationView:
+        early = self.verify_precheck(speaker_id, api_key_id)
+        if early is not None:
+            return early
+        return self.verify_utterance(speaker_id, self._embed(data, content_type), api_key_id)
+
+    def verify_precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
+        """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
+
+        Streams call it when the call starts, so an opted-out caller's audio is never processed."""
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             now = self.clock()
             early = self._precheck(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now)
-        utterance = self._embed(data, content_type)
+        return None
+
+    def verify_utterance(
+        self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None
+    ) -> VerificationView:
+        """Decide on an already embedded probe, update the lockout state and log the decision."""
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             now = self.clock()
@@ -435,19 +458,7 @@ class VoiceIdService:
             early = self._precheck(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            voiceprint = repo.get_voiceprint(self.cipher, speaker)
-            if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
-                raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
-            quality = utterance.quality
-            result = self.scorer.score(utterance.vector, voiceprint, quality.channel)
-            applied = self.policy.thresholds(quality.channel, quality)
-            outcome = decide(
-                result.score,
-                applied.thresholds,
-                quality.net_speech_s,
-                self.settings.verify_min_speech_s,
-                low_quality=applied.low_quality,
-            )
+            result, applied, outcome = self._score(speaker, utterance)
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -466,6 +477,52 @@ class VoiceIdService:
                 utterance=utterance,
                 thresholds=applied.thresholds,
             )
+
+    def _score(self, speaker: Speaker, utterance: EmbeddedUtterance) -> tuple[ScoreResult, AppliedThresholds, Outcome]:
+        """The one place a probe becomes a score and an outcome (final decisions and stream previews)."""
+        voiceprint = repo.get_voiceprint(self.cipher, speaker)
+        if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
+            raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
+        quality = utterance.quality
+        result = self.scorer.score(utterance.vector, voiceprint, quality.channel)
+        applied = self.policy.thresholds(quality.channel, quality)
+        outcome = decide(
+            result.score,
+            applied.thresholds,
+            quality.net_speech_s,
+            self.settings.verify_min_speech_s,
+            low_quality=applied.low_quality,
+        )
+        return result, applied, outcome
+
+    # --- streams (telephony) -------------------------------------------------------------
+
+    def embed_probe(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        """Embed audio on the bounded inference pool (OVERLOADED when it is full)."""
+        return self._embed(data, content_type)
+
+    def preview_verification(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
+        """What `verify_utterance` would decide now, with nothing logged and no lockout counted:
+        a stream's interim score, and how it knows it may decide early."""
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id)
+            early = self._precheck(speaker, self.clock())
+            if early is not None:
+                return Preview(None, early)
+            result, _, outcome = self._score(speaker, utterance)
+            return Preview(result.score, outcome)
+
+    def measure_speech(self, data: bytes, content_type: str | None) -> QualityReport:
+        """Net speech and quality of audio without embedding it (enrolment stream progress)."""
+        front_end = self.engine.front_end
+        return self.pool.run(lambda: front_end.analyse(front_end.decode(data, content_type))[2])
+
+    def check_can_enrol(self, speaker_id: str) -> SpeakerView:
+        """Raise unless the speaker exists and has consented; a stream checks before taking audio."""
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id)
+            self._check_can_enrol(speaker)
+            return self._view(session, speaker)
 
     # --- the score log -------------------------------------------------------------------
 

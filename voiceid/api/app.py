@@ -11,11 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api import errors
 from voiceid.api import metrics as metrics_module
-from voiceid.api.routes import keys, speakers, verifications
+from voiceid.api.routes import calls, keys, speakers, verifications
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 from voiceid.service import VoiceIdService
+from voiceid.telephony_adapter import twilio
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(keys.router)
     app.include_router(speakers.router)
     app.include_router(verifications.router)
+    app.include_router(twilio.router)
+    app.include_router(calls.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

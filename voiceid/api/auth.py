@@ -23,24 +23,31 @@ def get_service(request: Request) -> VoiceIdService:
     return service
 
 
+def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
+    """The key's principal when its role is one of `roles` (admin may do everything); for HTTP
+    requests and for streams, whose key arrives in the first message instead of a header."""
+    allowed = {*roles, Role.ADMIN}
+    found = service.authenticate(secret)
+    if found is None:
+        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
+    principal = Principal(*found)
+    if principal.role not in allowed:
+        raise VoiceIdError(
+            ErrorCode.FORBIDDEN,
+            f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
+        )
+    return principal
+
+
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: a valid key whose role is one of `roles`; admin may do everything."""
-    allowed = {*roles, Role.ADMIN}
 
     async def dependency(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
-        found = await run_in_threadpool(get_service(request).authenticate, secret.strip())
-        if found is None:
-            raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
-        principal = Principal(*found)
-        if principal.role not in allowed:
-            raise VoiceIdError(
-                ErrorCode.FORBIDDEN,
-                f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
-            )
+        principal = await run_in_threadpool(authorise, get_service(request), secret.strip(), *roles)
         request.state.principal = principal
         return principal
 

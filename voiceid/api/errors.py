@@ -31,6 +31,8 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 422,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.VERIFICATION_NOT_FOUND: 404,
+    ErrorCode.CALL_NOT_FOUND: 404,
+    ErrorCode.INVALID_MESSAGE: 422,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.OVERLOADED: 503,

@@ -102,3 +102,20 @@ class Verification(Base):
         Index("ix_verifications_created", "created_at", "id"),
         Index("ix_verifications_speaker_created", "speaker_ref", "created_at"),
     )
+
+
+class Call(Base):
+    """A telephone call bound to a speaker before its audio arrives (Asterisk AudioSocket), and its
+    outcome once decided. The outcome is the same JSON event a Twilio stream receives; it holds no
+    biometric data, so it may outlive the speaker like the score log does."""
+
+    __tablename__ = "calls"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the call UUID, canonical lower-case form
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

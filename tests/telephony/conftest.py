@@ -1,0 +1,128 @@
+"""Real sockets on 127.0.0.1: the app runs under uvicorn in a background thread (real WebSockets
+and HTTP), on the session's real ECAPA engine and a fresh SQLite database per server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from voiceid.api.app import create_app
+from voiceid.config import Settings
+from voiceid.engine import Engine
+from voiceid.service import Role, VoiceIdService
+from voiceid.storage.crypto import generate_key_text
+from voiceid.telephony_adapter.simulator import RATE, phone_line
+
+ADMIN_KEY = "admin-telephony-key-0123456789"
+
+
+@dataclass
+class Live:
+    http_url: str
+    service: VoiceIdService
+    keys: dict[str, str]
+
+    @property
+    def ws_url(self) -> str:
+        return self.http_url.replace("http://", "ws://") + "/v1/streams/twilio"
+
+    def http(self, role: str = "admin") -> httpx.Client:
+        return httpx.Client(base_url=self.http_url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60)
+
+    def enrol(self, speaker_id: str, ulaw: bytes) -> dict:
+        with self.http("enrolment") as http:
+            r = http.put(f"/v1/speakers/{speaker_id}", json={"consent": {"granted": True, "text_version": "v1"}})
+            assert r.status_code in (200, 201), r.text
+            if not ulaw:
+                return r.json()
+            r = http.post(
+                f"/v1/speakers/{speaker_id}/enrolment-audio", content=ulaw, headers={"Content-Type": "audio/basic"}
+            )
+            assert r.status_code == 200, r.text
+            return r.json()
+
+    def verify_http(self, speaker_id: str, ulaw: bytes) -> dict:
+        with self.http("ivr") as http:
+            r = http.post(
+                f"/v1/speakers/{speaker_id}/verifications", content=ulaw, headers={"Content-Type": "audio/basic"}
+            )
+            assert r.status_code == 200, r.text
+            return r.json()
+
+    def count(self, model: type, *where: object) -> int:
+        with self.service.db.transaction() as session:
+            return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+@pytest.fixture
+def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Live]]:
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: object) -> Live:
+        n = len(servers)
+        values: dict[str, object] = {
+            "data_dir": tmp_path / f"data{n}",
+            "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
+            "admin_key": SecretStr(ADMIN_KEY),
+            "encryption_key": SecretStr(generate_key_text()),
+            "enrol_min_speech_s": 4.0,
+            "inference_workers": 2,
+            "inference_queue": 16,
+        }
+        values.update(overrides)
+        app = create_app(settings.model_copy(update=values), engine=engine)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        servers.append((server, thread))
+        service: VoiceIdService = app.state.service
+        keys = {"admin": ADMIN_KEY}
+        for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
+            keys[role.value] = service.create_api_key(role)[1]
+        return Live(f"http://127.0.0.1:{port}", service, keys)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def line(dev_files: dict[str, list[Path]]) -> Callable[[str, int, float], bytes]:
+    """(speaker, utterance index, seconds) -> that much of the utterance as a μ-law phone line."""
+    cache: dict[tuple[str, int], bytes] = {}
+
+    def get(speaker: str, index: int, seconds: float) -> bytes:
+        key = (speaker, index)
+        if key not in cache:
+            cache[key] = phone_line([dev_files[speaker][index]])
+        return cache[key][: int(seconds * RATE)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def two_speakers(dev_files: dict[str, list[Path]]) -> tuple[str, str]:
+    """A target and an impostor from the dev set whose μ-law scores are far from the decision band
+    (about 0.55-0.77 and 0.06 against a 6 s voiceprint), so decisions in these tests are stable.
+    Utterance 6 of the first and 2 of the second are long (8.1 s, 11.3 s) and used as probes."""
+    a, b = "ls_1688", "ls_367"
+    assert a in dev_files and b in dev_files
+    return a, b

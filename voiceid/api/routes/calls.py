@@ -1,0 +1,66 @@
+"""Call bindings for Asterisk AudioSocket: say who the caller claims to be before the audio comes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import AnyHttpUrl, BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.api.auth import Principal, get_service, require
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.service import Role, VoiceIdService
+from voiceid.telephony_adapter.call import Mode
+from voiceid.telephony_adapter.calls import CallRegistry
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+ROLE_FOR_MODE = {Mode.VERIFY: Role.IVR, Mode.ENROL: Role.ENROLMENT}
+
+
+class CallIn(BaseModel):
+    speaker_id: str = Field(min_length=1, max_length=128)
+    mode: Mode = Mode.VERIFY
+    webhook_url: AnyHttpUrl | None = Field(None, description="Receives the call (with its outcome) as a JSON POST.")
+
+
+class CallOut(BaseModel):
+    call_id: str
+    speaker_id: str
+    mode: str
+    status: str = Field(description="BOUND | IN_PROGRESS | COMPLETED | FAILED | ABANDONED")
+    webhook_url: str | None
+    outcome: dict[str, Any] | None = Field(
+        description="The stream's final event: a `decision` (its `verification` is the HTTP verification body), "
+        "an `enrolment`, or an `error`"
+    )
+    created_at: str
+    updated_at: str
+
+
+@router.put("/{call_id}", response_model=CallOut)
+async def bind_call(
+    call_id: uuid.UUID,
+    body: CallIn,
+    response: Response,
+    principal: Principal = Depends(require(Role.IVR, Role.ENROLMENT)),
+    service: VoiceIdService = Depends(get_service),
+) -> CallOut:
+    """Bind an AudioSocket call UUID to a speaker: `verify` needs the ivr role, `enrol` the enrolment role."""
+    needed = ROLE_FOR_MODE[body.mode]
+    if principal.role not in {needed, Role.ADMIN}:
+        raise VoiceIdError(ErrorCode.FORBIDDEN, f"a '{body.mode}' call needs the '{needed}' role")
+    webhook = None if body.webhook_url is None else str(body.webhook_url)
+    view, created = await run_in_threadpool(
+        CallRegistry(service).bind, call_id, body.speaker_id, body.mode, webhook, principal.key_id
+    )
+    response.status_code = 201 if created else 200
+    return CallOut.model_validate(view.to_json())
+
+
+@router.get("/{call_id}", response_model=CallOut, dependencies=[Depends(require(Role.IVR, Role.ENROLMENT))])
+async def get_call(call_id: uuid.UUID, service: VoiceIdService = Depends(get_service)) -> CallOut:
+    view = await run_in_threadpool(CallRegistry(service).get, call_id)
+    return CallOut.model_validate(view.to_json())

@@ -1,0 +1,156 @@
+"""Calls bound to a speaker ahead of their audio, and their outcomes (the `calls` table).
+
+Asterisk's AudioSocket carries nothing but a call UUID and audio, so the IVR first says who the
+caller claims to be: `PUT /v1/calls/{uuid}` with `{speaker_id, mode, webhook_url?}`. The binding
+lives in the database, not in process memory, so the HTTP API and `voiceid telephony audiosocket`
+may be separate processes, and an outcome stays readable (`GET /v1/calls/{uuid}`) until it is read
+and after: it holds the decision event, never audio or embeddings.
+
+Life of a call: BOUND -> IN_PROGRESS (its AudioSocket connection arrived) -> COMPLETED (decision
+or enrolment) | FAILED (an error event) | ABANDONED (the line dropped before an outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.service import VoiceIdService
+from voiceid.storage.models import Call
+from voiceid.telephony_adapter.call import Event, Mode
+
+log = logging.getLogger(__name__)
+
+
+class CallStatus(StrEnum):
+    BOUND = "BOUND"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABANDONED = "ABANDONED"
+
+
+@dataclass(frozen=True)
+class CallView:
+    call_id: str
+    speaker_id: str
+    mode: str
+    status: str
+    webhook_url: str | None
+    outcome: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    api_key_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Call) -> CallView:
+        return cls(
+            call_id=row.id,
+            speaker_id=row.speaker_ref,
+            mode=row.mode,
+            status=row.status,
+            webhook_url=row.webhook_url,
+            outcome=row.outcome,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            api_key_id=row.api_key_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of GET /v1/calls/{uuid} and of the webhook POST."""
+        return {
+            "call_id": self.call_id,
+            "speaker_id": self.speaker_id,
+            "mode": self.mode,
+            "status": self.status,
+            "webhook_url": self.webhook_url,
+            "outcome": self.outcome,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def status_for(outcome: Event | None) -> CallStatus:
+    if outcome is None:
+        return CallStatus.ABANDONED
+    return CallStatus.FAILED if outcome.get("event") == "error" else CallStatus.COMPLETED
+
+
+class CallRegistry:
+    """The repository of the `calls` table, one short transaction per method."""
+
+    def __init__(self, service: VoiceIdService) -> None:
+        self.service = service
+
+    def bind(
+        self, call_id: uuid.UUID, speaker_id: str, mode: Mode, webhook_url: str | None, api_key_id: str | None
+    ) -> tuple[CallView, bool]:
+        """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
+        self.service.get_speaker(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
+        now = self.service.clock()
+        with self.service.db.transaction() as session:
+            row = session.get(Call, str(call_id), with_for_update=True)
+            created = row is None
+            if row is None:
+                row = Call(id=str(call_id), created_at=now)
+                session.add(row)
+            elif row.status != CallStatus.BOUND:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}; it can no longer be re-bound")
+            row.speaker_ref = speaker_id
+            row.mode = mode.value
+            row.status = CallStatus.BOUND.value
+            row.webhook_url = webhook_url
+            row.api_key_id = api_key_id
+            row.outcome = None
+            row.updated_at = now
+            session.flush()
+            return CallView.from_row(row), created
+
+    def get(self, call_id: uuid.UUID) -> CallView:
+        with self.service.db.transaction() as session:
+            row = session.get(Call, str(call_id))
+            if row is None:
+                raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
+            return CallView.from_row(row)
+
+    def claim(self, call_id: uuid.UUID) -> CallView:
+        """BOUND -> IN_PROGRESS for the connection that carries the call; a UUID serves one call."""
+        with self.service.db.transaction() as session:
+            row = session.get(Call, str(call_id), with_for_update=True)
+            if row is None:
+                raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
+            if row.status != CallStatus.BOUND:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}, not BOUND")
+            row.status = CallStatus.IN_PROGRESS.value
+            row.updated_at = self.service.clock()
+            return CallView.from_row(row)
+
+    def finish(self, call_id: uuid.UUID, outcome: Event | None) -> CallView:
+        with self.service.db.transaction() as session:
+            row = session.get(Call, str(call_id), with_for_update=True)
+            if row is None:
+                raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id}")
+            row.status = status_for(outcome).value
+            row.outcome = outcome
+            row.updated_at = self.service.clock()
+            return CallView.from_row(row)
+
+
+async def post_webhook(view: CallView, timeout_s: float) -> None:
+    """Tell the IVR the outcome. Best effort: a failing receiver is logged, never raised, and the
+    outcome stays readable with GET /v1/calls/{uuid}."""
+    if not view.webhook_url:
+        return
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.post(view.webhook_url, json=view.to_json())
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("call %s: webhook %s failed: %s", view.call_id, view.webhook_url, exc)
