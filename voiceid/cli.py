@@ -192,7 +192,7 @@ def eval_command(
         if not matching:
             raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration")
         cal = matching[0]
-        report["cllr"] = cllr_of(cal.llr(trials.target), cal.llr(trials.nontarget))
+        report["cllr"] = cllr_of(cal.llrs(trials.target), cal.llrs(trials.nontarget))
         report["cllr_calibration"] = str(calibration)
     else:
         report["cllr"] = cross_validated_cllr(trials)

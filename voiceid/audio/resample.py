@@ -15,4 +15,5 @@ def resample(samples: npt.NDArray[np.floating], orig_rate: int, new_rate: int = 
         return np.asarray(samples, dtype=np.float32)
     with torch.inference_mode():
         tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-        return AF.resample(tensor, orig_rate, new_rate).numpy()
+        out: npt.NDArray[np.float32] = AF.resample(tensor, orig_rate, new_rate).numpy()
+        return out

@@ -26,7 +26,7 @@ class VadConfig:
 
 
 def _model() -> torch.jit.ScriptModule:
-    model = getattr(_local, "model", None)
+    model: torch.jit.ScriptModule | None = getattr(_local, "model", None)
     if model is None:
         from silero_vad import load_silero_vad
 

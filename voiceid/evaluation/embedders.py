@@ -54,7 +54,8 @@ def speechbrain_bare_embedder(settings: Settings) -> EmbedFn:
         wave = resample(decoded.samples, decoded.sample_rate, MODEL_RATE)
         with torch.inference_mode():
             emb = classifier.encode_batch(torch.from_numpy(wave).unsqueeze(0))[0, 0].numpy()
-        return (emb / np.linalg.norm(emb)).astype(np.float32)
+        out: npt.NDArray[np.float32] = (emb / np.linalg.norm(emb)).astype(np.float32)
+        return out
 
     return embed
 

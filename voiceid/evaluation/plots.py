@@ -44,7 +44,7 @@ def plot_histogram(target: Scores, nontarget: Scores, path: Path, title: str, xl
     fig, ax = plt.subplots(figsize=(7, 4))
     lo = float(min(np.min(target), np.min(nontarget)))
     hi = float(max(np.max(target), np.max(nontarget)))
-    bins = np.linspace(lo, hi, 80)
+    bins = np.linspace(lo, hi, 80).tolist()
     ax.hist(nontarget, bins=bins, density=True, alpha=0.6, label=f"different speaker (n={len(nontarget)})")
     ax.hist(target, bins=bins, density=True, alpha=0.6, label=f"same speaker (n={len(target)})")
     ax.set_xlabel(xlabel)

@@ -58,7 +58,8 @@ class EmbeddingCache:
     def get(self, data: bytes, content_type: str) -> FloatArray | None:
         path = self._path(data, content_type)
         if path is not None and path.is_file():
-            return np.load(path).astype(np.float32)
+            vector: FloatArray = np.load(path).astype(np.float32)
+            return vector
         return None
 
     def put(self, data: bytes, content_type: str, vector: FloatArray) -> None:

@@ -68,12 +68,14 @@ class Embedder:
         feats = self._modules["mean_var_norm"](feats, rel_lens)
         emb = self._modules["embedding_model"](feats, rel_lens).squeeze(1)
         emb = torch.nn.functional.normalize(emb, dim=-1)
-        return emb.to(torch.float32).cpu().numpy()
+        out: FloatArray = emb.to(torch.float32).cpu().numpy()
+        return out
 
     def embed(self, wave: npt.NDArray[np.floating]) -> FloatArray:
         """One utterance -> one (192,) vector."""
         tensor = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
-        return self._forward(tensor, torch.ones(1))[0]
+        vector: FloatArray = self._forward(tensor, torch.ones(1))[0]
+        return vector
 
     def embed_many(self, waves: Sequence[npt.NDArray[np.floating]], max_batch_seconds: float = 120.0) -> FloatArray:
         """Many utterances -> (n, 192), batched by similar length to keep padding small.

@@ -81,6 +81,9 @@ class Calibration:
     def llr(self, score: float) -> float:
         return self.slope * score + self.offset
 
+    def llrs(self, scores: Scores) -> npt.NDArray[np.float64]:
+        return self.slope * np.asarray(scores, dtype=np.float64) + self.offset
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

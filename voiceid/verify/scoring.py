@@ -12,7 +12,8 @@ def l2_normalise(x: npt.NDArray[np.floating]) -> FloatArray:
     """Rows (or a single vector) scaled to unit length; zero vectors stay zero."""
     arr = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(arr, axis=-1, keepdims=True)
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    out: FloatArray = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    return out
 
 
 def cosine(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> float:
