@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, model_validator
@@ -17,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # (target FMR about 0.1 % at accept) lands; overridable with VOICEID_ACCEPT_THRESHOLD / _REJECT_.
 DEFAULT_ACCEPT_THRESHOLD = 0.45
 DEFAULT_REJECT_THRESHOLD = 0.30
+
+# Raw cosine between ECAPA embeddings, measured on the dev set by bench/fraud_thresholds.py
+# (docs/fraud.md): single utterance vs single utterance for the watchlist, voiceprint vs voiceprint
+# for duplicates.
+DEFAULT_WATCHLIST_THRESHOLD = 0.50
+DEFAULT_DUPLICATE_THRESHOLD = 0.60
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -75,6 +82,31 @@ class Settings(BaseSettings):
     reject_threshold: float = Field(DEFAULT_REJECT_THRESHOLD, ge=-1, le=1)
     lockout_rejects: int = Field(5, ge=1, description="Consecutive REJECTs that lock a speaker.")
     lockout_window_s: float = Field(86400.0, gt=0, description="How long a lockout lasts unless an admin unlocks.")
+
+    # --- fraud workspace (see docs/fraud.md for how the thresholds were chosen) ----------------
+    attempt_retention_days: float = Field(
+        30.0, gt=0, description="How long a verification's encrypted embedding is kept for analysts."
+    )
+    purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges expired embeddings.")
+    watchlist_threshold: float = Field(
+        DEFAULT_WATCHLIST_THRESHOLD, ge=-1, le=1, description="Raw cosine probe vs watchlist entry counted as a hit."
+    )
+    watchlist_action: Literal["reject", "flag"] = Field(
+        "reject", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
+    )
+    duplicate_threshold: float = Field(
+        DEFAULT_DUPLICATE_THRESHOLD, ge=-1, le=1, description="Raw cosine between two voiceprints held as duplicates."
+    )
+    duplicate_action: Literal["review", "refuse"] = Field(
+        "review", description="A duplicate enrolment is held as REVIEW_REQUIRED, or refused."
+    )
+    search_exact_max: int = Field(
+        100_000, ge=0, description="Above this many vectors 1:N search uses the faiss HNSW index, not a matmul."
+    )
+    review_secret: SecretStr | None = Field(
+        None, description="Signs review-page session cookies; default: a key file in data_dir."
+    )
+    review_session_max_age_s: int = Field(8 * 3600, gt=0, description="Review-page sign-in lifetime.")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

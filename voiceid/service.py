@@ -21,13 +21,16 @@ from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.checks import FraudChecks
+from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide
+from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
 from voiceid.verify.scoring import score_probe
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -45,6 +48,7 @@ class SpeakerStatus(StrEnum):
     ENROLLING = "ENROLLING"
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
+    REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class EnrolmentStep:
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class VerificationView:
     channel: str | None
     quality: dict[str, Any] | None
     created_at: datetime
+    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -106,6 +113,7 @@ class VerificationView:
             channel=row.channel,
             quality=row.quality,
             created_at=row.created_at,
+            watchlist_hits=list(row.watchlist_hits or []),
         )
 
 
@@ -153,6 +161,8 @@ class VoiceIdService:
         self.pool = pool
         self.clock = clock
         self.counters = counters or ServiceCounters()
+        # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
+        self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
@@ -278,33 +288,45 @@ class VoiceIdService:
             speaker = self._speaker(session, speaker_id, for_update=True)
             self._check_can_enrol(speaker)
             version = utterance.model_version
-            repo.add_enrolment_embedding(
-                session,
-                self.cipher,
-                speaker,
-                utterance.vector,
-                version,
-                utterance.quality.net_speech_s,
-                utterance.quality.to_dict(),
-            )
+            # A refusal by the fraud checks is raised after this transaction commits: the review
+            # item recording it must stay even though the enrolment step does not.
+            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version)
+            if fraud.refusal is None:
+                repo.add_enrolment_embedding(
+                    session,
+                    self.cipher,
+                    speaker,
+                    utterance.vector,
+                    version,
+                    utterance.quality.net_speech_s,
+                    utterance.quality.to_dict(),
+                )
             state = progress(
                 repo.enrolment_samples(session, self.cipher, speaker, version), self.settings.enrol_min_speech_s
             )
-            if state.voiceprint is not None:
+            if state.voiceprint is not None and fraud.refusal is None:
                 repo.set_voiceprint(session, self.cipher, speaker, state.voiceprint, version)
-                speaker.status = SpeakerStatus.ENROLLED.value
+                held = self.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
+                if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
+                    speaker.status = held or SpeakerStatus.ENROLLED.value
             speaker.updated_at = self.clock()
-            return EnrolmentStep(
+            step = EnrolmentStep(
                 status=speaker.status,
                 net_speech_s=round(state.net_speech_s, 3),
                 required_speech_s=state.required_speech_s,
                 quality=utterance.quality.to_dict(),
+                reasons=fraud.reasons,
+                watchlist_hits=[h.to_dict() for h in fraud.watchlist_hits],
             )
+        if fraud.refusal is not None:
+            raise fraud.refusal
+        return step
 
     def reset_enrolment(self, speaker_id: str) -> SpeakerView:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
             if speaker.status != SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = self.clock()
@@ -317,6 +339,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
             speaker.status = SpeakerStatus.OPTED_OUT.value
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
@@ -327,7 +350,9 @@ class VoiceIdService:
 
     def delete_speaker(self, speaker_id: str) -> None:
         with self.db.transaction() as session:
-            repo.delete_speaker(session, self._speaker(session, speaker_id, for_update=True))
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            repo.delete_speaker(session, speaker)
         self.db.flush_erased()
 
     def unlock(self, speaker_id: str) -> SpeakerView:
@@ -360,6 +385,8 @@ class VoiceIdService:
             return Outcome(Decision.OPTED_OUT, (Reason.SPEAKER_OPTED_OUT,))
         if lockout.is_locked(self._lock_state(speaker), now, self.settings.lockout_window_s):
             return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
+        if speaker.status == SpeakerStatus.REVIEW_REQUIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.ENROLMENT_UNDER_REVIEW,))
         if speaker.voiceprint is None:
             return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
         if speaker.voiceprint_model_version != self.engine.model_version:
@@ -376,6 +403,7 @@ class VoiceIdService:
         now: datetime,
         score: float | None = None,
         utterance: EmbeddedUtterance | None = None,
+        watchlist_hits: Sequence[WatchlistHit] = (),
     ) -> VerificationView:
         thresholds = self.thresholds
         row = repo.add_verification(
@@ -392,6 +420,7 @@ class VoiceIdService:
             quality=None if utterance is None else utterance.quality.to_dict(),
             api_key_id=api_key_id,
             created_at=now,
+            watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
         )
         self.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)
@@ -419,6 +448,8 @@ class VoiceIdService:
                 raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
             score = score_probe(utterance.vector, voiceprint)
             outcome = decide(score, self.thresholds, utterance.quality.net_speech_s, self.settings.verify_min_speech_s)
+            hits = self.fraud.screen(session, utterance.vector, utterance.model_version)
+            outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -427,7 +458,11 @@ class VoiceIdService:
                 self.settings.lockout_window_s,
             )
             speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
-            return self._log(session, speaker, outcome, api_key_id, now, score=score, utterance=utterance)
+            view = self._log(session, speaker, outcome, api_key_id, now, score, utterance, hits)
+            self.fraud.keep_attempt(
+                session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
+            )
+            return view
 
     # --- the score log -------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_REQUEST: 422,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.VERIFICATION_NOT_FOUND: 404,
+    ErrorCode.EMBEDDING_NOT_AVAILABLE: 409,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.OVERLOADED: 503,
