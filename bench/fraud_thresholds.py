@@ -56,7 +56,12 @@ def main() -> None:
     upper = np.triu(np.ones_like(scores, dtype=bool), k=1)
     same_mask = (speakers[:, None] == speakers[None, :]) & upper
     diff_mask = (speakers[:, None] != speakers[None, :]) & upper
-    describe("utterance vs utterance (watchlist)", scores[same_mask], scores[diff_mask], [0.4, 0.45, 0.5, 0.55, 0.6])
+    describe(
+        "utterance vs utterance (watchlist)",
+        scores[same_mask],
+        scores[diff_mask],
+        [0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75],
+    )
 
     halves_a, halves_b = [], []
     for spk in sorted(set(speakers)):
@@ -69,7 +74,7 @@ def main() -> None:
     cross = a @ b.T
     same_vp = np.diag(cross)
     diff_vp = np.concatenate([cross[~np.eye(len(a), dtype=bool)], (a @ a.T)[np.triu_indices(len(a), 1)]])
-    describe("voiceprint vs voiceprint (duplicates)", same_vp, diff_vp, [0.5, 0.55, 0.6, 0.65, 0.7])
+    describe("voiceprint vs voiceprint (duplicates)", same_vp, diff_vp, [0.6, 0.65, 0.7, 0.75, 0.8, 0.85])
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ DEFAULT_REJECT_THRESHOLD = 0.30
 # Raw cosine between ECAPA embeddings, measured on the dev set by bench/fraud_thresholds.py
 # (docs/fraud.md): single utterance vs single utterance for the watchlist, voiceprint vs voiceprint
 # for duplicates.
-DEFAULT_WATCHLIST_THRESHOLD = 0.50
-DEFAULT_DUPLICATE_THRESHOLD = 0.60
+DEFAULT_WATCHLIST_THRESHOLD = 0.65
+DEFAULT_DUPLICATE_THRESHOLD = 0.80
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     watchlist_threshold: float = Field(
         DEFAULT_WATCHLIST_THRESHOLD, ge=-1, le=1, description="Raw cosine probe vs watchlist entry counted as a hit."
     )
+    # Flag by default: a hit only adds WATCHLIST_MATCH; with W entries about W x 2e-4 of genuine
+    # calls hit falsely (docs/fraud.md), too many to reject outright without an analyst.
     watchlist_action: Literal["reject", "flag"] = Field(
-        "reject", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
+        "flag", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
     )
     duplicate_threshold: float = Field(
         DEFAULT_DUPLICATE_THRESHOLD, ge=-1, le=1, description="Raw cosine between two voiceprints held as duplicates."

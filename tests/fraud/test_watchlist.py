@@ -125,7 +125,7 @@ def test_watchlist_changes_reach_another_process_and_deletion_stops_hits(make_ap
 
 def test_watchlist_entry_from_uploaded_audio(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5)
+    api = make_api(engine=engine, watchlist_threshold=0.5, watchlist_action="reject")
     body = engine.register(b"recorded-fraud-call", FRAUDSTER)
     r = api.client.post(
         "/v1/watchlist?label=known%20fraudster&note=from%20bank%20B",

@@ -56,7 +56,7 @@ def histogram_svg(scores: Mapping[str, Sequence[float]], thresholds: Sequence[fl
         )
     parts.append(f'<text x="{PAD}" y="{PAD - 10}" font-size="10">max {peak} per bin</text>')
     for i, (decision, colour) in enumerate(COLOURS.items()):
-        lx = WIDTH - PAD - 300 + i * 100
+        lx = WIDTH - PAD - 390 + i * 130
         parts.append(f'<rect x="{lx}" y="{PAD - 20}" width="10" height="10" fill="{colour}"/>')
         n = int(counts[decision].sum())
         parts.append(f'<text x="{lx + 14}" y="{PAD - 11}" font-size="10">{escape(decision)} ({n})</text>')

@@ -171,7 +171,7 @@ class VectorIndex:
             self._graph = graph
         if graph.ntotal < self._rows:  # type: ignore[attr-defined]
             graph.add(np.ascontiguousarray(self._matrix[graph.ntotal : self._rows]))  # type: ignore[attr-defined]
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
         params.efSearch = max(self.ef_search, k)
         if len(self) < self._rows:
             dead = np.array([row for row in range(self._rows) if self._keys[row] is None], dtype=np.int64)

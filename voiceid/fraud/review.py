@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import VoiceIdError
@@ -203,7 +203,7 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
 
 def _scores_by_decision(service: VoiceIdService, f: repo.VerificationFilter) -> dict[str, list[float]]:
     with service.db.transaction() as session:
-        query = repo._filtered(select(Verification.decision, Verification.score), f)
+        query = repo._filtered(cast(Select[Any], select(Verification.decision, Verification.score)), f)
         rows = session.execute(
             query.where(Verification.score.is_not(None)).order_by(Verification.created_at.desc()).limit(HISTOGRAM_LIMIT)
         ).all()
