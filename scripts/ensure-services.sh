@@ -1,7 +1,22 @@
 #!/usr/bin/env bash
 # Make sure the local PostgreSQL the storage tests use is running; start it if it is not.
 # The tests themselves skip (with the reason) only when no server can be reached at all.
+# Also installs Debian's chromium for the review-page browser test (Playwright's own browser
+# download does not work here); quiet when it is already installed.
 set -u
+
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the browser test ..."
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/tmp/voiceid-chromium-install.log 2>&1; then
+      return 0
+    fi
+    echo "warning: apt-get install chromium failed (see /tmp/voiceid-chromium-install.log)" >&2
+  fi
+  echo "warning: /usr/bin/chromium is missing and cannot be installed here; the browser test will be skipped" >&2
+}
+ensure_chromium
 if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then
   exit 0
 fi

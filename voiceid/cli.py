@@ -319,6 +319,19 @@ def serve(
     uvicorn.run(create_app(get_settings()), host=host, port=port)
 
 
+@app.command("purge")
+def purge() -> None:
+    """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS (the server also does this periodically)."""
+    from voiceid.fraud.desk import FraudDesk
+
+    service = _service(load_model=False)
+    try:
+        removed = FraudDesk(service).purge_expired()
+    finally:
+        service.close()
+    typer.echo(json.dumps({"purged_attempt_embeddings": removed}))
+
+
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="ivr | enrolment | analyst | admin")],

@@ -19,6 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_ACCEPT_THRESHOLD = 0.45
 DEFAULT_REJECT_THRESHOLD = 0.30
 
+# Raw cosine between ECAPA embeddings, measured on the dev set by bench/fraud_thresholds.py
+# (docs/fraud.md): single utterance vs single utterance for the watchlist, voiceprint vs voiceprint
+# for duplicates.
+DEFAULT_WATCHLIST_THRESHOLD = 0.65
+DEFAULT_DUPLICATE_THRESHOLD = 0.80
+
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
 
@@ -105,6 +111,33 @@ class Settings(BaseSettings):
     audiosocket_host: str = Field("127.0.0.1", description="Interface of the Asterisk AudioSocket server.")
     audiosocket_port: int = Field(9092, ge=0, le=65535, description="TCP port of the AudioSocket server.")
     webhook_timeout_s: float = Field(3.0, gt=0, description="Timeout of the call-outcome webhook POST.")
+
+    # --- fraud workspace (see docs/fraud.md for how the thresholds were chosen) ----------------
+    attempt_retention_days: float = Field(
+        30.0, gt=0, description="How long a verification's encrypted embedding is kept for analysts."
+    )
+    purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges expired embeddings.")
+    watchlist_threshold: float = Field(
+        DEFAULT_WATCHLIST_THRESHOLD, ge=-1, le=1, description="Raw cosine probe vs watchlist entry counted as a hit."
+    )
+    # Flag by default: a hit only adds WATCHLIST_MATCH; with W entries about W x 2e-4 of genuine
+    # calls hit falsely (docs/fraud.md), too many to reject outright without an analyst.
+    watchlist_action: Literal["reject", "flag"] = Field(
+        "flag", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
+    )
+    duplicate_threshold: float = Field(
+        DEFAULT_DUPLICATE_THRESHOLD, ge=-1, le=1, description="Raw cosine between two voiceprints held as duplicates."
+    )
+    duplicate_action: Literal["review", "refuse"] = Field(
+        "review", description="A duplicate enrolment is held as REVIEW_REQUIRED, or refused."
+    )
+    search_exact_max: int = Field(
+        100_000, ge=0, description="Above this many vectors 1:N search uses the faiss HNSW index, not a matmul."
+    )
+    review_secret: SecretStr | None = Field(
+        None, description="Signs review-page session cookies; default: a key file in data_dir."
+    )
+    review_session_max_age_s: int = Field(8 * 3600, gt=0, description="Review-page sign-in lifetime.")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     # telephony
     CALL_NOT_FOUND = "CALL_NOT_FOUND"
     INVALID_MESSAGE = "INVALID_MESSAGE"
+    EMBEDDING_NOT_AVAILABLE = "EMBEDDING_NOT_AVAILABLE"  # the attempt's embedding expired or was erased
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 

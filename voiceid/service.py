@@ -22,13 +22,16 @@ from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.checks import FraudChecks
+from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide
+from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, build_policy, build_scorer
 from voiceid.verify.scorer import Scorer, ScoreResult
 
@@ -47,6 +50,7 @@ class SpeakerStatus(StrEnum):
     ENROLLING = "ENROLLING"
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
+    REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class EnrolmentStep:
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class VerificationView:
     llr: float | None = None
     norm: str | None = None
     calibration: str | None = None
+    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -116,6 +123,7 @@ class VerificationView:
             llr=row.llr,
             norm=row.norm,
             calibration=row.calibration,
+            watchlist_hits=list(row.watchlist_hits or []),
         )
 
 
@@ -176,6 +184,8 @@ class VoiceIdService:
         # rather than letting the service decide on thresholds that do not fit its scores.
         self.scorer = scorer or build_scorer(settings, engine.model_version)
         self.policy: DecisionPolicy = build_policy(settings, self.scorer)
+        # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
+        self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
@@ -302,33 +312,45 @@ class VoiceIdService:
             speaker = self._speaker(session, speaker_id, for_update=True)
             self._check_can_enrol(speaker)
             version = utterance.model_version
-            repo.add_enrolment_embedding(
-                session,
-                self.cipher,
-                speaker,
-                utterance.vector,
-                version,
-                utterance.quality.net_speech_s,
-                utterance.quality.to_dict(),
-            )
+            # A refusal by the fraud checks is raised after this transaction commits: the review
+            # item recording it must stay even though the enrolment step does not.
+            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version)
+            if fraud.refusal is None:
+                repo.add_enrolment_embedding(
+                    session,
+                    self.cipher,
+                    speaker,
+                    utterance.vector,
+                    version,
+                    utterance.quality.net_speech_s,
+                    utterance.quality.to_dict(),
+                )
             state = progress(
                 repo.enrolment_samples(session, self.cipher, speaker, version), self.settings.enrol_min_speech_s
             )
-            if state.voiceprint is not None:
+            if state.voiceprint is not None and fraud.refusal is None:
                 repo.set_voiceprint(session, self.cipher, speaker, state.voiceprint, version)
-                speaker.status = SpeakerStatus.ENROLLED.value
+                held = self.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
+                if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
+                    speaker.status = held or SpeakerStatus.ENROLLED.value
             speaker.updated_at = self.clock()
-            return EnrolmentStep(
+            step = EnrolmentStep(
                 status=speaker.status,
                 net_speech_s=round(state.net_speech_s, 3),
                 required_speech_s=state.required_speech_s,
                 quality=utterance.quality.to_dict(),
+                reasons=fraud.reasons,
+                watchlist_hits=[h.to_dict() for h in fraud.watchlist_hits],
             )
+        if fraud.refusal is not None:
+            raise fraud.refusal
+        return step
 
     def reset_enrolment(self, speaker_id: str) -> SpeakerView:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
             if speaker.status != SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = self.clock()
@@ -341,6 +363,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
             speaker.status = SpeakerStatus.OPTED_OUT.value
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
@@ -351,7 +374,9 @@ class VoiceIdService:
 
     def delete_speaker(self, speaker_id: str) -> None:
         with self.db.transaction() as session:
-            repo.delete_speaker(session, self._speaker(session, speaker_id, for_update=True))
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            repo.delete_speaker(session, speaker)
         self.db.flush_erased()
 
     def unlock(self, speaker_id: str) -> SpeakerView:
@@ -384,6 +409,8 @@ class VoiceIdService:
             return Outcome(Decision.OPTED_OUT, (Reason.SPEAKER_OPTED_OUT,))
         if lockout.is_locked(self._lock_state(speaker), now, self.settings.lockout_window_s):
             return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
+        if speaker.status == SpeakerStatus.REVIEW_REQUIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.ENROLMENT_UNDER_REVIEW,))
         if speaker.voiceprint is None:
             return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
         if speaker.voiceprint_model_version != self.engine.model_version:
@@ -401,6 +428,7 @@ class VoiceIdService:
         result: ScoreResult | None = None,
         utterance: EmbeddedUtterance | None = None,
         thresholds: Thresholds | None = None,
+        watchlist_hits: Sequence[WatchlistHit] = (),
     ) -> VerificationView:
         thresholds = thresholds or self.thresholds
         score = None if result is None else result.score
@@ -422,6 +450,7 @@ class VoiceIdService:
             quality=None if utterance is None else utterance.quality.to_dict(),
             api_key_id=api_key_id,
             created_at=now,
+            watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
         )
         self.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)
@@ -458,7 +487,7 @@ class VoiceIdService:
             early = self._precheck(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            result, applied, outcome = self._score(speaker, utterance)
+            result, applied, outcome, hits = self._score(session, speaker, utterance)
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -467,7 +496,7 @@ class VoiceIdService:
                 self.settings.lockout_window_s,
             )
             speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
-            return self._log(
+            view = self._log(
                 session,
                 speaker,
                 outcome,
@@ -476,10 +505,18 @@ class VoiceIdService:
                 result=result,
                 utterance=utterance,
                 thresholds=applied.thresholds,
+                watchlist_hits=hits,
             )
+            self.fraud.keep_attempt(
+                session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
+            )
+            return view
 
-    def _score(self, speaker: Speaker, utterance: EmbeddedUtterance) -> tuple[ScoreResult, AppliedThresholds, Outcome]:
-        """The one place a probe becomes a score and an outcome (final decisions and stream previews)."""
+    def _score(
+        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance
+    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit]]:
+        """The one place a probe becomes a score and an outcome (final decisions and stream previews),
+        watchlist screen included."""
         voiceprint = repo.get_voiceprint(self.cipher, speaker)
         if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
@@ -493,7 +530,9 @@ class VoiceIdService:
             self.settings.verify_min_speech_s,
             low_quality=applied.low_quality,
         )
-        return result, applied, outcome
+        hits = self.fraud.screen(session, utterance.vector, utterance.model_version)
+        outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
+        return result, applied, outcome, list(hits)
 
     # --- streams (telephony) -------------------------------------------------------------
 
@@ -509,7 +548,7 @@ class VoiceIdService:
             early = self._precheck(speaker, self.clock())
             if early is not None:
                 return Preview(None, early)
-            result, _, outcome = self._score(speaker, utterance)
+            result, _, outcome, _ = self._score(session, speaker, utterance)
             return Preview(result.score, outcome)
 
     def measure_speech(self, data: bytes, content_type: str | None) -> QualityReport:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api import errors
 from voiceid.api import metrics as metrics_module
-from voiceid.api.routes import calls, keys, speakers, verifications
+from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
+from voiceid.fraud import review
+from voiceid.fraud.desk import FraudDesk
+from voiceid.fraud.retention import purge_periodically
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
 
@@ -31,9 +36,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         service.counters = metrics.counters()
         metrics.inference_admitted.set_function(lambda: service.pool.admitted)
         app.state.service = service
+        purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
         try:
             yield
         finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
             await run_in_threadpool(service.close)
 
     app = FastAPI(
@@ -53,6 +62,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(verifications.router)
     app.include_router(twilio.router)
     app.include_router(calls.router)
+    app.include_router(watchlist.router)
+    app.include_router(review.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -33,6 +33,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.VERIFICATION_NOT_FOUND: 404,
     ErrorCode.CALL_NOT_FOUND: 404,
     ErrorCode.INVALID_MESSAGE: 422,
+    ErrorCode.EMBEDDING_NOT_AVAILABLE: 409,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.OVERLOADED: 503,

@@ -58,12 +58,20 @@ class SpeakerOut(BaseModel):
     locked: bool
 
 
+class WatchlistHitOut(BaseModel):
+    entry_id: str
+    label: str
+    score: float = Field(description="Raw cosine between the probe and the watchlist entry.")
+
+
 class EnrolmentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-    status: str
+    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED")
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
+    reasons: list[str] = Field(default_factory=list, description="WATCHLIST_MATCH | DUPLICATE_IDENTITY")
+    watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
 
 
 class VerificationOut(BaseModel):
@@ -81,6 +89,7 @@ class VerificationOut(BaseModel):
     llr: float | None = Field(None, description="Calibrated log-likelihood ratio (natural log), same vs different")
     norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
     calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
+    watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
 
 
 class VerificationRecord(VerificationOut):

@@ -97,6 +97,7 @@ class Verification(Base):
     quality: Mapped[dict[str, Any] | None]
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    watchlist_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)  # 0003_fraud
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
@@ -119,3 +120,64 @@ class Call(Base):
     outcome: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- fraud workspace (migration 0003_fraud) ------------------------------------------------
+
+
+class AttemptEmbedding(Base):
+    """The (encrypted) probe embedding of one scored verification, kept until `expires_at` so an
+    analyst can flag the attempt; purged by `voiceid purge` and erased with the claimed speaker."""
+
+    __tablename__ = "attempt_embeddings"
+    verification_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_ref: Mapped[str] = mapped_column(String(128), index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WatchlistEntry(Base):
+    """A known fraud voice. Its embedding is a copy (own row id in the associated data), so it
+    outlives the attempt's retention and the erasure of the identity it was used against."""
+
+    __tablename__ = "watchlist_entries"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    source: Mapped[str] = mapped_column(String(16))  # "verification" | "audio"
+    verification_id: Mapped[str | None] = mapped_column(String(32))
+    speaker_ref: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewItem(Base):
+    """Something an analyst must look at: a held duplicate enrolment or a watchlist hit at enrolment."""
+
+    __tablename__ = "review_items"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    matched_ref: Mapped[str] = mapped_column(String(128))
+    score: Mapped[float] = mapped_column(Float)
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_review_items_status_created", "status", "created_at"),)
+
+
+class FraudGeneration(Base):
+    """A counter bumped in the same transaction as every watchlist change: each process compares it
+    with the generation its in-memory index was loaded at, so a change made by another worker is
+    seen on the next screen without reloading the whole list on every call."""
+
+    __tablename__ = "fraud_generations"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)

@@ -25,6 +25,8 @@ class Reason(StrEnum):
     MODEL_VERSION_MISMATCH = "MODEL_VERSION_MISMATCH"
     SPEAKER_OPTED_OUT = "SPEAKER_OPTED_OUT"
     LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
+    WATCHLIST_MATCH = "WATCHLIST_MATCH"
+    ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,17 @@ def decide(
         return Outcome(Decision.INCONCLUSIVE, (Reason.INSUFFICIENT_SPEECH, reason))
     # Poor audio was already met with the wider (stricter) threshold pair; the reason says so.
     return Outcome(by_score, (Reason.LOW_QUALITY_AUDIO, reason) if low_quality else (reason,))
+
+
+def apply_watchlist(outcome: Outcome, hit: bool, force_reject: bool) -> Outcome:
+    """The outcome after the watchlist screen.
+
+    A hit is always reported (WATCHLIST_MATCH is added to the reasons). With `force_reject` it also
+    turns the decision into REJECT whatever the claimed-identity score said: a known fraud voice
+    that also scores well against the account is the attack the watchlist exists for. The score
+    reasons stay, so the log shows what the score alone would have decided.
+    """
+    if not hit:
+        return outcome
+    decision = Decision.REJECT if force_reject else outcome.decision
+    return Outcome(decision, (*outcome.reasons, Reason.WATCHLIST_MATCH))

@@ -1,0 +1,127 @@
+"""Watchlist and review queue for fraud analysts (analyst and admin keys only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.api.auth import Principal, get_service, require
+from voiceid.api.body import read_audio
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.desk import FraudDesk
+from voiceid.service import Role, VoiceIdService
+
+analyst = Depends(require(Role.ANALYST))
+router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])
+
+
+class WatchlistFromVerification(BaseModel):
+    verification_id: str = Field(max_length=32)
+    label: str = Field(min_length=1, max_length=128)
+    note: str | None = Field(None, max_length=2000)
+
+
+class WatchlistEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    entry_id: str
+    label: str
+    note: str | None
+    source: str = Field(description="verification | audio")
+    verification_id: str | None
+    speaker_id: str | None = Field(description="The identity the flagged attempt claimed, if any.")
+    model_version: str
+    created_by: str | None
+    created_at: datetime
+
+
+class ReviewItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    item_id: str
+    kind: str = Field(description="DUPLICATE_IDENTITY | WATCHLIST_MATCH")
+    status: str = Field(description="OPEN | REFUSED | APPROVED | REJECTED")
+    speaker_id: str
+    matched_ref: str = Field(description="The other speaker id (duplicates) or watchlist entry id.")
+    score: float
+    details: dict[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class ResolveIn(BaseModel):
+    action: Literal["approve", "reject"]
+
+
+def desk(service: VoiceIdService = Depends(get_service)) -> FraudDesk:
+    return FraudDesk(service)
+
+
+WATCHLIST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": WatchlistFromVerification.model_json_schema()},
+            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/watchlist", status_code=201, response_model=WatchlistEntryOut, openapi_extra=WATCHLIST_BODY)
+async def add_watchlist_entry(
+    request: Request,
+    label: str | None = Query(None, max_length=128, description="With an audio body"),
+    note: str | None = Query(None, max_length=2000, description="With an audio body"),
+    principal: Principal = Depends(require(Role.ANALYST)),
+    fraud: FraudDesk = Depends(desk),
+) -> WatchlistEntryOut:
+    """Flag an attempt as fraud (JSON `{verification_id, label, note}`), or add a known fraud voice
+    from audio (an audio body, with `label` and `note` as query parameters)."""
+    if (request.headers.get("content-type") or "").split(";")[0].strip() == "application/json":
+        try:
+            body = WatchlistFromVerification.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise VoiceIdError(ErrorCode.INVALID_REQUEST, str(exc).splitlines()[0]) from exc
+        view = await run_in_threadpool(
+            fraud.add_from_verification, body.verification_id, body.label, body.note, principal.key_id
+        )
+    else:
+        if not label:
+            raise VoiceIdError(ErrorCode.INVALID_REQUEST, "label (query parameter) is required with an audio body")
+        data, content_type = await read_audio(request, fraud.service.settings.max_upload_bytes)
+        view = await run_in_threadpool(fraud.add_from_audio, data, content_type, label, note, principal.key_id)
+    return WatchlistEntryOut.model_validate(view)
+
+
+@router.get("/watchlist", response_model=list[WatchlistEntryOut])
+async def list_watchlist(fraud: FraudDesk = Depends(desk)) -> list[WatchlistEntryOut]:
+    return [WatchlistEntryOut.model_validate(v) for v in await run_in_threadpool(fraud.list_watchlist)]
+
+
+@router.delete("/watchlist/{entry_id}", status_code=204)
+async def delete_watchlist_entry(entry_id: str, fraud: FraudDesk = Depends(desk)) -> Response:
+    await run_in_threadpool(fraud.delete_watchlist_entry, entry_id)
+    return Response(status_code=204)
+
+
+@router.get("/review-queue", response_model=list[ReviewItemOut])
+async def review_queue(
+    status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "ALL"] = "OPEN", fraud: FraudDesk = Depends(desk)
+) -> list[ReviewItemOut]:
+    items = await run_in_threadpool(fraud.review_queue, None if status == "ALL" else status)
+    return [ReviewItemOut.model_validate(v) for v in items]
+
+
+@router.post("/review-queue/{item_id}/resolve", response_model=ReviewItemOut)
+async def resolve_review_item(
+    item_id: str,
+    body: ResolveIn,
+    principal: Principal = Depends(require(Role.ANALYST)),
+    fraud: FraudDesk = Depends(desk),
+) -> ReviewItemOut:
+    view = await run_in_threadpool(fraud.resolve, item_id, body.action == "approve", principal.key_id)
+    return ReviewItemOut.model_validate(view)

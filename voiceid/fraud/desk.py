@@ -1,0 +1,240 @@
+"""What a fraud analyst does: watchlist entries, the review queue, attempt details, the retention purge.
+
+The HTTP routes, the review page and the CLI all call `FraudDesk`; it works through the one
+`VoiceIdService` of the process (its database, cipher, clock, inference pool and fraud caches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud import checks
+from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
+from voiceid.storage import fraud_repo
+from voiceid.storage import repositories as repo
+from voiceid.storage.models import ReviewItem, WatchlistEntry
+
+MAX_LABEL = 128
+MAX_NOTE = 2000
+
+
+@dataclass(frozen=True)
+class WatchlistEntryView:
+    entry_id: str
+    label: str
+    note: str | None
+    source: str
+    verification_id: str | None
+    speaker_id: str | None
+    model_version: str
+    created_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: WatchlistEntry) -> WatchlistEntryView:
+        return cls(
+            entry_id=row.id,
+            label=row.label,
+            note=row.note,
+            source=row.source,
+            verification_id=row.verification_id,
+            speaker_id=row.speaker_ref,
+            model_version=row.model_version,
+            created_by=row.created_by,
+            created_at=row.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class ReviewItemView:
+    item_id: str
+    kind: str
+    status: str
+    speaker_id: str
+    matched_ref: str
+    score: float
+    details: dict[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    @classmethod
+    def from_row(cls, row: ReviewItem) -> ReviewItemView:
+        return cls(
+            item_id=row.id,
+            kind=row.kind,
+            status=row.status,
+            speaker_id=row.speaker_ref,
+            matched_ref=row.matched_ref,
+            score=row.score,
+            details=dict(row.details),
+            created_at=row.created_at,
+            resolved_at=row.resolved_at,
+            resolved_by=row.resolved_by,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptDetail:
+    verification: VerificationView
+    embedding_expires_at: datetime | None  # None: not kept (unscored, expired or erased)
+    watchlist_entries: list[WatchlistEntryView]  # entries already made from this attempt
+
+
+def _text(label: str, note: str | None) -> tuple[str, str | None]:
+    label = label.strip()
+    if not label or len(label) > MAX_LABEL:
+        raise VoiceIdError(ErrorCode.INVALID_REQUEST, f"label must be 1-{MAX_LABEL} characters")
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE:
+        raise VoiceIdError(ErrorCode.INVALID_REQUEST, f"note must be at most {MAX_NOTE} characters")
+    return label, note
+
+
+class FraudDesk:
+    def __init__(self, service: VoiceIdService) -> None:
+        self.service = service
+
+    # --- watchlist -------------------------------------------------------------------------
+
+    def _add(self, vector: Any, model_version: str, **fields: Any) -> WatchlistEntryView:
+        service = self.service
+        with service.db.transaction() as session:
+            row = fraud_repo.add_watchlist_entry(
+                session, service.cipher, vector, model_version, created_at=service.clock(), **fields
+            )
+            generation = fraud_repo.bump_watchlist_generation(session)
+            view = WatchlistEntryView.from_row(row)
+        service.fraud.watchlist.added(row, vector, generation)
+        return view
+
+    def add_from_verification(
+        self, verification_id: str, label: str, note: str | None, created_by: str | None
+    ) -> WatchlistEntryView:
+        """Flag an attempt as fraud: its kept embedding becomes a watchlist entry."""
+        label, note = _text(label, note)
+        service = self.service
+        with service.db.transaction() as session:
+            verification = repo.get_verification(session, verification_id)
+            if verification is None:
+                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            if kept is None:
+                raise VoiceIdError(
+                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
+                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
+                )
+            vector = fraud_repo.attempt_vector(service.cipher, kept)
+            model_version, speaker_ref = kept.model_version, kept.speaker_ref
+        return self._add(
+            vector,
+            model_version,
+            label=label,
+            note=note,
+            source="verification",
+            verification_id=verification_id,
+            speaker_ref=speaker_ref,
+            created_by=created_by,
+        )
+
+    def add_from_audio(
+        self, data: bytes, content_type: str | None, label: str, note: str | None, created_by: str | None
+    ) -> WatchlistEntryView:
+        """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
+        label, note = _text(label, note)
+        utterance = self.service._embed(data, content_type)
+        return self._add(
+            utterance.vector,
+            utterance.model_version,
+            label=label,
+            note=note,
+            source="audio",
+            verification_id=None,
+            speaker_ref=None,
+            created_by=created_by,
+        )
+
+    def list_watchlist(self) -> list[WatchlistEntryView]:
+        with self.service.db.transaction() as session:
+            return [WatchlistEntryView.from_row(r) for r in fraud_repo.list_watchlist(session)]
+
+    def delete_watchlist_entry(self, entry_id: str) -> None:
+        service = self.service
+        with service.db.transaction() as session:
+            row = fraud_repo.get_watchlist_entry(session, entry_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
+            session.delete(row)
+            session.flush()
+            generation = fraud_repo.bump_watchlist_generation(session)
+        service.fraud.watchlist.removed(entry_id, generation)
+        service.db.flush_erased()
+
+    # --- attempts and retention ---------------------------------------------------------------
+
+    def attempt(self, verification_id: str) -> AttemptDetail:
+        service = self.service
+        with service.db.transaction() as session:
+            row = repo.get_verification(session, verification_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            entries = [
+                WatchlistEntryView.from_row(e)
+                for e in fraud_repo.list_watchlist(session)
+                if e.verification_id == verification_id
+            ]
+            return AttemptDetail(VerificationView.from_row(row), None if kept is None else kept.expires_at, entries)
+
+    def purge_expired(self) -> int:
+        """Delete every attempt embedding past its retention; the number removed."""
+        service = self.service
+        with service.db.transaction() as session:
+            removed = fraud_repo.purge_expired_attempts(session, service.clock())
+        if removed:
+            service.db.flush_erased()
+        return removed
+
+    # --- review queue ------------------------------------------------------------------------
+
+    def review_queue(self, status: str | None = checks.OPEN) -> list[ReviewItemView]:
+        with self.service.db.transaction() as session:
+            return [ReviewItemView.from_row(r) for r in fraud_repo.list_review_items(session, status)]
+
+    def resolve(self, item_id: str, approve: bool, resolved_by: str | None) -> ReviewItemView:
+        """Approve: the held speaker becomes ENROLLED (once no other item holds them). Reject: their
+        biometric data is erased and they are back to ENROLLING (consent kept)."""
+        service = self.service
+        with service.db.transaction() as session:
+            item = fraud_repo.get_review_item(session, item_id, for_update=True)
+            if item is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
+            if item.status != checks.OPEN:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"review item is already {item.status}")
+            now = service.clock()
+            item.status = checks.APPROVED if approve else checks.REJECTED
+            item.resolved_at, item.resolved_by = now, resolved_by
+            session.flush()
+            speaker = repo.get_speaker(session, item.speaker_ref, for_update=True)
+            if speaker is not None:
+                if not approve:
+                    repo.erase_biometrics(session, speaker)
+                    if speaker.status != SpeakerStatus.OPTED_OUT:
+                        speaker.status = SpeakerStatus.ENROLLING.value
+                    speaker.updated_at = now
+                elif speaker.status == SpeakerStatus.REVIEW_REQUIRED and not fraud_repo.open_review_items(
+                    session, item.speaker_ref
+                ):
+                    speaker.status = (
+                        SpeakerStatus.ENROLLED.value
+                        if speaker.voiceprint is not None
+                        else SpeakerStatus.ENROLLING.value
+                    )
+                    speaker.updated_at = now
+            view = ReviewItemView.from_row(item)
+        if not approve:
+            service.db.flush_erased()
+        return view

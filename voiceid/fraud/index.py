@@ -1,0 +1,183 @@
+"""1:N cosine search over unit vectors: an exact matrix product, or a faiss HNSW graph for large sets.
+
+Both paths sit behind one interface so callers (watchlist screening, duplicate detection, the
+bench) do not care which one answers; the exact path is the oracle the approximate one is tested
+against. Vectors are L2-normalised on the way in, so inner product is cosine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceid.verify.scoring import l2_normalise
+
+FloatArray = npt.NDArray[np.float32]
+
+DEFAULT_EXACT_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    key: str
+    score: float
+
+
+class VectorIndex:
+    """Keyed unit vectors with top-k cosine search.
+
+    Up to `exact_max` live vectors every search is one float32 matrix product (at 100 k x 192 that
+    is ~19 M multiply-adds, a few milliseconds of BLAS). Above it an HNSW inner-product graph
+    answers instead: it supports incremental adds, which matters because the watchlist grows one
+    entry at a time, and unlike IVF it keeps finding a planted near neighbour on unstructured data
+    (see bench/watchlist_search.py; IVF-flat missed a fifth of cos-0.6 neighbours at nprobe 128).
+    HNSW cannot delete, so removed rows are tombstoned, filtered out inside the
+    graph search with an ID selector, and the graph is rebuilt once tombstones pass a quarter of
+    the rows. Thread-safe: one lock around every mutation and search.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        exact_max: int = DEFAULT_EXACT_MAX,
+        hnsw_m: int = 16,
+        ef_construction: int = 40,
+        ef_search: int = 256,
+    ) -> None:
+        self.dim = dim
+        self.exact_max = exact_max
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self._lock = threading.Lock()
+        self._matrix: FloatArray = np.zeros((0, dim), dtype=np.float32)
+        self._rows = 0  # rows of _matrix in use (live + tombstoned)
+        self._keys: list[str | None] = []  # row -> key, None once removed
+        self._row_of: dict[str, int] = {}
+        self._graph: object | None = None  # faiss.IndexHNSWFlat over rows [0, graph.ntotal)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._row_of
+
+    @property
+    def uses_approximate(self) -> bool:
+        return len(self) > self.exact_max
+
+    # --- mutation -------------------------------------------------------------------------
+
+    def add(self, keys: Sequence[str], vectors: npt.NDArray[np.floating]) -> None:
+        """Add (or replace) vectors under `keys`."""
+        rows = l2_normalise(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
+        if rows.shape != (len(keys), self.dim):
+            raise ValueError(f"expected {len(keys)} vectors of dimension {self.dim}, got {rows.shape}")
+        if len(set(keys)) != len(keys):
+            raise ValueError("keys must be unique within one add")
+        with self._lock:
+            for key in keys:
+                self._tombstone(key)
+            needed = self._rows + len(keys)
+            if needed > len(self._matrix):
+                # Amortised growth: doubling keeps one-at-a-time adds O(1) on average.
+                grown = np.zeros((max(needed, 2 * len(self._matrix), 64), self.dim), dtype=np.float32)
+                grown[: self._rows] = self._matrix[: self._rows]
+                self._matrix = grown
+            self._matrix[self._rows : needed] = rows
+            for offset, key in enumerate(keys):
+                self._keys.append(key)
+                self._row_of[key] = self._rows + offset
+            self._rows = needed
+            self._maybe_compact()
+
+    def remove(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._tombstone(key)
+            self._maybe_compact()
+
+    def _tombstone(self, key: str) -> None:
+        row = self._row_of.pop(key, None)
+        if row is not None:
+            self._keys[row] = None
+
+    def _maybe_compact(self) -> None:
+        dead = self._rows - len(self._row_of)
+        if dead and dead * 4 > self._rows:
+            live = [row for row in range(self._rows) if self._keys[row] is not None]
+            self._matrix = self._matrix[live].copy()
+            self._keys = [self._keys[row] for row in live]
+            self._row_of = {key: row for row, key in enumerate(self._keys) if key is not None}
+            self._rows = len(live)
+            self._graph = None  # row numbers changed; rebuilt lazily on the next approximate search
+
+    # --- search ---------------------------------------------------------------------------
+
+    def search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]:
+        """Top-`k` neighbours (best first) of each probe row."""
+        queries = l2_normalise(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
+        with self._lock:
+            if len(self) == 0 or k <= 0:
+                return [[] for _ in range(len(queries))]
+            if self.uses_approximate:
+                scores, rows = self._graph_search(queries, k)
+            else:
+                scores, rows = self._exact_rows(queries, k)
+            return [
+                [
+                    Neighbour(key, float(score))
+                    for score, row in zip(score_row, row_row, strict=True)
+                    if row >= 0 and (key := self._keys[row]) is not None
+                ]
+                for score_row, row_row in zip(scores, rows, strict=True)
+            ]
+
+    def exact_search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]:
+        """The oracle: always the full matrix product, whatever the size."""
+        queries = l2_normalise(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
+        with self._lock:
+            if len(self) == 0 or k <= 0:
+                return [[] for _ in range(len(queries))]
+            scores, rows = self._exact_rows(queries, k)
+            return [
+                [Neighbour(self._keys[r] or "", float(s)) for s, r in zip(sr, rr, strict=True) if r >= 0]
+                for sr, rr in zip(scores, rows, strict=True)
+            ]
+
+    def _exact_rows(self, queries: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        scores = queries @ self._matrix[: self._rows].T
+        if len(self) < self._rows:
+            dead = np.fromiter((key is None for key in self._keys), dtype=bool, count=self._rows)
+            scores[:, dead] = -np.inf
+        k = min(k, len(self))
+        # argpartition is O(n); only the k winners get sorted.
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+    def _graph_search(self, queries: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        import faiss  # imported lazily: small deployments never need it loaded
+
+        graph = self._graph
+        if graph is None:
+            graph = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = self.ef_construction
+            self._graph = graph
+        if graph.ntotal < self._rows:  # type: ignore[attr-defined]
+            graph.add(np.ascontiguousarray(self._matrix[graph.ntotal : self._rows]))  # type: ignore[attr-defined]
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
+        params.efSearch = max(self.ef_search, k)
+        if len(self) < self._rows:
+            dead = np.array([row for row in range(self._rows) if self._keys[row] is None], dtype=np.int64)
+            # Both selectors must stay referenced until the search returns (faiss holds raw pointers).
+            batch = faiss.IDSelectorBatch(dead)
+            not_dead = faiss.IDSelectorNot(batch)
+            params.sel = not_dead
+        scores, rows = graph.search(queries, min(k, len(self)), params=params)  # type: ignore[attr-defined]
+        return scores.astype(np.float32), rows.astype(np.int64)

@@ -1,0 +1,359 @@
+"""The analyst review page at /review: server-rendered HTML, a signed session cookie, CSRF tokens.
+
+Sign-in takes an analyst (or admin) API key once and keeps only its id and role in a signed,
+HttpOnly, SameSite=Strict cookie; every POST form carries the session's CSRF token. No JavaScript
+framework and no CDN: the page must work on an air-gapped fraud desk.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Select, select
+from starlette.concurrency import run_in_threadpool
+
+from voiceid.errors import VoiceIdError
+from voiceid.fraud.desk import FraudDesk
+from voiceid.fraud.histogram import histogram_svg
+from voiceid.service import Role, VoiceIdService
+from voiceid.storage import repositories as repo
+from voiceid.storage.crypto import load_or_create_key_file
+from voiceid.storage.models import Verification
+from voiceid.verify.decision import Decision
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(prefix="/review", include_in_schema=False)
+
+SESSION_COOKIE = "voiceid_review"
+LOGIN_COOKIE = "voiceid_review_login"
+SECRET_FILE = "review-session.key"
+PAGE_SIZE = 50
+HISTOGRAM_LIMIT = 50_000  # newest rows plotted; enough for a shape, bounded for a busy log
+ANALYST_ROLES = {Role.ANALYST, Role.ADMIN}
+
+
+@dataclass(frozen=True)
+class ReviewSession:
+    key_id: str
+    role: str
+    csrf: str
+
+
+@lru_cache(maxsize=8)
+def _serializer(secret: bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="voiceid-review-session")
+
+
+def _secret(service: VoiceIdService) -> bytes:
+    configured = service.settings.review_secret
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return load_or_create_key_file(service.settings.data_dir / SECRET_FILE)
+
+
+def _service(request: Request) -> VoiceIdService:
+    service: VoiceIdService = request.app.state.service
+    return service
+
+
+def _session(request: Request) -> ReviewSession | None:
+    service = _service(request)
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(_secret(service)).loads(raw, max_age=service.settings.review_session_max_age_s)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("r") not in {r.value for r in ANALYST_ROLES}:
+        return None
+    return ReviewSession(str(data["k"]), str(data["r"]), str(data["c"]))
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/review/login", status_code=303)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+async def _checked_form(request: Request, session: ReviewSession) -> dict[str, str] | None:
+    """The form fields, or None when the CSRF token is missing or wrong."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    return form if hmac.compare_digest(form.get("csrf", ""), session.csrf) else None
+
+
+def _forbidden(request: Request, message: str) -> HTMLResponse:
+    return templates.TemplateResponse(request, "error.html", {"message": message, "session": None}, status_code=403)
+
+
+def _render(request: Request, name: str, session: ReviewSession, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"session": session, **context})
+
+
+# --- sign in / out ----------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, error: str | None = None) -> HTMLResponse:
+    # Login CSRF: the form token must match a random cookie set with the form (double submit).
+    token = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request, "login.html", {"csrf": token, "error": error, "session": None}, status_code=401 if error else 200
+    )
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path="/review")
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+        return _forbidden(request, "The sign-in form expired; reload it and try again.")
+    service = _service(request)
+    found = await run_in_threadpool(service.authenticate, form.get("api_key", "").strip())
+    if found is None or found[1] not in ANALYST_ROLES:
+        return await login_page(request, error="That key is not an analyst or admin key.")
+    key_id, role = found
+    cookie = _serializer(_secret(service)).dumps({"k": key_id, "r": role.value, "c": secrets.token_urlsafe(24)})
+    response = RedirectResponse("/review", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=service.settings.review_session_max_age_s,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/review",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/review")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    session = _session(request)
+    if session is not None and await _checked_form(request, session) is None:
+        return _forbidden(request, "Invalid form token.")
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE, path="/review")
+    return response
+
+
+@router.get("/static/review.css")
+async def stylesheet() -> FileResponse:
+    return FileResponse(HERE / "static" / "review.css", media_type="text/css")
+
+
+# --- attempts ---------------------------------------------------------------------------------
+
+FILTER_FIELDS = ("speaker_id", "decision", "since", "until", "min_score", "max_score")
+
+
+def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dict[str, str], str | None]:
+    """(filter, the non-empty values to echo back into the form and links, an error message)."""
+    values = {k: params[k].strip() for k in FILTER_FIELDS if params.get(k, "").strip()}
+    try:
+        decision = values.get("decision")
+        if decision is not None:
+            Decision(decision)
+
+        def when(name: str, extra: timedelta = timedelta(0)) -> datetime | None:
+            raw = values.get(name)
+            if raw is None:
+                return None
+            parsed = datetime.fromisoformat(raw)
+            # A bare date (the form's date input) "until 2025-01-31" means up to the end of that day.
+            if len(raw) == 10:
+                parsed += extra
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+        def number(name: str) -> float | None:
+            raw = values.get(name)
+            return None if raw is None else float(raw)
+
+        f = repo.VerificationFilter(
+            speaker_ref=values.get("speaker_id"),
+            decision=decision,
+            since=when("since"),
+            until=when("until", timedelta(days=1)),
+            min_score=number("min_score"),
+            max_score=number("max_score"),
+        )
+    except ValueError as exc:
+        return repo.VerificationFilter(), values, f"Invalid filter: {exc}"
+    return f, values, None
+
+
+def _scores_by_decision(service: VoiceIdService, f: repo.VerificationFilter) -> dict[str, list[float]]:
+    with service.db.transaction() as session:
+        query = repo._filtered(cast(Select[Any], select(Verification.decision, Verification.score)), f)
+        rows = session.execute(
+            query.where(Verification.score.is_not(None)).order_by(Verification.created_at.desc()).limit(HISTOGRAM_LIMIT)
+        ).all()
+    out: dict[str, list[float]] = {}
+    for decision, score in rows:
+        out.setdefault(decision, []).append(float(score))
+    return out
+
+
+@router.get("", response_class=HTMLResponse)
+async def attempts(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    service = _service(request)
+    params = dict(request.query_params)
+    f, values, error = _parse_filters(params)
+    cursor = params.get("cursor") or None
+    try:
+        page = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, cursor)
+    except VoiceIdError as exc:
+        page, error = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, None), exc.message
+    scores = await run_in_threadpool(_scores_by_decision, service, f)
+    thresholds = service.thresholds
+    return _render(
+        request,
+        "attempts.html",
+        session,
+        page=page,
+        filters=values,
+        error=error,
+        decisions=[d.value for d in Decision],
+        query=urlencode(values),
+        next_query=urlencode({**values, "cursor": page.next_cursor}) if page.next_cursor else None,
+        histogram=histogram_svg(scores, (thresholds.reject, thresholds.accept)),
+    )
+
+
+@router.get("/export.csv")
+async def export_csv(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    service = _service(request)
+    f, _, error = _parse_filters(dict(request.query_params))
+    if error:
+        return _forbidden(request, error)
+    rows = await run_in_threadpool(service.all_verifications, f)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["verification_id", "created_at", "speaker_id", "decision", "score", "reasons", "watchlist_hits"])
+    for v in rows:
+        hits = " ".join(f"{h['label']}:{h['score']}" for h in v.watchlist_hits)
+        writer.writerow(
+            [v.verification_id, v.created_at.isoformat(), v.speaker_id, v.decision, v.score, " ".join(v.reasons), hits]
+        )
+    return Response(
+        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="attempts.csv"'}
+    )
+
+
+@router.get("/attempts/{verification_id}", response_class=HTMLResponse)
+async def attempt(request: Request, verification_id: str) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    try:
+        detail = await run_in_threadpool(FraudDesk(_service(request)).attempt, verification_id)
+    except VoiceIdError as exc:
+        return templates.TemplateResponse(
+            request, "error.html", {"message": exc.message, "session": session}, status_code=404
+        )
+    return _render(request, "attempt.html", session, detail=detail, v=detail.verification, error=None)
+
+
+@router.post("/attempts/{verification_id}/flag")
+async def flag(request: Request, verification_id: str) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    form = await _checked_form(request, session)
+    if form is None:
+        return _forbidden(request, "Invalid form token.")
+    desk = FraudDesk(_service(request))
+    try:
+        await run_in_threadpool(
+            desk.add_from_verification, verification_id, form.get("label", ""), form.get("note"), session.key_id
+        )
+    except VoiceIdError as exc:
+        detail = await run_in_threadpool(desk.attempt, verification_id)
+        return templates.TemplateResponse(
+            request,
+            "attempt.html",
+            {"session": session, "detail": detail, "v": detail.verification, "error": exc.message},
+            status_code=409 if exc.code != "INVALID_REQUEST" else 422,
+        )
+    return RedirectResponse("/review/watchlist", status_code=303)
+
+
+# --- watchlist and review queue -------------------------------------------------------------------
+
+
+@router.get("/watchlist", response_class=HTMLResponse)
+async def watchlist_page(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    entries = await run_in_threadpool(FraudDesk(_service(request)).list_watchlist)
+    return _render(request, "watchlist.html", session, entries=entries)
+
+
+@router.post("/watchlist/{entry_id}/delete")
+async def delete_entry(request: Request, entry_id: str) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    if await _checked_form(request, session) is None:
+        return _forbidden(request, "Invalid form token.")
+    try:
+        await run_in_threadpool(FraudDesk(_service(request)).delete_watchlist_entry, entry_id)
+    except VoiceIdError as exc:
+        return templates.TemplateResponse(
+            request, "error.html", {"message": exc.message, "session": session}, status_code=404
+        )
+    return RedirectResponse("/review/watchlist", status_code=303)
+
+
+@router.get("/queue", response_class=HTMLResponse)
+async def queue_page(request: Request, status: str = "OPEN") -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    items = await run_in_threadpool(FraudDesk(_service(request)).review_queue, None if status == "ALL" else status)
+    return _render(request, "queue.html", session, items=items, status=status)
+
+
+@router.post("/queue/{item_id}/resolve")
+async def resolve(request: Request, item_id: str) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    form = await _checked_form(request, session)
+    if form is None:
+        return _forbidden(request, "Invalid form token.")
+    try:
+        await run_in_threadpool(
+            FraudDesk(_service(request)).resolve, item_id, form.get("action") == "approve", session.key_id
+        )
+    except VoiceIdError as exc:
+        return templates.TemplateResponse(
+            request, "error.html", {"message": exc.message, "session": session}, status_code=409
+        )
+    return RedirectResponse("/review/queue", status_code=303)
