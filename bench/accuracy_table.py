@@ -43,24 +43,27 @@ def main() -> None:
         cache = EmbeddingCache(settings.data_dir / "cache" / "embeddings", f"{MODEL_VERSION}|{embedder}|{front_end}")
         for channel in args.channels.split(","):
             run = embed_run(protocol, channel, embed, cache, cohort)
-            for norm in NORM_METHODS:
-                trials = run.trials(norm, args.top_n)
-                row = {"embedder": embedder, "channel": channel, "norm": norm, "top_n": args.top_n}
+            variants = [("none", "-")] + [(n, c) for n in NORM_METHODS[1:] for c in ("builtin", "population")]
+            for norm, source in variants:
+                trials = run.trials(norm, args.top_n, source, settings.population_min)
+                row = {"embedder": embedder, "channel": channel, "norm": norm, "cohort": source, "top_n": args.top_n}
                 row.update(summarise(trials.target, trials.nontarget))
                 row["cllr"] = cross_validated_cllr(trials)
                 rows.append(row)
                 print(
-                    f"{embedder:17s} {channel:10s} {norm:8s} EER {row['eer'] * 100:5.2f} %  "
+                    f"{embedder:17s} {channel:10s} {norm:8s} {source:10s} EER {row['eer'] * 100:5.2f} %  "
                     f"minDCF0.01 {row['min_dcf_0.01']:.3f}  Cllr {row['cllr']:.3f}",
                     file=sys.stderr,
                 )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"manifest": str(manifest), "rows": rows}, indent=2) + "\n")
-    print("| embedder | channel | norm | EER | minDCF (p=0.01) | minDCF (p=0.001) | FNMR @ FMR 1 % | Cllr | minCllr |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    header = "| embedder | channel | norm | cohort | EER | minDCF (p=0.01) | minDCF (p=0.001) | FNMR @ FMR 1 %"
+    print(header + " | Cllr | minCllr |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['embedder']} | {r['channel']} | {r['norm']} | {r['eer'] * 100:.2f} % | {r['min_dcf_0.01']:.3f} | "
+            f"| {r['embedder']} | {r['channel']} | {r['norm']} | {r['cohort']} | {r['eer'] * 100:.2f} % | "
+            f"{r['min_dcf_0.01']:.3f} | "
             f"{r['min_dcf_0.001']:.3f} | {r['fnmr_at_fmr_1pct'] * 100:.2f} % | {r['cllr']:.3f} | {r['min_cllr']:.3f} |"
         )
 

@@ -142,7 +142,10 @@ def eval_command(
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
     embedder: Annotated[str, typer.Option(help="voiceid | speechbrain-bare (baseline)")] = "voiceid",
     norm: Annotated[str, typer.Option(help="Score normalisation: none | s-norm | as-norm")] = "none",
-    top_n: Annotated[int, typer.Option(help="AS-norm: cohort scores kept per side")] = 100,
+    top_n: Annotated[int | None, typer.Option(help="AS-norm: cohort scores kept per side (default: setting)")] = None,
+    cohort: Annotated[
+        str | None, typer.Option(help="population (the other enrolled speakers) | builtin (default: setting)")
+    ] = None,
     cohort_manifest: Annotated[
         Path | None, typer.Option(help="Impostor cohort (default: <dev data>/dev_cohort/manifest.csv)")
     ] = None,
@@ -162,16 +165,12 @@ def eval_command(
 
     if norm not in NORM_METHODS:
         raise typer.BadParameter(f"norm must be one of {', '.join(NORM_METHODS)}")
-    needs_cohort = norm != "none"
-    run = _embed_run(
-        manifest,
-        channel,
-        enrol_utts,
-        embedder,
-        (cohort_manifest or _default_cohort_manifest()) if needs_cohort else None,
-        cache,
-    )
-    trials = run.trials(norm, top_n)
+    settings = get_settings()
+    top_n = top_n or settings.score_top_n
+    cohort_source = cohort or settings.cohort_source
+    cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
+    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache)
+    trials = run.trials(norm, top_n, cohort_source, settings.population_min)
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": channel,
@@ -179,7 +178,8 @@ def eval_command(
         "embedder": embedder,
         "norm": norm,
         "top_n": top_n if norm == "as-norm" else None,
-        "cohort_size": None if run.cohort is None else len(run.cohort),
+        "cohort": cohort_source if norm != "none" else None,
+        "builtin_cohort_size": None if run.cohort is None else len(run.cohort),
         "model_version": MODEL_VERSION,
         "enrol_utts": enrol_utts,
         "n_speakers": len(trials.speakers),
@@ -212,7 +212,8 @@ def eval_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     typer.echo(
-        f"{embedder} {channel} {norm}: EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
+        f"{embedder} {channel} {norm}{'/' + cohort_source if norm != 'none' else ''}: "
+        f"EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
         f"minDCF(0.001) {report['min_dcf_0.001']:.4f}  FNMR@FMR1% {report['fnmr_at_fmr_1pct'] * 100:.2f} %  "
         f"Cllr {report['cllr']:.3f}  minCllr {report['min_cllr']:.3f}  "
         f"targets {report['n_target']}  non-targets {report['n_nontarget']}  failed {len(run.failures)}"
@@ -229,7 +230,8 @@ def calibrate_command(
     norm: Annotated[str, typer.Option(help="none | s-norm | as-norm (must match the service's VOICEID_SCORE_NORM)")] = (
         "as-norm"
     ),
-    top_n: Annotated[int, typer.Option()] = 100,
+    top_n: Annotated[int | None, typer.Option(help="AS-norm top-N (default: setting)")] = None,
+    cohort: Annotated[str | None, typer.Option(help="population | builtin (default: setting)")] = None,
     enrol_utts: Annotated[int, typer.Option()] = 3,
     target_fmr: Annotated[float, typer.Option(help="False-match rate the accept threshold is set for")] = 0.001,
     target_fnmr: Annotated[float, typer.Option(help="Share of genuine callers allowed under the reject threshold")] = (
@@ -241,9 +243,10 @@ def calibrate_command(
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
-    cohort = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort, True)
-    trials = run.trials(norm, top_n)
+    settings = get_settings()
+    cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
+    run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True)
+    trials = run.trials(norm, top_n or settings.score_top_n, cohort or settings.cohort_source, settings.population_min)
     fitted = fit_calibration(
         trials.target,
         trials.nontarget,

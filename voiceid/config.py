@@ -88,7 +88,15 @@ class Settings(BaseSettings):
     score_norm: Literal["none", "s-norm", "as-norm"] = Field(
         "as-norm", description="Score normalisation against the impostor cohort of the call's channel."
     )
-    score_top_n: int = Field(100, ge=1, description="AS-norm: cohort scores kept per side.")
+    score_top_n: int = Field(50, ge=1, description="AS-norm: cohort scores kept per side.")
+    cohort_source: Literal["population", "builtin"] = Field(
+        "population",
+        description="Normalise against the operator's own enrolled voiceprints (population) or only the shipped "
+        "LibriSpeech cohort (builtin).",
+    )
+    population_min: int = Field(
+        50, ge=0, description="With fewer enrolled voiceprints than this, the shipped cohort is added to them."
+    )
     calibration_file: Path | None = Field(
         None, description="calibration.json from `voiceid calibrate`; default: the one shipped in the package."
     )

@@ -19,8 +19,8 @@ from voiceid.evaluation.protocol import Protocol, Utterance
 from voiceid.verify.calibration import Calibration
 from voiceid.verify.cohort import WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod
-from voiceid.verify.scorer import Scorer
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.scorer import CohortScores, Scorer
+from voiceid.verify.scoring import build_voiceprint, cosine_matrix
 
 FloatArray = npt.NDArray[np.float32]
 Progress = Callable[[Iterable[Utterance]], Iterable[Utterance]]
@@ -119,6 +119,34 @@ def score_protocol(
     return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers)
 
 
+def score_population(protocol: Protocol, vectors: dict[str, FloatArray], scorer: Scorer, channel: str) -> TrialScores:
+    """Trials normalised against the enrolled population, as the service does it.
+
+    The cohort of a trial is every other enrolled voiceprint, less the claimed speaker (as in the
+    service) and less the test speaker's own voiceprint: in the field most impostors are not
+    enrolled, and leaving their own voiceprint in the cohort would flatter the figures.
+    """
+    speakers, voiceprints = voiceprints_of(protocol, vectors)
+    tests = [u for u in protocol.tests if u.utt_id in vectors]
+    probes = np.stack([vectors[u.utt_id] for u in tests])
+    index = {s: i for i, s in enumerate(speakers)}
+    owner = np.array([index.get(u.speaker_id, -1) for u in tests])
+    vp_vs_vp = cosine_matrix(voiceprints, voiceprints)
+    probe_vs_vp = cosine_matrix(probes, voiceprints)
+    scores = np.zeros((len(tests), len(speakers)), dtype=np.float32)
+    members = np.ones(len(speakers), dtype=bool)
+    for j in range(len(speakers)):
+        for i in range(len(tests)):
+            members[:] = True
+            members[j] = False
+            if owner[i] >= 0:
+                members[owner[i]] = False
+            cohort = CohortScores(vp_vs_vp[j, members], probe_vs_vp[i, members], int(members.sum()))
+            scores[i, j] = scorer.score(probes[i], voiceprints[j], channel, cohort).score
+    is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
+    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers)
+
+
 def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
     eer, eer_threshold = metrics.eer(target, nontarget)
     dcf2, _ = metrics.min_dcf(target, nontarget, 0.01)
@@ -155,8 +183,16 @@ class EvalRun:
         cohorts = {self.service_channel: self.cohort} if self.cohort is not None else {}
         return Scorer(norm, top_n, cohorts, calibrations or {})
 
-    def trials(self, norm: NormMethod, top_n: int) -> TrialScores:
-        return score_protocol(self.protocol, self.vectors, self.scorer(norm, top_n), self.service_channel)
+    def trials(
+        self, norm: NormMethod, top_n: int, cohort_source: str = "builtin", population_min: int = 0
+    ) -> TrialScores:
+        scorer = self.scorer(norm, top_n)
+        if cohort_source == "builtin" or norm == "none":
+            return score_protocol(self.protocol, self.vectors, scorer, self.service_channel)
+        if cohort_source != "population":
+            raise ValueError(f"unknown cohort source {cohort_source!r}")
+        scorer.population_min = population_min
+        return score_population(self.protocol, self.vectors, scorer, self.service_channel)
 
 
 def embed_run(

@@ -89,9 +89,9 @@ def build_scorer(settings: Settings, model_version: str) -> Scorer:
                     "or set VOICEID_SCORE_NORM=none",
                 )
             cohorts[channel] = cohort.embeddings
-    return Scorer(
-        settings.score_norm, settings.score_top_n, cohorts, load_matching_calibrations(settings, model_version)
-    )
+    calibrations = load_matching_calibrations(settings, model_version)
+    population_min = settings.population_min if settings.cohort_source == "population" else 0
+    return Scorer(settings.score_norm, settings.score_top_n, cohorts, calibrations, population_min)
 
 
 def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:

@@ -29,6 +29,16 @@ class ScoreResult:
     calibration_id: str | None
 
 
+@dataclass(frozen=True)
+class CohortScores:
+    """Scores of the voiceprint (`enrol`) and of the probe (`test`) against the same cohort members:
+    the operator's own enrolled population, minus the claimed speaker."""
+
+    enrol: npt.NDArray[np.floating]
+    test: npt.NDArray[np.floating]
+    members: int  # population size the scores were drawn from (AS-norm may pass only its top-N)
+
+
 class Scorer:
     def __init__(
         self,
@@ -36,6 +46,7 @@ class Scorer:
         top_n: int,
         cohorts: Mapping[str, FloatArray],
         calibrations: Mapping[str, Calibration],
+        population_min: int = 0,
     ) -> None:
         if norm != "none":
             missing = [c for c, e in cohorts.items() if e is None or len(e) == 0]
@@ -45,6 +56,9 @@ class Scorer:
         self.top_n = top_n
         self.cohorts = dict(cohorts)
         self.calibrations = dict(calibrations)
+        # Below this many population members their statistics are too noisy on their own, and the
+        # shipped cohort is added to them.
+        self.population_min = population_min
 
     def calibration(self, channel: str) -> Calibration | None:
         return self.calibrations.get(channel)
@@ -61,8 +75,40 @@ class Scorer:
         test_cohort = cosine_matrix(probes, cohort)
         return raw, normalise_scores(raw, enrol_cohort, test_cohort, self.norm, self.top_n)
 
-    def score(self, probe: npt.NDArray[np.floating], voiceprint: npt.NDArray[np.floating], channel: str) -> ScoreResult:
-        raw, normalised = self.score_matrix(np.atleast_2d(probe), np.atleast_2d(voiceprint), channel)
+    def cohort_scores(
+        self,
+        probe: npt.NDArray[np.floating],
+        voiceprint: npt.NDArray[np.floating],
+        channel: str,
+        population: CohortScores | None,
+    ) -> CohortScores:
+        """The cohort a trial is normalised against: the population when it is large enough,
+        otherwise the population together with the shipped cohort of the channel."""
+        if population is not None and population.members >= self.population_min:
+            return population
+        cohort = self.cohorts[channel]
+        enrol = cosine_matrix(voiceprint, cohort)[0]
+        test = cosine_matrix(probe, cohort)[0]
+        if population is None:
+            return CohortScores(enrol, test, len(cohort))
+        return CohortScores(
+            np.concatenate([enrol, population.enrol]),
+            np.concatenate([test, population.test]),
+            len(cohort) + population.members,
+        )
+
+    def score(
+        self,
+        probe: npt.NDArray[np.floating],
+        voiceprint: npt.NDArray[np.floating],
+        channel: str,
+        population: CohortScores | None = None,
+    ) -> ScoreResult:
+        raw = cosine_matrix(probe, voiceprint).astype(np.float64)
+        normalised = raw
+        if self.norm != "none":
+            cohort = self.cohort_scores(probe, voiceprint, channel, population)
+            normalised = normalise_scores(raw, cohort.enrol[None], cohort.test[None], self.norm, self.top_n)
         calibration = self.calibration(channel)
         value = float(normalised[0, 0])
         return ScoreResult(
