@@ -47,9 +47,11 @@ def _service(load_model: bool = True) -> Any:
     if load_model:
         return VoiceIdService.from_settings(get_settings())
 
+    from voiceid.models.files import MODEL_VERSION
+
     class _NoModel:
         # Key management touches only the database; loading the model would cost seconds for nothing.
-        model_version = "n/a"
+        model_version = MODEL_VERSION
 
         def embed_bytes(self, data: bytes, content_type: str | None) -> Any:
             raise RuntimeError("no model loaded")

@@ -17,35 +17,35 @@ SPEAKER = "so762_0135"
 
 
 def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, dev_files, settings) -> None:
-    files = dev_files[SPEAKER]
+    others = ["so762_0036", "ls_2414"]  # the rest of the enrolled population
     api = make_api(engine=engine, enrol_min_speech_s=1.0)
-    api.put_speaker(SPEAKER)
-    for path in files[:3]:
-        body, ctype = through_channel(path, "g711-ulaw")
-        r = api.client.post(
-            f"/v1/speakers/{SPEAKER}/enrolment-audio",
-            content=body,
-            headers={**api.h("enrolment"), "Content-Type": ctype},
-        )
-        assert r.status_code == 200, r.text
-    probe_body, probe_type = through_channel(files[5], "g711-ulaw")
-    got = api.verify(SPEAKER, probe_body, probe_type)
+    for speaker in [*others, SPEAKER]:
+        api.put_speaker(speaker)
+        for path in dev_files[speaker][:3]:
+            body, ctype = through_channel(path, "g711-ulaw")
+            headers = {**api.h("enrolment"), "Content-Type": ctype}
+            r = api.client.post(f"/v1/speakers/{speaker}/enrolment-audio", content=body, headers=headers)
+            assert r.status_code == 200, r.text
+    probe = dev_files[SPEAKER][5]
+    got = api.verify(SPEAKER, *through_channel(probe, "g711-ulaw"))
     assert got["channel"] == "phone" and got["norm"] == "as-norm"
 
-    # The evaluation path: same channel simulation, same protocol shape (first 3 enrol), same scorer.
+    # The evaluation path: same channel simulation, same protocol (first 3 utterances enrol), same
+    # scorer, the same population (the other enrolled speakers) topped up with the shipped cohort.
     cohort = find_cohort(
         [BUILTIN_DIR], engine.model_version, "phone", FrontEndConfig.from_settings(settings).embedding_key
     )
     assert cohort is not None
     protocol = Protocol(
-        enrolment={SPEAKER: [Utterance(p.stem, SPEAKER, p) for p in files[:3]]},
-        tests=[Utterance(files[5].stem, SPEAKER, files[5])],
+        enrolment={s: [Utterance(p.stem, s, p) for p in dev_files[s][:3]] for s in [*others, SPEAKER]},
+        tests=[Utterance(probe.stem, SPEAKER, probe)],
     )
     run = embed_run(protocol, "g711-ulaw", lambda d, c: engine.embed_bytes(d, c).vector, EmbeddingCache(None, ""), None)
     run = type(run)(run.protocol, run.vectors, run.failures, cohort.embeddings, run.channel, run.service_channel)
-    trials = run.trials("as-norm", settings.score_top_n)
-    assert float(trials.scores[0, 0]) == pytest.approx(got["score"], abs=1e-4)
-    assert float(run.trials("none", 0).scores[0, 0]) == pytest.approx(got["raw_score"], abs=1e-5)
+    trials = run.trials("as-norm", settings.score_top_n, "population", settings.population_min)
+    column = trials.speakers.index(SPEAKER)
+    assert float(trials.scores[0, column]) == pytest.approx(got["score"], abs=1e-4)
+    assert float(run.trials("none", 0).scores[0, column]) == pytest.approx(got["raw_score"], abs=1e-5)
 
 
 def test_shipped_cohort_is_what_the_cohort_build_produces(engine, settings) -> None:
