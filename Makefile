@@ -25,6 +25,8 @@ serve: model
 
 test: model
 	bash scripts/ensure-services.sh
+	$(BIN)/ruff check voiceid tests bench
+	$(BIN)/mypy voiceid
 	$(BIN)/python -m pytest
 
 lint: install

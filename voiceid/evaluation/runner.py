@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,8 @@ class EmbeddingCache:
         path = self._path(data, content_type)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
+            # A name of its own per writer: two evaluations may embed the same file at once.
+            tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npy")
             np.save(tmp, vector)
             tmp.replace(path)
 
