@@ -121,7 +121,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "probe_s": round(len(probe) / simulator.RATE, 3),
         "verify_min_speech_s": settings.verify_min_speech_s,
         "stream_interim_s": settings.stream_interim_s,
-        "thresholds": [settings.reject_threshold, settings.accept_threshold],
+        "phone_thresholds": [
+            service.policy.thresholds("phone").thresholds.reject,
+            service.policy.thresholds("phone").thresholds.accept,
+        ],
         "cpu": f"{platform.processor() or platform.machine()} x{os.cpu_count()}",
         "median_first_frame_to_decision_s": {
             p: round(statistics.median(r["first_frame_to_decision_s"] for r in rows[p]), 3) for p in rows

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     )
 
     # --- inference -----------------------------------------------------------------------
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    # One intra-op thread per inference: requests run in parallel on the worker pool instead, which
+    # gives the most verifications per core (silero-vad also pins torch to one thread on import).
+    torch_threads: int = Field(1, ge=0, description="torch intra-op threads per inference; 0 = torch's default.")
     embed_batch_seconds: float = Field(
         120.0, gt=0, description="Max seconds of (padded) audio per batch when embedding many files."
     )
