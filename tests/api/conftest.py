@@ -161,8 +161,9 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             "inference_queue": 8,
         }
         if not isinstance(engine, Engine):
-            # Scripted vectors are raw cosine material: no cohort normalisation, settings thresholds.
-            values["score_norm"] = "none"
+            # Scripted vectors are raw cosine material: no cohort normalisation, and thresholds
+            # pinned so the decision tests do not move when the shipped calibration is refitted.
+            values.update(score_norm="none", accept_threshold=0.45, reject_threshold=0.30)
         values.update(overrides)
         app_settings = settings.model_copy(update=values)
         if engine is None:
