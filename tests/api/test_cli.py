@@ -56,3 +56,28 @@ def test_speakers_enrol_and_verify(cli_env, dev_files, engine):
     assert json.loads(same.output)["decision"] == "ACCEPT"
     missing = runner.invoke(app, ["speakers", "verify", "nobody", str(dev_files[b][1])])
     assert missing.exit_code == 2 and "SPEAKER_NOT_FOUND" in missing.output
+
+
+def test_purge_command_removes_expired_attempt_embeddings(cli_env, db):
+    from datetime import UTC, datetime, timedelta
+
+    from voiceid.storage import models as m
+
+    now = datetime.now(UTC)
+    with db.transaction() as session:
+        for vid, expires in (("expired", now - timedelta(days=1)), ("current", now + timedelta(days=1))):
+            session.add(
+                m.AttemptEmbedding(
+                    verification_id=vid,
+                    speaker_ref="someone",
+                    model_version="v",
+                    ciphertext=b"\x00" * 16,
+                    created_at=now - timedelta(days=30),
+                    expires_at=expires,
+                )
+            )
+    result = CliRunner().invoke(app, ["purge"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"purged_attempt_embeddings": 1}
+    with db.transaction() as session:
+        assert [row.verification_id for row in session.query(m.AttemptEmbedding)] == ["current"]

@@ -143,6 +143,11 @@ def test_score_log_list_filters_pagination_and_csv(make_api):
     assert {v["speaker_id"] for v in get(speaker_id="bob")["items"]} == {"bob"}
     assert len(get(speaker_id="bob")["items"]) == 3
     assert len(get(decision="REJECT")["items"]) == 3
+    below = get(reason="SCORE_BELOW_REJECT_THRESHOLD")["items"]
+    assert len(below) == 3 and all("SCORE_BELOW_REJECT_THRESHOLD" in v["reasons"] for v in below)
+    assert get(reason="WATCHLIST_MATCH")["items"] == []
+    bad_reason = api.client.get("/v1/verifications", params={"reason": "%"}, headers=api.h("analyst"))
+    assert bad_reason.status_code == 422
     assert len(get(min_score=0.5)["items"]) == 4
     assert len(get(max_score=0.5)["items"]) == 3
     assert len(get(since="2025-03-01T09:03:00Z", until="2025-03-01T09:05:00Z")["items"]) == 2

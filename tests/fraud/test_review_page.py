@@ -53,6 +53,9 @@ def test_flag_from_the_page_needs_the_session_csrf_token(make_api):
     listing = api.client.get("/review", params={"decision": "REJECT"})
     assert rejected["verification_id"] in listing.text and accepted["verification_id"] not in listing.text
     assert "<svg" in listing.text and "REJECT (1)" in listing.text
+    by_reason = api.client.get("/review", params={"reason": "SCORE_BELOW_REJECT_THRESHOLD"})
+    assert rejected["verification_id"] in by_reason.text and accepted["verification_id"] not in by_reason.text
+    assert "Invalid filter" in api.client.get("/review", params={"reason": "NOT_A_REASON"}).text
     detail = api.client.get(f"/review/attempts/{rejected['verification_id']}")
     assert detail.status_code == 200 and "Flag as fraud" in detail.text
     url = f"/review/attempts/{rejected['verification_id']}/flag"

@@ -32,7 +32,7 @@ from voiceid.service import Role, VoiceIdService
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import load_or_create_key_file
 from voiceid.storage.models import Verification
-from voiceid.verify.decision import Decision
+from voiceid.verify.decision import Decision, Reason
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -163,7 +163,7 @@ async def stylesheet() -> FileResponse:
 
 # --- attempts ---------------------------------------------------------------------------------
 
-FILTER_FIELDS = ("speaker_id", "decision", "since", "until", "min_score", "max_score")
+FILTER_FIELDS = ("speaker_id", "decision", "reason", "since", "until", "min_score", "max_score")
 
 
 def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dict[str, str], str | None]:
@@ -173,6 +173,9 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
         decision = values.get("decision")
         if decision is not None:
             Decision(decision)
+        reason = values.get("reason")
+        if reason is not None:
+            Reason(reason)
 
         def when(name: str, extra: timedelta = timedelta(0)) -> datetime | None:
             raw = values.get(name)
@@ -195,6 +198,7 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
             until=when("until", timedelta(days=1)),
             min_score=number("min_score"),
             max_score=number("max_score"),
+            reason=reason,
         )
     except ValueError as exc:
         return repo.VerificationFilter(), values, f"Invalid filter: {exc}"
@@ -236,6 +240,7 @@ async def attempts(request: Request) -> Response:
         filters=values,
         error=error,
         decisions=[d.value for d in Decision],
+        reasons=[r.value for r in Reason],
         query=urlencode(values),
         next_query=urlencode({**values, "cursor": page.next_cursor}) if page.next_cursor else None,
         histogram=histogram_svg(scores, (thresholds.reject, thresholds.accept)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Select, String, and_, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
@@ -173,6 +173,7 @@ class VerificationFilter:
     until: datetime | None = None
     min_score: float | None = None
     max_score: float | None = None
+    reason: str | None = None  # one of voiceid.verify.decision.Reason (validated by the callers)
 
 
 def encode_cursor(row: Verification) -> str:
@@ -202,6 +203,10 @@ def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
         query = query.where(Verification.score >= f.min_score)
     if f.max_score is not None:
         query = query.where(Verification.score <= f.max_score)
+    if f.reason is not None:
+        # Reasons are a JSON list of fixed upper-case codes; matching the quoted code in its text
+        # works the same on SQLite and PostgreSQL.
+        query = query.where(cast(Verification.reasons, String).like(f'%"{f.reason}"%'))
     return query
 
 

@@ -12,7 +12,7 @@ from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
 from voiceid.service import Role, VoiceIdService
 from voiceid.storage.repositories import VerificationFilter
-from voiceid.verify.decision import Decision
+from voiceid.verify.decision import Decision, Reason
 
 router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
 
@@ -42,6 +42,7 @@ def filters(
     until: datetime | None = Query(None, description="ISO 8601, exclusive"),
     min_score: float | None = None,
     max_score: float | None = None,
+    reason: Reason | None = Query(None, description="Only decisions that give this reason, e.g. WATCHLIST_MATCH"),
 ) -> VerificationFilter:
     return VerificationFilter(
         speaker_ref=speaker_id,
@@ -50,6 +51,7 @@ def filters(
         until=_aware(until),
         min_score=min_score,
         max_score=max_score,
+        reason=None if reason is None else reason.value,
     )
 
 
