@@ -78,6 +78,9 @@ def test_purge_command_removes_expired_attempt_embeddings(cli_env, db):
             )
     result = CliRunner().invoke(app, ["purge"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"purged_attempt_embeddings": 1}
+    # At least ours; rows other tests left in the shared database may have expired too.
+    assert json.loads(result.output)["purged_attempt_embeddings"] >= 1
     with db.transaction() as session:
-        assert [row.verification_id for row in session.query(m.AttemptEmbedding)] == ["current"]
+        # The database is shared with the other tests of the session: look at this test's rows only.
+        mine = session.query(m.AttemptEmbedding).filter(m.AttemptEmbedding.verification_id.in_(["expired", "current"]))
+        assert [row.verification_id for row in mine] == ["current"]
