@@ -98,6 +98,18 @@ async def _checked_form(request: Request, session: ReviewSession) -> dict[str, s
     return form if hmac.compare_digest(form.get("csrf", ""), session.csrf) else None
 
 
+async def _signed_post(request: Request) -> tuple[ReviewSession, dict[str, str]] | Response:
+    """(session, form) for a POST from a signed-in analyst with the right CSRF token, or the answer
+    to send instead: the sign-in page without a session, 403 with a bad token."""
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    form = await _checked_form(request, session)
+    if form is None:
+        return _forbidden(request, "Invalid form token.")
+    return session, form
+
+
 def _forbidden(request: Request, message: str) -> HTMLResponse:
     return templates.TemplateResponse(request, "error.html", {"message": message, "session": None}, status_code=403)
 
@@ -286,12 +298,10 @@ async def attempt(request: Request, verification_id: str) -> Response:
 
 @router.post("/attempts/{verification_id}/flag")
 async def flag(request: Request, verification_id: str) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    form = await _checked_form(request, session)
-    if form is None:
-        return _forbidden(request, "Invalid form token.")
+    signed = await _signed_post(request)
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     desk = FraudDesk(_service(request))
     try:
         await run_in_threadpool(
@@ -322,11 +332,10 @@ async def watchlist_page(request: Request) -> Response:
 
 @router.post("/watchlist/{entry_id}/delete")
 async def delete_entry(request: Request, entry_id: str) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    if await _checked_form(request, session) is None:
-        return _forbidden(request, "Invalid form token.")
+    signed = await _signed_post(request)
+    if isinstance(signed, Response):
+        return signed
+    session, _ = signed
     try:
         await run_in_threadpool(FraudDesk(_service(request)).delete_watchlist_entry, entry_id)
     except VoiceIdError as exc:
@@ -347,12 +356,10 @@ async def queue_page(request: Request, status: str = "OPEN") -> Response:
 
 @router.post("/queue/{item_id}/resolve")
 async def resolve(request: Request, item_id: str) -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    form = await _checked_form(request, session)
-    if form is None:
-        return _forbidden(request, "Invalid form token.")
+    signed = await _signed_post(request)
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     try:
         await run_in_threadpool(
             FraudDesk(_service(request)).resolve, item_id, form.get("action") == "approve", session.key_id
