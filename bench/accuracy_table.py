@@ -13,12 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voiceid.audio.frontend import FrontEndConfig
 from voiceid.config import get_settings
 from voiceid.evaluation.embedders import speechbrain_bare_embedder, voiceid_embedder
 from voiceid.evaluation.protocol import build_protocol, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, cross_validated_cllr, embed_run, summarise
-from voiceid.models.files import MODEL_VERSION
 from voiceid.verify.normalisation import NORM_METHODS
 
 
@@ -36,11 +34,10 @@ def main() -> None:
     manifest = args.manifest or settings.dev_data_dir / "dev" / "manifest.csv"
     cohort = read_manifest(args.cohort_manifest or settings.dev_data_dir / "dev_cohort" / "manifest.csv")
     protocol = build_protocol(read_manifest(manifest), 3)
-    front_end = repr(FrontEndConfig.from_settings(settings))
     rows: list[dict[str, Any]] = []
     for embedder in args.embedders.split(","):
         embed = voiceid_embedder(settings)[0] if embedder == "voiceid" else speechbrain_bare_embedder(settings)
-        cache = EmbeddingCache(settings.data_dir / "cache" / "embeddings", f"{MODEL_VERSION}|{embedder}|{front_end}")
+        cache = EmbeddingCache.for_embedder(settings, embedder)
         for channel in args.channels.split(","):
             run = embed_run(protocol, channel, embed, cache, cohort)
             variants = [("none", "-")] + [(n, c) for n in NORM_METHODS[1:] for c in ("builtin", "population")]

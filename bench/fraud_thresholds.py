@@ -20,7 +20,6 @@ from voiceid.config import get_settings
 from voiceid.evaluation.embedders import voiceid_embedder
 from voiceid.evaluation.protocol import read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
-from voiceid.models.files import MODEL_VERSION
 from voiceid.verify.scoring import build_voiceprint, l2_normalise
 
 
@@ -41,10 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     utterances = read_manifest(settings.dev_data_dir / "dev" / "manifest.csv")
-    front_end_key = settings.model_dump_json(
-        include={"vad_threshold", "vad_min_silence_ms", "vad_speech_pad_ms", "vad_min_speech_ms", "min_net_speech_s"}
-    )
-    cache = EmbeddingCache(settings.data_dir / "cache" / "embeddings", salt=f"{MODEL_VERSION}|voiceid|{front_end_key}")
+    cache = EmbeddingCache.for_embedder(settings, "voiceid")
     embed = voiceid_embedder(settings)[0]
     vectors, failures = embed_utterances(utterances, args.channel, embed, cache)
     print(f"channel {args.channel}: {len(vectors)} utterances embedded, {len(failures)} refused", file=sys.stderr)

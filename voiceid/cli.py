@@ -101,12 +101,10 @@ def _embed_run(
     """Embed a manifest (and the cohort) through a channel with the chosen embedder."""
     from tqdm import tqdm
 
-    from voiceid.audio.frontend import FrontEndConfig
     from voiceid.evaluation.channel import CHANNELS
     from voiceid.evaluation.embedders import EMBEDDERS, speechbrain_bare_embedder, voiceid_embedder
     from voiceid.evaluation.protocol import build_protocol, read_manifest
     from voiceid.evaluation.runner import EmbeddingCache, embed_run
-    from voiceid.models.files import MODEL_VERSION
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
@@ -120,12 +118,7 @@ def _embed_run(
     except VoiceIdError as exc:
         _fail(exc)
         return None
-    # Everything that shapes an embedding is in the cache key: a changed VAD setting re-embeds.
-    front_end_key = repr(FrontEndConfig.from_settings(settings))
-    cache_store = EmbeddingCache(
-        settings.data_dir / "cache" / "embeddings" if cache else None,
-        salt=f"{MODEL_VERSION}|{embedder}|{front_end_key}",
-    )
+    cache_store = EmbeddingCache.for_embedder(settings, embedder, enabled=cache)
 
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"embedding ({channel})", unit="utt", disable=not sys.stderr.isatty())

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voiceid.config import Settings
 from voiceid.errors import VoiceIdError
 from voiceid.evaluation import metrics
 from voiceid.evaluation.channel import through_channel
@@ -49,6 +50,16 @@ class EmbeddingCache:
     def __init__(self, directory: Path | None, salt: str) -> None:
         self.directory = directory
         self.salt = salt
+
+    @classmethod
+    def for_embedder(cls, settings: Settings, embedder: str, enabled: bool = True) -> EmbeddingCache:
+        """The cache under the data dir, keyed by model, embedder and every front-end setting that
+        shapes an embedding, so a changed VAD setting re-embeds instead of reusing stale vectors."""
+        from voiceid.audio.frontend import FrontEndConfig
+        from voiceid.models.files import MODEL_VERSION
+
+        salt = f"{MODEL_VERSION}|{embedder}|{FrontEndConfig.from_settings(settings)!r}"
+        return cls(settings.data_dir / "cache" / "embeddings" if enabled else None, salt)
 
     def _path(self, data: bytes, content_type: str) -> Path | None:
         if self.directory is None:
