@@ -53,6 +53,14 @@ def test_postgresql_refuses_per_host_secrets(settings: Settings):
     check_shared_configuration(settings.model_copy(update={"database_url": None, "encryption_key": None}))
 
 
+def test_the_service_itself_refuses_to_start_on_postgresql_without_them(settings: Settings):
+    from voiceid.service import VoiceIdService
+
+    with pytest.raises(VoiceIdError) as caught:
+        VoiceIdService.from_settings(settings.model_copy(update={"database_url": PG_URL, "encryption_key": None}))
+    assert caught.value.code is ErrorCode.CONFIGURATION_ERROR
+
+
 def test_webhooks_on_need_a_signing_secret(settings: Settings):
     with pytest.raises(VoiceIdError, match="WEBHOOK_SECRET"):
         check_shared_configuration(settings.model_copy(update={"webhook_allowed_hosts": ["hooks.example.com"]}))

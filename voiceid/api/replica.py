@@ -25,6 +25,11 @@ class Replica:
         versions = decision_versions(service.scorer, service.policy)
         # Several replicas (PostgreSQL) must decide alike: a replica with other data refuses to start.
         check_decision_data(service.db, versions, strict=not settings.is_sqlite)
+        # Load the population and the watchlist before taking traffic (the readiness probe fails until
+        # then), so no caller waits for the first full load.
+        with service.db.transaction() as session:
+            service.fraud.voiceprints.sync(session)
+            service.fraud.watchlist.sync(session)
         jobs = None
         if settings.jobs_in_process:
             context = AppContext(settings, service.db, service.cipher, lambda: service.clock())
