@@ -19,7 +19,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage.models import WebhookDelivery
 from voiceid.telephony_adapter.calls import CallRegistry
 from voiceid.webhooks import signing
-from voiceid.webhooks.outbox import DeliveryStatus, backoff_s, deliver_due
+from voiceid.webhooks.outbox import DeliveryStatus, backoff_s, deliver_due, enqueue, pin
 from voiceid.webhooks.targets import WebhookPolicy, check_target
 
 SECRET = "webhook-test-secret-0123456789"
@@ -227,6 +227,36 @@ def test_delivery_rechecks_the_target_and_gives_up_after_max_attempts(make_api, 
     assert hook.received == []
     assert {r.status for r in _outbox(api)} == {DeliveryStatus.FAILED}
     assert all("loopback" in (r.last_error or "") for r in _outbox(api))
+
+
+def test_delivery_goes_to_the_address_that_was_checked(make_api, receiver):
+    """DNS rebinding: the name is resolved once, checked, and the POST goes to that address (the
+    name itself resolves nowhere here), with the original Host header."""
+    hook = receiver([200])
+    port = hook.server.server_address[1]
+    api = make_api(**_webhook_settings(webhook_allowed_hosts=["hooks.test"], webhook_allowed_networks=["127.0.0.1/32"]))
+    api.put_speaker("caller-1")
+    with api.service.db.transaction() as session:
+        enqueue(session, "call-1", f"http://hooks.test:{port}/hook", {"call_id": "call-1"}, datetime.now(UTC))
+    clock = Clock()
+    clock.now = datetime.now(UTC) + timedelta(seconds=1)
+    ctx = AppContext(api.service.settings, api.service.db, api.service.cipher, clock)
+    assert deliver_due(ctx, resolver=lambda host, p: ["127.0.0.1"] if host == "hooks.test" else []) == 1
+    [(headers, _)] = hook.received
+    assert headers["Host"] == f"hooks.test:{port}"
+    assert [r.status for r in _outbox(api)] == [DeliveryStatus.DELIVERED]
+    # A rebinding resolver now answering with a private address gets nothing sent.
+    with api.service.db.transaction() as session:
+        enqueue(session, "call-2", f"http://hooks.test:{port}/hook", {"call_id": "call-2"}, datetime.now(UTC))
+    assert deliver_due(ctx, resolver=lambda host, p: ["10.1.2.3"]) == 1
+    assert len(hook.received) == 1
+
+
+def test_pinned_urls_keep_scheme_port_path_and_bracket_ipv6():
+    pinned = pin("https://hooks.example.com:8443/a/b?x=1", "2001:db8::1")
+    assert pinned.url == "https://[2001:db8::1]:8443/a/b?x=1"
+    assert pinned.host == "hooks.example.com" and pinned.headers == {"Host": "hooks.example.com:8443"}
+    assert pin("https://hooks.example.com/x", "93.184.216.34").url == "https://93.184.216.34/x"
 
 
 def test_gives_up_after_max_attempts(make_api, receiver):

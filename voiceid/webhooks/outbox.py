@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select
@@ -67,13 +68,39 @@ class Claimed:
     attempts: int  # including this one
 
 
-Poster = Callable[[str, bytes, dict[str, str], float], int]
+@dataclass(frozen=True)
+class PinnedRequest:
+    """A POST aimed at the address the target check approved, not at whatever the name resolves to
+    a moment later (DNS rebinding): the URL carries the IP, while the Host header and the TLS server
+    name (SNI and certificate check) keep the original host."""
+
+    url: str
+    host: str
+    headers: dict[str, str]
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+def pin(url: str, address: str) -> PinnedRequest:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    return PinnedRequest(urlunsplit(parts._replace(netloc=netloc)), host, {"Host": host_header})
+
+
+Poster = Callable[[PinnedRequest, bytes, dict[str, str], float], int]
+
+
+def http_post(request: PinnedRequest, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
     # No redirects: a 3xx could point the request at an address the target check refused.
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-        return client.post(url, content=body, headers=headers).status_code
+        response = client.post(
+            request.url,
+            content=body,
+            headers={**headers, **request.headers},
+            extensions={"sni_hostname": request.host},
+        )
+        return response.status_code
 
 
 def _claim(ctx: AppContext, now: datetime) -> list[Claimed]:
@@ -98,7 +125,7 @@ def _attempt(ctx: AppContext, item: Claimed, post: Poster, resolver: Resolver) -
     """(delivered, error, permanent)."""
     settings = ctx.settings
     try:
-        check_target(item.url, WebhookPolicy.from_settings(settings), resolver)
+        addresses = check_target(item.url, WebhookPolicy.from_settings(settings), resolver)
     except VoiceIdError as exc:
         # The allow-list changed, or the name now resolves inward (DNS rebinding): never retried.
         return False, exc.message, True
@@ -113,7 +140,7 @@ def _attempt(ctx: AppContext, item: Claimed, post: Poster, resolver: Resolver) -
         "User-Agent": "voiceid-webhooks/1",
     }
     try:
-        status = post(item.url, body, headers, settings.webhook_timeout_s)
+        status = post(pin(item.url, addresses[0]), body, headers, settings.webhook_timeout_s)
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}"[:500], False
     if 200 <= status < 300:
