@@ -8,6 +8,7 @@ three ECAPA processes would not fit this machine's two cores beside the load gen
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -85,9 +86,11 @@ def _enrol(ledger: Ledger, http: httpx.Client, speaker: str, voice_of: str | Non
 def test_three_replicas_one_worker_behind_haproxy(fresh_postgres, tmp_path):
     if topology.haproxy_binary() is None:
         pytest.skip("haproxy is not installed (scripts/ensure-services.sh installs Debian's package)")
-    topo = topology.start(tmp_path / "topology", fresh_postgres(), replicas=3)
+    url = fresh_postgres()
+    topo = topology.start(tmp_path / "topology", url, replicas=3, workers=2)
     try:
         _drive_and_check(topo)
+        _webhooks_delivered_once_by_two_workers(topo, url)
     except BaseException:
         for name in topo.processes:
             print(f"--- {name} log ---\n{topo.log(name)}")
@@ -199,10 +202,41 @@ def _drive_and_check(topo: topology.Topology) -> None:
     assert after is not None and after.status_code == 200, after and after.text
     assert after.json()["status"] == "ENROLLED" and "DUPLICATE_IDENTITY" not in after.json()["reasons"], after.json()
     assert time.monotonic() - erased_at < 10
-    # The worker ran its jobs beside the replicas all along.
-    assert topo.processes["worker"].poll() is None, topo.log("worker")
     for client in (enrolment, ivr, analyst, r0, r2, admin_r0, *direct.values()):
         client.close()
+
+
+def _webhooks_delivered_once_by_two_workers(topo: topology.Topology, database_url: str) -> None:
+    """Outcome webhooks written to the outbox are delivered by the two `voiceid worker` processes:
+    each exactly once (SKIP LOCKED claims, per-tick locks), signed."""
+    from datetime import UTC, datetime
+
+    from tests.replicas.test_webhooks import Receiver
+    from voiceid.storage.db import Database
+    from voiceid.webhooks import signing
+    from voiceid.webhooks.outbox import enqueue
+
+    hook = Receiver([])
+    db = Database(database_url)
+    try:
+        with db.transaction() as session:
+            for i in range(20):
+                enqueue(session, f"call-{i}", hook.url, {"call_id": f"call-{i}"}, datetime.now(UTC))
+        deadline = time.monotonic() + 60
+        while len(hook.received) < 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # a duplicate would arrive now
+        bodies = [json.loads(body)["call_id"] for _, body in hook.received]
+        assert sorted(bodies) == sorted(f"call-{i}" for i in range(20)), bodies
+        for headers, body in hook.received:
+            stamp = int(headers[signing.TIMESTAMP_HEADER])
+            secret = topology.WEBHOOK_SECRET.encode()
+            assert signing.verify(secret, stamp, body, headers[signing.SIGNATURE_HEADER], now=stamp)
+        for name in ("worker0", "worker1"):
+            assert topo.processes[name].poll() is None, topo.log(name)
+    finally:
+        hook.close()
+        db.dispose()
 
 
 def _one(

@@ -21,6 +21,7 @@ from voiceid.storage.crypto import generate_key_text
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "topology-admin-key-0123456789abcdef"
 SESSION_SECRET = "topology-session-secret-0123456789abcdef"
+WEBHOOK_SECRET = "topology-webhook-secret-0123456789abcdef"
 CHANGE_POLL_S = 0.25  # the documented delay for a change to reach another replica's caches
 
 # What HAProxy answers when a replica dies under a request it cannot retry elsewhere: 503 with
@@ -136,9 +137,11 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> 
     raise TimeoutError(f"{url} not ready in time")
 
 
-def start(workdir: Path, database_url: str, replicas: int = 3, start_timeout_s: float = 300.0) -> Topology:
-    """Upgrade the database, start `replicas` serve processes, one worker and HAProxy; wait until the
-    load balancer answers /readyz. Call `stop()` in a finally block."""
+def start(
+    workdir: Path, database_url: str, replicas: int = 3, workers: int = 1, start_timeout_s: float = 300.0
+) -> Topology:
+    """Upgrade the database, start `replicas` serve processes, `workers` workers and HAProxy; wait until
+    the load balancer answers /readyz. Call `stop()` in a finally block."""
     haproxy = haproxy_binary()
     if haproxy is None:
         raise FileNotFoundError("haproxy")
@@ -162,6 +165,12 @@ def start(workdir: Path, database_url: str, replicas: int = 3, start_timeout_s: 
         "VOICEID_INFERENCE_QUEUE": "64",
         "VOICEID_CHANGE_POLL_S": str(CHANGE_POLL_S),
         "VOICEID_TORCH_THREADS": "1",
+        # Webhooks to receivers on 127.0.0.1 (the test's), which must be allowed explicitly.
+        "VOICEID_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "VOICEID_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "VOICEID_WEBHOOK_ALLOW_HTTP": "true",
+        "VOICEID_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "VOICEID_WEBHOOK_POLL_S": "0.2",
         "OMP_NUM_THREADS": "1",
     }
     topology = Topology(workdir, env)
@@ -184,11 +193,12 @@ def start(workdir: Path, database_url: str, replicas: int = 3, start_timeout_s: 
                 [sys.executable, "-m", "tests.replicas.fake_replica", "--port", str(port)],
                 {**env, "VOICEID_DATA_DIR": str(workdir / name)},
             )
-        topology._spawn(
-            "worker",
-            [sys.executable, "-m", "voiceid.cli", "worker"],
-            {**env, "VOICEID_DATA_DIR": str(workdir / "worker")},
-        )
+        for i in range(workers):
+            topology._spawn(
+                f"worker{i}",
+                [sys.executable, "-m", "voiceid.cli", "worker"],
+                {**env, "VOICEID_DATA_DIR": str(workdir / f"worker{i}")},
+            )
         for name in topology.replicas:
             _wait_ready(topology.replica_url(name), topology.processes[name], deadline)
         errorfile = workdir / "503.http"
