@@ -2,8 +2,23 @@
 # Make sure the local PostgreSQL the storage tests use is running; start it if it is not.
 # The tests themselves skip (with the reason) only when no server can be reached at all.
 # Also installs Debian's chromium for the review-page browser test (Playwright's own browser
-# download does not work here); quiet when it is already installed.
+# download does not work here), and Debian's haproxy for the multi-replica test (three replicas
+# behind a real load balancer); quiet when they are already installed.
 set -u
+
+ensure_haproxy() {
+  command -v haproxy >/dev/null 2>&1 && return 0
+  [ -x /usr/sbin/haproxy ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing haproxy for the multi-replica test ..."
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/tmp/voiceid-haproxy-install.log 2>&1; then
+      return 0
+    fi
+    echo "warning: apt-get install haproxy failed (see /tmp/voiceid-haproxy-install.log)" >&2
+  fi
+  echo "warning: haproxy is missing and cannot be installed here; the multi-replica test will be skipped" >&2
+}
+ensure_haproxy
 
 ensure_chromium() {
   [ -x /usr/bin/chromium ] && return 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,37 @@ import soundfile as sf
 
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "VOICEID_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+)
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "voiceid_test") -> Iterator[str]:
+    """A PostgreSQL database of its own (unique name), dropped on exit even if connections remain:
+    two test runs on one machine never share tables. Skips the test when no server answers."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable ({POSTGRES_ADMIN_DSN}): {str(exc).strip()}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    info = admin.info
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[Callable[[], str]]:
+    """Factory of PostgreSQL databases of their own, all dropped at the end of the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(postgres_database())
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ telephony_app = typer.Typer(help="Phone-line protocols: Asterisk AudioSocket ser
 app.add_typer(telephony_app, name="telephony")
 ivr_app = typer.Typer(help="IVR simulator: play audio files as a phone call.", no_args_is_help=True)
 app.add_typer(ivr_app, name="ivr")
+db_app = typer.Typer(help="Database: schema upgrade and bootstrap (run before the replicas).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 _CONTENT_TYPES = {
     ".wav": "audio/wav",
@@ -309,12 +311,83 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Run the HTTP API (migrations run and the model loads at start-up)."""
+    """Run the HTTP API (the model loads at start-up; `db upgrade` runs first unless
+    VOICEID_UPGRADE_ON_START=false; on SQLite the singleton jobs run in this process too)."""
     import uvicorn
 
     from voiceid.api.app import create_app
 
     uvicorn.run(create_app(get_settings()), host=host, port=port)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    repin: Annotated[
+        bool, typer.Option(help="Pin this release's cohort and calibration even where others are pinned")
+    ] = False,
+) -> None:
+    """Migrations, admin-key bootstrap and decision-data pins, under a database lock (idempotent)."""
+    from voiceid.context import AppContext
+    from voiceid.models.files import MODEL_VERSION
+    from voiceid.storage.upgrade import upgrade
+    from voiceid.verify.policy import build_policy, build_scorer
+    from voiceid.verify.versions import decision_versions
+
+    settings = get_settings()
+    try:
+        context = AppContext.from_settings(settings)
+        scorer = build_scorer(settings, MODEL_VERSION)
+        pins = decision_versions(scorer, build_policy(settings, scorer))
+        report = upgrade(context.db, settings, pins, repin=repin)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    context.close()
+    typer.echo(
+        json.dumps(
+            {
+                "from_revision": report.from_revision,
+                "to_revision": report.to_revision,
+                "admin_key": report.admin_key,
+                "pinned": report.pins,
+            }
+        )
+    )
+
+
+@app.command("worker")
+def worker(
+    once: Annotated[bool, typer.Option(help="Run every job once and exit (cron-style)")] = False,
+) -> None:
+    """Run the singleton jobs (retention purge, webhook outbox, change-feed pruning). Safe to run as
+    one or several: each job tick runs under a database lock in one worker at a time."""
+    import logging
+    import signal
+    import threading
+
+    from voiceid.context import AppContext
+    from voiceid.worker.jobs import JOBS
+    from voiceid.worker.runner import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        context = AppContext.from_settings(get_settings())
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    runner = Worker(context, JOBS)
+    try:
+        if once:
+            for result in runner.run_due():
+                typer.echo(json.dumps({"job": result.job, "status": result.status.value, "handled": result.handled}))
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        typer.echo(f"worker running jobs: {', '.join(job.name for job in JOBS)}", err=True)
+        runner.run(stop)
+    finally:
+        context.close()
 
 
 @app.command("purge")

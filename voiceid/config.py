@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Cosine-score thresholds on the ECAPA voiceprint. Provisional until the dev-set calibration
 # (target FMR about 0.1 % at accept) lands; overridable with VOICEID_ACCEPT_THRESHOLD / _REJECT_.
@@ -144,10 +144,73 @@ class Settings(BaseSettings):
     search_exact_max: int = Field(
         100_000, ge=0, description="Above this many vectors 1:N search uses the faiss HNSW index, not a matmul."
     )
-    review_secret: SecretStr | None = Field(
-        None, description="Signs review-page session cookies; default: a key file in data_dir."
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs review-page session cookies; default: a key file in data_dir (SQLite only: with "
+        "PostgreSQL every replica must share it, so it is required).",
     )
     review_session_max_age_s: int = Field(8 * 3600, gt=0, description="Review-page sign-in lifetime.")
+
+    # --- replicas: process roles, change feed, webhook outbox (issue 11) ----------------------
+    upgrade_on_start: bool = Field(
+        True,
+        description="`serve` runs `db upgrade` (migrations, admin-key bootstrap; under a database lock, so "
+        "replicas starting together are safe). Set false where a `voiceid db upgrade` job runs first.",
+    )
+    run_jobs_in_process: bool | None = Field(
+        None,
+        description="`serve` also runs the singleton jobs (retention, webhook outbox, ...); default: only on "
+        "SQLite. With PostgreSQL run `voiceid worker` instead.",
+    )
+    change_poll_s: float = Field(
+        0.25,
+        ge=0,
+        le=60,
+        description="How often a replica checks the database revision for voiceprint/watchlist changes made by "
+        "other replicas: the most an erasure elsewhere takes to leave this replica's caches (plus one query).",
+    )
+    change_feed_retention_s: float = Field(
+        86400.0, gt=0, description="Change-feed rows older than this are pruned by the worker."
+    )
+    job_lock_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for the database lock of `db upgrade` statements (PostgreSQL)."
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names (or *.domain) webhooks may be sent to; empty = webhooks off.",
+    )
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs a webhook host may resolve into although they are private, loopback "
+        "or link-local (refused otherwise).",
+    )
+    webhook_allow_http: bool = Field(False, description="Accept plain http:// webhook URLs (https only otherwise).")
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key signing webhook payloads; required when webhooks are on."
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=100, description="Deliveries tried before a webhook is FAILED.")
+    webhook_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles on each further failure.")
+    webhook_backoff_max_s: float = Field(600.0, gt=0, description="Longest delay between two delivery attempts.")
+    webhook_poll_s: float = Field(1.0, gt=0, le=3600, description="How often the worker looks for due webhooks.")
+    webhook_batch: int = Field(50, ge=1, le=10_000, description="Webhooks one worker claims per poll.")
+    webhook_lease_s: float = Field(
+        60.0, gt=0, description="A claimed webhook is retried by another worker after this long (crash recovery)."
+    )
+
+    @field_validator("webhook_allowed_hosts", "webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def jobs_in_process(self) -> bool:
+        return self.is_sqlite if self.run_jobs_in_process is None else self.run_jobs_in_process
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

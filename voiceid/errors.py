@@ -43,6 +43,8 @@ class ErrorCode(StrEnum):
     EMBEDDING_NOT_AVAILABLE = "EMBEDDING_NOT_AVAILABLE"  # the attempt's embedding expired or was erased
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # replicas / webhooks (issue 11)
+    WEBHOOK_NOT_ALLOWED = "WEBHOOK_NOT_ALLOWED"  # webhooks off, host not allowed, or an inward address
 
 
 class VoiceIdError(Exception):

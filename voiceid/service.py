@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
+from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -29,9 +30,10 @@ from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
+from voiceid.storage.crypto import Cipher
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker, Verification, utcnow
+from voiceid.storage.upgrade import upgrade
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, build_policy, build_scorer
@@ -158,12 +160,6 @@ def validate_speaker_id(speaker_id: str) -> str:
     return speaker_id
 
 
-def cipher_from_settings(settings: Settings) -> Cipher:
-    if settings.encryption_key is not None:
-        return Cipher(decode_key(settings.encryption_key.get_secret_value()))
-    return Cipher(load_or_create_key_file(settings.data_dir / KEY_FILE_NAME))
-
-
 class VoiceIdService:
     def __init__(
         self,
@@ -192,18 +188,16 @@ class VoiceIdService:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
-        db = Database(settings.sqlalchemy_url)
-        db.migrate()
-        service = cls(
+        context = AppContext.from_settings(settings)  # refuses per-host secrets on PostgreSQL
+        if settings.upgrade_on_start:
+            upgrade(context.db, settings)  # migrations + admin-key bootstrap, under a database lock
+        return cls(
             settings,
-            db,
+            context.db,
             engine or Engine.from_settings(settings),
-            cipher_from_settings(settings),
+            context.cipher,
             InferencePool(settings.inference_workers, settings.inference_queue),
         )
-        if settings.admin_key is not None:
-            service.ensure_api_key(settings.admin_key.get_secret_value(), Role.ADMIN, "VOICEID_ADMIN_KEY")
-        return service
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -271,18 +265,12 @@ class VoiceIdService:
             raise VoiceIdError(ErrorCode.CONSENT_REQUIRED, "consent.text_version must name the consent text agreed to")
         now = self.clock()
         with self.db.transaction() as session:
+            # INSERT ... ON CONFLICT DO NOTHING: of two concurrent first PUTs one creates, the other
+            # waits for it and then finds the row (a SELECT ... FOR UPDATE cannot lock a missing row).
+            created = repo.insert_speaker_if_absent(session, speaker_id, SpeakerStatus.ENROLLING.value, now)
             speaker = repo.get_speaker(session, speaker_id, for_update=True)
-            created = speaker is None
-            if speaker is None:
-                speaker = Speaker(
-                    id=repo.new_id(),
-                    speaker_ref=speaker_id,
-                    status=SpeakerStatus.ENROLLING.value,
-                    consent_granted=True,
-                    consecutive_rejects=0,
-                    created_at=now,
-                )
-                session.add(speaker)
+            if speaker is None:  # deleted between the two statements by a concurrent DELETE
+                raise VoiceIdError(ErrorCode.CONFLICT, f"speaker {speaker_id!r} changed concurrently; retry")
             if created or speaker.status == SpeakerStatus.OPTED_OUT or speaker.consent_text_version != text_version:
                 speaker.consent_granted = True
                 speaker.consent_text_version = text_version

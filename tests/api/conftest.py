@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +12,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import delete, func, select
 
-from tests.conftest import wav_bytes
+from tests.conftest import postgres_database, wav_bytes
 from voiceid.api.app import create_app
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
@@ -27,10 +25,8 @@ from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 
 ADMIN_KEY = "admin-test-key-0123456789"
+SESSION_SECRET = "test-session-secret-0123456789-abcdef"
 ROLES = ("ivr", "enrolment", "analyst", "admin")
-POSTGRES_ADMIN_DSN = os.environ.get(
-    "VOICEID_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-)
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -42,24 +38,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         Database(url).migrate()
         yield url
         return
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable ({POSTGRES_ADMIN_DSN}): {str(exc).strip()}")
-    name = f"voiceid_test_{uuid.uuid4().hex[:12]}"
-    info = admin.info
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-    db = Database(url)
-    db.migrate()
-    db.dispose()
-    try:
+    with postgres_database() as url:
+        db = Database(url)
+        db.migrate()
+        db.dispose()
         yield url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture
@@ -67,7 +50,8 @@ def db(db_url: str) -> Iterator[Database]:
     """Direct access to the tables, emptied before each test."""
     database = Database(db_url)
     with database.transaction() as session:
-        for table in (m.EnrolmentEmbedding, m.Verification, m.Speaker, m.ApiKey):
+        tables = (m.EnrolmentEmbedding, m.Verification, m.Speaker, m.ApiKey, m.PinnedDecisionData, m.WebhookDelivery)
+        for table in tables:
             session.execute(delete(table))
     yield database
     database.dispose()
@@ -156,6 +140,7 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             "database_url": db_url,
             "admin_key": SecretStr(ADMIN_KEY),
             "encryption_key": SecretStr(generate_key_text()),
+            "session_secret": SecretStr(SESSION_SECRET),
             "enrol_min_speech_s": 4.0,
             "inference_workers": 2,
             "inference_queue": 8,

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from voiceid.cli import app
 from voiceid.config import get_settings
+from voiceid.storage.crypto import generate_key_text
 
 
 @pytest.fixture
@@ -17,6 +18,9 @@ def cli_env(monkeypatch, tmp_path, db, db_url, settings):
     monkeypatch.setenv("VOICEID_DATABASE_URL", db_url)
     monkeypatch.setenv("VOICEID_MODEL_DIR", str(settings.model_dir))
     monkeypatch.setenv("VOICEID_ENROL_MIN_SPEECH_S", "6")
+    # Shared secrets: required with PostgreSQL, where several processes use one database.
+    monkeypatch.setenv("VOICEID_ENCRYPTION_KEY", generate_key_text())
+    monkeypatch.setenv("VOICEID_SESSION_SECRET", "cli-test-session-secret-0123456789-abcdef")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

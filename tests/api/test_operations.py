@@ -9,7 +9,11 @@ def test_healthz_readyz_docs(make_api):
     api = make_api()
     assert api.client.get("/healthz").json() == {"status": "ok"}
     ready = api.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "model": True, "database": True}
+    body = ready.json()
+    assert ready.status_code == 200 and (body["status"], body["model"], body["database"]) == ("ready", True, True)
+    # What a replica decides with: the database revision its caches hold, the data's content hashes.
+    assert set(body["revision"]) == {"voiceprints", "watchlist"}
+    assert set(body["decision_data"]) == {"cohort", "calibration"}
     assert api.client.get("/docs").status_code == 200
     paths = api.client.get("/openapi.json").json()["paths"]
     assert "/v1/speakers/{speaker_id}/verifications" in paths and "/v1/verifications.csv" in paths

@@ -24,6 +24,7 @@ def db(db_url: str) -> Iterator[Database]:  # noqa: F811
             m.Verification,
             m.Speaker,
             m.ApiKey,
+            m.PinnedDecisionData,
         ):
             session.execute(delete(table))
         # A change of generation makes every process cache reload, as after any watchlist change.

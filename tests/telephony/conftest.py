@@ -78,6 +78,13 @@ def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator
             "enrol_min_speech_s": 4.0,
             "inference_workers": 2,
             "inference_queue": 16,
+            # The tests' webhook receivers listen on 127.0.0.1, which must be allowed explicitly; the
+            # outbox is delivered by the jobs this (SQLite) server runs in-process.
+            "webhook_allowed_hosts": ["127.0.0.1"],
+            "webhook_allowed_networks": ["127.0.0.1/32"],
+            "webhook_allow_http": True,
+            "webhook_secret": SecretStr("telephony-webhook-secret-0123456789"),
+            "webhook_poll_s": 0.2,
         }
         values.update(overrides)
         app = create_app(settings.model_copy(update=values), engine=engine)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,13 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api import errors
 from voiceid.api import metrics as metrics_module
+from voiceid.api.replica import Replica
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 from voiceid.fraud import review
-from voiceid.fraud.desk import FraudDesk
-from voiceid.fraud.retention import purge_periodically
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
 
@@ -35,14 +32,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         service = await run_in_threadpool(VoiceIdService.from_settings, settings, engine)
         service.counters = metrics.counters()
         metrics.inference_admitted.set_function(lambda: service.pool.admitted)
+        replica = await run_in_threadpool(Replica.start, service)  # decision-data pins; jobs on SQLite
         app.state.service = service
-        purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
+        app.state.replica = replica
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            await run_in_threadpool(replica.stop)
             await run_in_threadpool(service.close)
 
     app = FastAPI(
@@ -72,15 +68,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """Ready for traffic: the model is loaded and the database answers."""
+        """Ready for traffic: the model is loaded and the database answers. Also reports the database
+        revision this replica's voiceprint and watchlist caches hold and the content hashes of the
+        cohort and calibration it decides with (equal hashes: equal decisions)."""
         service: VoiceIdService | None = getattr(app.state, "service", None)
         model = service is not None and service.engine.model_version is not None
         database = service is not None and await run_in_threadpool(service.db.ping)
         ok = model and database
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "model": model, "database": database},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, object] = {"status": "ready" if ok else "not ready", "model": model, "database": database}
+        replica: Replica | None = getattr(app.state, "replica", None)
+        if replica is not None:
+            body.update(replica.report())
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def prometheus() -> Response:

@@ -42,6 +42,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CONFIGURATION_ERROR: 500,
+    ErrorCode.WEBHOOK_NOT_ALLOWED: 422,
 }
 
 

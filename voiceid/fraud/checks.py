@@ -1,35 +1,30 @@
 """The fraud checks `VoiceIdService` runs inside its own transactions: watchlist screening of every
 probe, keeping attempt embeddings for the retention period, duplicate detection at enrolment.
 
-Both 1:N searches run against in-memory indexes, one per process, kept in step with the database:
-- the watchlist index is reloaded when the `fraud_generations` counter moved (another worker
-  changed the list), and patched in place after a change made by this process;
-- the voiceprint index is synced incrementally from `speakers.updated_at`, decrypting only
-  voiceprints that are new or changed since the last sync.
-Only vectors of the probe's model version are ever compared.
+Both 1:N searches run against in-memory indexes, one per process, kept in step with the database
+through the change feed (`voiceid.fraud.caches`): only objects changed since the revision a
+process holds are read and decrypted. Only vectors of the probe's model version are ever compared.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.caches import VoiceprintCache, WatchlistCache
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
-from voiceid.fraud.index import VectorIndex
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher
-from voiceid.storage.models import Speaker, WatchlistEntry
+from voiceid.storage.models import Speaker
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
@@ -41,117 +36,6 @@ OPEN = "OPEN"
 REFUSED = "REFUSED"
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
-
-
-class WatchlistCache:
-    def __init__(self, cipher: Cipher, exact_max: int) -> None:
-        self._cipher = cipher
-        self._exact_max = exact_max
-        self._lock = threading.Lock()
-        self._generation: int | None = None
-        self._indexes: dict[str, VectorIndex] = {}
-        self._labels: dict[str, str] = {}
-        self._versions: dict[str, str] = {}
-
-    def _new_index(self) -> VectorIndex:
-        return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
-
-    def current(self, session: Session, model_version: str) -> tuple[VectorIndex | None, dict[str, str]]:
-        generation = fraud_repo.watchlist_generation(session)
-        with self._lock:
-            if generation != self._generation:
-                self._reload(session, generation)
-            return self._indexes.get(model_version), self._labels
-
-    def _reload(self, session: Session, generation: int) -> None:
-        by_version: dict[str, tuple[list[str], list[FloatArray]]] = {}
-        labels: dict[str, str] = {}
-        versions: dict[str, str] = {}
-        for row in fraud_repo.list_watchlist(session):
-            keys, vectors = by_version.setdefault(row.model_version, ([], []))
-            keys.append(row.id)
-            vectors.append(fraud_repo.watchlist_vector(self._cipher, row))
-            labels[row.id] = row.label
-            versions[row.id] = row.model_version
-        indexes = {}
-        for version, (keys, vectors) in by_version.items():
-            index = self._new_index()
-            index.add(keys, np.stack(vectors))
-            indexes[version] = index
-        self._indexes, self._labels, self._versions, self._generation = indexes, labels, versions, generation
-
-    def added(self, row: WatchlistEntry, vector: FloatArray, generation: int) -> None:
-        """Patch in an entry this process just committed; a gap in generations means another
-        process changed the list too, so the next screen reloads instead."""
-        with self._lock:
-            if self._generation is None or generation != self._generation + 1:
-                self._generation = None
-                return
-            index = self._indexes.setdefault(row.model_version, self._new_index())
-            index.add([row.id], vector)
-            self._labels[row.id] = row.label
-            self._versions[row.id] = row.model_version
-            self._generation = generation
-
-    def removed(self, entry_id: str, generation: int) -> None:
-        with self._lock:
-            if self._generation is None or generation != self._generation + 1:
-                self._generation = None
-                return
-            version = self._versions.pop(entry_id, None)
-            if version is not None and version in self._indexes:
-                self._indexes[version].remove([entry_id])
-            self._labels.pop(entry_id, None)
-            self._generation = generation
-
-
-class VoiceprintCache:
-    def __init__(self, cipher: Cipher, exact_max: int) -> None:
-        self._cipher = cipher
-        self._exact_max = exact_max
-        self._lock = threading.Lock()
-        self._indexes: dict[str, VectorIndex] = {}
-        self._stamps: dict[str, tuple[str, datetime]] = {}  # speaker id -> (model version, updated_at)
-        self._refs: dict[str, str] = {}
-
-    def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[VectorIndex, dict[str, str]]:
-        """The index of every voiceprint but `exclude_id`'s: the speaker being enrolled has
-        uncommitted changes in `session`, which must not leak into the cache if it rolls back."""
-        rows = session.execute(
-            select(Speaker.id, Speaker.speaker_ref, Speaker.voiceprint_model_version, Speaker.updated_at).where(
-                Speaker.voiceprint_model_version.is_not(None)
-            )
-        ).all()
-        with self._lock:
-            rows = [row for row in rows if row.id != exclude_id]
-            seen = {row.id for row in rows}
-            for gone in [sid for sid in self._stamps if sid not in seen]:
-                version, _ = self._stamps.pop(gone)
-                self._indexes[version].remove([gone])
-                self._refs.pop(gone, None)
-            changed = [
-                row.id for row in rows if self._stamps.get(row.id) != (row.voiceprint_model_version, row.updated_at)
-            ]
-            if changed:
-                for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(changed))):
-                    self._store(speaker)
-            index = self._indexes.setdefault(model_version, self._new_index())
-            return index, self._refs
-
-    def _new_index(self) -> VectorIndex:
-        return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
-
-    def _store(self, speaker: Speaker) -> None:
-        previous = self._stamps.pop(speaker.id, None)
-        if previous is not None:
-            self._indexes[previous[0]].remove([speaker.id])
-        vector = repo.get_voiceprint(self._cipher, speaker)
-        if vector is None or speaker.voiceprint_model_version is None:
-            return
-        version = speaker.voiceprint_model_version
-        self._indexes.setdefault(version, self._new_index()).add([speaker.id], vector)
-        self._stamps[speaker.id] = (version, speaker.updated_at)
-        self._refs[speaker.id] = speaker.speaker_ref
 
 
 @dataclass
@@ -174,8 +58,8 @@ class FraudChecks:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock
-        self.watchlist = WatchlistCache(cipher, settings.search_exact_max)
-        self.voiceprints = VoiceprintCache(cipher, settings.search_exact_max)
+        self.watchlist = WatchlistCache(cipher, settings.search_exact_max, settings.change_poll_s)
+        self.voiceprints = VoiceprintCache(cipher, settings.search_exact_max, settings.change_poll_s)
 
     @property
     def watchlist_forces_reject(self) -> bool:

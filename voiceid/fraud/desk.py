@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud import checks
 from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
@@ -191,12 +192,10 @@ class FraudDesk:
 
     def purge_expired(self) -> int:
         """Delete every attempt embedding past its retention; the number removed."""
+        from voiceid.worker.jobs import purge_attempts  # the worker's job: one implementation
+
         service = self.service
-        with service.db.transaction() as session:
-            removed = fraud_repo.purge_expired_attempts(session, service.clock())
-        if removed:
-            service.db.flush_erased()
-        return removed
+        return purge_attempts(AppContext(service.settings, service.db, service.cipher, lambda: service.clock()))
 
     # --- review queue ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.fraud.index import VectorIndex
+from voiceid.fraud.index import Searchable
 
 MAX_MATCHES = 5
 
@@ -21,7 +21,7 @@ class DuplicateMatch:
 
 def find_duplicates(
     voiceprint: npt.NDArray[np.floating],
-    index: VectorIndex,
+    index: Searchable,
     refs: Mapping[str, str],
     threshold: float,
     exclude: str | None = None,

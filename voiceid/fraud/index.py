@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,14 @@ DEFAULT_EXACT_MAX = 100_000
 class Neighbour:
     key: str
     score: float
+
+
+class Searchable(Protocol):
+    """What 1:N callers need: a VectorIndex, or a view of one without some key."""
+
+    def __len__(self) -> int: ...
+
+    def search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]: ...
 
 
 class VectorIndex:

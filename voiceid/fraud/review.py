@@ -59,7 +59,7 @@ def _serializer(secret: bytes) -> URLSafeTimedSerializer:
 
 
 def _secret(service: VoiceIdService) -> bytes:
-    configured = service.settings.review_secret
+    configured = service.settings.session_secret
     if configured is not None:
         return configured.get_secret_value().encode()
     return load_or_create_key_file(service.settings.data_dir / SECRET_FILE)

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceid.storage import changes  # noqa: F401  (registers the change-feed hook on every Session)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -181,3 +192,58 @@ class FraudGeneration(Base):
     __tablename__ = "fraud_generations"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
+
+
+# --- replicas: change feed, webhook outbox, pinned decision data (migration 0007) -------------
+
+
+class ChangeCounter(Base):
+    """The database revision of the biometric population (voiceprints and watchlist). Every change
+    bumps it in the change's own transaction; the row lock it takes orders writers, so a reader that
+    sees revision R knows every change numbered R or below has committed."""
+
+    __tablename__ = "change_counters"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    # Feed rows below this revision were pruned: a cache holding less must reload from scratch.
+    pruned_below: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChangeEntry(Base):
+    """One changed object (a speaker's voiceprint or a watchlist entry) at one revision."""
+
+    __tablename__ = "change_feed"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The durable outbox of call-outcome webhooks: written in the transaction that stores the
+    outcome, delivered by the worker with retries and backoff."""
+
+    __tablename__ = "webhook_outbox"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(36), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_webhook_outbox_due", "status", "next_attempt_at"),)
+
+
+class PinnedDecisionData(Base):
+    """Content hashes of the cohort and calibration every replica must decide with (`voiceid db
+    upgrade` pins them; `serve` on PostgreSQL refuses to start with other data)."""
+
+    __tablename__ = "decision_data"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

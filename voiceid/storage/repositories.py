@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, String, and_, cast, delete, func, or_, select
+from sqlalchemy import Select, String, and_, cast, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
@@ -57,6 +57,38 @@ def ensure_api_key(session: Session, secret: str, role: str, label: str) -> ApiK
 
 def find_api_key(session: Session, secret: str) -> ApiKey | None:
     return session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).one_or_none()
+
+
+# --- idempotent creates (replicas) --------------------------------------------------------
+
+
+def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when this call created the row. Under concurrency
+    the loser waits for the winner's commit and inserts nothing, instead of an IntegrityError."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(model).values(**values).on_conflict_do_nothing()
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: an ORM-enabled INSERT does not report a reliable rowcount everywhere.
+    key = inspect(model).primary_key[0]
+    return session.execute(statement.returning(key)).first() is not None
+
+
+def insert_speaker_if_absent(session: Session, ref: str, status: str, now: datetime) -> bool:
+    values = {
+        "id": new_id(),
+        "speaker_ref": ref,
+        "status": status,
+        "consent_granted": True,
+        "consecutive_rejects": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return insert_if_absent(session, Speaker, values)
 
 
 # --- speakers and their biometric data ----------------------------------------------------

@@ -21,7 +21,7 @@ import uuid
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, Mode, error_event
-from voiceid.telephony_adapter.calls import CallRegistry, CallView, post_webhook
+from voiceid.telephony_adapter.calls import CallRegistry, CallView
 from voiceid.telephony_adapter.frames import HEADER, Frame, FrameError, Kind, check_frame, encode_frame
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ class AudioSocketServer:
         self.registry = CallRegistry(service)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self._webhooks: set[asyncio.Task[None]] = set()  # referenced until done, or asyncio may drop them
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -70,7 +69,7 @@ class AudioSocketServer:
             await self._server.wait_closed()
         for task in list(self._connections):
             task.cancel()
-        await asyncio.gather(*self._connections, *self._webhooks, return_exceptions=True)
+        await asyncio.gather(*self._connections, return_exceptions=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -88,12 +87,6 @@ class AudioSocketServer:
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
-
-    def _notify(self, view: CallView) -> None:
-        # The webhook runs beside the call: a slow receiver must not delay the hang-up.
-        task = asyncio.create_task(post_webhook(view, self.service.settings.webhook_timeout_s))
-        self._webhooks.add(task)
-        task.add_done_callback(self._webhooks.discard)
 
     async def _send(self, writer: asyncio.StreamWriter, *frames: bytes) -> None:
         if writer.is_closing():
@@ -142,12 +135,11 @@ class AudioSocketServer:
                 return  # AudioSocket has no channel for interim events
             # Stored before the hang-up, so a dialplan that reads the outcome right after
             # AudioSocket() returns always finds it.
-            view = await asyncio.to_thread(self.registry.finish, call_id, event)
+            await asyncio.to_thread(self.registry.finish, call_id, event)  # also enqueues the webhook
             if event["event"] == "error":
                 await self._refuse(writer, VoiceIdError(ErrorCode(event["code"]), event["message"]))
             elif event["event"] == "decision":
                 await self._send(writer, encode_frame(Kind.HANGUP))
-            self._notify(view)
 
         session = CallSession(self.service, call.speaker_id, Mode(call.mode), PCM16LE_8K, emit, call.api_key_id)
         clean = False
@@ -178,8 +170,7 @@ class AudioSocketServer:
         if session.decided and not clean:
             await self._linger(reader)
         if session.outcome is None:
-            view = await asyncio.to_thread(self.registry.finish, call_id, None)
-            self._notify(view)
+            await asyncio.to_thread(self.registry.finish, call_id, None)
 
 
 async def serve(service: VoiceIdService, host: str, port: int) -> None:

@@ -19,12 +19,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import httpx
-
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.storage.models import Call
+from voiceid.storage.repositories import insert_if_absent
 from voiceid.telephony_adapter.call import Event, Mode
+from voiceid.webhooks import outbox
+from voiceid.webhooks.targets import WebhookPolicy, check_target
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,26 @@ class CallRegistry:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
         self.service.get_speaker(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
         now = self.service.clock()
+        if webhook_url is not None:
+            check_target(webhook_url, WebhookPolicy.from_settings(self.service.settings))  # no SSRF
         with self.service.db.transaction() as session:
-            row = session.get(Call, str(call_id), with_for_update=True)
-            created = row is None
+            # Idempotent under concurrency: one PUT creates the row, a concurrent one re-binds it.
+            created = insert_if_absent(
+                session,
+                Call,
+                {
+                    "id": str(call_id),
+                    "speaker_ref": speaker_id,
+                    "mode": mode.value,
+                    "status": CallStatus.BOUND.value,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            row = session.get(Call, str(call_id), with_for_update=True, populate_existing=True)
             if row is None:
-                row = Call(id=str(call_id), created_at=now)
-                session.add(row)
-            elif row.status != CallStatus.BOUND:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} changed concurrently; retry")
+            if row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}; it can no longer be re-bound")
             row.speaker_ref = speaker_id
             row.mode = mode.value
@@ -140,17 +154,8 @@ class CallRegistry:
             row.status = status_for(outcome).value
             row.outcome = outcome
             row.updated_at = self.service.clock()
-            return CallView.from_row(row)
-
-
-async def post_webhook(view: CallView, timeout_s: float) -> None:
-    """Tell the IVR the outcome. Best effort: a failing receiver is logged, never raised, and the
-    outcome stays readable with GET /v1/calls/{uuid}."""
-    if not view.webhook_url:
-        return
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            response = await client.post(view.webhook_url, json=view.to_json())
-            response.raise_for_status()
-    except httpx.HTTPError as exc:
-        log.warning("call %s: webhook %s failed: %s", view.call_id, view.webhook_url, exc)
+            view = CallView.from_row(row)
+            if view.webhook_url:
+                # Same transaction as the outcome: the worker delivers it, surviving restarts.
+                outbox.enqueue(session, view.call_id, view.webhook_url, view.to_json(), row.updated_at)
+            return view

@@ -1,0 +1,69 @@
+"""`voiceid serve` with a hashing embedding engine instead of the ECAPA model, for the multi-replica
+test and bench/replicas.py: three real model processes would not fit this machine's two cores next
+to the load generator, and the point there is the topology (database, caches, LB, worker), not the
+model. Everything but `Engine.embed_bytes` is the product: the same app, settings, service and DB.
+
+Bodies are `voice:<speaker seed>:<utterance>`: one speaker's utterances share a direction (cosine
+about 0.9 between two of them), different speakers are near-orthogonal.
+
+    python -m tests.replicas.fake_replica --port 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+import numpy as np
+import uvicorn
+
+from voiceid.api.app import create_app
+from voiceid.audio.quality import QualityReport
+from voiceid.config import get_settings
+from voiceid.engine import EmbeddedUtterance
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.models.files import MODEL_VERSION
+
+DIM = 192
+NET_SPEECH_S = 25.0
+
+
+def _unit(seed: str) -> np.ndarray:
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+    v = rng.standard_normal(DIM)
+    return v / np.linalg.norm(v)
+
+
+def voice(speaker: str, utterance: str | int) -> bytes:
+    return f"voice:{speaker}:{utterance}".encode()
+
+
+def vector_of(body: bytes) -> np.ndarray:
+    try:
+        kind, speaker, utterance = body.decode().split(":", 2)
+    except (UnicodeDecodeError, ValueError):
+        raise VoiceIdError(ErrorCode.UNSUPPORTED_AUDIO, "not a test voice") from None
+    if kind != "voice":
+        raise VoiceIdError(ErrorCode.UNSUPPORTED_AUDIO, "not a test voice")
+    v = 3.0 * _unit(f"speaker:{speaker}") + _unit(f"utt:{speaker}:{utterance}")
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+class HashEngine:
+    model_version = MODEL_VERSION
+
+    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        quality = QualityReport(NET_SPEECH_S + 1.0, NET_SPEECH_S, 30.0, 0.0, 8000, "ULAW", "phone")
+        return EmbeddedUtterance(vector_of(data), self.model_version, quality)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = create_app(get_settings(), engine=HashEngine())  # type: ignore[arg-type]
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""What one `serve` process adds to the service as a replica: the decision-data check against the
+pins in the database, the in-process jobs on SQLite, and the readiness report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voiceid.context import AppContext
+from voiceid.service import VoiceIdService
+from voiceid.storage.upgrade import check_decision_data
+from voiceid.verify.versions import decision_versions
+from voiceid.worker.jobs import JOBS
+from voiceid.worker.runner import BackgroundWorker, Worker
+
+
+@dataclass
+class Replica:
+    service: VoiceIdService
+    versions: dict[str, str]
+    jobs: BackgroundWorker | None = field(default=None)
+
+    @classmethod
+    def start(cls, service: VoiceIdService) -> Replica:
+        settings = service.settings
+        versions = decision_versions(service.scorer, service.policy)
+        # Several replicas (PostgreSQL) must decide alike: a replica with other data refuses to start.
+        check_decision_data(service.db, versions, strict=not settings.is_sqlite)
+        # Load the population and the watchlist before taking traffic (the readiness probe fails until
+        # then), so no caller waits for the first full load.
+        with service.db.transaction() as session:
+            service.fraud.voiceprints.sync(session)
+            service.fraud.watchlist.sync(session)
+        jobs = None
+        if settings.jobs_in_process:
+            context = AppContext(settings, service.db, service.cipher, lambda: service.clock())
+            jobs = BackgroundWorker(Worker(context, JOBS))
+            jobs.start()
+        return cls(service, versions, jobs)
+
+    def stop(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
+
+    def report(self) -> dict[str, object]:
+        fraud = self.service.fraud
+        return {
+            "revision": {"voiceprints": fraud.voiceprints.revision, "watchlist": fraud.watchlist.revision},
+            "decision_data": self.versions,
+            "jobs_in_process": self.jobs is not None,
+        }

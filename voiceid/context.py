@@ -1,0 +1,69 @@
+"""The shared things a process builds once (settings, database, cipher, clock) and hands to the small
+services and to the worker's jobs, instead of each reaching into one large object.
+
+It deliberately holds no model: `voiceid worker` and `voiceid db upgrade` never load torch. Building
+it also enforces the configuration several replicas must share: with PostgreSQL (the multi-replica
+deployment) the master key and the review-session secret must be set explicitly, because a key
+file created per host would make replica B unable to decrypt what replica A wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from voiceid.config import Settings
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
+from voiceid.storage.db import Database
+from voiceid.storage.models import utcnow
+
+KEY_FILE_NAME = "encryption.key"
+
+
+def cipher_from_settings(settings: Settings) -> Cipher:
+    if settings.encryption_key is not None:
+        return Cipher(decode_key(settings.encryption_key.get_secret_value()))
+    return Cipher(load_or_create_key_file(settings.data_dir / KEY_FILE_NAME))
+
+
+def check_shared_configuration(settings: Settings) -> None:
+    """Refuse to start a replica of a shared (PostgreSQL) deployment with per-host secrets, or
+    webhooks that would go out unsigned."""
+    if settings.webhook_allowed_hosts and settings.webhook_secret is None:
+        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, "webhooks are on: set VOICEID_WEBHOOK_SECRET to sign them")
+    if settings.is_sqlite:
+        return
+    missing = [
+        name
+        for name, value in (
+            ("VOICEID_ENCRYPTION_KEY", settings.encryption_key),
+            ("VOICEID_SESSION_SECRET", settings.session_secret),
+        )
+        if value is None
+    ]
+    if missing:
+        raise VoiceIdError(
+            ErrorCode.CONFIGURATION_ERROR,
+            f"with PostgreSQL every replica must share its secrets: set {' and '.join(missing)} "
+            "(a per-host key file would make one replica unable to read what another wrote)",
+        )
+    if settings.session_secret is not None and len(settings.session_secret.get_secret_value()) < 32:
+        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, "VOICEID_SESSION_SECRET must be at least 32 characters")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    cipher: Cipher
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        check_shared_configuration(settings)
+        return cls(settings, Database(settings.sqlalchemy_url), cipher_from_settings(settings))
+
+    def close(self) -> None:
+        self.db.dispose()

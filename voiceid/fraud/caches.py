@@ -1,0 +1,246 @@
+"""Per-process indexes of the voiceprints and the watchlist, kept in step through the change feed.
+
+A replica holds the database revision its index reflects. At most every `change_poll_s` (and at
+once after a local commit that changed the population) it reads the one-row counter; only when the
+revision moved does it read the feed and load the few objects that changed. Nothing per call
+scans the population: a scored call costs one primary-key read at most, and usually none.
+
+Reads happen in the caller's transaction (on SQLite a second connection would wait for the
+caller's write lock). A transaction that itself changed the population has taken revision R
+(and holds the counter's lock), so everything below R has committed: the cache syncs up to R - 1
+and leaves the objects this transaction touched for the next sync, so nothing uncommitted (or
+later rolled back) ever enters a shared index.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from voiceid.fraud.index import Neighbour, VectorIndex
+from voiceid.storage import changes, fraud_repo
+from voiceid.storage import repositories as repo
+from voiceid.storage.changes import ChangeKind
+from voiceid.storage.crypto import Cipher
+from voiceid.storage.models import Speaker, WatchlistEntry
+
+FloatArray = npt.NDArray[np.float32]
+EMBEDDING_DIM = 192
+CHUNK = 1000  # ids per IN (...) query
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class IndexView:
+    """An index seen without one key (the claimed or enrolling speaker, who trivially matches
+    themselves): what AS-norm's population cohort and duplicate detection search."""
+
+    def __init__(self, index: VectorIndex, exclude: str | None) -> None:
+        self._index = index
+        self._exclude = exclude
+
+    def _hidden(self) -> bool:
+        return self._exclude is not None and self._exclude in self._index
+
+    def __len__(self) -> int:
+        return len(self._index) - int(self._hidden())
+
+    def search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]:
+        rows = self._index.search(probes, k + int(self._hidden()))
+        return [[n for n in row if n.key != self._exclude][:k] for row in rows]
+
+
+class FeedCache:
+    """Shared sync logic; subclasses load and drop their objects."""
+
+    kind: ChangeKind
+
+    def __init__(
+        self, cipher: Cipher, exact_max: int, poll_s: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._cipher = cipher
+        self._exact_max = exact_max
+        self._poll_s = poll_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._checked_at = float("-inf")
+        self._epoch = -1
+        self._recheck: set[str] = set()
+        self._indexes: dict[str, VectorIndex] = {}
+        self._versions: dict[str, str] = {}  # object id -> model version of its vector
+
+    @property
+    def revision(self) -> int | None:
+        """The database revision this cache reflects (None before the first sync)."""
+        return self._revision
+
+    def _new_index(self) -> VectorIndex:
+        return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
+
+    def invalidate(self) -> None:
+        """Check the database on the next use (a change committed by this process)."""
+        with self._lock:
+            self._checked_at = float("-inf")
+
+    def sync(self, session: Session) -> None:
+        own = changes.own_revision(session)
+        with self._lock:
+            fresh = self._monotonic() - self._checked_at < self._poll_s
+            if own is None and self._revision is not None and fresh and self._epoch == changes.local_commit_epoch:
+                return
+            epoch = changes.local_commit_epoch  # read first: a commit during the sync forces another
+            feed = changes.state(session)
+            target = feed.revision if own is None else own - 1
+            skip = changes.own_changes(session)
+            if self._revision is None or self._revision < feed.pruned_below - 1:
+                self._reload(session, skip)
+            else:
+                ids = (
+                    changes.changed_since(session, self.kind, self._revision, target)
+                    if target > self._revision
+                    else []
+                )
+                pending = [i for i in dict.fromkeys([*ids, *self._recheck]) if i not in skip]
+                if pending:
+                    self._apply(session, pending)
+            # Objects this transaction changed are read again once it has committed (or rolled back).
+            self._recheck = set(skip)
+            self._revision = max(target, self._revision or 0)
+            if own is None:
+                self._checked_at = self._monotonic()
+                self._epoch = epoch
+
+    def _drop(self, object_id: str) -> None:
+        version = self._versions.pop(object_id, None)
+        if version is not None:
+            self._indexes[version].remove([object_id])
+        self._forget(object_id)
+
+    def _put(self, object_id: str, version: str, vector: FloatArray) -> None:
+        self._drop(object_id)
+        self._indexes.setdefault(version, self._new_index()).add([object_id], vector)
+        self._versions[object_id] = version
+
+    def _reload(self, session: Session, skip: set[str]) -> None:
+        self._indexes, self._versions = {}, {}
+        self._clear()
+        self._load_all(session, skip)
+
+    # --- per kind ---------------------------------------------------------------------------
+
+    def _apply(self, session: Session, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _load_all(self, session: Session, skip: set[str]) -> None:
+        raise NotImplementedError
+
+    def _forget(self, object_id: str) -> None:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        raise NotImplementedError
+
+
+class VoiceprintCache(FeedCache):
+    kind = ChangeKind.VOICEPRINT
+
+    def __init__(
+        self, cipher: Cipher, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(cipher, exact_max, poll_s, monotonic)
+        self._refs: dict[str, str] = {}
+
+    def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[IndexView, dict[str, str]]:
+        """Every enrolled voiceprint of `model_version` except `exclude_id`'s, and id -> reference."""
+        self.sync(session)
+        with self._lock:
+            index = self._indexes.setdefault(model_version, self._new_index())
+        return IndexView(index, exclude_id), self._refs
+
+    def _store(self, speaker: Speaker) -> None:
+        vector = repo.get_voiceprint(self._cipher, speaker)
+        if vector is None or speaker.voiceprint_model_version is None:
+            self._drop(speaker.id)
+            return
+        self._put(speaker.id, speaker.voiceprint_model_version, vector)
+        self._refs[speaker.id] = speaker.speaker_ref
+
+    def _apply(self, session: Session, ids: list[str]) -> None:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(chunk))):
+                found.add(speaker.id)
+                self._store(speaker)
+        for gone in set(ids) - found:
+            self._drop(gone)
+
+    def _load_all(self, session: Session, skip: set[str]) -> None:
+        query = select(Speaker).where(Speaker.voiceprint_model_version.is_not(None)).execution_options(yield_per=2000)
+        for speaker in session.scalars(query):
+            if speaker.id not in skip:
+                self._store(speaker)
+
+    def _forget(self, object_id: str) -> None:
+        self._refs.pop(object_id, None)
+
+    def _clear(self) -> None:
+        self._refs = {}
+
+
+class WatchlistCache(FeedCache):
+    kind = ChangeKind.WATCHLIST
+
+    def __init__(
+        self, cipher: Cipher, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(cipher, exact_max, poll_s, monotonic)
+        self._labels: dict[str, str] = {}
+
+    def current(self, session: Session, model_version: str) -> tuple[VectorIndex | None, dict[str, str]]:
+        self.sync(session)
+        with self._lock:
+            return self._indexes.get(model_version), self._labels
+
+    # The fraud desk calls these after its commits; the feed carries the change, so they only make
+    # the next screen look at the database at once.
+    def added(self, row: WatchlistEntry, vector: FloatArray, generation: int) -> None:
+        self.invalidate()
+
+    def removed(self, entry_id: str, generation: int) -> None:
+        self.invalidate()
+
+    def _store(self, row: WatchlistEntry) -> None:
+        self._put(row.id, row.model_version, fraud_repo.watchlist_vector(self._cipher, row))
+        self._labels[row.id] = row.label
+
+    def _apply(self, session: Session, ids: list[str]) -> None:
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            for row in session.scalars(select(WatchlistEntry).where(WatchlistEntry.id.in_(chunk))):
+                found.add(row.id)
+                self._store(row)
+        for gone in set(ids) - found:
+            self._drop(gone)
+
+    def _load_all(self, session: Session, skip: set[str]) -> None:
+        for row in session.scalars(select(WatchlistEntry).execution_options(yield_per=2000)):
+            if row.id not in skip:
+                self._store(row)
+
+    def _forget(self, object_id: str) -> None:
+        self._labels.pop(object_id, None)
+
+    def _clear(self) -> None:
+        self._labels = {}

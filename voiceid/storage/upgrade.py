@@ -1,0 +1,110 @@
+"""`voiceid db upgrade`: migrations, the admin-key bootstrap and the decision-data pins, as one
+transaction under a database-wide lock, so replicas (or upgrade jobs) starting together never race.
+
+PostgreSQL: a transaction-scoped advisory lock; the second upgrader waits, then finds the schema at
+head and the key present and changes nothing. SQLite: every transaction already begins with
+`BEGIN IMMEDIATE` (voiceid.storage.db), which takes the database's write lock for the same effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from voiceid.config import Settings
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.storage import repositories as repo
+from voiceid.storage.db import MIGRATIONS_DIR, Database
+from voiceid.storage.models import PinnedDecisionData, utcnow
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name."""
+    return int.from_bytes(hashlib.sha256(f"voiceid:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+UPGRADE_LOCK = lock_key("db-upgrade")
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    from_revision: str | None
+    to_revision: str | None
+    admin_key: bool
+    pins: dict[str, str]
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(
+    db: Database, settings: Settings, pins: Mapping[str, str] | None = None, repin: bool = False
+) -> UpgradeReport:
+    """Bring the schema to head, bootstrap VOICEID_ADMIN_KEY and pin the decision data (only where
+    nothing is pinned yet, unless `repin`). Idempotent."""
+    config = _config()
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
+        before = MigrationContext.configure(conn).get_current_revision()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+        with Session(bind=conn) as session:
+            if settings.admin_key is not None:
+                repo.ensure_api_key(session, settings.admin_key.get_secret_value(), "admin", "VOICEID_ADMIN_KEY")
+            pinned = pin_decision_data(session, pins or {}, overwrite=repin)
+            session.flush()
+    return UpgradeReport(before, after, settings.admin_key is not None, pinned)
+
+
+def pin_decision_data(session: Session, hashes: Mapping[str, str], overwrite: bool) -> dict[str, str]:
+    """Record `hashes` where none is pinned (or replace them); returns what is pinned now."""
+    rows = {row.name: row for row in session.scalars(select(PinnedDecisionData))}
+    for name, digest in hashes.items():
+        row = rows.get(name)
+        if row is None:
+            rows[name] = PinnedDecisionData(name=name, sha256=digest, updated_at=utcnow())
+            session.add(rows[name])
+        elif overwrite and row.sha256 != digest:
+            row.sha256, row.updated_at = digest, utcnow()
+    session.flush()
+    return {name: row.sha256 for name, row in rows.items()}
+
+
+def check_decision_data(db: Database, held: Mapping[str, str], strict: bool) -> dict[str, str]:
+    """Pin `held` where nothing is pinned, then compare. With `strict` (PostgreSQL: several replicas)
+    a difference refuses start-up, since two replicas would decide one call differently; otherwise
+    (SQLite: one process) the pins follow the data this process holds."""
+    with db.transaction() as session:
+        pinned = pin_decision_data(session, held, overwrite=not strict)
+    differ = sorted(name for name, digest in held.items() if pinned.get(name) != digest)
+    if differ:
+        raise VoiceIdError(
+            ErrorCode.CONFIGURATION_ERROR,
+            f"this replica's {', '.join(differ)} differ from the version pinned in the database; deploy the "
+            "same files everywhere, or re-pin with `voiceid db upgrade --repin` after rolling them out",
+            held={n: held[n] for n in differ},
+            pinned={n: pinned.get(n) for n in differ},
+        )
+    return pinned

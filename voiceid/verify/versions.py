@@ -1,0 +1,46 @@
+"""Content hashes of the data a replica decides with (pure): the shipped/built impostor cohorts and
+the calibration with its thresholds. Two replicas with equal hashes decide a given probe alike;
+`GET /readyz` reports them and PostgreSQL deployments check them against the pinned ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceid.verify.calibration import Calibration
+from voiceid.verify.decision import Thresholds
+
+if TYPE_CHECKING:
+    from voiceid.verify.policy import DecisionPolicy
+    from voiceid.verify.scorer import Scorer
+
+COHORT = "cohort"
+CALIBRATION = "calibration"
+
+
+def cohort_version(norm: str, top_n: int, population_min: int, cohorts: Mapping[str, npt.NDArray[np.floating]]) -> str:
+    digest = hashlib.sha256(json.dumps({"norm": norm, "top_n": top_n, "population_min": population_min}).encode())
+    for channel in sorted(cohorts):
+        digest.update(channel.encode() + b"\0")
+        digest.update(np.ascontiguousarray(cohorts[channel], dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def calibration_version(calibrations: Mapping[str, Calibration], pinned: Thresholds | None) -> str:
+    body = {
+        "calibrations": [calibrations[c].to_dict() for c in sorted(calibrations)],
+        "pinned": None if pinned is None else [pinned.accept, pinned.reject],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def decision_versions(scorer: Scorer, policy: DecisionPolicy) -> dict[str, str]:
+    return {
+        COHORT: cohort_version(scorer.norm, scorer.top_n, scorer.population_min, scorer.cohorts),
+        CALIBRATION: calibration_version(scorer.calibrations, policy.pinned),
+    }

@@ -1,0 +1,1 @@
+"""Call-outcome webhooks: target checks (no SSRF), signing, the durable outbox and its delivery."""

@@ -1,0 +1,1 @@
+"""`voiceid worker`: the singleton jobs (retention, webhook outbox, change-feed pruning, ...)."""

@@ -1,0 +1,32 @@
+"""The singleton jobs `voiceid worker` runs. Registering a job is one line in JOBS: a name, a
+function `(AppContext) -> int` doing one bounded tick, and its interval from the settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from voiceid.context import AppContext
+from voiceid.storage import changes, fraud_repo
+from voiceid.webhooks.outbox import deliver_due
+from voiceid.worker.registry import Job
+
+
+def purge_attempts(ctx: AppContext) -> int:
+    """Delete attempt embeddings past their retention (the same purge as `voiceid purge`)."""
+    with ctx.db.transaction() as session:
+        removed = fraud_repo.purge_expired_attempts(session, ctx.clock())
+    if removed:
+        ctx.db.flush_erased()
+    return removed
+
+
+def prune_change_feed(ctx: AppContext) -> int:
+    with ctx.db.transaction() as session:
+        return changes.prune(session, ctx.clock() - timedelta(seconds=ctx.settings.change_feed_retention_s))
+
+
+JOBS: tuple[Job, ...] = (
+    Job("retention-purge", purge_attempts, every=lambda s: s.purge_interval_s),
+    Job("webhook-outbox", deliver_due, every=lambda s: s.webhook_poll_s),
+    Job("change-feed-prune", prune_change_feed, every=lambda s: min(3600.0, s.change_feed_retention_s / 4)),
+)
