@@ -37,12 +37,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         metrics.inference_admitted.set_function(lambda: service.pool.admitted)
         app.state.service = service
         purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
+        # The cohort snapshot is refreshed in the background, never per call (see voiceid/population.py).
+        cohort = asyncio.create_task(
+            purge_periodically(
+                lambda: int(service.refresh_cohort()),
+                settings.cohort_refresh_interval_s,
+                "cohort refresh: %d new snapshot",
+            )
+        )
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            for task in (purge, cohort):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(service.close)
 
     app = FastAPI(
