@@ -42,7 +42,7 @@ def main() -> None:
             run = embed_run(protocol, channel, embed, cache, cohort)
             variants = [("none", "-")] + [(n, c) for n in NORM_METHODS[1:] for c in ("builtin", "population")]
             for norm, source in variants:
-                trials = run.trials(norm, args.top_n, source, settings.population_min)
+                trials = run.trials(norm, args.top_n, source, settings.cohort_size)
                 row = {"embedder": embedder, "channel": channel, "norm": norm, "cohort": source, "top_n": args.top_n}
                 row.update(summarise(trials.target, trials.nontarget))
                 row["cllr"] = cross_validated_cllr(trials)

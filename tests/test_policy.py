@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
-from voiceid.audio.quality import QualityReport
 from voiceid.verify.calibration import fit_calibration
 from voiceid.verify.cohort import Cohort, find_cohort, read_cohort, save_cohort, service_channel
-from voiceid.verify.decision import Decision, Reason, Thresholds, decide
-from voiceid.verify.policy import DecisionPolicy, is_low_quality
+from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide, decide_many
+from voiceid.verify.policy import DecisionPolicy, Scale, policy_from_calibrations
 from voiceid.verify.scorer import Scorer
 from voiceid.verify.scoring import cosine
 
@@ -15,16 +14,17 @@ def _unit(rng, n, d=16):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _quality(speech: float, snr: float) -> QualityReport:
-    return QualityReport(speech + 1, speech, snr, 0.0, 8000, "ULAW", "phone")
-
-
 @pytest.fixture
 def calibration():
     rng = np.random.default_rng(0)
+    tar, non = rng.normal(8, 2, 2000), rng.normal(0, 1, 50_000)
     return fit_calibration(
-        rng.normal(8, 2, 2000),
-        rng.normal(0, 1, 50_000),
+        tar,
+        non,
+        target_probe_s=rng.uniform(2, 15, len(tar)),
+        nontarget_probe_s=rng.uniform(2, 15, len(non)),
+        target_enrol_s=np.full(len(tar), 20.0),
+        nontarget_enrol_s=np.full(len(non), 20.0),
         channel="phone",
         norm="as-norm",
         model_version="m",
@@ -53,7 +53,7 @@ def test_cohort_files_round_trip_and_must_match_front_end(tmp_path) -> None:
 def test_scorer_none_is_cosine() -> None:
     rng = np.random.default_rng(2)
     a, b = _unit(rng, 2)
-    result = Scorer("none", 10, {}, {}).score(a, b, "phone")
+    result = Scorer("none", 10, {}, {}).score(a, b, "phone", 6.0, 20.0)
     assert result.raw == pytest.approx(cosine(a, b)) and result.score == result.raw and result.llr is None
 
 
@@ -62,13 +62,25 @@ def test_scorer_as_norm_and_llr(calibration) -> None:
     cohort = _unit(rng, 50)
     a, b = _unit(rng, 2)
     scorer = Scorer("as-norm", 10, {"phone": cohort}, {"phone": calibration})
-    result = scorer.score(a, b, "phone")
+    result = scorer.score(a, b, "phone", 7.0, 20.0)
     raw, normalised = scorer.score_matrix(a[None], b[None], "phone")
     assert float(raw[0, 0]) == pytest.approx(result.raw)
     assert result.score == pytest.approx(float(normalised[0, 0]))
     assert result.raw == pytest.approx(cosine(a, b))
-    assert result.llr == pytest.approx(calibration.llr(result.score))
+    assert result.llr == pytest.approx(calibration.llr(result.score, 7.0, 20.0))
     assert result.calibration_id == "phone/as-norm/synthetic"
+
+
+def test_scorer_tops_the_population_up_to_the_fixed_cohort_size() -> None:
+    rng = np.random.default_rng(4)
+    shipped, population = _unit(rng, 30), _unit(rng, 8)
+    scorer = Scorer("as-norm", 5, {"phone": shipped}, {}, cohort_size=20)
+    cohort = scorer.cohort_for("phone", population)
+    assert len(cohort) == 20
+    np.testing.assert_array_equal(cohort[:8], population)
+    np.testing.assert_array_equal(cohort[8:], shipped[:12])
+    assert len(scorer.cohort_for("phone", _unit(rng, 25))) == 20  # a full population replaces the shipped one
+    assert len(scorer.cohort_for("phone", None)) == 20
 
 
 def test_normalisation_without_cohort_is_refused() -> None:
@@ -76,33 +88,43 @@ def test_normalisation_without_cohort_is_refused() -> None:
         Scorer("as-norm", 10, {}, {})
 
 
-def test_policy_widens_the_band_for_poor_audio(calibration) -> None:
-    policy = DecisionPolicy({"phone": calibration}, None, Thresholds(0.5, 0.3), 6.0, 15.0)
-    good = policy.thresholds("phone", _quality(10, 30))
-    short = policy.thresholds("phone", _quality(4, 30))
-    noisy = policy.thresholds("phone", _quality(10, 5))
-    assert not good.low_quality and short.low_quality and noisy.low_quality
-    assert short.thresholds.accept > good.thresholds.accept
-    assert short.thresholds.reject <= good.thresholds.reject
-    # A score that good audio accepts is not accepted from poor audio.
-    between = (good.thresholds.accept + short.thresholds.accept) / 2
-    assert decide(between, good.thresholds, 10, 3).decision == Decision.ACCEPT
-    poor = decide(between, short.thresholds, 4, 3, low_quality=True)
-    assert poor.decision == Decision.INCONCLUSIVE and Reason.LOW_QUALITY_AUDIO in poor.reasons
+def test_policy_is_one_pair_per_channel_on_the_llr_scale(calibration) -> None:
+    by_channel = policy_from_calibrations({"phone": calibration}, 0.001, 0.01)
+    policy = DecisionPolicy(by_channel, None, Thresholds(0.5, 0.3), 0.001, 0.01)
+    applied = policy.thresholds("phone")
+    assert applied.scale is Scale.LLR
+    accept, reject = calibration.thresholds(0.001, 0.01)
+    assert applied.thresholds == Thresholds(round(accept, 2), round(reject, 2))
+    # The same pair on every call of the channel, whatever the audio.
+    assert policy.thresholds("phone") == applied and policy.thresholds(None) == applied
+    # A stricter FMR target moves the accept threshold up.
+    stricter = policy_from_calibrations({"phone": calibration}, 0.0002, 0.01)["phone"]
+    assert stricter.accept >= applied.thresholds.accept
+
+
+def test_decide_on_the_calibrated_value() -> None:
+    pair = Thresholds(3.0, -1.0)
+    assert decide(3.0, pair, 8, 3).decision == Decision.ACCEPT
+    assert decide(-1.01, pair, 8, 3).decision == Decision.REJECT
+    assert decide(0.0, pair, 8, 3) == Outcome(Decision.INCONCLUSIVE, (Reason.SCORE_BETWEEN_THRESHOLDS,))
+    short = decide(9.0, pair, 2.0, 3)
+    assert short.decision == Decision.INCONCLUSIVE and Reason.INSUFFICIENT_SPEECH in short.reasons
+    values = np.array([3.0, -1.01, 0.0, 9.0])
+    speech = np.array([8, 8, 8, 2.0])
+    assert decide_many(values, pair, speech, 3).tolist() == [
+        decide(v, pair, s, 3).decision.value for v, s in zip(values, speech, strict=True)
+    ]
 
 
 def test_pinned_thresholds_override_calibration(calibration) -> None:
     pinned = Thresholds(9.0, 1.0)
-    policy = DecisionPolicy({"phone": calibration}, pinned, Thresholds(0.5, 0.3), 6.0, 15.0)
-    assert policy.thresholds("phone", _quality(1, 0)).thresholds == pinned
+    policy = DecisionPolicy({"phone": Thresholds(3.0, 0.0)}, pinned, Thresholds(0.5, 0.3), 0.001, 0.01)
+    assert policy.thresholds("phone").thresholds == pinned
 
 
-def test_unknown_channel_falls_back() -> None:
-    policy = DecisionPolicy({}, None, Thresholds(0.5, 0.3), 6.0, 15.0)
-    assert policy.thresholds("wideband").thresholds == Thresholds(0.5, 0.3)
-
-
-def test_low_quality_rule() -> None:
-    assert is_low_quality(_quality(5.9, 30), 6, 15)
-    assert is_low_quality(_quality(10, 14.9), 6, 15)
-    assert not is_low_quality(_quality(6, 15), 6, 15)
+def test_unknown_channel_falls_back_to_the_cosine_pair() -> None:
+    policy = DecisionPolicy({}, None, Thresholds(0.5, 0.3), 0.001, 0.01)
+    applied = policy.thresholds("wideband")
+    assert applied.thresholds == Thresholds(0.5, 0.3) and applied.scale is Scale.COSINE
+    with pytest.raises(ValueError):
+        Thresholds(accept=0.3, reject=0.5)

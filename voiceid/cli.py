@@ -98,14 +98,20 @@ def models_verify(model_dir: Annotated[Path | None, typer.Option()] = None) -> N
 
 
 def _embed_run(
-    manifest: Path, channel: str, enrol_utts: int, embedder: str, cohort_manifest: Path | None, cache: bool
+    manifest: Path,
+    channel: str,
+    enrol_utts: int,
+    embedder: str,
+    cohort_manifest: Path | None,
+    cache: bool,
+    probe_utts: int = 1,
 ) -> Any:
-    """Embed a manifest (and the cohort) through a channel with the chosen embedder."""
+    """Embed a manifest (and the cohort) through a channel with the chosen embedder; net speech too."""
     from tqdm import tqdm
 
     from voiceid.evaluation.channel import CHANNELS
-    from voiceid.evaluation.embedders import EMBEDDERS, speechbrain_bare_embedder, voiceid_embedder
-    from voiceid.evaluation.protocol import build_protocol, read_manifest
+    from voiceid.evaluation.embedders import EMBEDDERS, speech_meter, speechbrain_bare_embedder, voiceid_embedder
+    from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
     from voiceid.evaluation.runner import EmbeddingCache, embed_run
 
     if channel not in CHANNELS:
@@ -113,7 +119,7 @@ def _embed_run(
     if embedder not in EMBEDDERS:
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
-    protocol = build_protocol(read_manifest(manifest), enrol_utts)
+    protocol = join_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts)
     cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
     try:
         embed = voiceid_embedder(settings)[0] if embedder == "voiceid" else speechbrain_bare_embedder(settings)
@@ -125,7 +131,7 @@ def _embed_run(
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"embedding ({channel})", unit="utt", disable=not sys.stderr.isatty())
 
-    return embed_run(protocol, channel, embed, cache_store, cohort, progress)
+    return embed_run(protocol, channel, embed, cache_store, cohort, progress, speech=speech_meter(settings))
 
 
 def _default_cohort_manifest() -> Path:
@@ -137,37 +143,49 @@ def eval_command(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv (utt_id,speaker_id,path)")],
     channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
+    probe_utts: Annotated[
+        int, typer.Option(help="Join N test utterances of a speaker into one probe, as a longer call would be")
+    ] = 1,
     embedder: Annotated[str, typer.Option(help="voiceid | speechbrain-bare (baseline)")] = "voiceid",
-    norm: Annotated[str, typer.Option(help="Score normalisation: none | s-norm | as-norm")] = "none",
+    norm: Annotated[
+        str | None, typer.Option(help="Score normalisation: none | s-norm | as-norm (default: the service's setting)")
+    ] = None,
     top_n: Annotated[int | None, typer.Option(help="AS-norm: cohort scores kept per side (default: setting)")] = None,
     cohort: Annotated[
         str | None, typer.Option(help="population (the other enrolled speakers) | builtin (default: setting)")
     ] = None,
+    cohort_size: Annotated[int | None, typer.Option(help="Fixed cohort size C (default: setting)")] = None,
     cohort_manifest: Annotated[
         Path | None, typer.Option(help="Impostor cohort (default: <dev data>/dev_cohort/manifest.csv)")
     ] = None,
     calibration: Annotated[
-        Path | None, typer.Option(help="calibration.json to compute Cllr with (default: 2-fold by speaker)")
+        Path | None,
+        typer.Option(help="calibration.json for Cllr and the policy section (default: the service's calibration)"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
     plots: Annotated[Path | None, typer.Option(help="Directory for DET and histogram PNGs")] = None,
     cache: Annotated[bool, typer.Option(help="Reuse embeddings cached under the data dir")] = True,
 ) -> None:
-    """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve."""
+    """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve,
+    and what the shipped decision policy does (ACCEPT / INCONCLUSIVE / REJECT per net-speech band)."""
     from voiceid.evaluation.metrics import cllr as cllr_of
+    from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.normalisation import NORM_METHODS
+    from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
+    settings = get_settings()
+    norm = norm or settings.score_norm
     if norm not in NORM_METHODS:
         raise typer.BadParameter(f"norm must be one of {', '.join(NORM_METHODS)}")
-    settings = get_settings()
     top_n = top_n or settings.score_top_n
     cohort_source = cohort or settings.cohort_source
+    size = cohort_size or settings.cohort_size
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache)
-    trials = run.trials(norm, top_n, cohort_source, settings.population_min)
+    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts)
+    trials = run.trials(norm, top_n, cohort_source, size)
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": channel,
@@ -176,24 +194,43 @@ def eval_command(
         "norm": norm,
         "top_n": top_n if norm == "as-norm" else None,
         "cohort": cohort_source if norm != "none" else None,
+        "cohort_size": size if norm != "none" and cohort_source == "population" else None,
         "builtin_cohort_size": None if run.cohort is None else len(run.cohort),
         "model_version": MODEL_VERSION,
         "enrol_utts": enrol_utts,
+        "probe_utts": probe_utts,
         "n_speakers": len(trials.speakers),
         "n_failed_utterances": len(run.failures),
         "failed_utterances": run.failures,
         **summarise(trials.target, trials.nontarget),
     }
-    if calibration is not None:
-        matching = [c for c in load_calibrations(calibration) if c.channel == run.service_channel and c.norm == norm]
-        if not matching:
-            raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration")
+    if len(trials.speakers) < 20:
+        report["warning"] = (
+            f"only {len(trials.speakers)} speakers: error rates, Cllr and the policy figures are not reliable"
+        )
+    calibration_path = calibration or settings.calibration_file or BUILTIN_CALIBRATION
+    matching = [
+        c
+        for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
+        if c.channel == run.service_channel and c.norm == norm and c.model_version == MODEL_VERSION
+    ]
+    if matching and embedder == "voiceid":
         cal = matching[0]
-        report["cllr"] = cllr_of(cal.llrs(trials.target), cal.llrs(trials.nontarget))
-        report["cllr_calibration"] = str(calibration)
+        llr = trial_llrs(trials.scores, trials.probe_speech_s, trials.enrol_speech_s, cal)
+        report["cllr"] = cllr_of(llr[trials.is_target], llr[~trials.is_target])
+        report["cllr_calibration"] = str(calibration_path)
+        pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
+        report["policy"] = {
+            "target_fmr": settings.target_fmr,
+            "target_fnmr": settings.target_fnmr,
+            "calibration": cal.calibration_id,
+            **operating_point(llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s),
+        }
     else:
+        if calibration is not None:
+            raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration for this model")
         report["cllr"] = cross_validated_cllr(trials)
-        report["cllr_calibration"] = "2-fold cross-validation by test speaker"
+        report["cllr_calibration"] = "2-fold cross-validation by test speaker (no matching calibration: no policy)"
     if plots is not None:
         from voiceid.evaluation.plots import plot_det, plot_histogram
 
@@ -208,6 +245,8 @@ def eval_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+    if "warning" in report:
+        typer.echo(f"warning: {report['warning']}", err=True)
     typer.echo(
         f"{embedder} {channel} {norm}{'/' + cohort_source if norm != 'none' else ''}: "
         f"EER {report['eer'] * 100:.2f} %  minDCF(0.01) {report['min_dcf_0.01']:.4f}  "
@@ -215,6 +254,8 @@ def eval_command(
         f"Cllr {report['cllr']:.3f}  minCllr {report['min_cllr']:.3f}  "
         f"targets {report['n_target']}  non-targets {report['n_nontarget']}  failed {len(run.failures)}"
     )
+    if "policy" in report:
+        typer.echo(format_table(report["policy"]))
 
 
 @app.command("calibrate")
@@ -224,39 +265,72 @@ def calibrate_command(
     out: Annotated[Path, typer.Option(help="calibration.json (the entry for this channel is replaced)")] = Path(
         "calibration.json"
     ),
-    norm: Annotated[str, typer.Option(help="none | s-norm | as-norm (must match the service's VOICEID_SCORE_NORM)")] = (
-        "as-norm"
-    ),
+    norm: Annotated[
+        str | None, typer.Option(help="none | s-norm | as-norm (default: the service's VOICEID_SCORE_NORM)")
+    ] = None,
     top_n: Annotated[int | None, typer.Option(help="AS-norm top-N (default: setting)")] = None,
     cohort: Annotated[str | None, typer.Option(help="population | builtin (default: setting)")] = None,
+    cohort_size: Annotated[int | None, typer.Option(help="Fixed cohort size C (default: setting)")] = None,
     enrol_utts: Annotated[int, typer.Option()] = 3,
-    target_fmr: Annotated[float, typer.Option(help="False-match rate the accept threshold is set for")] = 0.001,
-    target_fnmr: Annotated[float, typer.Option(help="Share of genuine callers allowed under the reject threshold")] = (
-        0.01
-    ),
+    probe_utts: Annotated[
+        str, typer.Option(help="Comma-separated probe lengths in utterances pooled into the fit, e.g. 1,2,3")
+    ] = "1,2,3",
     cohort_manifest: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
-    """Fit score -> LLR calibration and policy thresholds for one channel from a trial manifest."""
+    """Fit the quality-aware score -> LLR calibration of one channel from a trial manifest, pooling
+    probes of several lengths so every net-speech band is represented; prints Cllr and minCllr per band."""
+    import numpy as np
+
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
     settings = get_settings()
+    norm = norm or settings.score_norm
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True)
-    trials = run.trials(norm, top_n or settings.score_top_n, cohort or settings.cohort_source, settings.population_min)
+    parts: list[tuple[Any, Any, Any, Any]] = []
+    service_channel = None
+    for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()}):
+        run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
+        service_channel = run.service_channel
+        trials = run.trials(
+            norm, top_n or settings.score_top_n, cohort or settings.cohort_source, cohort_size or settings.cohort_size
+        )
+        probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
+        enrol = np.broadcast_to(trials.enrol_speech_s[None, :], trials.scores.shape)
+        parts.append((trials.scores, probe, enrol, trials.is_target))
+    if service_channel is None:
+        raise typer.BadParameter("--probe-utts names no probe length")
+    scores, probe, enrol, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(4))
+    is_target = is_target.astype(bool)
     fitted = fit_calibration(
-        trials.target,
-        trials.nontarget,
-        channel=run.service_channel,
+        scores[is_target],
+        scores[~is_target],
+        target_probe_s=probe[is_target],
+        nontarget_probe_s=probe[~is_target],
+        target_enrol_s=enrol[is_target],
+        nontarget_enrol_s=enrol[~is_target],
+        channel=service_channel,
         norm=norm,
         model_version=MODEL_VERSION,
         fitted_on=f"{manifest.parent.name}:{channel}",
-        target_fmr=target_fmr,
-        target_fnmr=target_fnmr,
     )
     existing = load_calibrations(out) if out.is_file() else []
     save_calibrations(merge_calibration(existing, fitted), out)
-    typer.echo(json.dumps(fitted.to_dict(), indent=2))
+    accept, reject = fitted.thresholds(settings.target_fmr, settings.target_fnmr)
+    typer.echo(
+        f"{fitted.calibration_id}: weights {json.dumps({k: round(v, 4) for k, v in fitted.weights.items()})} "
+        f"bias {fitted.bias:.4f}; Cllr {fitted.cllr:.4f} minCllr {fitted.min_cllr:.4f} "
+        f"({fitted.n_target} target / {fitted.n_nontarget} non-target trials)"
+    )
+    for band in fitted.bands:
+        typer.echo(
+            f"  {band.label:>7}: {band.n_target:>5} target {band.n_nontarget:>7} non-target  "
+            f"Cllr {band.cllr}  minCllr {band.min_cllr}"
+        )
+    typer.echo(
+        f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
+        f"reject LLR < {reject:.2f}"
+    )
 
 
 cohort_app = typer.Typer(help="Impostor cohorts for score normalisation.", no_args_is_help=True)
@@ -304,6 +378,18 @@ def cohort_build(
     )
     path = save_cohort(out_dir or settings.cohort_dir, cohort)
     typer.echo(f"{cohort.channel} cohort of {len(vectors)} embeddings written to {path}")
+
+
+@cohort_app.command("refresh")
+def cohort_refresh() -> None:
+    """Snapshot the normalisation cohort from the enrolled population now (the server does this every
+    VOICEID_COHORT_REFRESH_INTERVAL_S)."""
+    service = _service(load_model=False)
+    try:
+        changed = service.refresh_cohort()
+    finally:
+        service.close()
+    typer.echo("new cohort snapshot written" if changed else "cohort unchanged")
 
 
 @app.command("serve")

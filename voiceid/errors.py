@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     ENROLMENT_REFUSED = "ENROLMENT_REFUSED"
     CONFIGURATION_ERROR = "CONFIGURATION_ERROR"
     VERIFICATION_NOT_FOUND = "VERIFICATION_NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"  # too many verification attempts for one speaker in the window
     # telephony
     CALL_NOT_FOUND = "CALL_NOT_FOUND"
     INVALID_MESSAGE = "INVALID_MESSAGE"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.population import CohortCache, refresh_cohort
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher
@@ -36,12 +37,14 @@ from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.storage.upgrade import upgrade
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
-from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, build_policy, build_scorer
-from voiceid.verify.scorer import CohortScores, Scorer, ScoreResult
+from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale, build_policy, build_scorer
+from voiceid.verify.scorer import Scorer, ScoreResult
 
 FloatArray = npt.NDArray[np.float32]
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 KEY_FILE_NAME = "encryption.key"
+# Refusals that mean the caller sent no usable speech: they count toward lockout (weighted).
+UNUSABLE_AUDIO = frozenset({ErrorCode.AUDIO_TOO_SHORT, ErrorCode.NO_SPEECH, ErrorCode.EMPTY_AUDIO})
 
 
 class Role(StrEnum):
@@ -95,8 +98,8 @@ class VerificationView:
     speaker_id: str
     decision: str
     score: float | None
-    accept_threshold: float
-    reject_threshold: float
+    accept_threshold: float | None  # only where something was scored
+    reject_threshold: float | None
     net_speech_s: float | None
     reasons: list[str]
     model_version: str
@@ -108,6 +111,7 @@ class VerificationView:
     norm: str | None = None
     calibration: str | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
+    threshold_scale: str | None = None
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -129,6 +133,7 @@ class VerificationView:
             norm=row.norm,
             calibration=row.calibration,
             watchlist_hits=list(row.watchlist_hits or []),
+            threshold_scale=row.threshold_scale,
         )
 
 
@@ -138,12 +143,30 @@ class VerificationPage:
     next_cursor: str | None
 
 
+class Leaning(StrEnum):
+    """What a stream's interim reveals: a coarse state, never the score (an exact score would be an
+    oracle for hill-climbing a synthetic voice toward acceptance)."""
+
+    LEANING_ACCEPT = "LEANING_ACCEPT"
+    LEANING_REJECT = "LEANING_REJECT"
+    UNDECIDED = "UNDECIDED"
+
+
 @dataclass(frozen=True)
 class Preview:
-    """A score and the outcome it would lead to, not logged (streaming interims)."""
+    """The outcome a stream would get now, not logged (streaming interims). `score` stays inside
+    the process (it decides when to stop early); only `leaning` is sent to the caller's side."""
 
     score: float | None
     outcome: Outcome
+
+    @property
+    def leaning(self) -> Leaning:
+        if self.outcome.decision is Decision.ACCEPT:
+            return Leaning.LEANING_ACCEPT
+        if self.outcome.decision in (Decision.REJECT, Decision.LOCKED, Decision.OPTED_OUT, Decision.NOT_ENROLLED):
+            return Leaning.LEANING_REJECT
+        return Leaning.UNDECIDED
 
 
 @dataclass
@@ -183,6 +206,7 @@ class VoiceIdService:
         # rather than letting the service decide on thresholds that do not fit its scores.
         self.scorer = scorer or build_scorer(settings, engine.model_version)
         self.policy: DecisionPolicy = build_policy(settings, self.scorer)
+        self.cohort = CohortCache(cipher)
         # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
         self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
 
@@ -205,8 +229,17 @@ class VoiceIdService:
 
     @property
     def thresholds(self) -> Thresholds:
-        """The thresholds logged with decisions taken without audio (phone channel, good quality)."""
+        """The phone channel's threshold pair (what the review page draws)."""
         return self.policy.thresholds(None).thresholds
+
+    def refresh_cohort(self) -> bool:
+        """Take a new cohort snapshot if the enrolled population's sample changed (background job)."""
+        with self.db.transaction() as session:
+            snapshot = refresh_cohort(session, self.engine.model_version, self.settings.cohort_size, self.clock())
+            return snapshot is not None
+
+    def _lockout_weights(self) -> lockout.Weights:
+        return lockout.Weights(self.settings.lockout_inconclusive_weight, self.settings.lockout_unusable_weight)
 
     # --- API keys ------------------------------------------------------------------------
 
@@ -373,7 +406,7 @@ class VoiceIdService:
     def unlock(self, speaker_id: str) -> SpeakerView:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
-            speaker.consecutive_rejects = 0
+            speaker.lockout_weight = 0.0
             speaker.locked_at = None
             speaker.updated_at = self.clock()
             return self._view(session, speaker)
@@ -388,7 +421,7 @@ class VoiceIdService:
 
     @staticmethod
     def _lock_state(speaker: Speaker) -> lockout.LockState:
-        return lockout.LockState(speaker.consecutive_rejects, speaker.locked_at)
+        return lockout.LockState(speaker.lockout_weight, speaker.locked_at)
 
     def _precheck(self, speaker: Speaker, now: datetime) -> Outcome | None:
         """A decision that needs no audio, or None when the probe must be scored.
@@ -418,22 +451,25 @@ class VoiceIdService:
         now: datetime,
         result: ScoreResult | None = None,
         utterance: EmbeddedUtterance | None = None,
-        thresholds: Thresholds | None = None,
+        applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
     ) -> VerificationView:
-        thresholds = thresholds or self.thresholds
+        """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
+        scored (opted out, locked, not enrolled) a threshold would mean nothing."""
         score = None if result is None else result.score
         row = repo.add_verification(
             session,
             speaker_ref=speaker.speaker_ref,
             decision=outcome.decision.value,
-            score=None if score is None else round(score, 6),
-            raw_score=None if result is None else round(result.raw, 6),
-            llr=None if result is None or result.llr is None else round(result.llr, 4),
+            # Rounded to what the numbers can mean: an IVR needs no 16 digits.
+            score=None if score is None else round(score, 3),
+            raw_score=None if result is None else round(result.raw, 4),
+            llr=None if result is None or result.llr is None else round(result.llr, 2),
             norm=None if result is None else result.norm,
             calibration=None if result is None else result.calibration_id,
-            accept_threshold=thresholds.accept,
-            reject_threshold=thresholds.reject,
+            accept_threshold=None if result is None or applied is None else applied.thresholds.accept,
+            reject_threshold=None if result is None or applied is None else applied.thresholds.reject,
+            threshold_scale=None if result is None or applied is None else applied.scale.value,
             net_speech_s=None if utterance is None else round(utterance.quality.net_speech_s, 3),
             reasons=[r.value for r in outcome.reasons],
             model_version=self.engine.model_version if utterance is None else utterance.model_version,
@@ -452,7 +488,39 @@ class VoiceIdService:
         early = self.verify_precheck(speaker_id, api_key_id)
         if early is not None:
             return early
-        return self.verify_utterance(speaker_id, self._embed(data, content_type), api_key_id)
+        try:
+            utterance = self._embed(data, content_type)
+        except VoiceIdError as exc:
+            if exc.code in UNUSABLE_AUDIO:
+                self.count_unusable_attempt(speaker_id)
+            raise
+        return self.verify_utterance(speaker_id, utterance, api_key_id)
+
+    def count_unusable_attempt(self, speaker_id: str) -> None:
+        """An attempt refused for too little or no speech still counts toward lockout (weighted):
+        otherwise short clips would be free retries for anyone probing the account."""
+        with self.db.transaction() as session:
+            speaker = self._speaker(session, speaker_id, for_update=True)
+            state = lockout.after_attempt(
+                self._lock_state(speaker),
+                lockout.Attempt.UNUSABLE,
+                self.clock(),
+                self.settings.lockout_rejects,
+                self.settings.lockout_window_s,
+                self._lockout_weights(),
+            )
+            speaker.lockout_weight, speaker.locked_at = state.weight, state.locked_at
+
+    def _check_rate(self, session: Session, speaker: Speaker, now: datetime) -> None:
+        since = now - timedelta(seconds=self.settings.attempt_rate_window_s)
+        attempts = repo.count_verifications_since(session, speaker.speaker_ref, since)
+        if attempts >= self.settings.attempt_rate_limit:
+            raise VoiceIdError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.settings.attempt_rate_limit} verification attempts for this speaker within "
+                f"{self.settings.attempt_rate_window_s:g} s; try again later",
+                retry_after_s=int(self.settings.attempt_rate_window_s),
+            )
 
     def verify_precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
         """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
@@ -461,6 +529,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             now = self.clock()
+            self._check_rate(session, speaker, now)
             early = self._precheck(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now)
@@ -485,8 +554,9 @@ class VoiceIdService:
                 now,
                 self.settings.lockout_rejects,
                 self.settings.lockout_window_s,
+                self._lockout_weights(),
             )
-            speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
+            speaker.lockout_weight, speaker.locked_at = state.weight, state.locked_at
             view = self._log(
                 session,
                 speaker,
@@ -495,7 +565,7 @@ class VoiceIdService:
                 now,
                 result=result,
                 utterance=utterance,
-                thresholds=applied.thresholds,
+                applied=applied,
                 watchlist_hits=hits,
             )
             self.fraud.keep_attempt(
@@ -512,39 +582,22 @@ class VoiceIdService:
         if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
         quality = utterance.quality
-        population = self._population_scores(session, speaker, voiceprint, utterance)
-        result = self.scorer.score(utterance.vector, voiceprint, quality.channel, population)
-        applied = self.policy.thresholds(quality.channel, quality)
-        outcome = decide(
-            result.score,
-            applied.thresholds,
-            quality.net_speech_s,
-            self.settings.verify_min_speech_s,
-            low_quality=applied.low_quality,
+        population = None
+        if self.settings.score_norm != "none" and self.settings.cohort_source == "population":
+            self.fraud.voiceprints.sync(session)
+            population = self.cohort.members_for(
+                session, utterance.model_version, exclude_id=speaker.id, alive=self.fraud.voiceprints.holds
+            )
+        enrol_s = repo.enrolment_speech_s(session, speaker, utterance.model_version)
+        result = self.scorer.score(
+            utterance.vector, voiceprint, quality.channel, quality.net_speech_s, enrol_s, population
         )
+        applied = self.policy.thresholds(quality.channel)
+        value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
+        outcome = decide(value, applied.thresholds, quality.net_speech_s, self.settings.verify_min_speech_s)
         hits = self.fraud.screen(session, utterance.vector, utterance.model_version)
         outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
         return result, applied, outcome, list(hits)
-
-    def _population_scores(
-        self, session: Session, speaker: Speaker, voiceprint: FloatArray, utterance: EmbeddedUtterance
-    ) -> CohortScores | None:
-        """The claimed voiceprint and the probe scored against every other enrolled voiceprint.
-
-        The enrolled population is the cohort that looks most like the callers (same language,
-        same lines, same handsets); on the dev set it halves the phone-channel EER where the
-        shipped LibriSpeech cohort made it worse. AS-norm needs only the top-N scores of each side,
-        which the voiceprint index answers as a 1:N search, so this scales with the population.
-        """
-        if self.settings.score_norm == "none" or self.settings.cohort_source != "population":
-            return None
-        index, _ = self.fraud.voiceprints.current(session, utterance.model_version, exclude_id=speaker.id)
-        members = len(index)
-        if members == 0:
-            return None
-        k = self.settings.score_top_n if self.settings.score_norm == "as-norm" else members
-        enrol_hits, test_hits = index.search(np.stack([voiceprint, utterance.vector]), k)
-        return CohortScores(np.array([h.score for h in enrol_hits]), np.array([h.score for h in test_hits]), members)
 
     # --- streams (telephony) -------------------------------------------------------------
 

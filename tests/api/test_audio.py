@@ -54,7 +54,9 @@ def test_enrol_to_default_20s_then_accept_same_reject_other(make_api, engine, de
     other = api.verify(a, dev_files[b][1].read_bytes(), "audio/flac")
     assert same["decision"] == "ACCEPT", same
     assert other["decision"] == "REJECT", other
-    assert same["score"] >= same["accept_threshold"] >= same["reject_threshold"] > other["score"]
+    # The decision is taken on the calibrated LLR; the thresholds live on that scale.
+    assert same["threshold_scale"] == "llr"
+    assert same["llr"] >= same["accept_threshold"] >= same["reject_threshold"] > other["llr"]
     assert same["channel"] == "wideband" and same["net_speech_s"] > 3
     # The product default: AS-normalised scores, calibrated LLRs, thresholds from the calibration.
     assert same["norm"] == "as-norm" and same["calibration"].startswith("wideband/as-norm/")

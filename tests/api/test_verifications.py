@@ -39,7 +39,7 @@ def test_decisions_and_reasons(make_api):
         got = api.verify("caller-1", body, content_type="audio/basic")
         assert got["decision"] == decision, name
         assert got["reasons"] == reasons, name
-        assert abs(got["score"] - cos) < 1e-5
+        assert abs(got["score"] - cos) < 1e-3  # responses carry rounded figures
         assert (got["accept_threshold"], got["reject_threshold"]) == (0.45, 0.30)
         assert got["net_speech_s"] == speech
         assert got["model_version"] == engine.model_version

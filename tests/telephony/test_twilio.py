@@ -18,7 +18,7 @@ SPEED = 8.0  # 8x real time: the protocol and the scoring are the same, the test
 
 def test_streamed_score_equals_http_mulaw_score(start_server, line, two_speakers):
     # Thresholds wide open: no score can decide early, so the decision is on the whole stream.
-    live = start_server(accept_threshold=1.0, reject_threshold=-1.0)
+    live = start_server(accept_threshold=100.0, reject_threshold=-100.0)
     a, _ = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     probe = line(a, 2, 4.0)
@@ -28,7 +28,10 @@ def test_streamed_score_equals_http_mulaw_score(start_server, line, two_speakers
     assert result.outcome["audio_s"] == pytest.approx(len(probe) / 8000)
     interims = [e for e in result.events if e["event"] == "interim"]
     assert interims and all(e["streamSid"] == result.outcome["streamSid"] for e in interims)
-    assert any(e["score"] is not None for e in interims)
+    # Interims carry progress and a coarse state, never the score (no oracle for hill-climbing).
+    assert all("score" not in e and "llr" not in e for e in interims)
+    assert any(e.get("state") == "UNDECIDED" for e in interims)
+    assert all(0 <= e.get("progress", 0) <= 1 for e in interims)
     streamed = result.decision
     http = live.verify_http(a, probe)
     assert set(streamed) == set(http)  # the same body as the HTTP response
@@ -80,7 +83,7 @@ def test_enrolment_by_stream_commits_on_clean_stop_only(start_server, line, two_
 
 
 def test_hang_up_mid_verification_is_not_a_crash(start_server, line, two_speakers):
-    live = start_server(accept_threshold=1.0, reject_threshold=-1.0)
+    live = start_server(accept_threshold=100.0, reject_threshold=-100.0)
     a, _ = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     dropped = asyncio.run(

@@ -37,6 +37,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.OVERLOADED: 503,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.CONFLICT: 409,
     ErrorCode.ENROLMENT_REFUSED: 409,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
@@ -52,7 +53,7 @@ def status_for(code: ErrorCode) -> int:
 
 def error_response(exc: VoiceIdError) -> JSONResponse:
     headers: dict[str, str] = {}
-    if exc.code is ErrorCode.OVERLOADED:
+    if exc.code in (ErrorCode.OVERLOADED, ErrorCode.RATE_LIMITED):
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"

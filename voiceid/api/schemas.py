@@ -78,15 +78,27 @@ class VerificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     verification_id: str
     decision: str = Field(description="ACCEPT | REJECT | INCONCLUSIVE | NOT_ENROLLED | OPTED_OUT | LOCKED")
-    score: float | None = Field(description="Score the thresholds apply to (after score normalisation)")
-    accept_threshold: float
-    reject_threshold: float
+    score: float | None = Field(
+        description="Normalised score (AS-norm), before calibration; null if nothing was scored"
+    )
+    accept_threshold: float | None = Field(
+        description="ACCEPT when the value on `threshold_scale` is >= this; the same on every call of a channel. "
+        "Null where nothing was scored."
+    )
+    reject_threshold: float | None = Field(description="REJECT when the value on `threshold_scale` is < this")
+    threshold_scale: str | None = Field(
+        None, description="What the thresholds are on: llr (calibrated, the default) or cosine (uncalibrated)"
+    )
     net_speech_s: float | None
     reasons: list[str]
     model_version: str
     channel: str | None = Field(description="phone (G.711 / <= 8 kHz) or wideband; selects cohort and calibration")
     raw_score: float | None = Field(None, description="Cosine similarity before normalisation")
-    llr: float | None = Field(None, description="Calibrated log-likelihood ratio (natural log), same vs different")
+    llr: float | None = Field(
+        None,
+        description="Calibrated log-likelihood ratio (natural log), same vs different speaker, weighing the score "
+        "by the net speech behind it; the decision is taken on it",
+    )
     norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
     calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)

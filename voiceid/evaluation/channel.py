@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import soundfile as sf
 
 from voiceid.audio import g711
@@ -21,13 +23,35 @@ _CONTAINER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/o
 _G711 = {"g711-ulaw": ("ulaw", "audio/basic"), "g711-alaw": ("alaw", "audio/x-alaw-basic")}
 
 
-def through_channel(path: Path, channel: str) -> tuple[bytes, str]:
-    """The bytes and content type that `path` would arrive as over `channel`."""
-    if channel == "clean":
-        return path.read_bytes(), _CONTAINER_TYPES.get(path.suffix.lower(), "application/octet-stream")
-    if channel not in _G711:
+def _read_joined(paths: tuple[Path, ...]) -> tuple[np.ndarray, int]:
+    """Mono samples of several files played one after the other (one longer call)."""
+    parts: list[npt.NDArray[np.float32]] = []
+    rate: int | None = None
+    for path in paths:
+        samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        if rate is not None and file_rate != rate:
+            raise ValueError(f"cannot join {path} ({file_rate} Hz) to audio at {rate} Hz")
+        rate = int(file_rate)
+        parts.append(samples.mean(axis=1))
+    if rate is None:
+        raise ValueError("nothing to join")
+    return np.concatenate(parts), rate
+
+
+def through_channel(path: Path, channel: str, extra: tuple[Path, ...] = ()) -> tuple[bytes, str]:
+    """The bytes and content type that `path` (followed by `extra` files, as one call) would
+    arrive as over `channel`."""
+    if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; choose from {', '.join(CHANNELS)}")
+    if channel == "clean" and not extra:
+        return path.read_bytes(), _CONTAINER_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    samples, rate = _read_joined((path, *extra))
+    if channel == "clean":
+        import io
+
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+        return buffer.getvalue(), "audio/wav"
     law, content_type = _G711[channel]
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    narrow = resample(samples.mean(axis=1), int(rate), PHONE_RATE)
+    narrow = resample(samples, int(rate), PHONE_RATE)
     return g711.encode(narrow, law), content_type

@@ -22,6 +22,7 @@ from voiceid.engine import Engine
 from voiceid.models.files import MODEL_VERSION
 
 EmbedFn = Callable[[bytes, str], npt.NDArray[np.float32]]
+SpeechFn = Callable[[bytes, str], float]  # net speech (s) as the product's front end measures it
 EMBEDDERS = ("voiceid", "speechbrain-bare")
 
 
@@ -32,6 +33,16 @@ def voiceid_embedder(settings: Settings) -> tuple[EmbedFn, Engine]:
         return engine.embed_bytes(data, content_type).vector
 
     return embed, engine
+
+
+def speech_meter(settings: Settings) -> SpeechFn:
+    """Net speech of audio through the product's decoder and VAD (no embedding)."""
+    front_end = FrontEnd(FrontEndConfig.from_settings(settings))
+
+    def measure(data: bytes, content_type: str) -> float:
+        return float(front_end.analyse(front_end.decode(data, content_type))[2].net_speech_s)
+
+    return measure
 
 
 def speechbrain_bare_embedder(settings: Settings) -> EmbedFn:

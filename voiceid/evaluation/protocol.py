@@ -17,6 +17,7 @@ class Utterance:
     utt_id: str
     speaker_id: str
     path: Path
+    extra: tuple[Path, ...] = ()  # further files joined after `path` into one probe (--probe-utts)
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,23 @@ def build_protocol(utterances: list[Utterance], enrol_utts: int) -> Protocol:
     enrolment = {spk: utts[:enrol_utts] for spk, utts in by_speaker.items()}
     tests = [u for utts in by_speaker.values() for u in utts[enrol_utts:]]
     return Protocol(enrolment, tests)
+
+
+def join_tests(protocol: Protocol, probe_utts: int) -> Protocol:
+    """Each speaker's test utterances joined in consecutive groups of `probe_utts` into one probe,
+    as a longer call would be; a last group shorter than that is dropped."""
+    if probe_utts < 1:
+        raise ValueError("probe_utts must be at least 1")
+    if probe_utts == 1:
+        return protocol
+    by_speaker: OrderedDict[str, list[Utterance]] = OrderedDict()
+    for utt in protocol.tests:
+        by_speaker.setdefault(utt.speaker_id, []).append(utt)
+    joined = []
+    for speaker, utts in by_speaker.items():
+        for k in range(0, len(utts) - probe_utts + 1, probe_utts):
+            group = utts[k : k + probe_utts]
+            joined.append(
+                Utterance("+".join(u.utt_id for u in group), speaker, group[0].path, tuple(u.path for u in group[1:]))
+            )
+    return Protocol(protocol.enrolment, joined)

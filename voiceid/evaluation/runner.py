@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,12 @@ from voiceid.config import Settings
 from voiceid.errors import VoiceIdError
 from voiceid.evaluation import metrics
 from voiceid.evaluation.channel import through_channel
-from voiceid.evaluation.embedders import EmbedFn
+from voiceid.evaluation.embedders import EmbedFn, SpeechFn
 from voiceid.evaluation.protocol import Protocol, Utterance
 from voiceid.verify.calibration import Calibration
 from voiceid.verify.cohort import WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod
-from voiceid.verify.scorer import CohortScores, Scorer
+from voiceid.verify.scorer import Scorer
 from voiceid.verify.scoring import build_voiceprint, cosine_matrix
 
 FloatArray = npt.NDArray[np.float32]
@@ -34,6 +34,8 @@ class TrialScores:
     is_target: npt.NDArray[np.bool_]  # same shape
     test_ids: list[str]
     speakers: list[str]
+    probe_speech_s: npt.NDArray[np.float64] | None = None  # (n_tests,) net speech of each probe
+    enrol_speech_s: npt.NDArray[np.float64] | None = None  # (n_speakers,) net speech behind each voiceprint
 
     @property
     def target(self) -> FloatArray:
@@ -74,6 +76,20 @@ class EmbeddingCache:
             return vector
         return None
 
+    def get_speech(self, data: bytes, content_type: str) -> float | None:
+        path = self._path(data, content_type)
+        if path is not None and path.with_suffix(".speech").is_file():
+            return float(path.with_suffix(".speech").read_text())
+        return None
+
+    def put_speech(self, data: bytes, content_type: str, seconds: float) -> None:
+        path = self._path(data, content_type)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.speech")
+            tmp.write_text(repr(float(seconds)))
+            tmp.replace(path.with_suffix(".speech"))
+
     def put(self, data: bytes, content_type: str, vector: FloatArray) -> None:
         path = self._path(data, content_type)
         if path is not None:
@@ -95,7 +111,7 @@ def embed_utterances(
     vectors: dict[str, FloatArray] = {}
     failures: dict[str, str] = {}
     for utt in progress(utterances):
-        data, content_type = through_channel(utt.path, channel)
+        data, content_type = through_channel(utt.path, channel, utt.extra)
         cached = cache.get(data, content_type)
         if cached is not None:
             vectors[utt.utt_id] = cached
@@ -110,6 +126,28 @@ def embed_utterances(
     return vectors, failures
 
 
+def measure_utterances(
+    utterances: list[Utterance],
+    channel: str,
+    speech: SpeechFn,
+    cache: EmbeddingCache,
+    progress: Progress = lambda it: it,
+) -> dict[str, float]:
+    """utt_id -> net speech (seconds) as the front end measures it, for quality-aware scoring."""
+    out: dict[str, float] = {}
+    for utt in progress(utterances):
+        data, content_type = through_channel(utt.path, channel, utt.extra)
+        cached = cache.get_speech(data, content_type)
+        if cached is None:
+            try:
+                cached = speech(data, content_type)
+            except VoiceIdError:
+                continue
+            cache.put_speech(data, content_type, cached)
+        out[utt.utt_id] = cached
+    return out
+
+
 def voiceprints_of(protocol: Protocol, vectors: dict[str, FloatArray]) -> tuple[list[str], FloatArray]:
     speakers = [s for s in protocol.speakers if any(u.utt_id in vectors for u in protocol.enrolment[s])]
     prints = [
@@ -119,45 +157,86 @@ def voiceprints_of(protocol: Protocol, vectors: dict[str, FloatArray]) -> tuple[
     return speakers, np.stack(prints)
 
 
+def _evidence(
+    protocol: Protocol, speech: dict[str, float], speakers: list[str], tests: list[Utterance]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    probe_s = np.array([speech.get(u.utt_id, np.nan) for u in tests], dtype=np.float64)
+    enrol_s = np.array(
+        [sum(speech.get(u.utt_id, 0.0) for u in protocol.enrolment[s]) for s in speakers], dtype=np.float64
+    )
+    return probe_s, enrol_s
+
+
 def score_protocol(
-    protocol: Protocol, vectors: dict[str, FloatArray], scorer: Scorer | None = None, channel: str = WIDEBAND
+    protocol: Protocol,
+    vectors: dict[str, FloatArray],
+    scorer: Scorer | None = None,
+    channel: str = WIDEBAND,
+    speech: dict[str, float] | None = None,
 ) -> TrialScores:
-    """Every test utterance against every voiceprint, through the service's scorer."""
+    """Every test utterance against every voiceprint, normalised with the shipped cohort."""
     speakers, voiceprints = voiceprints_of(protocol, vectors)
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probe = np.stack([vectors[u.utt_id] for u in tests])
     scorer = scorer or Scorer("none", 0, {}, {})
     _, scores = scorer.score_matrix(probe, voiceprints, channel)
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
-    return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers)
+    probe_s, enrol_s = _evidence(protocol, speech or {}, speakers, tests)
+    return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers, probe_s, enrol_s)
 
 
-def score_population(protocol: Protocol, vectors: dict[str, FloatArray], scorer: Scorer, channel: str) -> TrialScores:
-    """Trials normalised against the enrolled population, as the service does it.
+def score_population(
+    protocol: Protocol,
+    vectors: dict[str, FloatArray],
+    scorer: Scorer,
+    channel: str,
+    speech: dict[str, float] | None = None,
+) -> TrialScores:
+    """Trials normalised as the service does it: against a fixed-size cohort of up to
+    `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
+    topped up from the shipped cohort.
 
-    The cohort of a trial is every other enrolled voiceprint, less the claimed speaker (as in the
-    service) and less the test speaker's own voiceprint: in the field most impostors are not
-    enrolled, and leaving their own voiceprint in the cohort would flatter the figures.
+    The claimed speaker is never in their own cohort (as in the service), and neither is the
+    test speaker's own voiceprint: in the field most impostors are not enrolled, and leaving their
+    voiceprint in the cohort would flatter the figures.
     """
+    from voiceid.verify.cohort import sample_order
+    from voiceid.verify.normalisation import normalise_scores
+
     speakers, voiceprints = voiceprints_of(protocol, vectors)
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probes = np.stack([vectors[u.utt_id] for u in tests])
+    order = sample_order(speakers)
+    rank = np.empty(len(speakers), dtype=np.int64)
+    rank[order] = np.arange(len(speakers))
     index = {s: i for i, s in enumerate(speakers)}
     owner = np.array([index.get(u.speaker_id, -1) for u in tests])
-    vp_vs_vp = cosine_matrix(voiceprints, voiceprints)
-    probe_vs_vp = cosine_matrix(probes, voiceprints)
+    shipped = scorer.cohorts[channel]
+    union = np.concatenate([voiceprints[order], shipped])  # population in sampling order, then shipped
+    vp_vs_union = cosine_matrix(voiceprints, union)
+    probe_vs_union = cosine_matrix(probes, union)
+    raw = cosine_matrix(probes, voiceprints).astype(np.float64)
     scores = np.zeros((len(tests), len(speakers)), dtype=np.float32)
-    members = np.ones(len(speakers), dtype=bool)
+    n_pop, size = len(speakers), scorer.cohort_size
     for j in range(len(speakers)):
-        for i in range(len(tests)):
-            members[:] = True
-            members[j] = False
-            if owner[i] >= 0:
-                members[owner[i]] = False
-            cohort = CohortScores(vp_vs_vp[j, members], probe_vs_vp[i, members], int(members.sum()))
-            scores[i, j] = scorer.score(probes[i], voiceprints[j], channel, cohort).score
+        for o in np.unique(owner):
+            rows = np.flatnonzero(owner == o)
+            keep = np.ones(n_pop, dtype=bool)
+            keep[rank[j]] = False
+            if o >= 0:
+                keep[rank[o]] = False
+            taken = np.flatnonzero(keep)[:size]
+            members = np.concatenate([taken, n_pop + np.arange(min(len(shipped), max(0, size - len(taken))))])
+            scores[rows, j] = normalise_scores(
+                raw[rows, j : j + 1],
+                vp_vs_union[j : j + 1, members],
+                probe_vs_union[np.ix_(rows, members)],
+                scorer.norm,
+                scorer.top_n,
+            )[:, 0]
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
-    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers)
+    probe_s, enrol_s = _evidence(protocol, speech or {}, speakers, tests)
+    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers, probe_s, enrol_s)
 
 
 def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
@@ -191,21 +270,27 @@ class EvalRun:
     cohort: FloatArray | None
     channel: str  # evaluation channel: clean, g711-ulaw, g711-alaw
     service_channel: str  # the service's name for it: phone or wideband
+    speech: dict[str, float] = field(default_factory=dict)  # utt_id -> net speech (s)
 
-    def scorer(self, norm: NormMethod, top_n: int, calibrations: dict[str, Calibration] | None = None) -> Scorer:
+    def scorer(
+        self,
+        norm: NormMethod,
+        top_n: int,
+        calibrations: dict[str, Calibration] | None = None,
+        cohort_size: int = 1000,
+    ) -> Scorer:
         cohorts = {self.service_channel: self.cohort} if self.cohort is not None else {}
-        return Scorer(norm, top_n, cohorts, calibrations or {})
+        return Scorer(norm, top_n, cohorts, calibrations or {}, cohort_size)
 
     def trials(
-        self, norm: NormMethod, top_n: int, cohort_source: str = "builtin", population_min: int = 0
+        self, norm: NormMethod, top_n: int, cohort_source: str = "builtin", cohort_size: int = 1000
     ) -> TrialScores:
-        scorer = self.scorer(norm, top_n)
+        scorer = self.scorer(norm, top_n, cohort_size=cohort_size)
         if cohort_source == "builtin" or norm == "none":
-            return score_protocol(self.protocol, self.vectors, scorer, self.service_channel)
+            return score_protocol(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
-        scorer.population_min = population_min
-        return score_population(self.protocol, self.vectors, scorer, self.service_channel)
+        return score_population(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
 
 
 def embed_run(
@@ -215,17 +300,19 @@ def embed_run(
     cache: EmbeddingCache,
     cohort_utterances: list[Utterance] | None,
     progress: Progress = lambda it: it,
+    speech: SpeechFn | None = None,
 ) -> EvalRun:
     import soundfile as sf
 
     utterances = [u for utts in protocol.enrolment.values() for u in utts] + protocol.tests
     vectors, failures = embed_utterances(utterances, channel, embed, cache, progress)
+    net_speech = measure_utterances(utterances, channel, speech, cache, progress) if speech is not None else {}
     cohort = None
     if cohort_utterances:
         cohort_vectors, _ = embed_utterances(cohort_utterances, channel, embed, cache, progress)
         cohort = np.stack(list(cohort_vectors.values()))
     rate = int(sf.info(str(protocol.tests[0].path)).samplerate)
-    return EvalRun(protocol, vectors, failures, cohort, channel, service_channel(channel, rate))
+    return EvalRun(protocol, vectors, failures, cohort, channel, service_channel(channel, rate), net_speech)
 
 
 def cross_validated_cllr(trials: TrialScores) -> float:

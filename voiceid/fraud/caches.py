@@ -89,6 +89,11 @@ class FeedCache:
     def _new_index(self) -> VectorIndex:
         return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
 
+    def holds(self, object_id: str) -> bool:
+        """Whether the object is in the cache as of its last sync (erased ones leave with the feed)."""
+        with self._lock:
+            return object_id in self._versions
+
     def invalidate(self) -> None:
         """Check the database on the next use (a change committed by this process)."""
         with self._lock:

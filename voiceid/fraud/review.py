@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import VoiceIdError
@@ -219,7 +219,9 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
 
 def _scores_by_decision(service: VoiceIdService, f: repo.VerificationFilter) -> dict[str, list[float]]:
     with service.db.transaction() as session:
-        query = repo._filtered(cast(Select[Any], select(Verification.decision, Verification.score)), f)
+        # The value decisions are taken on (calibrated LLR; the score on uncalibrated deployments).
+        value = func.coalesce(Verification.llr, Verification.score)
+        query = repo._filtered(cast(Select[Any], select(Verification.decision, value)), f)
         rows = session.execute(
             query.where(Verification.score.is_not(None)).order_by(Verification.created_at.desc()).limit(HISTOGRAM_LIMIT)
         ).all()

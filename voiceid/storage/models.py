@@ -69,7 +69,8 @@ class Speaker(Base):
     consent_withdrawn_at: Mapped[datetime | None]
     voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary)
     voiceprint_model_version: Mapped[str | None] = mapped_column(String(128))
-    consecutive_rejects: Mapped[int] = mapped_column(Integer, default=0)
+    # Failed attempts in a row, weighted (REJECT 1, INCONCLUSIVE / unusable audio less): 0004_policy.
+    lockout_weight: Mapped[float] = mapped_column(Float, default=0.0)
     locked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -99,8 +100,10 @@ class Verification(Base):
     llr: Mapped[float | None] = mapped_column(Float)
     norm: Mapped[str | None] = mapped_column(String(16))
     calibration: Mapped[str | None] = mapped_column(String(128))
-    accept_threshold: Mapped[float] = mapped_column(Float)
-    reject_threshold: Mapped[float] = mapped_column(Float)
+    # Only on rows where something was scored; `threshold_scale` says what they are on (0004_policy).
+    accept_threshold: Mapped[float | None] = mapped_column(Float)
+    reject_threshold: Mapped[float | None] = mapped_column(Float)
+    threshold_scale: Mapped[str | None] = mapped_column(String(8))
     net_speech_s: Mapped[float | None] = mapped_column(Float)
     reasons: Mapped[list[str]] = mapped_column(JSON)
     model_version: Mapped[str] = mapped_column(String(128))
@@ -247,3 +250,21 @@ class PinnedDecisionData(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+# --- decision policy (migration 0004_policy) ---------------------------------------------------
+
+
+class CohortSnapshot(Base):
+    """The members of the score-normalisation cohort, as refreshed in the background: speaker ids,
+    not vectors, so an erased speaker drops out of the cohort at once and no copy of a voiceprint
+    outlives its erasure. Every replica scores against the newest snapshot of its model version."""
+
+    __tablename__ = "cohort_snapshots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    members: Mapped[list[str]] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_cohort_snapshots_model_id", "model_version", "id"),)

@@ -84,7 +84,7 @@ def insert_speaker_if_absent(session: Session, ref: str, status: str, now: datet
         "speaker_ref": ref,
         "status": status,
         "consent_granted": True,
-        "consecutive_rejects": 0,
+        "lockout_weight": 0.0,
         "created_at": now,
         "updated_at": now,
     }
@@ -172,7 +172,7 @@ def erase_biometrics(session: Session, speaker: Speaker) -> None:
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
     speaker.voiceprint = None
     speaker.voiceprint_model_version = None
-    speaker.consecutive_rejects = 0
+    speaker.lockout_weight = 0.0
     speaker.locked_at = None
     session.flush()
 
@@ -263,3 +263,11 @@ def iter_verifications(session: Session, f: VerificationFilter) -> Sequence[Veri
     return session.scalars(
         _filtered(select(Verification), f).order_by(Verification.created_at.desc(), Verification.id.desc())
     ).all()
+
+
+def count_verifications_since(session: Session, speaker_ref: str, since: datetime) -> int:
+    """Attempts logged for one speaker since `since` (the speaker/created_at index answers it)."""
+    query = select(func.count()).select_from(Verification).where(
+        Verification.speaker_ref == speaker_ref, Verification.created_at >= since
+    )
+    return int(session.scalar(query) or 0)

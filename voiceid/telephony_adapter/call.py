@@ -221,7 +221,10 @@ class CallSession:
                 "event": "interim",
                 "audio_s": round(audio_s, 3),
                 "net_speech_s": round(utterance.quality.net_speech_s, 3),
-                "score": None if preview.score is None else round(preview.score, 6),
+                # Progress and a coarse state only: an exact interim score would let an attacker
+                # hill-climb a synthetic voice toward acceptance within one call.
+                "progress": round(min(1.0, audio_s / self.service.settings.stream_max_s), 2),
+                "state": preview.leaning.value,
             }
         )
         if preview.outcome.decision is not Decision.INCONCLUSIVE:
@@ -243,7 +246,7 @@ class CallSession:
             net = float(exc.details.get("net_speech_s", 0.0))
             event: Event = {"event": "interim", "audio_s": round(audio_s, 3), "net_speech_s": round(net, 3)}
             if self.mode is Mode.VERIFY:
-                event["score"] = None
+                event["state"] = "UNDECIDED"
             await self._emit(event)
             return
         # The speaker was deleted or opted out mid-call, or the audio itself is unusable: the

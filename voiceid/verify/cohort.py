@@ -82,3 +82,27 @@ def find_cohort(directories: list[Path], model_version: str, channel: str, front
             if cohort.front_end == front_end:
                 return cohort
     return None
+
+
+def sample_order(ids: list[str]) -> list[int]:
+    """The order in which population members enter the cohort: by a hash of their id.
+
+    A bottom-k sample by hash is stable: adding or removing one person changes at most one member
+    of the first k, so scores move by one member's worth, never all at once (the service orders by
+    its random primary keys, which is the same sampling rule without hashing)."""
+    import hashlib
+
+    return sorted(range(len(ids)), key=lambda i: hashlib.sha256(ids[i].encode()).hexdigest())
+
+
+def assemble_cohort(population: FloatArray, shipped: FloatArray, size: int) -> FloatArray:
+    """The fixed-size cohort: the first `size` population members (already in sampling order),
+    topped up from the shipped cohort while the population is smaller than `size`.
+
+    As the population grows each new member replaces one shipped member, so the cohort changes
+    by one row per enrolment and is entirely the operator's own callers once it is full."""
+    taken = population[:size]
+    top_up = shipped[: max(0, size - len(taken))]
+    if len(taken) == 0:
+        return top_up
+    return np.concatenate([taken, top_up]) if len(top_up) else taken

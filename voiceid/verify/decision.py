@@ -1,9 +1,12 @@
-"""Score + thresholds + net speech -> decision and the reasons for it (pure)."""
+"""Calibrated score + thresholds + net speech -> decision and the reasons for it (pure)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
 
 
 class Decision(StrEnum):
@@ -24,7 +27,8 @@ class Reason(StrEnum):
     NO_VOICEPRINT = "NO_VOICEPRINT"
     MODEL_VERSION_MISMATCH = "MODEL_VERSION_MISMATCH"
     SPEAKER_OPTED_OUT = "SPEAKER_OPTED_OUT"
-    LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
+    LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"  # no longer decided on (calibration weighs quality); kept for old rows
+    RATE_LIMITED = "RATE_LIMITED"
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
 
@@ -45,25 +49,36 @@ class Outcome:
     reasons: tuple[Reason, ...]
 
 
-def decide(
-    score: float, thresholds: Thresholds, net_speech_s: float, min_speech_s: float, low_quality: bool = False
-) -> Outcome:
-    """Decision for a scored probe.
+def decide(value: float, thresholds: Thresholds, net_speech_s: float, min_speech_s: float) -> Outcome:
+    """Decision for a scored probe. `value` is what the thresholds are on: the calibrated LLR
+    (or the score where no calibration applies).
 
-    Too little speech makes any score unreliable in both directions, so it is INCONCLUSIVE even
-    when the score alone would accept or reject; the score reason is still reported so that an
-    analyst can see which way it leaned.
+    The calibration already discounts short audio, so there is no quality switch here; only below
+    `min_speech_s` is a probe INCONCLUSIVE whatever it scored (the score reason is still reported,
+    so an analyst can see which way it leaned).
     """
-    if score >= thresholds.accept:
+    if value >= thresholds.accept:
         by_score, reason = Decision.ACCEPT, Reason.SCORE_ABOVE_ACCEPT_THRESHOLD
-    elif score < thresholds.reject:
+    elif value < thresholds.reject:
         by_score, reason = Decision.REJECT, Reason.SCORE_BELOW_REJECT_THRESHOLD
     else:
         by_score, reason = Decision.INCONCLUSIVE, Reason.SCORE_BETWEEN_THRESHOLDS
     if net_speech_s < min_speech_s:
         return Outcome(Decision.INCONCLUSIVE, (Reason.INSUFFICIENT_SPEECH, reason))
-    # Poor audio was already met with the wider (stricter) threshold pair; the reason says so.
-    return Outcome(by_score, (Reason.LOW_QUALITY_AUDIO, reason) if low_quality else (reason,))
+    return Outcome(by_score, (reason,))
+
+
+def decide_many(
+    values: npt.ArrayLike, thresholds: Thresholds, net_speech_s: npt.ArrayLike, min_speech_s: float
+) -> npt.NDArray[np.str_]:
+    """`decide` over arrays of trials (evaluation): the decision names, same rule."""
+    v = np.asarray(values, dtype=np.float64)
+    speech = np.broadcast_to(np.asarray(net_speech_s, dtype=np.float64), v.shape)
+    out = np.full(v.shape, Decision.INCONCLUSIVE.value, dtype=object)
+    enough = speech >= min_speech_s
+    out[enough & (v >= thresholds.accept)] = Decision.ACCEPT.value
+    out[enough & (v < thresholds.reject)] = Decision.REJECT.value
+    return out.astype(str)
 
 
 def apply_watchlist(outcome: Outcome, hit: bool, force_reject: bool) -> Outcome:

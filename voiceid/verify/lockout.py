@@ -1,22 +1,49 @@
-"""Lockout after repeated rejections (pure): state in, state out.
+"""Lockout after repeated failed attempts (pure): state in, state out.
 
-A run of REJECTs against one speaker is the signature of someone trying voices (or recordings)
-until one passes; after `max_rejects` in a row the speaker is locked for `window_s` or until an
-admin unlocks. ACCEPT ends the run; INCONCLUSIVE neither extends nor ends it.
+A run of failed attempts against one speaker is the signature of someone trying voices (or
+recordings) until one passes. Every failed attempt adds its weight: a REJECT counts 1, and so that
+retries are never free, an INCONCLUSIVE or an attempt whose audio was unusable (too short, no
+speech) counts a configurable fraction. When the weight reaches `max_weight` the speaker is locked
+for `window_s` or until an admin unlocks. ACCEPT ends the run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from voiceid.verify.decision import Decision
 
 
+class Attempt(StrEnum):
+    """What an attempt amounted to, as far as lockout is concerned."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    UNUSABLE = "UNUSABLE"  # refused before scoring: too little or no speech
+    NEUTRAL = "NEUTRAL"  # not the caller's doing (not enrolled, opted out, already locked)
+
+
+@dataclass(frozen=True)
+class Weights:
+    inconclusive: float = 0.5
+    unusable: float = 0.5
+
+
 @dataclass(frozen=True)
 class LockState:
-    consecutive_rejects: int = 0
+    weight: float = 0.0
     locked_at: datetime | None = None
+
+
+def attempt_of(decision: Decision) -> Attempt:
+    return {
+        Decision.ACCEPT: Attempt.ACCEPTED,
+        Decision.REJECT: Attempt.REJECTED,
+        Decision.INCONCLUSIVE: Attempt.INCONCLUSIVE,
+    }.get(decision, Attempt.NEUTRAL)
 
 
 def is_locked(state: LockState, now: datetime, window_s: float) -> bool:
@@ -24,17 +51,37 @@ def is_locked(state: LockState, now: datetime, window_s: float) -> bool:
 
 
 def current(state: LockState, now: datetime, window_s: float) -> LockState:
-    """The state as of `now`: an expired lock is lifted and its rejects forgotten."""
+    """The state as of `now`: an expired lock is lifted and its failures forgotten."""
     if state.locked_at is not None and not is_locked(state, now, window_s):
         return LockState()
     return state
 
 
-def after_decision(state: LockState, decision: Decision, now: datetime, max_rejects: int, window_s: float) -> LockState:
+def after_attempt(
+    state: LockState, attempt: Attempt, now: datetime, max_weight: float, window_s: float, weights: Weights
+) -> LockState:
     state = current(state, now, window_s)
-    if decision is Decision.ACCEPT:
+    if attempt is Attempt.ACCEPTED:
         return LockState()
-    if decision is Decision.REJECT:
-        rejects = state.consecutive_rejects + 1
-        return LockState(rejects, now if rejects >= max_rejects and state.locked_at is None else state.locked_at)
-    return state
+    add = {
+        Attempt.REJECTED: 1.0,
+        Attempt.INCONCLUSIVE: weights.inconclusive,
+        Attempt.UNUSABLE: weights.unusable,
+    }.get(attempt, 0.0)
+    if add == 0.0:
+        return state
+    # Rounded so that e.g. ten halves make exactly five, not 4.999999.
+    weight = round(state.weight + add, 6)
+    locks = weight >= max_weight and state.locked_at is None
+    return LockState(weight, now if locks else state.locked_at)
+
+
+def after_decision(
+    state: LockState,
+    decision: Decision,
+    now: datetime,
+    max_weight: float,
+    window_s: float,
+    weights: Weights | None = None,
+) -> LockState:
+    return after_attempt(state, attempt_of(decision), now, max_weight, window_s, weights or Weights())

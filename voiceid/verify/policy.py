@@ -1,18 +1,20 @@
-"""Which thresholds apply to a call: per channel, from the calibration, widened for poor audio.
+"""Which thresholds apply to a call: one pair per channel, stated in error rates.
 
-Thresholds come from the channel's calibration (set there from a target false-match rate), unless
-an operator pinned them with VOICEID_ACCEPT_THRESHOLD / VOICEID_REJECT_THRESHOLD. Poor audio
-(little net speech, low SNR) gets the calibration's stricter pair, so the INCONCLUSIVE band is
-wider exactly when a score is least trustworthy.
+Operators set a target false-match rate for ACCEPT and a target false-non-match rate for REJECT
+(VOICEID_TARGET_FMR / VOICEID_TARGET_FNMR); the channel's quality-aware calibration turns them
+into one pair of thresholds on the calibrated LLR, so the pair an IVR sees is the same on every
+call of a channel, whatever its length. An operator may still pin both thresholds
+(VOICEID_ACCEPT_THRESHOLD / VOICEID_REJECT_THRESHOLD) on the LLR scale, or on the raw cosine
+scale when the service runs without normalisation and calibration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from voiceid.audio.frontend import FrontEndConfig
-from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.verify.calibration import Calibration, load_calibrations
@@ -23,36 +25,46 @@ from voiceid.verify.scorer import Scorer
 BUILTIN_CALIBRATION = BUILTIN_DIR / "calibration.json"
 
 
+class Scale(StrEnum):
+    """What the thresholds of a decision are on."""
+
+    LLR = "llr"  # calibrated natural-log likelihood ratio
+    COSINE = "cosine"  # raw cosine (no calibration: VOICEID_SCORE_NORM=none without a calibration)
+
+
 @dataclass(frozen=True)
 class AppliedThresholds:
     thresholds: Thresholds
-    low_quality: bool
-
-
-def is_low_quality(quality: QualityReport, min_speech_s: float, min_snr_db: float) -> bool:
-    return quality.net_speech_s < min_speech_s or quality.snr_db < min_snr_db
+    scale: Scale
 
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    calibrations: dict[str, Calibration]
+    by_channel: dict[str, Thresholds]  # from the calibrations and the target error rates
     pinned: Thresholds | None  # operator-set thresholds override the calibration
     fallback: Thresholds  # with no calibration and no pin (raw cosine, norm "none")
-    quality_min_speech_s: float
-    quality_min_snr_db: float
+    target_fmr: float
+    target_fnmr: float
 
-    def thresholds(self, channel: str | None, quality: QualityReport | None = None) -> AppliedThresholds:
+    def thresholds(self, channel: str | None) -> AppliedThresholds:
+        pair = self.by_channel.get(channel or PHONE)
+        scale = Scale.LLR if pair is not None else Scale.COSINE
         if self.pinned is not None:
-            return AppliedThresholds(self.pinned, False)
-        calibration = self.calibrations.get(channel or PHONE)
-        if calibration is None:
-            return AppliedThresholds(self.fallback, False)
-        low = quality is not None and is_low_quality(quality, self.quality_min_speech_s, self.quality_min_snr_db)
-        if low:
-            pair = Thresholds(calibration.low_quality_accept_threshold, calibration.low_quality_reject_threshold)
-        else:
-            pair = Thresholds(calibration.accept_threshold, calibration.reject_threshold)
-        return AppliedThresholds(pair, low)
+            return AppliedThresholds(self.pinned, scale)
+        return AppliedThresholds(pair or self.fallback, scale)
+
+
+def policy_from_calibrations(
+    calibrations: dict[str, Calibration], target_fmr: float, target_fnmr: float
+) -> dict[str, Thresholds]:
+    out = {}
+    for channel, calibration in calibrations.items():
+        try:
+            accept, reject = calibration.thresholds(target_fmr, target_fnmr)
+        except ValueError as exc:
+            raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, str(exc)) from exc
+        out[channel] = Thresholds(round(accept, 2), min(round(reject, 2), round(accept, 2)))
+    return out
 
 
 def load_matching_calibrations(settings: Settings, model_version: str) -> dict[str, Calibration]:
@@ -62,9 +74,13 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
         if not BUILTIN_CALIBRATION.is_file():
             return {}
         path = BUILTIN_CALIBRATION
+    try:
+        calibrations = load_calibrations(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"{path}: {exc}") from exc
     matching = {
         cal.channel: cal
-        for cal in load_calibrations(path)
+        for cal in calibrations
         if cal.norm == settings.score_norm and cal.model_version == model_version
     }
     if settings.calibration_file is not None and not matching:
@@ -90,8 +106,9 @@ def build_scorer(settings: Settings, model_version: str) -> Scorer:
                 )
             cohorts[channel] = cohort.embeddings
     calibrations = load_matching_calibrations(settings, model_version)
-    population_min = settings.population_min if settings.cohort_source == "population" else 0
-    return Scorer(settings.score_norm, settings.score_top_n, cohorts, calibrations, population_min)
+    size = settings.cohort_size if settings.cohort_source == "population" else 0
+    # cohort_size 0 would leave no cohort at all: "builtin" means the shipped cohort alone.
+    return Scorer(settings.score_norm, settings.score_top_n, cohorts, calibrations, size or 1_000_000)
 
 
 def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:
@@ -105,9 +122,9 @@ def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:
             "and VOICEID_REJECT_THRESHOLD",
         )
     return DecisionPolicy(
-        calibrations=scorer.calibrations,
+        by_channel=policy_from_calibrations(scorer.calibrations, settings.target_fmr, settings.target_fnmr),
         pinned=pinned,
         fallback=Thresholds(settings.accept_threshold, settings.reject_threshold),
-        quality_min_speech_s=settings.quality_min_speech_s,
-        quality_min_snr_db=settings.quality_min_snr_db,
+        target_fmr=settings.target_fmr,
+        target_fnmr=settings.target_fnmr,
     )

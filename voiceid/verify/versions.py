@@ -23,24 +23,28 @@ COHORT = "cohort"
 CALIBRATION = "calibration"
 
 
-def cohort_version(norm: str, top_n: int, population_min: int, cohorts: Mapping[str, npt.NDArray[np.floating]]) -> str:
-    digest = hashlib.sha256(json.dumps({"norm": norm, "top_n": top_n, "population_min": population_min}).encode())
+def cohort_version(norm: str, top_n: int, cohort_size: int, cohorts: Mapping[str, npt.NDArray[np.floating]]) -> str:
+    digest = hashlib.sha256(json.dumps({"norm": norm, "top_n": top_n, "cohort_size": cohort_size}).encode())
     for channel in sorted(cohorts):
         digest.update(channel.encode() + b"\0")
         digest.update(np.ascontiguousarray(cohorts[channel], dtype="<f4").tobytes())
     return digest.hexdigest()
 
 
-def calibration_version(calibrations: Mapping[str, Calibration], pinned: Thresholds | None) -> str:
+def calibration_version(
+    calibrations: Mapping[str, Calibration], pinned: Thresholds | None, targets: tuple[float, float] | None = None
+) -> str:
     body = {
         "calibrations": [calibrations[c].to_dict() for c in sorted(calibrations)],
         "pinned": None if pinned is None else [pinned.accept, pinned.reject],
+        "targets": targets,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def decision_versions(scorer: Scorer, policy: DecisionPolicy) -> dict[str, str]:
     return {
-        COHORT: cohort_version(scorer.norm, scorer.top_n, scorer.population_min, scorer.cohorts),
-        CALIBRATION: calibration_version(scorer.calibrations, policy.pinned),
+        COHORT: cohort_version(scorer.norm, scorer.top_n, scorer.cohort_size, scorer.cohorts),
+        # The targets too: two replicas with other VOICEID_TARGET_FMR would decide differently.
+        CALIBRATION: calibration_version(scorer.calibrations, policy.pinned, (policy.target_fmr, policy.target_fnmr)),
     }

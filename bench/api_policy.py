@@ -1,0 +1,147 @@
+"""Genuine and impostor callers through the HTTP API with the default decision policy.
+
+Each dev speaker is enrolled over HTTP with their first utterances (clean, or G.711 with
+--channel g711-ulaw) until ENROLLED; then every later utterance calls as that speaker (genuine),
+and the same utterance calls once more as the next speaker in a fixed shuffle (impostor). The
+decisions are the service's own, through the API, with default settings except two that a lab
+bench must lift: the per-speaker attempt rate limit and the lockout (every account here takes
+about 14 calls in a minute, half of them impostors). Each file is embedded once and the vector
+reused for its impostor call (the service would compute the same vector twice).
+
+Usage: python bench/api_policy.py [--channel clean] [--speakers 105] [--out bench/out/api_policy.json]
+Measured on the dev set, whose speakers the shipped calibration was fitted on: optimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from voiceid.api.app import create_app
+from voiceid.config import get_settings
+from voiceid.engine import EmbeddedUtterance, Engine
+from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.protocol import read_manifest
+from voiceid.storage.crypto import generate_key_text
+from voiceid.verify.calibration import band_labels, band_of
+
+ADMIN = "bench-admin-key-0123456789abcdef"
+
+
+class MemoEngine:
+    """The real engine, embedding each distinct body once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model_version = engine.model_version
+        self.front_end = engine.front_end
+        self.memo: dict[bytes, EmbeddedUtterance] = {}
+
+    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        if data not in self.memo:
+            self.memo[data] = self.engine.embed_bytes(data, content_type)
+        return self.memo[data]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=None)
+    parser.add_argument("--channel", default="clean")
+    parser.add_argument("--speakers", type=int, default=105)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/api_policy.json"))
+    args = parser.parse_args()
+    base = get_settings()
+    manifest = args.manifest or base.dev_data_dir / "dev" / "manifest.csv"
+    by_speaker: dict[str, list[Any]] = {}
+    for utt in read_manifest(manifest):
+        by_speaker.setdefault(utt.speaker_id, []).append(utt)
+    speakers = list(by_speaker)[: args.speakers]
+    engine = MemoEngine(Engine.from_settings(base))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = base.model_copy(
+            update={
+                "data_dir": Path(tmp),
+                "database_url": None,
+                "admin_key": SecretStr(ADMIN),
+                "encryption_key": SecretStr(generate_key_text()),
+                "attempt_rate_limit": 10_000,
+                "lockout_rejects": 10_000,
+            }
+        )
+        with TestClient(create_app(settings, engine=engine)) as client:  # type: ignore[arg-type]
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+            keys = {
+                role: client.post("/v1/api-keys", json={"role": role}, headers=admin).json()["key"]
+                for role in ("ivr", "enrolment")
+            }
+            enrolled: dict[str, int] = {}
+            for speaker in speakers:
+                h = {"Authorization": f"Bearer {keys['enrolment']}"}
+                consent = {"consent": {"granted": True, "text_version": "v1"}}
+                client.put(f"/v1/speakers/{speaker}", json=consent, headers=h)
+                for k, utt in enumerate(by_speaker[speaker]):
+                    body, ctype = through_channel(utt.path, args.channel)
+                    r = client.post(
+                        f"/v1/speakers/{speaker}/enrolment-audio", content=body, headers={**h, "Content-Type": ctype}
+                    )
+                    if r.status_code == 200 and r.json()["status"] == "ENROLLED":
+                        enrolled[speaker] = k + 1
+                        break
+            client.app.state.service.refresh_cohort()  # type: ignore[attr-defined]
+            order = [s for s in speakers if s in enrolled]
+            partner = dict(zip(order, order[1:] + order[:1], strict=True))
+            rng = random.Random(20261126)
+            rng.shuffle(order)
+            results: list[dict[str, Any]] = []
+            ivr = {"Authorization": f"Bearer {keys['ivr']}"}
+            for speaker in order:
+                for utt in by_speaker[speaker][enrolled[speaker] :]:
+                    body, ctype = through_channel(utt.path, args.channel)
+                    for claimed, kind in ((speaker, "genuine"), (partner[speaker], "impostor")):
+                        headers = {**ivr, "Content-Type": ctype}
+                        r = client.post(f"/v1/speakers/{claimed}/verifications", content=body, headers=headers)
+                        got = r.json()
+                        results.append(
+                            {
+                                "kind": kind,
+                                "status": r.status_code,
+                                "decision": got.get("decision", got.get("code")),
+                                "net_speech_s": got.get("net_speech_s"),
+                                "llr": got.get("llr"),
+                            }
+                        )
+    report: dict[str, Any] = {"manifest": str(manifest), "channel": args.channel, "enrolled": len(enrolled)}
+    for kind in ("genuine", "impostor"):
+        rows = [r for r in results if r["kind"] == kind]
+        counts = Counter(r["decision"] for r in rows)
+        report[kind] = {"n": len(rows), **counts, "accept_rate": counts["ACCEPT"] / max(1, len(rows))}
+        bands = band_of([r["net_speech_s"] or 0.0 for r in rows])
+        report[kind]["bands"] = {
+            label: {
+                "n": int((bands == k).sum()),
+                "accept": sum(1 for r, b in zip(rows, bands, strict=True) if b == k and r["decision"] == "ACCEPT"),
+            }
+            for k, label in enumerate(band_labels())
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    g, i = report["genuine"], report["impostor"]
+    print(
+        f"{args.channel}: genuine ACCEPT {g['accept_rate'] * 100:.1f} % of {g['n']}, "
+        f"impostor ACCEPT {i['accept_rate'] * 100:.2f} % of {i['n']}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

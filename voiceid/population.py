@@ -1,0 +1,139 @@
+"""The score-normalisation cohort drawn from the operator's own enrolled population.
+
+Two halves, so that the cost of a verification does not grow with the number of enrolled speakers
+and no score jumps when one person enrols:
+
+- `refresh_cohort` (a background job: the worker, or the single SQLite server) writes a snapshot of
+  up to C member *ids*: the enrolled voiceprints of the current model with the smallest (random)
+  primary keys, a stable bottom-k sample, so one more enrolment changes at most one member.
+- `CohortCache` (each serving process) holds the decrypted member voiceprints of the newest
+  snapshot and reloads only when a new snapshot appears. A member erased since the snapshot is
+  dropped as soon as the change feed reports it (the voiceprint cache no longer holds it), so no
+  copy of a voiceprint outlives its erasure; the shipped cohort tops the rest up to C (see
+  `Scorer.cohort_for`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from voiceid.storage import repositories as repo
+from voiceid.storage.crypto import Cipher
+from voiceid.storage.models import CohortSnapshot, Speaker
+
+FloatArray = npt.NDArray[np.float32]
+KEEP_SNAPSHOTS = 3  # older snapshots are deleted; a replica mid-reload can still read the previous one
+
+
+@dataclass(frozen=True)
+class CohortState:
+    snapshot_id: int | None
+    digest: str | None
+    member_ids: tuple[str, ...]
+    vectors: FloatArray  # (n, d) in member order
+
+
+def _digest(members: list[str]) -> str:
+    return hashlib.sha256("\n".join(members).encode()).hexdigest()
+
+
+def refresh_cohort(session: Session, model_version: str, size: int, now: datetime) -> CohortSnapshot | None:
+    """Write a new snapshot when the sample changed; None when it did not. O(C) with the primary key
+    index: the sample is the first C enrolled voiceprints by id, and ids are random."""
+    from voiceid.service import SpeakerStatus  # here, not at the top: the service imports this module
+
+    members = list(
+        session.scalars(
+            select(Speaker.id)
+            .where(
+                Speaker.voiceprint_model_version == model_version,
+                Speaker.voiceprint.is_not(None),
+                Speaker.status == SpeakerStatus.ENROLLED.value,
+            )
+            .order_by(Speaker.id)
+            .limit(size)
+        )
+    )
+    digest = _digest(members)
+    latest = session.scalars(
+        select(CohortSnapshot)
+        .where(CohortSnapshot.model_version == model_version)
+        .order_by(CohortSnapshot.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.digest == digest:
+        return None
+    snapshot = CohortSnapshot(
+        model_version=model_version, members=members, size=len(members), digest=digest, created_at=now
+    )
+    session.add(snapshot)
+    session.flush()
+    old = select(CohortSnapshot.id).where(CohortSnapshot.model_version == model_version).order_by(
+        CohortSnapshot.id.desc()
+    ).offset(KEEP_SNAPSHOTS)
+    session.execute(delete(CohortSnapshot).where(CohortSnapshot.id.in_(old.scalar_subquery())))
+    return snapshot
+
+
+def refresh_all_cohorts(session: Session, size: int, now: datetime) -> int:
+    """Refresh the snapshot of every model version that has voiceprints; the number of new snapshots."""
+    versions = session.scalars(
+        select(Speaker.voiceprint_model_version).where(Speaker.voiceprint_model_version.is_not(None)).distinct()
+    ).all()
+    return sum(refresh_cohort(session, v, size, now) is not None for v in versions if v is not None)
+
+
+class CohortCache:
+    """Per-process: the newest snapshot's member voiceprints, decrypted once per snapshot."""
+
+    def __init__(self, cipher: Cipher) -> None:
+        self._cipher = cipher
+        self._lock = threading.Lock()
+        self._states: dict[str, CohortState] = {}
+
+    def current(self, session: Session, model_version: str) -> CohortState:
+        latest_id = session.scalar(
+            select(func.max(CohortSnapshot.id)).where(CohortSnapshot.model_version == model_version)
+        )
+        with self._lock:
+            state = self._states.get(model_version)
+            if state is not None and state.snapshot_id == latest_id:
+                return state
+        state = self._load(session, model_version, latest_id)
+        with self._lock:
+            self._states[model_version] = state
+        return state
+
+    def _load(self, session: Session, model_version: str, snapshot_id: int | None) -> CohortState:
+        snapshot = None if snapshot_id is None else session.get(CohortSnapshot, snapshot_id)
+        if snapshot is None:
+            return CohortState(None, None, (), np.zeros((0, 0), dtype=np.float32))
+        order = {sid: k for k, sid in enumerate(snapshot.members)}
+        found: list[tuple[int, str, FloatArray]] = []
+        for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(snapshot.members))):
+            vector = repo.get_voiceprint(self._cipher, speaker)
+            if vector is not None and speaker.voiceprint_model_version == model_version:
+                found.append((order[speaker.id], speaker.id, vector))
+        found.sort(key=lambda item: item[0])
+        vectors = np.stack([v for _, _, v in found]) if found else np.zeros((0, 0), dtype=np.float32)
+        return CohortState(snapshot.id, snapshot.digest, tuple(sid for _, sid, _ in found), vectors)
+
+    def members_for(
+        self, session: Session, model_version: str, exclude_id: str, alive: Callable[[str], bool]
+    ) -> FloatArray | None:
+        """The population part of a trial's cohort: members in sampling order, less the claimed
+        speaker, less anyone erased since the snapshot (`alive`: the change-fed voiceprint cache, so
+        an erasure on any replica is honoured here within the feed's poll interval, with no
+        per-call query over the members)."""
+        state = self.current(session, model_version)
+        keep = [k for k, sid in enumerate(state.member_ids) if sid != exclude_id and alive(sid)]
+        return state.vectors[keep] if keep else None
