@@ -350,6 +350,21 @@ def keys_create(
     typer.echo(json.dumps({"key_id": key_id, "role": chosen.value, "key": secret}))
 
 
+# --- keys: master key, API key lifecycle (issue 10: hard-keys) --------------------------------
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-wrap every per-speaker data key under a new master key; no ciphertext is touched.
+
+    With the key file (default) a new key is generated and replaces it. With VOICEID_ENCRYPTION_KEY,
+    put the new key there and the old one in VOICEID_ENCRYPTION_PREVIOUS_KEYS first."""
+    from voiceid.storage.keys import rotate_master
+
+    count, where = rotate_master(get_settings())
+    typer.echo(json.dumps({"rewrapped_data_keys": count, "master_key": where}))
+
+
 @speakers_app.command("enrol")
 def speakers_enrol(
     speaker_id: Annotated[str, typer.Argument(help="Your reference for the speaker")],

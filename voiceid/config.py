@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     )
     review_session_max_age_s: int = Field(8 * 3600, gt=0, description="Review-page sign-in lifetime.")
 
+    # --- keys, erasure, consent, audit (issue 10: hard-keys; docs/security.md) -------------------
+    keystore_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the data-key store (per-speaker keys, wrapped by the master key); default: "
+        "keystore.db in data_dir. Keep it out of database backups: that is what makes erasure final.",
+    )
+    encryption_previous_keys: SecretStr | None = Field(
+        None, description="Comma-separated older master keys that may still unwrap data keys (during a rotation)."
+    )
+    keystore_busy_timeout_s: float = Field(30.0, gt=0, description="How long a key-store write waits for readers.")
+    keystore_cache_keys: int = Field(10_000, ge=0, description="Unwrapped data keys kept in memory per process.")
+    keystore_cache_s: float = Field(300.0, ge=0, description="How long an unwrapped data key stays in memory.")
+
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:
         if self.reject_threshold > self.accept_threshold:

@@ -29,8 +29,9 @@ from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
 from voiceid.storage.db import Database
+from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
+from voiceid.storage.keys import Vault, vault_from_settings
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
@@ -158,10 +159,9 @@ def validate_speaker_id(speaker_id: str) -> str:
     return speaker_id
 
 
-def cipher_from_settings(settings: Settings) -> Cipher:
-    if settings.encryption_key is not None:
-        return Cipher(decode_key(settings.encryption_key.get_secret_value()))
-    return Cipher(load_or_create_key_file(settings.data_dir / KEY_FILE_NAME))
+def cipher_from_settings(settings: Settings) -> Vault:
+    """The envelope vault (per-speaker data keys wrapped by the master key): voiceid.storage.keys."""
+    return vault_from_settings(settings)
 
 
 class VoiceIdService:
@@ -170,7 +170,7 @@ class VoiceIdService:
         settings: Settings,
         db: Database,
         engine: Engine,
-        cipher: Cipher,
+        cipher: Vault,
         pool: InferencePool,
         clock: Callable[[], datetime] = utcnow,
         counters: ServiceCounters | None = None,
@@ -179,7 +179,8 @@ class VoiceIdService:
         self.settings = settings
         self.db = db
         self.engine = engine
-        self.cipher = cipher
+        self.cipher = cipher  # the envelope vault: every biometric blob is sealed through it
+        cipher.bind(db.sessions)  # erasures destroy the data key inside their own transaction
         self.pool = pool
         self.clock = clock
         self.counters = counters or ServiceCounters()
@@ -194,11 +195,13 @@ class VoiceIdService:
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
         db = Database(settings.sqlalchemy_url)
         db.migrate()
+        vault = cipher_from_settings(settings)
+        upgrade_legacy_blobs(db, vault)
         service = cls(
             settings,
             db,
             engine or Engine.from_settings(settings),
-            cipher_from_settings(settings),
+            vault,
             InferencePool(settings.inference_workers, settings.inference_queue),
         )
         if settings.admin_key is not None:
@@ -208,6 +211,7 @@ class VoiceIdService:
     def close(self) -> None:
         self.pool.shutdown()
         self.db.dispose()
+        self.cipher.close()
 
     @property
     def thresholds(self) -> Thresholds:

@@ -28,7 +28,7 @@ from voiceid.fraud.index import VectorIndex
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher
+from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
@@ -44,7 +44,7 @@ REJECTED = "REJECTED"
 
 
 class WatchlistCache:
-    def __init__(self, cipher: Cipher, exact_max: int) -> None:
+    def __init__(self, cipher: Vault, exact_max: int) -> None:
         self._cipher = cipher
         self._exact_max = exact_max
         self._lock = threading.Lock()
@@ -106,7 +106,7 @@ class WatchlistCache:
 
 
 class VoiceprintCache:
-    def __init__(self, cipher: Cipher, exact_max: int) -> None:
+    def __init__(self, cipher: Vault, exact_max: int) -> None:
         self._cipher = cipher
         self._exact_max = exact_max
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ class EnrolmentScreen:
 
 
 class FraudChecks:
-    def __init__(self, settings: Settings, cipher: Cipher, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, cipher: Vault, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock

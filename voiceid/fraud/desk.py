@@ -167,8 +167,7 @@ class FraudDesk:
             row = fraud_repo.get_watchlist_entry(session, entry_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
-            session.delete(row)
-            session.flush()
+            fraud_repo.delete_watchlist_entry(session, row)
             generation = fraud_repo.bump_watchlist_generation(session)
         service.fraud.watchlist.removed(entry_id, generation)
         service.db.flush_erased()
