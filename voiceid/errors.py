@@ -43,6 +43,8 @@ class ErrorCode(StrEnum):
     EMBEDDING_NOT_AVAILABLE = "EMBEDDING_NOT_AVAILABLE"  # the attempt's embedding expired or was erased
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # keys and authentication (issue 10)
+    AUTH_THROTTLED = "AUTH_THROTTLED"
 
 
 class VoiceIdError(Exception):

@@ -27,6 +27,8 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.security import apikeys, audit
+from voiceid.security.audit import AuditAction
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
@@ -205,7 +207,13 @@ class VoiceIdService:
             InferencePool(settings.inference_workers, settings.inference_queue),
         )
         if settings.admin_key is not None:
-            service.ensure_api_key(settings.admin_key.get_secret_value(), Role.ADMIN, "VOICEID_ADMIN_KEY")
+            try:  # a weak key, or one an admin revoked, stops start-up with a clear message
+                apikeys.bootstrap_admin(
+                    db, settings.admin_key.get_secret_value(), service.clock(), settings.admin_key_min_bits
+                )
+            except VoiceIdError:
+                service.close()
+                raise
         return service
 
     def close(self) -> None:
@@ -220,20 +228,27 @@ class VoiceIdService:
 
     # --- API keys ------------------------------------------------------------------------
 
-    def create_api_key(self, role: Role, label: str | None = None) -> tuple[str, str]:
+    def create_api_key(
+        self, role: Role, label: str | None = None, expires_at: datetime | None = None
+    ) -> tuple[str, str]:
         """(key id, secret). The secret is shown once; only its hash is stored."""
-        with self.db.transaction() as session:
-            row, secret = repo.create_api_key(session, role.value, label)
-            return row.id, secret
+        view, secret = apikeys.create(self.db, role.value, label, expires_at, self.clock())
+        return view.key_id, secret
 
     def ensure_api_key(self, secret: str, role: Role, label: str) -> None:
         with self.db.transaction() as session:
             repo.ensure_api_key(session, secret, role.value, label)
 
     def authenticate(self, secret: str) -> tuple[str, Role] | None:
-        with self.db.transaction() as session:
-            row = repo.find_api_key(session, secret)
-            return None if row is None else (row.id, Role(row.role))
+        """(key id, role) of a known, unrevoked, unexpired key; None otherwise."""
+        try:
+            with self.db.transaction() as session:
+                row = apikeys.authenticate(session, secret, self.clock(), self.settings.api_key_touch_interval_s)
+                return row.id, Role(row.role)
+        except VoiceIdError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                return None
+            raise
 
     # --- speakers ------------------------------------------------------------------------
 
@@ -384,6 +399,7 @@ class VoiceIdService:
             speaker = self._speaker(session, speaker_id, for_update=True)
             fraud_repo.erase_attempts(session, speaker.speaker_ref)
             repo.delete_speaker(session, speaker)
+            audit.append(session, AuditAction.SPEAKER_DELETED, speaker.speaker_ref, now=self.clock())
         self.db.flush_erased()
 
     def unlock(self, speaker_id: str) -> SpeakerView:
@@ -392,6 +408,7 @@ class VoiceIdService:
             speaker.consecutive_rejects = 0
             speaker.locked_at = None
             speaker.updated_at = self.clock()
+            audit.append(session, AuditAction.SPEAKER_UNLOCKED, speaker.speaker_ref, now=self.clock())
             return self._view(session, speaker)
 
     # --- verification --------------------------------------------------------------------

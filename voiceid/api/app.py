@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api import errors
 from voiceid.api import metrics as metrics_module
+from voiceid.api.routes import audit as audit_routes
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
@@ -20,6 +21,7 @@ from voiceid.engine import Engine
 from voiceid.fraud import review
 from voiceid.fraud.desk import FraudDesk
 from voiceid.fraud.retention import purge_periodically
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
 
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         service.counters = metrics.counters()
         metrics.inference_admitted.set_function(lambda: service.pool.admitted)
         app.state.service = service
+        app.state.auth_throttle = FailureThrottle(
+            settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_throttle_clients
+        )
         purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
         try:
             yield
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     errors.install(app)
     metrics_module.install(app, metrics)
     app.include_router(keys.router)
+    app.include_router(audit_routes.router)
     app.include_router(speakers.router)
     app.include_router(verifications.router)
     app.include_router(twilio.router)

@@ -42,6 +42,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CONFIGURATION_ERROR: 500,
+    ErrorCode.AUTH_THROTTLED: 429,
 }
 
 
@@ -51,7 +52,7 @@ def status_for(code: ErrorCode) -> int:
 
 def error_response(exc: VoiceIdError) -> JSONResponse:
     headers: dict[str, str] = {}
-    if exc.code is ErrorCode.OVERLOADED:
+    if exc.code in (ErrorCode.OVERLOADED, ErrorCode.AUTH_THROTTLED):
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"

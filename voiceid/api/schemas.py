@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from voiceid.service import Role
 
@@ -19,6 +19,7 @@ class ErrorBody(BaseModel):
 class ApiKeyIn(BaseModel):
     role: Role
     label: str | None = Field(None, max_length=128)
+    expires_at: AwareDatetime | None = Field(None, description="When the key stops working (with a time zone).")
 
 
 class ApiKeyOut(BaseModel):
@@ -101,3 +102,36 @@ class VerificationRecord(VerificationOut):
 class VerificationPageOut(BaseModel):
     items: list[VerificationRecord]
     next_cursor: str | None
+
+
+# --- keys, consent ledger, audit (issue 10) ----------------------------------------------------
+
+
+class ApiKeyInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    key_id: str
+    role: str
+    label: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    bootstrap: bool = Field(description="The key made from VOICEID_ADMIN_KEY.")
+    active: bool
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    seq: int
+    created_at: datetime
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEventOut]
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page.")

@@ -12,6 +12,8 @@ from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud import checks
+from voiceid.security import audit
+from voiceid.security.audit import AuditAction
 from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -108,6 +110,13 @@ class FraudDesk:
             )
             generation = fraud_repo.bump_watchlist_generation(session)
             view = WatchlistEntryView.from_row(row)
+            audit.append(
+                session,
+                AuditAction.WATCHLIST_ADDED,
+                row.id,
+                {"label": row.label, "source": row.source},
+                service.clock(),
+            )
         service.fraud.watchlist.added(row, vector, generation)
         return view
 
@@ -169,6 +178,7 @@ class FraudDesk:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
             fraud_repo.delete_watchlist_entry(session, row)
             generation = fraud_repo.bump_watchlist_generation(session)
+            audit.append(session, AuditAction.WATCHLIST_DELETED, entry_id, {"label": row.label}, service.clock())
         service.fraud.watchlist.removed(entry_id, generation)
         service.db.flush_erased()
 
@@ -234,6 +244,13 @@ class FraudDesk:
                     )
                     speaker.updated_at = now
             view = ReviewItemView.from_row(item)
+            audit.append(
+                session,
+                AuditAction.REVIEW_RESOLVED,
+                item.id,
+                {"decision": item.status, "kind": item.kind, "speaker_id": item.speaker_ref},
+                now,
+            )
         if not approve:
             service.db.flush_erased()
         return view
