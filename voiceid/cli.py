@@ -322,15 +322,18 @@ def serve(
 
 @app.command("purge")
 def purge() -> None:
-    """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS (the server also does this periodically)."""
+    """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS and erase voiceprints unused for
+    VOICEID_VOICEPRINT_RETENTION_DAYS (the server also does both periodically)."""
     from voiceid.fraud.desk import FraudDesk
+    from voiceid.privacy.retention import expire_voiceprints
 
     service = _service(load_model=False)
     try:
         removed = FraudDesk(service).purge_expired()
+        expired = expire_voiceprints(service)
     finally:
         service.close()
-    typer.echo(json.dumps({"purged_attempt_embeddings": removed}))
+    typer.echo(json.dumps({"purged_attempt_embeddings": removed, "expired_voiceprints": expired}))
 
 
 @keys_app.command("create")

@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     auth_throttle_clients: int = Field(
         10_000, ge=1, description="Client addresses tracked for throttling (LRU; bounds the memory used)."
     )
+    voiceprint_retention_days: float = Field(
+        3 * 365.0,
+        gt=0,
+        description="A voiceprint unused (no scored verification) this long is erased and the speaker EXPIRED. "
+        "Amazon Connect Voice ID: 3 years; HMRC: 6 years from last use.",
+    )
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

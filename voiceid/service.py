@@ -27,6 +27,8 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.privacy import consent
+from voiceid.privacy.consent import ConsentAction
 from voiceid.security import apikeys, audit
 from voiceid.security.audit import AuditAction
 from voiceid.storage import fraud_repo
@@ -57,6 +59,7 @@ class SpeakerStatus(StrEnum):
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
     REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
+    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,12 @@ class VoiceIdService:
         )
 
     def put_speaker(
-        self, speaker_id: str, granted: bool | None, text_version: str | None, channel: str | None
+        self,
+        speaker_id: str,
+        granted: bool | None,
+        text_version: str | None,
+        channel: str | None,
+        api_key_id: str | None = None,
     ) -> tuple[SpeakerView, bool]:
         """Create the speaker with its consent record; (view, created). Idempotent for an
         existing speaker, and the way an opted-out speaker gives consent again."""
@@ -308,6 +316,7 @@ class VoiceIdService:
                 speaker.consent_channel = channel
                 speaker.consent_at = now
                 speaker.consent_withdrawn_at = None
+                consent.record(session, speaker_id, ConsentAction.GRANTED, text_version, channel, api_key_id, now)
             if speaker.status == SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = now
@@ -352,6 +361,7 @@ class VoiceIdService:
             )
             if state.voiceprint is not None and fraud.refusal is None:
                 repo.set_voiceprint(session, self.cipher, speaker, state.voiceprint, version)
+                speaker.voiceprint_used_at = self.clock()  # the retention clock starts (privacy/retention.py)
                 held = self.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
                     speaker.status = held or SpeakerStatus.ENROLLED.value
@@ -380,7 +390,7 @@ class VoiceIdService:
         self.db.flush_erased()
         return view
 
-    def opt_out(self, speaker_id: str) -> SpeakerView:
+    def opt_out(self, speaker_id: str, api_key_id: str | None = None) -> SpeakerView:
         now = self.clock()
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
@@ -390,16 +400,18 @@ class VoiceIdService:
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
             speaker.updated_at = now
+            consent.record(session, speaker.speaker_ref, ConsentAction.WITHDRAWN, None, None, api_key_id, now)
             view = self._view(session, speaker)
         self.db.flush_erased()
         return view
 
-    def delete_speaker(self, speaker_id: str) -> None:
+    def delete_speaker(self, speaker_id: str, api_key_id: str | None = None) -> None:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             fraud_repo.erase_attempts(session, speaker.speaker_ref)
             repo.delete_speaker(session, speaker)
             audit.append(session, AuditAction.SPEAKER_DELETED, speaker.speaker_ref, now=self.clock())
+            consent.record(session, speaker.speaker_ref, ConsentAction.ERASED, None, None, api_key_id, self.clock())
         self.db.flush_erased()
 
     def unlock(self, speaker_id: str) -> SpeakerView:
@@ -435,6 +447,8 @@ class VoiceIdService:
             return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
         if speaker.status == SpeakerStatus.REVIEW_REQUIRED:
             return Outcome(Decision.NOT_ENROLLED, (Reason.ENROLMENT_UNDER_REVIEW,))
+        if speaker.status == SpeakerStatus.EXPIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.VOICEPRINT_EXPIRED,))
         if speaker.voiceprint is None:
             return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
         if speaker.voiceprint_model_version != self.engine.model_version:
@@ -520,6 +534,7 @@ class VoiceIdService:
                 self.settings.lockout_window_s,
             )
             speaker.consecutive_rejects, speaker.locked_at = state.consecutive_rejects, state.locked_at
+            speaker.voiceprint_used_at = now  # a scored verification is a use: retention restarts
             view = self._log(
                 session,
                 speaker,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -21,6 +22,7 @@ from voiceid.engine import Engine
 from voiceid.fraud import review
 from voiceid.fraud.desk import FraudDesk
 from voiceid.fraud.retention import purge_periodically
+from voiceid.privacy.retention import expire_voiceprints
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
@@ -42,12 +44,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_throttle_clients
         )
         purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
+        # Beside the attempt purge: unused voiceprints past their retention (privacy/retention.py).
+        expire = asyncio.create_task(
+            purge_periodically(partial(expire_voiceprints, service), settings.purge_interval_s)
+        )
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            for task in (purge, expire):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(service.close)
 
     app = FastAPI(

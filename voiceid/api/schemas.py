@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from voiceid.service import Role
 
@@ -29,7 +29,8 @@ class ApiKeyOut(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    granted: bool | None = None
+    # Strict: "yes", 1 or "true" are not consent; only the JSON literal true is.
+    granted: StrictBool | None = None
     text_version: str | None = Field(None, max_length=128, description="Version of the consent text agreed to.")
     channel: str | None = Field("phone", max_length=32)
 
@@ -135,3 +136,12 @@ class AuditEventOut(BaseModel):
 class AuditPageOut(BaseModel):
     items: list[AuditEventOut]
     next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+class ConsentEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    action: str = Field(description="GRANTED | WITHDRAWN | ERASED")
+    text_version: str | None
+    channel: str | None
+    api_key_id: str | None = Field(description="The key that recorded it.")
+    recorded_at: datetime

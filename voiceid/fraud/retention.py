@@ -18,7 +18,7 @@ async def purge_periodically(purge: Callable[[], int], interval_s: float) -> Non
         try:
             removed = await run_in_threadpool(purge)
             if removed:
-                log.info("retention purge removed %d expired attempt embeddings", removed)
+                log.info("retention purge %s removed %d rows", getattr(purge, "__name__", "job"), removed)
         except Exception:
             log.exception("retention purge failed; retrying in %.0f s", interval_s)
         await asyncio.sleep(interval_s)

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
+    VOICEPRINT_EXPIRED = "VOICEPRINT_EXPIRED"  # erased after going unused for the retention period
 
 
 @dataclass(frozen=True)
