@@ -147,7 +147,7 @@ data_keys = Table(
 )
 
 
-def _keystore_engine(url: str, busy_timeout_s: float) -> SqlEngine:
+def _keystore_engine(url: str, busy_timeout_s: float, writer: bool = True) -> SqlEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -168,9 +168,12 @@ def _keystore_engine(url: str, busy_timeout_s: float) -> SqlEngine:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if writer:
+        # Writers take the write lock up front; readers (a separate engine) run each SELECT in
+        # autocommit, holding only a brief shared lock, so reads never queue behind each other.
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -185,6 +188,7 @@ class KeyStore:
     def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
         self.url = url
         self.engine = _keystore_engine(url, busy_timeout_s)
+        self._reader = _keystore_engine(url, busy_timeout_s, writer=False)
         _metadata.create_all(self.engine)
 
     @contextmanager
@@ -193,14 +197,14 @@ class KeyStore:
             yield conn
 
     def get_by_owner(self, owner: str) -> tuple[str, bytes, str] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(
                 select(data_keys.c.key_id, data_keys.c.wrapped, data_keys.c.master_id).where(data_keys.c.owner == owner)
             ).first()
         return None if row is None else (row.key_id, row.wrapped, row.master_id)
 
     def get_by_id(self, key_id: str) -> tuple[str, bytes, str] | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(
                 select(data_keys.c.owner, data_keys.c.wrapped, data_keys.c.master_id).where(
                     data_keys.c.key_id == key_id
@@ -232,7 +236,7 @@ class KeyStore:
         return ids
 
     def all_rows(self) -> list[tuple[str, str, bytes, str]]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [
                 (r.key_id, r.owner, r.wrapped, r.master_id)
                 for r in conn.execute(
@@ -270,6 +274,7 @@ class KeyStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._reader.dispose()
 
 
 # --- the vault: the one helper every biometric table goes through --------------------------
