@@ -1,5 +1,6 @@
 """What envelope encryption costs per operation: sealing a blob for a new owner (creates a data key),
-opening one with a cold and a warm key cache, and shredding an owner's key.
+opening one with a cold and a warm key cache and after a batched prefetch (how the voiceprint index
+is loaded), and shredding an owner's key.
 
 Usage: python bench/keystore_cost.py [--owners 2000] [--dir /tmp/keystore-bench]
 Runs against a throw-away SQLite key store; prints one JSON object (microseconds per operation).
@@ -44,6 +45,10 @@ def main() -> None:
         open_warm = timed(lambda: [vault.open_vector(b, b"aad") for b in blobs])
         cold = vault_from_settings(settings)
         open_cold = timed(lambda: [cold.open_vector(b, b"aad") for b in blobs])
+        prefetched = vault_from_settings(settings)
+        open_prefetched = timed(
+            lambda: (prefetched.prefetch(blobs), [prefetched.open_vector(b, b"aad") for b in blobs])
+        )
         shred = timed(lambda: [vault.shred([o]) for o in owners])
         print(
             json.dumps(
@@ -53,12 +58,14 @@ def main() -> None:
                     "us_per_seal_existing_owner": round(seal_existing, 1),
                     "us_per_open_warm_cache": round(open_warm, 1),
                     "us_per_open_cold_cache": round(open_cold, 1),
+                    "us_per_open_after_prefetch": round(open_prefetched, 1),
                     "us_per_shred": round(shred, 1),
                 }
             )
         )
         vault.close()
         cold.close()
+        prefetched.close()
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)

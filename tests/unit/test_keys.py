@@ -193,3 +193,19 @@ def test_pre_envelope_blobs_are_converted_once(tmp_path):
     assert vault.store.get_by_owner(speaker_owner("sid")) is None
     vault.close()
     db.dispose()
+
+
+def test_prefetch_reads_many_keys_at_once(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    vault = vault_from_settings(settings)
+    blobs = [vault.seal(speaker_owner(f"s{i}"), b"v", b"aad") for i in range(1200)]
+    vault.close()
+    cold = vault_from_settings(settings)
+    batches: list[int] = []
+    get_many = cold.store.get_many
+    monkeypatch.setattr(cold.store, "get_many", lambda ids: batches.append(len(ids)) or get_many(ids))
+    monkeypatch.setattr(cold.store, "get_by_id", lambda key_id: pytest.fail("a key was read one by one"))
+    cold.prefetch(blobs)
+    assert batches == [500, 500, 200]
+    assert all(cold.open(b, b"aad") == b"v" for b in blobs)
+    cold.close()

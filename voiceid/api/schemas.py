@@ -51,7 +51,7 @@ class ConsentOut(BaseModel):
 class SpeakerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     speaker_id: str
-    status: str = Field(description="ENROLLING | ENROLLED | OPTED_OUT")
+    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED | OPTED_OUT | EXPIRED")
     net_speech_s: float
     required_speech_s: float
     model_version: str | None

@@ -33,6 +33,7 @@ from voiceid.storage.models import Speaker, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
+PREFETCH_CHUNK = 500
 
 # Review-queue vocabulary.
 KIND_DUPLICATE = "DUPLICATE_IDENTITY"
@@ -133,8 +134,13 @@ class VoiceprintCache:
                 row.id for row in rows if self._stamps.get(row.id) != (row.voiceprint_model_version, row.updated_at)
             ]
             if changed:
-                for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(changed))):
-                    self._store(speaker)
+                speakers = session.scalars(select(Speaker).where(Speaker.id.in_(changed))).all()
+                for start in range(0, len(speakers), PREFETCH_CHUNK):
+                    chunk = speakers[start : start + PREFETCH_CHUNK]
+                    # One key-store read per chunk instead of one per voiceprint (storage/keys.py).
+                    self._cipher.prefetch(s.voiceprint for s in chunk if s.voiceprint is not None)
+                    for speaker in chunk:
+                        self._store(speaker)
             index = self._indexes.setdefault(model_version, self._new_index())
             return index, self._refs
 

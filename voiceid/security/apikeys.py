@@ -77,6 +77,7 @@ def bootstrap_admin(db: Database, secret: str, now: datetime, min_bits: float) -
     bootstrap key an admin revoked. Returns the key id."""
     check_admin_key_strength(secret, min_bits)
     with audit.acting_as("bootstrap"), db.transaction() as session:
+        audit.lock_head(session)  # workers starting together must not both insert the new key
         row = repo.find_api_key(session, secret)
         if row is not None and row.revoked_at is not None:
             raise VoiceIdError(

@@ -91,6 +91,12 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
 
+def lock_head(session: Session) -> AuditHead:
+    """Take the chain's row lock now (PostgreSQL; SQLite writers are serialised anyway): also used to
+    serialise start-up work of several processes, such as the bootstrap admin key."""
+    return session.scalars(select(AuditHead).where(AuditHead.name == HEAD).with_for_update()).one()
+
+
 def append(
     session: Session,
     action: AuditAction,
@@ -100,7 +106,7 @@ def append(
     actor: str | None = None,
 ) -> AuditEvent:
     """Append one event inside the caller's transaction."""
-    head = session.scalars(select(AuditHead).where(AuditHead.name == HEAD).with_for_update()).one()
+    head = lock_head(session)
     when = (now or utcnow()).astimezone(UTC)
     who = actor or current_actor()
     body = json.loads(json.dumps(details or {}, default=str))  # exactly what JSON storage gives back

@@ -212,6 +212,18 @@ class KeyStore:
             ).first()
         return None if row is None else (row.owner, row.wrapped, row.master_id)
 
+    def get_many(self, key_ids: list[str]) -> list[tuple[str, str, bytes, str]]:
+        """(key id, owner, wrapped, master id) of those of `key_ids` that exist."""
+        with self._reader.connect() as conn:
+            return [
+                (r.key_id, r.owner, r.wrapped, r.master_id)
+                for r in conn.execute(
+                    select(data_keys.c.key_id, data_keys.c.owner, data_keys.c.wrapped, data_keys.c.master_id).where(
+                        data_keys.c.key_id.in_(key_ids)
+                    )
+                )
+            ]
+
     def insert(self, key_id: str, owner: str, wrapped: bytes, master_id: str) -> bool:
         """False when another process created a key for `owner` first."""
         try:
@@ -354,6 +366,15 @@ class Vault:
             raise KeyShreddedError("the data key of this blob was destroyed (its owner was erased)")
         owner, wrapped, master_id = found
         return self._unwrap_row(key_id, owner, wrapped, master_id)
+
+    def prefetch(self, blobs: Iterable[bytes], chunk: int = 500) -> None:
+        """Unwrap the keys of many blobs with one key-store read per `chunk` keys, before opening
+        them one by one (loading the voiceprint index of a whole population)."""
+        wanted = sorted({self.key_id_of(b) for b in blobs if b.startswith(MAGIC)})
+        wanted = [k for k in wanted if self._cached(k) is None]
+        for start in range(0, len(wanted), chunk):
+            for key_id, owner, wrapped, master_id in self.store.get_many(wanted[start : start + chunk]):
+                self._unwrap_row(key_id, owner, wrapped, master_id)
 
     def key_id_of(self, blob: bytes) -> str:
         if len(blob) < HEADER_BYTES + NONCE_BYTES or not blob.startswith(MAGIC):
