@@ -16,10 +16,14 @@ import pytest
 from sqlalchemy import select
 
 from tests.api.conftest import POSTGRES_ADMIN_DSN, ScriptedEngine, unit
+from voiceid.config import Settings
 from voiceid.storage import models as m
-from voiceid.storage.crypto import DecryptionError, associated_data
-from voiceid.storage.keys import KeyShreddedError, MasterKey, Vault, speaker_owner, unwrap
+from voiceid.storage import repositories as repo
+from voiceid.storage.crypto import Cipher, DecryptionError, associated_data
+from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
+from voiceid.storage.keys import KeyShreddedError, MasterKey, Vault, speaker_owner, unwrap, vault_from_settings
 
+LEGACY_VOICE = unit(99)
 VOICES = {"victim": unit(1), "bystander": unit(2), "again": unit(3), "kept": unit(4)}
 
 
@@ -234,3 +238,41 @@ def test_watchlist_entries_have_their_own_keys(make_api):
     assert api.service.cipher.store.get_by_owner(f"watchlist:{entry_id}") is not None
     assert api.client.delete(f"/v1/watchlist/{entry_id}", headers=api.h("analyst")).status_code == 204
     assert api.service.cipher.store.get_by_owner(f"watchlist:{entry_id}") is None
+
+
+def test_pre_envelope_blobs_are_converted_once(db, tmp_path):
+    """On both backends (the unmarked rows are found with substr() on a SQLite blob and a bytea)."""
+    vault = vault_from_settings(Settings(data_dir=tmp_path))  # type: ignore[call-arg]
+    sid, ref = uuid.uuid4().hex, name("old-caller")
+    legacy = Cipher(vault.masters.current.key)
+    with db.transaction() as session:
+        speaker = m.Speaker(id=sid, speaker_ref=ref, status="ENROLLED", consent_granted=True)
+        session.add(speaker)
+        session.flush()
+        speaker.voiceprint = legacy.encrypt_vector(LEGACY_VOICE, associated_data("voiceprint", sid, "mv"))
+        speaker.voiceprint_model_version = "mv"
+        session.add(
+            m.EnrolmentEmbedding(
+                id=sid[:30] + "e1",
+                speaker_id=sid,
+                model_version="mv",
+                ciphertext=legacy.encrypt_vector(
+                    LEGACY_VOICE, associated_data("enrolment_embedding", sid[:30] + "e1", "mv")
+                ),
+                net_speech_s=5.0,
+                quality={},
+            )
+        )
+    assert upgrade_legacy_blobs(db, vault) == 2
+    assert upgrade_legacy_blobs(db, vault) == 0
+    with db.transaction() as session:
+        speaker = session.scalars(select(m.Speaker).where(m.Speaker.id == sid)).one()
+        assert speaker.voiceprint is not None and vault.key_id_of(speaker.voiceprint)
+        np.testing.assert_array_equal(repo.get_voiceprint(vault, speaker), LEGACY_VOICE)
+        assert len(repo.enrolment_samples(session, vault, speaker, "mv")) == 1
+        # Erasure now shreds what used to be under the master key.
+        vault.bind(db.sessions)
+    with db.transaction() as session:
+        repo.erase_biometrics(session, session.scalars(select(m.Speaker).where(m.Speaker.id == sid)).one())
+    assert vault.store.get_by_owner(speaker_owner(sid)) is None
+    vault.close()

@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from voiceid.config import Settings
-from voiceid.storage import models as m
-from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher, DecryptionError, associated_data, decode_key, generate_key_text
-from voiceid.storage.db import Database
-from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
+from voiceid.storage.crypto import DecryptionError, associated_data, decode_key, generate_key_text
 from voiceid.storage.keys import (
     KeyShreddedError,
     MasterKey,
@@ -155,44 +150,6 @@ def test_master_keys_from_settings_prefers_the_environment(tmp_path):
     text = generate_key_text()
     keys = master_keys_from_settings(settings_for(tmp_path, encryption_key=SecretStr(text)))
     assert keys.current == MasterKey(decode_key(text)) and not (tmp_path / "encryption.key").exists()
-
-
-def test_pre_envelope_blobs_are_converted_once(tmp_path):
-    settings = settings_for(tmp_path)
-    db = Database(f"sqlite:///{tmp_path / 'voiceid.db'}")
-    db.migrate()
-    vault = vault_from_settings(settings)
-    legacy = Cipher(vault.masters.current.key)
-    with db.transaction() as session:
-        speaker = m.Speaker(id="sid", speaker_ref="old-caller", status="ENROLLED", consent_granted=True)
-        session.add(speaker)
-        session.flush()
-        speaker.voiceprint = legacy.encrypt_vector(V, associated_data("voiceprint", "sid", "mv"))
-        speaker.voiceprint_model_version = "mv"
-        session.add(
-            m.EnrolmentEmbedding(
-                id="e1",
-                speaker_id="sid",
-                model_version="mv",
-                ciphertext=legacy.encrypt_vector(V, associated_data("enrolment_embedding", "e1", "mv")),
-                net_speech_s=5.0,
-                quality={},
-            )
-        )
-    assert upgrade_legacy_blobs(db, vault) == 2
-    assert upgrade_legacy_blobs(db, vault) == 0
-    with db.transaction() as session:
-        speaker = session.scalars(select(m.Speaker)).one()
-        assert speaker.voiceprint is not None and vault.key_id_of(speaker.voiceprint)
-        np.testing.assert_array_equal(repo.get_voiceprint(vault, speaker), V)
-        assert len(repo.enrolment_samples(session, vault, speaker, "mv")) == 1
-        # Erasure now shreds what used to be under the master key.
-        vault.bind(db.sessions)
-    with db.transaction() as session:
-        repo.erase_biometrics(session, session.scalars(select(m.Speaker)).one())
-    assert vault.store.get_by_owner(speaker_owner("sid")) is None
-    vault.close()
-    db.dispose()
 
 
 def test_prefetch_reads_many_keys_at_once(tmp_path, monkeypatch):
