@@ -316,7 +316,14 @@ def serve(
     import uvicorn
 
     from voiceid.api.app import create_app
+    from voiceid.security.apikeys import check_admin_key_strength
 
+    admin_key = get_settings().admin_key
+    if admin_key is not None:  # refuse before binding the port, with the message alone (no traceback)
+        try:
+            check_admin_key_strength(admin_key.get_secret_value(), get_settings().admin_key_min_bits)
+        except VoiceIdError as exc:
+            _fail(exc)
     uvicorn.run(create_app(get_settings()), host=host, port=port)
 
 

@@ -182,3 +182,18 @@ def test_cli_keys_list_and_revoke(make_api, monkeypatch, tmp_path, db_url, setti
         assert created.exit_code == 0, created.output
     finally:
         get_settings.cache_clear()
+
+
+def test_serve_refuses_a_weak_admin_key_before_listening(monkeypatch, tmp_path):
+    from voiceid.cli import app
+    from voiceid.config import get_settings
+
+    monkeypatch.setenv("VOICEID_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VOICEID_ADMIN_KEY", "change-me-admin-key")  # the old README example
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "CONFIGURATION_ERROR" in result.output and "VOICEID_ADMIN_KEY is too weak" in result.output
