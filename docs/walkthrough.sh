@@ -5,7 +5,8 @@
 # server on port 8765 with a throw-away data dir).
 set -euo pipefail
 export VOICEID_DATA_DIR=${VOICEID_DATA_DIR:-$(mktemp -d)}
-export VOICEID_ADMIN_KEY=${VOICEID_ADMIN_KEY:-change-me-admin-key}
+# A weak admin key stops start-up (docs/security.md): generate a random one.
+export VOICEID_ADMIN_KEY=${VOICEID_ADMIN_KEY:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}
 DEV=${VOICEID_DEV_DATA_DIR:-../shared/data}/dev
 B=http://127.0.0.1:8765
 .venv/bin/voiceid serve --port 8765 > "$VOICEID_DATA_DIR/serve.log" 2>&1 &

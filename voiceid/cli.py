@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,8 @@ ivr_app = typer.Typer(help="IVR simulator: play audio files as a phone call.", n
 app.add_typer(ivr_app, name="ivr")
 db_app = typer.Typer(help="Database: schema upgrade and bootstrap (run before the replicas).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+audit_app = typer.Typer(help="The audit trail of administrative and analyst actions.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 _CONTENT_TYPES = {
     ".wav": "audio/wav",
@@ -402,7 +405,14 @@ def serve(
     import uvicorn
 
     from voiceid.api.app import create_app
+    from voiceid.security.apikeys import check_admin_key_strength
 
+    admin_key = get_settings().admin_key
+    if admin_key is not None:  # refuse before binding the port, with the message alone (no traceback)
+        try:
+            check_admin_key_strength(admin_key.get_secret_value(), get_settings().admin_key_min_bits)
+        except VoiceIdError as exc:
+            _fail(exc)
     uvicorn.run(create_app(get_settings()), host=host, port=port)
 
 
@@ -478,35 +488,147 @@ def worker(
 
 @app.command("purge")
 def purge() -> None:
-    """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS (the server also does this periodically)."""
+    """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS and erase voiceprints unused for
+    VOICEID_VOICEPRINT_RETENTION_DAYS (the server also does both periodically)."""
     from voiceid.fraud.desk import FraudDesk
+    from voiceid.privacy.retention import expire_voiceprints
 
     service = _service(load_model=False)
     try:
         removed = FraudDesk(service).purge_expired()
+        expired = expire_voiceprints(service)
     finally:
         service.close()
-    typer.echo(json.dumps({"purged_attempt_embeddings": removed}))
+    typer.echo(json.dumps({"purged_attempt_embeddings": removed, "expired_voiceprints": expired}))
 
 
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="ivr | enrolment | analyst | admin")],
     label: Annotated[str | None, typer.Option(help="A note on who holds the key")] = None,
+    expires_at: Annotated[
+        datetime | None, typer.Option(help="When the key stops working (UTC unless a zone is given)")
+    ] = None,
 ) -> None:
     """Create an API key and print it (shown once; only its hash is stored)."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
     from voiceid.service import Role
 
     try:
         chosen = Role(role)
     except ValueError:
         raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    from voiceid.security import audit
+
     service = _service(load_model=False)
     try:
-        key_id, secret = service.create_api_key(chosen, label)
+        with audit.acting_as(_cli_actor()):
+            key_id, secret = service.create_api_key(chosen, label, expires_at)
+    except VoiceIdError as exc:
+        _fail(exc)
     finally:
         service.close()
     typer.echo(json.dumps({"key_id": key_id, "role": chosen.value, "key": secret}))
+
+
+# --- keys: master key, API key lifecycle (issue 10: hard-keys) --------------------------------
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-wrap every per-speaker data key under a new master key; no ciphertext is touched.
+
+    With the key file (default) a new key is generated and replaces it. With VOICEID_ENCRYPTION_KEY,
+    put the new key there and the old one in VOICEID_ENCRYPTION_PREVIOUS_KEYS first."""
+    from voiceid.storage.keys import rotate_master
+
+    count, where = rotate_master(get_settings())
+    from voiceid.security import audit
+    from voiceid.security.audit import AuditAction
+
+    service = _service(load_model=False)
+    try:
+        with audit.acting_as(_cli_actor()):
+            audit.record(service.db, AuditAction.MASTER_KEY_ROTATED, where, {"rewrapped_data_keys": count})
+    finally:
+        service.close()
+    typer.echo(json.dumps({"rewrapped_data_keys": count, "master_key": where}))
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "cli"
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every API key (one JSON object per line): role, label, expiry, last use, revocation."""
+    from voiceid.security import apikeys
+
+    service = _service(load_model=False)
+    try:
+        now = service.clock()
+        for view in apikeys.list_keys(service.db):
+            row = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(view).items()}
+            typer.echo(json.dumps({**row, "active": view.active(now)}))
+    finally:
+        service.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `voiceid keys list`)")]) -> None:
+    """Revoke an API key; it is refused from the next request on."""
+    from voiceid.security import apikeys, audit
+
+    service = _service(load_model=False)
+    try:
+        with audit.acting_as(_cli_actor()):
+            view = apikeys.revoke(service.db, key_id, service.clock())
+    except VoiceIdError as exc:
+        _fail(exc)
+    finally:
+        service.close()
+    typer.echo(
+        json.dumps({"key_id": view.key_id, "revoked_at": view.revoked_at.isoformat() if view.revoked_at else None})
+    )
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[
+        str | None, typer.Option(help="The head hash recorded earlier: also catches a rewritten chain")
+    ] = None,
+) -> None:
+    """Check the audit trail's hash chain: exit 1 and list every edited, missing or relinked row."""
+    from voiceid.security import audit
+
+    service = _service(load_model=False)
+    try:
+        with service.db.transaction() as session:
+            verdict = audit.verify(session)
+    finally:
+        service.close()
+    problems = [vars(p) for p in verdict.problems]
+    if expect_head is not None and expect_head != verdict.head_hash:
+        problems.append({"seq": verdict.head_seq, "kind": "HEAD_CHANGED", "detail": "the head is not the one expected"})
+    typer.echo(
+        json.dumps(
+            {
+                "ok": not problems,
+                "rows": verdict.rows,
+                "head_seq": verdict.head_seq,
+                "head_hash": verdict.head_hash,
+                "problems": problems,
+            }
+        )
+    )
+    if problems:
+        raise typer.Exit(1)
 
 
 @speakers_app.command("enrol")

@@ -240,6 +240,38 @@ class Settings(BaseSettings):
     def jobs_in_process(self) -> bool:
         return self.is_sqlite if self.run_jobs_in_process is None else self.run_jobs_in_process
 
+    # --- keys, erasure, consent, audit (issue 10: hard-keys; docs/security.md) -------------------
+    keystore_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the data-key store (per-speaker keys, wrapped by the master key); default: "
+        "keystore.db in data_dir. Keep it out of database backups: that is what makes erasure final.",
+    )
+    encryption_previous_keys: SecretStr | None = Field(
+        None, description="Comma-separated older master keys that may still unwrap data keys (during a rotation)."
+    )
+    keystore_busy_timeout_s: float = Field(30.0, gt=0, description="How long a key-store write waits for readers.")
+    keystore_cache_keys: int = Field(10_000, ge=0, description="Unwrapped data keys kept in memory per process.")
+    keystore_cache_s: float = Field(300.0, ge=0, description="How long an unwrapped data key stays in memory.")
+    admin_key_min_bits: float = Field(
+        128.0, ge=0, description="Refuse to start when VOICEID_ADMIN_KEY is estimated weaker than this."
+    )
+    api_key_touch_interval_s: float = Field(
+        60.0, ge=0, description="An API key's last-used time is written at most this often."
+    )
+    auth_fail_limit: int = Field(
+        10, ge=1, description="Failed authentications per client address per window before it is throttled."
+    )
+    auth_fail_window_s: float = Field(300.0, gt=0, description="The failed-authentication window (seconds).")
+    auth_throttle_clients: int = Field(
+        10_000, ge=1, description="Client addresses tracked for throttling (LRU; bounds the memory used)."
+    )
+    voiceprint_retention_days: float = Field(
+        3 * 365.0,
+        gt=0,
+        description="A voiceprint unused (no scored verification) this long is erased and the speaker EXPIRED. "
+        "Amazon Connect Voice ID: 3 years; HMRC: 6 years from last use.",
+    )
+
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:
         if self.reject_threshold > self.accept_threshold:

@@ -15,17 +15,14 @@ from datetime import datetime
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.storage.crypto import Cipher, decode_key, load_or_create_key_file
 from voiceid.storage.db import Database
+from voiceid.storage.keys import Vault, vault_from_settings
 from voiceid.storage.models import utcnow
 
-KEY_FILE_NAME = "encryption.key"
 
-
-def cipher_from_settings(settings: Settings) -> Cipher:
-    if settings.encryption_key is not None:
-        return Cipher(decode_key(settings.encryption_key.get_secret_value()))
-    return Cipher(load_or_create_key_file(settings.data_dir / KEY_FILE_NAME))
+def cipher_from_settings(settings: Settings) -> Vault:
+    """The envelope vault (per-owner data keys wrapped by the master key): voiceid.storage.keys."""
+    return vault_from_settings(settings)
 
 
 def check_shared_configuration(settings: Settings) -> None:
@@ -40,6 +37,9 @@ def check_shared_configuration(settings: Settings) -> None:
         for name, value in (
             ("VOICEID_ENCRYPTION_KEY", settings.encryption_key),
             ("VOICEID_SESSION_SECRET", settings.session_secret),
+            # The data keys (crypto-shredding) live outside the main database; a per-host key store
+            # would leave each replica with keys the others cannot find.
+            ("VOICEID_KEYSTORE_URL", settings.keystore_url),
         )
         if value is None
     ]
@@ -57,7 +57,7 @@ def check_shared_configuration(settings: Settings) -> None:
 class AppContext:
     settings: Settings
     db: Database
-    cipher: Cipher
+    cipher: Vault
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod

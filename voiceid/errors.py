@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # replicas / webhooks (issue 11)
     WEBHOOK_NOT_ALLOWED = "WEBHOOK_NOT_ALLOWED"  # webhooks off, host not allowed, or an inward address
+    # keys and authentication (issue 10)
+    AUTH_THROTTLED = "AUTH_THROTTLED"
 
 
 class VoiceIdError(Exception):

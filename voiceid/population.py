@@ -27,7 +27,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher
+from voiceid.storage.keys import Vault
 from voiceid.storage.models import CohortSnapshot, Speaker
 
 FloatArray = npt.NDArray[np.float32]
@@ -95,7 +95,7 @@ def refresh_all_cohorts(session: Session, size: int, now: datetime) -> int:
 class CohortCache:
     """Per-process: the newest snapshot's member voiceprints, decrypted once per snapshot."""
 
-    def __init__(self, cipher: Cipher) -> None:
+    def __init__(self, cipher: Vault) -> None:
         self._cipher = cipher
         self._lock = threading.Lock()
         self._states: dict[str, CohortState] = {}

@@ -29,10 +29,15 @@ from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
 from voiceid.population import CohortCache, refresh_cohort
+from voiceid.privacy import consent
+from voiceid.privacy.consent import ConsentAction
+from voiceid.security import apikeys, audit
+from voiceid.security.audit import AuditAction
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher
 from voiceid.storage.db import Database
+from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
+from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker, Verification, utcnow
 from voiceid.storage.upgrade import upgrade
 from voiceid.verify import lockout
@@ -59,6 +64,7 @@ class SpeakerStatus(StrEnum):
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
     REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
+    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ class VoiceIdService:
         settings: Settings,
         db: Database,
         engine: Engine,
-        cipher: Cipher,
+        cipher: Vault,
         pool: InferencePool,
         clock: Callable[[], datetime] = utcnow,
         counters: ServiceCounters | None = None,
@@ -198,7 +204,8 @@ class VoiceIdService:
         self.settings = settings
         self.db = db
         self.engine = engine
-        self.cipher = cipher
+        self.cipher = cipher  # the envelope vault: every biometric blob is sealed through it
+        cipher.bind(db.sessions)  # erasures destroy the data key inside their own transaction
         self.pool = pool
         self.clock = clock
         self.counters = counters or ServiceCounters()
@@ -214,7 +221,9 @@ class VoiceIdService:
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
         context = AppContext.from_settings(settings)  # refuses per-host secrets on PostgreSQL
         if settings.upgrade_on_start:
-            upgrade(context.db, settings)  # migrations + admin-key bootstrap, under a database lock
+            # migrations + admin-key bootstrap (apikeys.bootstrap_admin), under a database lock
+            upgrade(context.db, settings)
+        upgrade_legacy_blobs(context.db, context.cipher)
         return cls(
             settings,
             context.db,
@@ -226,6 +235,7 @@ class VoiceIdService:
     def close(self) -> None:
         self.pool.shutdown()
         self.db.dispose()
+        self.cipher.close()
 
     @property
     def thresholds(self) -> Thresholds:
@@ -243,20 +253,27 @@ class VoiceIdService:
 
     # --- API keys ------------------------------------------------------------------------
 
-    def create_api_key(self, role: Role, label: str | None = None) -> tuple[str, str]:
+    def create_api_key(
+        self, role: Role, label: str | None = None, expires_at: datetime | None = None
+    ) -> tuple[str, str]:
         """(key id, secret). The secret is shown once; only its hash is stored."""
-        with self.db.transaction() as session:
-            row, secret = repo.create_api_key(session, role.value, label)
-            return row.id, secret
+        view, secret = apikeys.create(self.db, role.value, label, expires_at, self.clock())
+        return view.key_id, secret
 
     def ensure_api_key(self, secret: str, role: Role, label: str) -> None:
         with self.db.transaction() as session:
             repo.ensure_api_key(session, secret, role.value, label)
 
     def authenticate(self, secret: str) -> tuple[str, Role] | None:
-        with self.db.transaction() as session:
-            row = repo.find_api_key(session, secret)
-            return None if row is None else (row.id, Role(row.role))
+        """(key id, role) of a known, unrevoked, unexpired key; None otherwise."""
+        try:
+            with self.db.transaction() as session:
+                row = apikeys.authenticate(session, secret, self.clock(), self.settings.api_key_touch_interval_s)
+                return row.id, Role(row.role)
+        except VoiceIdError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                return None
+            raise
 
     # --- speakers ------------------------------------------------------------------------
 
@@ -285,7 +302,12 @@ class VoiceIdService:
         )
 
     def put_speaker(
-        self, speaker_id: str, granted: bool | None, text_version: str | None, channel: str | None
+        self,
+        speaker_id: str,
+        granted: bool | None,
+        text_version: str | None,
+        channel: str | None,
+        api_key_id: str | None = None,
     ) -> tuple[SpeakerView, bool]:
         """Create the speaker with its consent record; (view, created). Idempotent for an
         existing speaker, and the way an opted-out speaker gives consent again."""
@@ -310,6 +332,7 @@ class VoiceIdService:
                 speaker.consent_channel = channel
                 speaker.consent_at = now
                 speaker.consent_withdrawn_at = None
+                consent.record(session, speaker_id, ConsentAction.GRANTED, text_version, channel, api_key_id, now)
             if speaker.status == SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = now
@@ -354,6 +377,7 @@ class VoiceIdService:
             )
             if state.voiceprint is not None and fraud.refusal is None:
                 repo.set_voiceprint(session, self.cipher, speaker, state.voiceprint, version)
+                speaker.voiceprint_used_at = self.clock()  # the retention clock starts (privacy/retention.py)
                 held = self.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
                     speaker.status = held or SpeakerStatus.ENROLLED.value
@@ -382,7 +406,7 @@ class VoiceIdService:
         self.db.flush_erased()
         return view
 
-    def opt_out(self, speaker_id: str) -> SpeakerView:
+    def opt_out(self, speaker_id: str, api_key_id: str | None = None) -> SpeakerView:
         now = self.clock()
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
@@ -392,15 +416,18 @@ class VoiceIdService:
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
             speaker.updated_at = now
+            consent.record(session, speaker.speaker_ref, ConsentAction.WITHDRAWN, None, None, api_key_id, now)
             view = self._view(session, speaker)
         self.db.flush_erased()
         return view
 
-    def delete_speaker(self, speaker_id: str) -> None:
+    def delete_speaker(self, speaker_id: str, api_key_id: str | None = None) -> None:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             fraud_repo.erase_attempts(session, speaker.speaker_ref)
             repo.delete_speaker(session, speaker)
+            audit.append(session, AuditAction.SPEAKER_DELETED, speaker.speaker_ref, now=self.clock())
+            consent.record(session, speaker.speaker_ref, ConsentAction.ERASED, None, None, api_key_id, self.clock())
         self.db.flush_erased()
 
     def unlock(self, speaker_id: str) -> SpeakerView:
@@ -409,6 +436,7 @@ class VoiceIdService:
             speaker.lockout_weight = 0.0
             speaker.locked_at = None
             speaker.updated_at = self.clock()
+            audit.append(session, AuditAction.SPEAKER_UNLOCKED, speaker.speaker_ref, now=self.clock())
             return self._view(session, speaker)
 
     # --- verification --------------------------------------------------------------------
@@ -435,6 +463,8 @@ class VoiceIdService:
             return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
         if speaker.status == SpeakerStatus.REVIEW_REQUIRED:
             return Outcome(Decision.NOT_ENROLLED, (Reason.ENROLMENT_UNDER_REVIEW,))
+        if speaker.status == SpeakerStatus.EXPIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.VOICEPRINT_EXPIRED,))
         if speaker.voiceprint is None:
             return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
         if speaker.voiceprint_model_version != self.engine.model_version:
@@ -557,6 +587,7 @@ class VoiceIdService:
                 self._lockout_weights(),
             )
             speaker.lockout_weight, speaker.locked_at = state.weight, state.locked_at
+            speaker.voiceprint_used_at = now  # a scored verification is a use: retention restarts
             view = self._log(
                 session,
                 speaker,

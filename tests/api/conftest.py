@@ -141,6 +141,8 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             "admin_key": SecretStr(ADMIN_KEY),
             "encryption_key": SecretStr(generate_key_text()),
             "session_secret": SecretStr(SESSION_SECRET),
+            # Explicit, as PostgreSQL deployments must set it (a key store of the test's own).
+            "keystore_url": f"sqlite:///{tmp_path / 'data' / 'keystore.db'}",
             "enrol_min_speech_s": 4.0,
             "inference_workers": 2,
             "inference_queue": 8,

@@ -12,11 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.api import errors
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
+from voiceid.api.routes import audit as audit_routes
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 from voiceid.fraud import review
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
 
@@ -35,6 +37,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         replica = await run_in_threadpool(Replica.start, service)  # decision-data pins; jobs on SQLite
         app.state.service = service
         app.state.replica = replica
+        app.state.auth_throttle = FailureThrottle(
+            settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_throttle_clients
+        )
         try:
             yield
         finally:
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     errors.install(app)
     metrics_module.install(app, metrics)
     app.include_router(keys.router)
+    app.include_router(audit_routes.router)
     app.include_router(speakers.router)
     app.include_router(verifications.router)
     app.include_router(twilio.router)

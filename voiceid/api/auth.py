@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -9,6 +10,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.security import audit
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import Role, VoiceIdService
 
 
@@ -16,6 +19,23 @@ from voiceid.service import Role, VoiceIdService
 class Principal:
     key_id: str
     role: Role
+
+
+def get_throttle(request: Request) -> FailureThrottle | None:
+    throttle: FailureThrottle | None = getattr(request.app.state, "auth_throttle", None)
+    return throttle
+
+
+def check_throttle(throttle: FailureThrottle | None, host: str | None) -> None:
+    """Refuse a client address that failed too often, before looking at its credentials: the right
+    key sent after a burst of wrong ones is refused too, or throttling would not slow guessing."""
+    wait = None if throttle is None else throttle.retry_after(host)
+    if wait is not None:
+        raise VoiceIdError(
+            ErrorCode.AUTH_THROTTLED,
+            "too many failed authentications from this address; try again later",
+            retry_after_s=max(1, math.ceil(wait)),
+        )
 
 
 def get_service(request: Request) -> VoiceIdService:
@@ -43,12 +63,21 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: a valid key whose role is one of `roles`; admin may do everything."""
 
     async def dependency(request: Request) -> Principal:
+        host = request.client.host if request.client else None
+        throttle = get_throttle(request)
+        check_throttle(throttle, host)
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
-        principal = await run_in_threadpool(authorise, get_service(request), secret.strip(), *roles)
+        try:
+            principal = await run_in_threadpool(authorise, get_service(request), secret.strip(), *roles)
+        except VoiceIdError as exc:
+            if throttle is not None and exc.code is ErrorCode.UNAUTHENTICATED:
+                throttle.failed(host)
+            raise
         request.state.principal = principal
+        audit.set_actor(f"key:{principal.key_id}")  # who the audit trail names for this request
         return principal
 
     return dependency

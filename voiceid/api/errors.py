@@ -44,6 +44,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CONFIGURATION_ERROR: 500,
     ErrorCode.WEBHOOK_NOT_ALLOWED: 422,
+    ErrorCode.AUTH_THROTTLED: 429,
 }
 
 
@@ -53,7 +54,7 @@ def status_for(code: ErrorCode) -> int:
 
 def error_response(exc: VoiceIdError) -> JSONResponse:
     headers: dict[str, str] = {}
-    if exc.code in (ErrorCode.OVERLOADED, ErrorCode.RATE_LIMITED):
+    if exc.code in (ErrorCode.OVERLOADED, ErrorCode.RATE_LIMITED, ErrorCode.AUTH_THROTTLED):
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"

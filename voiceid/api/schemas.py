@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from voiceid.service import Role
 
@@ -19,6 +19,7 @@ class ErrorBody(BaseModel):
 class ApiKeyIn(BaseModel):
     role: Role
     label: str | None = Field(None, max_length=128)
+    expires_at: AwareDatetime | None = Field(None, description="When the key stops working (with a time zone).")
 
 
 class ApiKeyOut(BaseModel):
@@ -28,7 +29,8 @@ class ApiKeyOut(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    granted: bool | None = None
+    # Strict: "yes", 1 or "true" are not consent; only the JSON literal true is.
+    granted: StrictBool | None = None
     text_version: str | None = Field(None, max_length=128, description="Version of the consent text agreed to.")
     channel: str | None = Field("phone", max_length=32)
 
@@ -49,7 +51,7 @@ class ConsentOut(BaseModel):
 class SpeakerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     speaker_id: str
-    status: str = Field(description="ENROLLING | ENROLLED | OPTED_OUT")
+    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED | OPTED_OUT | EXPIRED")
     net_speech_s: float
     required_speech_s: float
     model_version: str | None
@@ -113,3 +115,45 @@ class VerificationRecord(VerificationOut):
 class VerificationPageOut(BaseModel):
     items: list[VerificationRecord]
     next_cursor: str | None
+
+
+# --- keys, consent ledger, audit (issue 10) ----------------------------------------------------
+
+
+class ApiKeyInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    key_id: str
+    role: str
+    label: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    bootstrap: bool = Field(description="The key made from VOICEID_ADMIN_KEY.")
+    active: bool
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    seq: int
+    created_at: datetime
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEventOut]
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+class ConsentEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    action: str = Field(description="GRANTED | WITHDRAWN | ERASED")
+    text_version: str | None
+    channel: str | None
+    api_key_id: str | None = Field(description="The key that recorded it.")
+    recorded_at: datetime

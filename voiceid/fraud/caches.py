@@ -28,7 +28,7 @@ from voiceid.fraud.index import Neighbour, VectorIndex
 from voiceid.storage import changes, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.changes import ChangeKind
-from voiceid.storage.crypto import Cipher
+from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
@@ -67,7 +67,7 @@ class FeedCache:
     kind: ChangeKind
 
     def __init__(
-        self, cipher: Cipher, exact_max: int, poll_s: float, monotonic: Callable[[], float] = time.monotonic
+        self, cipher: Vault, exact_max: int, poll_s: float, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         self._cipher = cipher
         self._exact_max = exact_max
@@ -162,7 +162,7 @@ class VoiceprintCache(FeedCache):
     kind = ChangeKind.VOICEPRINT
 
     def __init__(
-        self, cipher: Cipher, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+        self, cipher: Vault, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic)
         self._refs: dict[str, str] = {}
@@ -185,7 +185,10 @@ class VoiceprintCache(FeedCache):
     def _apply(self, session: Session, ids: list[str]) -> None:
         found: set[str] = set()
         for chunk in _chunks(ids):
-            for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(chunk))):
+            speakers = session.scalars(select(Speaker).where(Speaker.id.in_(chunk))).all()
+            # One key-store read per chunk instead of one per voiceprint (storage/keys.py).
+            self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            for speaker in speakers:
                 found.add(speaker.id)
                 self._store(speaker)
         for gone in set(ids) - found:
@@ -193,8 +196,10 @@ class VoiceprintCache(FeedCache):
 
     def _load_all(self, session: Session, skip: set[str]) -> None:
         query = select(Speaker).where(Speaker.voiceprint_model_version.is_not(None)).execution_options(yield_per=2000)
-        for speaker in session.scalars(query):
-            if speaker.id not in skip:
+        for chunk in session.scalars(query).partitions():
+            speakers = [s for s in chunk if s.id not in skip]
+            self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            for speaker in speakers:
                 self._store(speaker)
 
     def _forget(self, object_id: str) -> None:
@@ -208,7 +213,7 @@ class WatchlistCache(FeedCache):
     kind = ChangeKind.WATCHLIST
 
     def __init__(
-        self, cipher: Cipher, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+        self, cipher: Vault, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic)
         self._labels: dict[str, str] = {}

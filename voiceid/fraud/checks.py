@@ -23,7 +23,7 @@ from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher
+from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
 
 FloatArray = npt.NDArray[np.float32]
@@ -54,7 +54,7 @@ class EnrolmentScreen:
 
 
 class FraudChecks:
-    def __init__(self, settings: Settings, cipher: Cipher, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, cipher: Vault, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock

@@ -13,6 +13,8 @@ from typing import Any
 from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud import checks
+from voiceid.security import audit
+from voiceid.security.audit import AuditAction
 from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -109,6 +111,13 @@ class FraudDesk:
             )
             generation = fraud_repo.bump_watchlist_generation(session)
             view = WatchlistEntryView.from_row(row)
+            audit.append(
+                session,
+                AuditAction.WATCHLIST_ADDED,
+                row.id,
+                {"label": row.label, "source": row.source},
+                service.clock(),
+            )
         service.fraud.watchlist.added(row, vector, generation)
         return view
 
@@ -168,9 +177,9 @@ class FraudDesk:
             row = fraud_repo.get_watchlist_entry(session, entry_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
-            session.delete(row)
-            session.flush()
+            fraud_repo.delete_watchlist_entry(session, row)
             generation = fraud_repo.bump_watchlist_generation(session)
+            audit.append(session, AuditAction.WATCHLIST_DELETED, entry_id, {"label": row.label}, service.clock())
         service.fraud.watchlist.removed(entry_id, generation)
         service.db.flush_erased()
 
@@ -234,6 +243,13 @@ class FraudDesk:
                     )
                     speaker.updated_at = now
             view = ReviewItemView.from_row(item)
+            audit.append(
+                session,
+                AuditAction.REVIEW_RESOLVED,
+                item.id,
+                {"decision": item.status, "kind": item.kind, "speaker_id": item.speaker_ref},
+                now,
+            )
         if not approve:
             service.db.flush_erased()
         return view

@@ -28,6 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.errors import VoiceIdError
 from voiceid.fraud.desk import FraudDesk
 from voiceid.fraud.histogram import histogram_svg
+from voiceid.security import audit
+from voiceid.security.audit import AuditAction
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import Role, VoiceIdService
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import load_or_create_key_file
@@ -81,6 +84,7 @@ def _session(request: Request) -> ReviewSession | None:
         return None
     if not isinstance(data, dict) or data.get("r") not in {r.value for r in ANALYST_ROLES}:
         return None
+    audit.set_actor(f"review:{data['k']}")  # who the audit trail names for this request
     return ReviewSession(str(data["k"]), str(data["r"]), str(data["c"]))
 
 
@@ -139,8 +143,16 @@ async def login(request: Request) -> Response:
     if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
         return _forbidden(request, "The sign-in form expired; reload it and try again.")
     service = _service(request)
+    host = request.client.host if request.client else None
+    throttle: FailureThrottle | None = getattr(request.app.state, "auth_throttle", None)  # set by create_app
+    if throttle is not None and throttle.retry_after(host) is not None:
+        page = await login_page(request, error="Too many failed sign-ins from this address; try again later.")
+        page.status_code = 429
+        return page
     found = await run_in_threadpool(service.authenticate, form.get("api_key", "").strip())
     if found is None or found[1] not in ANALYST_ROLES:
+        if throttle is not None:
+            throttle.failed(host)
         return await login_page(request, error="That key is not an analyst or admin key.")
     key_id, role = found
     cookie = _serializer(_secret(service)).dumps({"k": key_id, "r": role.value, "c": secrets.token_urlsafe(24)})
@@ -267,9 +279,10 @@ async def export_csv(request: Request) -> Response:
     if session is None:
         return _to_login()
     service = _service(request)
-    f, _, error = _parse_filters(dict(request.query_params))
+    f, values, error = _parse_filters(dict(request.query_params))
     if error:
         return _forbidden(request, error)
+    await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "review:export.csv", values)
     rows = await run_in_threadpool(service.all_verifications, f)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -67,6 +67,10 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self._sessions
+
+    @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
@@ -95,7 +99,15 @@ class Database:
             # could not reset the log.
             raw = self.engine.raw_connection()
             try:
-                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cursor = raw.cursor()
+                # Best effort: a reader holding an old snapshot blocks the truncation, and waiting
+                # the full busy timeout for it would let any lingering reader stall every erasure.
+                # What makes the erasure final is the destroyed data key (storage/keys.py), not this.
+                cursor.execute("PRAGMA busy_timeout=200")
+                try:
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    cursor.execute("PRAGMA busy_timeout=30000")
             finally:
                 raw.close()
 

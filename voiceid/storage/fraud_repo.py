@@ -12,8 +12,9 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from voiceid.storage.crypto import Cipher, associated_data
-from voiceid.storage.models import AttemptEmbedding, FraudGeneration, ReviewItem, WatchlistEntry
+from voiceid.storage.crypto import DecryptionError, associated_data
+from voiceid.storage.keys import Vault, mark_for_shredding, speaker_owner, watchlist_owner
+from voiceid.storage.models import AttemptEmbedding, FraudGeneration, ReviewItem, Speaker, WatchlistEntry
 from voiceid.storage.repositories import new_id
 
 WATCHLIST = "watchlist"
@@ -24,7 +25,7 @@ WATCHLIST = "watchlist"
 
 def add_attempt_embedding(
     session: Session,
-    cipher: Cipher,
+    vault: Vault,
     verification_id: str,
     speaker_ref: str,
     vector: npt.NDArray[np.float32],
@@ -32,7 +33,13 @@ def add_attempt_embedding(
     created_at: datetime,
     expires_at: datetime,
 ) -> None:
-    blob = cipher.encrypt_vector(vector, associated_data("attempt_embedding", verification_id, model_version))
+    # Under the claimed speaker's data key: the probe is erased with that speaker.
+    speaker_id = session.scalar(select(Speaker.id).where(Speaker.speaker_ref == speaker_ref))
+    if speaker_id is None:
+        raise DecryptionError(f"no speaker {speaker_ref!r} to key the attempt embedding to")
+    blob = vault.seal_vector(
+        speaker_owner(speaker_id), vector, associated_data("attempt_embedding", verification_id, model_version)
+    )
     session.add(
         AttemptEmbedding(
             verification_id=verification_id,
@@ -52,8 +59,8 @@ def get_attempt_embedding(session: Session, verification_id: str, now: datetime)
     return None if row is None or row.expires_at <= now else row
 
 
-def attempt_vector(cipher: Cipher, row: AttemptEmbedding) -> npt.NDArray[np.float32]:
-    return cipher.decrypt_vector(
+def attempt_vector(vault: Vault, row: AttemptEmbedding) -> npt.NDArray[np.float32]:
+    return vault.open_vector(
         row.ciphertext, associated_data("attempt_embedding", row.verification_id, row.model_version)
     )
 
@@ -85,21 +92,29 @@ def bump_watchlist_generation(session: Session) -> int:
 
 def add_watchlist_entry(
     session: Session,
-    cipher: Cipher,
+    vault: Vault,
     vector: npt.NDArray[np.float32],
     model_version: str,
     **fields: Any,
 ) -> WatchlistEntry:
+    # Watchlist entries belong to no speaker: each has a data key of its own, destroyed with it.
     row_id = new_id()
-    blob = cipher.encrypt_vector(vector, associated_data("watchlist_entry", row_id, model_version))
+    blob = vault.seal_vector(watchlist_owner(row_id), vector, associated_data("watchlist_entry", row_id, model_version))
     row = WatchlistEntry(id=row_id, model_version=model_version, ciphertext=blob, **fields)
     session.add(row)
     session.flush()
     return row
 
 
-def watchlist_vector(cipher: Cipher, row: WatchlistEntry) -> npt.NDArray[np.float32]:
-    return cipher.decrypt_vector(row.ciphertext, associated_data("watchlist_entry", row.id, row.model_version))
+def watchlist_vector(vault: Vault, row: WatchlistEntry) -> npt.NDArray[np.float32]:
+    return vault.open_vector(row.ciphertext, associated_data("watchlist_entry", row.id, row.model_version))
+
+
+def delete_watchlist_entry(session: Session, row: WatchlistEntry) -> None:
+    """Delete the entry and destroy its data key at commit."""
+    mark_for_shredding(session, watchlist_owner(row.id))
+    session.delete(row)
+    session.flush()
 
 
 def list_watchlist(session: Session) -> Sequence[WatchlistEntry]:

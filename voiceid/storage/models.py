@@ -55,6 +55,12 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     label: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0005 (key lifecycle): a revoked key stays listed, for the audit trail; `bootstrap` marks the
+    # key made from VOICEID_ADMIN_KEY, revoked when the variable changes.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    bootstrap: Mapped[bool] = mapped_column(default=False)
 
 
 class Speaker(Base):
@@ -74,6 +80,7 @@ class Speaker(Base):
     locked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    voiceprint_used_at: Mapped[datetime | None] = mapped_column(default=None)  # 0005: retention clock
 
 
 class EnrolmentEmbedding(Base):
@@ -268,3 +275,45 @@ class CohortSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_cohort_snapshots_model_id", "model_version", "id"),)
+# --- consent ledger and audit trail (migration 0005) -----------------------------------------
+
+
+class ConsentEvent(Base):
+    """One grant or withdrawal of consent, never updated or deleted: the ledger outlives the
+    speaker's erasure (it holds no biometric data) as the record of the lawful basis."""
+
+    __tablename__ = "consent_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # voiceid.consent.ConsentAction
+    text_version: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_consent_events_speaker", "speaker_ref", "id"),)
+
+
+class AuditEvent(Base):
+    """One administrative or analyst action. `hash` covers `prev_hash` and the row's canonical
+    content, so editing or deleting any row breaks the chain (voiceid.security.audit)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str | None] = mapped_column(String(256))
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last sequence number and hash, updated with each append under a row lock: it
+    serialises appenders on PostgreSQL and shows a deleted last row."""
+
+    __tablename__ = "audit_head"
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

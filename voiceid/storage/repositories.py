@@ -17,7 +17,8 @@ from sqlalchemy import Select, String, and_, cast, delete, func, inspect, or_, s
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
-from voiceid.storage.crypto import Cipher, associated_data
+from voiceid.storage.crypto import associated_data
+from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification
 
 KEY_PREFIX = "vid_"
@@ -114,7 +115,7 @@ def enrolment_speech_s(session: Session, speaker: Speaker, model_version: str) -
 
 def add_enrolment_embedding(
     session: Session,
-    cipher: Cipher,
+    vault: Vault,
     speaker: Speaker,
     vector: npt.NDArray[np.float32],
     model_version: str,
@@ -122,7 +123,9 @@ def add_enrolment_embedding(
     quality: dict[str, Any],
 ) -> EnrolmentEmbedding:
     row_id = new_id()
-    blob = cipher.encrypt_vector(vector, associated_data("enrolment_embedding", row_id, model_version))
+    blob = vault.seal_vector(
+        speaker_owner(speaker.id), vector, associated_data("enrolment_embedding", row_id, model_version)
+    )
     row = EnrolmentEmbedding(
         id=row_id,
         speaker_id=speaker.id,
@@ -136,39 +139,51 @@ def add_enrolment_embedding(
     return row
 
 
-def enrolment_samples(session: Session, cipher: Cipher, speaker: Speaker, model_version: str) -> list[EnrolmentSample]:
+def enrolment_samples(session: Session, vault: Vault, speaker: Speaker, model_version: str) -> list[EnrolmentSample]:
     rows = session.scalars(
         select(EnrolmentEmbedding)
         .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)
         .order_by(EnrolmentEmbedding.created_at, EnrolmentEmbedding.id)
     ).all()
-    return [
-        EnrolmentSample(
-            cipher.decrypt_vector(row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)),
-            row.net_speech_s,
-        )
-        for row in rows
-    ]
+    samples = []
+    for row in rows:
+        try:
+            vector = vault.open_vector(
+                row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)
+            )
+        except KeyShreddedError:
+            continue  # left by an erasure whose commit failed after its key was destroyed: erased
+        samples.append(EnrolmentSample(vector, row.net_speech_s))
+    return samples
 
 
 def set_voiceprint(
-    session: Session, cipher: Cipher, speaker: Speaker, vector: npt.NDArray[np.float32], model_version: str
+    session: Session, vault: Vault, speaker: Speaker, vector: npt.NDArray[np.float32], model_version: str
 ) -> None:
-    speaker.voiceprint = cipher.encrypt_vector(vector, associated_data("voiceprint", speaker.id, model_version))
+    speaker.voiceprint = vault.seal_vector(
+        speaker_owner(speaker.id), vector, associated_data("voiceprint", speaker.id, model_version)
+    )
     speaker.voiceprint_model_version = model_version
     session.flush()
 
 
-def get_voiceprint(cipher: Cipher, speaker: Speaker) -> npt.NDArray[np.float32] | None:
+def get_voiceprint(vault: Vault, speaker: Speaker) -> npt.NDArray[np.float32] | None:
     if speaker.voiceprint is None or speaker.voiceprint_model_version is None:
         return None
-    return cipher.decrypt_vector(
-        speaker.voiceprint, associated_data("voiceprint", speaker.id, speaker.voiceprint_model_version)
-    )
+    try:
+        return vault.open_vector(
+            speaker.voiceprint, associated_data("voiceprint", speaker.id, speaker.voiceprint_model_version)
+        )
+    except KeyShreddedError:
+        return None  # erased: its key is gone even if the row survived a failed commit
 
 
 def erase_biometrics(session: Session, speaker: Speaker) -> None:
-    """Remove every embedding and the voiceprint of a speaker (the row itself stays)."""
+    """Remove every embedding and the voiceprint of a speaker (the row itself stays), and destroy
+    the speaker's data key when the transaction commits, so that copies of these rows left in
+    database pages, WAL or backups can no longer be decrypted (voiceid.storage.keys). Every
+    biometric row of the speaker (attempt embeddings included) is under that key."""
+    mark_for_shredding(session, speaker_owner(speaker.id))
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
     speaker.voiceprint = None
     speaker.voiceprint_model_version = None

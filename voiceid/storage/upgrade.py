@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.storage import repositories as repo
+from voiceid.security import apikeys
 from voiceid.storage.db import MIGRATIONS_DIR, Database
 from voiceid.storage.models import PinnedDecisionData, utcnow
 
@@ -72,7 +72,10 @@ def upgrade(
         after = MigrationContext.configure(conn).get_current_revision()
         with Session(bind=conn) as session:
             if settings.admin_key is not None:
-                repo.ensure_api_key(session, settings.admin_key.get_secret_value(), "admin", "VOICEID_ADMIN_KEY")
+                # Replaces an earlier bootstrap key, refuses a weak or revoked one (security/apikeys.py).
+                apikeys.bootstrap_admin_in(
+                    session, settings.admin_key.get_secret_value(), utcnow(), settings.admin_key_min_bits
+                )
             pinned = pin_decision_data(session, pins or {}, overwrite=repin)
             session.flush()
     return UpgradeReport(before, after, settings.admin_key is not None, pinned)

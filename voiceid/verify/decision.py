@@ -31,6 +31,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
+    VOICEPRINT_EXPIRED = "VOICEPRINT_EXPIRED"  # erased after going unused for the retention period
 
 
 @dataclass(frozen=True)

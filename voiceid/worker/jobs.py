@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from voiceid.context import AppContext
 from voiceid.population import refresh_all_cohorts
+from voiceid.privacy.retention import expire_unused_voiceprints
 from voiceid.storage import changes, fraud_repo
 from voiceid.webhooks.outbox import deliver_due
 from voiceid.worker.registry import Job
@@ -26,6 +27,11 @@ def prune_change_feed(ctx: AppContext) -> int:
         return changes.prune(session, ctx.clock() - timedelta(seconds=ctx.settings.change_feed_retention_s))
 
 
+def expire_voiceprints(ctx: AppContext) -> int:
+    """Erase voiceprints unused for VOICEID_VOICEPRINT_RETENTION_DAYS (speakers answer EXPIRED)."""
+    return expire_unused_voiceprints(ctx.db, ctx.clock(), ctx.settings.voiceprint_retention_days)
+
+
 def refresh_cohorts(ctx: AppContext) -> int:
     """A new score-normalisation cohort snapshot where the enrolled population's sample changed."""
     with ctx.db.transaction() as session:
@@ -34,6 +40,7 @@ def refresh_cohorts(ctx: AppContext) -> int:
 
 JOBS: tuple[Job, ...] = (
     Job("retention-purge", purge_attempts, every=lambda s: s.purge_interval_s),
+    Job("voiceprint-retention", expire_voiceprints, every=lambda s: s.purge_interval_s),
     Job("webhook-outbox", deliver_due, every=lambda s: s.webhook_poll_s),
     Job("cohort-refresh", refresh_cohorts, every=lambda s: s.cohort_refresh_interval_s),
     Job("change-feed-prune", prune_change_feed, every=lambda s: min(3600.0, s.change_feed_retention_s / 4)),

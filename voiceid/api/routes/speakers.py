@@ -5,7 +5,8 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
 from voiceid.api.body import read_audio
-from voiceid.api.schemas import EnrolmentOut, SpeakerIn, SpeakerOut, VerificationOut
+from voiceid.api.schemas import ConsentEventOut, EnrolmentOut, SpeakerIn, SpeakerOut, VerificationOut
+from voiceid.privacy.consent import consent_history
 from voiceid.service import Role, VoiceIdService
 
 router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
@@ -27,11 +28,16 @@ AUDIO_BODY = {
     }
 }
 enrolment_role = Depends(require(Role.ENROLMENT))
+enrolment_principal = Depends(require(Role.ENROLMENT))
 
 
-@router.put("/{speaker_id}", response_model=SpeakerOut, dependencies=[enrolment_role])
+@router.put("/{speaker_id}", response_model=SpeakerOut)
 async def put_speaker(
-    speaker_id: str, body: SpeakerIn, response: Response, service: VoiceIdService = Depends(get_service)
+    speaker_id: str,
+    body: SpeakerIn,
+    response: Response,
+    principal: Principal = enrolment_principal,
+    service: VoiceIdService = Depends(get_service),
 ) -> SpeakerOut:
     """Create a speaker with their recorded consent (201), or confirm an existing one (200)."""
     consent = body.consent
@@ -41,6 +47,7 @@ async def put_speaker(
         None if consent is None else consent.granted,
         None if consent is None else consent.text_version,
         None if consent is None else consent.channel,
+        principal.key_id,
     )
     response.status_code = 201 if created else 200
     return SpeakerOut.model_validate(view)
@@ -51,10 +58,13 @@ async def get_speaker(speaker_id: str, service: VoiceIdService = Depends(get_ser
     return SpeakerOut.model_validate(await run_in_threadpool(service.get_speaker, speaker_id))
 
 
-@router.delete("/{speaker_id}", status_code=204, dependencies=[enrolment_role])
-async def delete_speaker(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> Response:
-    """Erase the speaker and all their biometric data; score-log rows (no embeddings) remain."""
-    await run_in_threadpool(service.delete_speaker, speaker_id)
+@router.delete("/{speaker_id}", status_code=204)
+async def delete_speaker(
+    speaker_id: str, principal: Principal = enrolment_principal, service: VoiceIdService = Depends(get_service)
+) -> Response:
+    """Erase the speaker and all their biometric data (their data key is destroyed); score-log rows
+    (no embeddings) and the consent ledger remain."""
+    await run_in_threadpool(service.delete_speaker, speaker_id, principal.key_id)
     return Response(status_code=204)
 
 
@@ -77,10 +87,24 @@ async def reset_enrolment(speaker_id: str, service: VoiceIdService = Depends(get
     return SpeakerOut.model_validate(await run_in_threadpool(service.reset_enrolment, speaker_id))
 
 
-@router.post("/{speaker_id}/opt-out", response_model=SpeakerOut, dependencies=[enrolment_role])
-async def opt_out(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
+@router.post("/{speaker_id}/opt-out", response_model=SpeakerOut)
+async def opt_out(
+    speaker_id: str, principal: Principal = enrolment_principal, service: VoiceIdService = Depends(get_service)
+) -> SpeakerOut:
     """Withdraw consent: biometric data is erased; enrolment needs a new consent PUT."""
-    return SpeakerOut.model_validate(await run_in_threadpool(service.opt_out, speaker_id))
+    return SpeakerOut.model_validate(await run_in_threadpool(service.opt_out, speaker_id, principal.key_id))
+
+
+@router.get("/{speaker_id}/consents", response_model=list[ConsentEventOut])
+async def consents(
+    speaker_id: str,
+    _: Principal = Depends(require(Role.ENROLMENT, Role.ANALYST)),
+    service: VoiceIdService = Depends(get_service),
+) -> list[ConsentEventOut]:
+    """The consent ledger of a speaker, oldest first: every grant, withdrawal and erasure with its
+    time, text version, channel and recording key. It outlives the speaker's deletion."""
+    events = await run_in_threadpool(consent_history, service, speaker_id)
+    return [ConsentEventOut.model_validate(e) for e in events]
 
 
 @router.post("/{speaker_id}/unlock", response_model=SpeakerOut, dependencies=[Depends(require(Role.ADMIN))])

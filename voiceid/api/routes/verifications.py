@@ -10,6 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
+from voiceid.security import audit
+from voiceid.security.audit import AuditAction
 from voiceid.service import Role, VoiceIdService
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
@@ -77,6 +79,8 @@ async def list_verifications(
 async def verifications_csv(
     f: VerificationFilter = Depends(filters), service: VoiceIdService = Depends(get_service)
 ) -> Response:
+    details = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(f).items() if v is not None}
+    await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "verifications.csv", details)
     rows = await run_in_threadpool(service.all_verifications, f)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")

@@ -1,0 +1,72 @@
+"""Retention of voiceprints: one unused for `voiceprint_retention_days` is erased automatically.
+
+"Unused" means no verification was scored against it: `speakers.voiceprint_used_at` is set when
+the voiceprint is built and at every scored verification. HMRC keeps Voice ID data for six years
+from its last use; Amazon Connect Voice ID expired speakers not accessed for three years; the
+default here is three years (docs/security.md). An expired speaker keeps their row and consent
+but loses every biometric row and their data key (crypto-shredded, as for any erasure), answers
+status EXPIRED, and verifications of them are NOT_ENROLLED until they enrol again.
+
+The job runs beside the attempt-embedding purge (the server's periodic purge and `voiceid purge`),
+in batches of bounded size so one run never holds a long transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from voiceid.security import audit
+from voiceid.security.audit import AuditAction
+from voiceid.storage import fraud_repo
+from voiceid.storage import repositories as repo
+from voiceid.storage.db import Database
+from voiceid.storage.models import Speaker
+
+if TYPE_CHECKING:
+    from voiceid.service import VoiceIdService
+
+EXPIRED = "EXPIRED"  # voiceid.service.SpeakerStatus.EXPIRED (the service imports this module's job)
+
+
+def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float, batch: int = 500) -> int:
+    """Erase every voiceprint unused since `now - retention_days`; the number of speakers expired."""
+    cutoff = now - timedelta(days=retention_days)
+    last_use = func.coalesce(Speaker.voiceprint_used_at, Speaker.updated_at)
+    expired = 0
+    with audit.acting_as("retention"):
+        while True:
+            with db.transaction() as session:
+                speakers = session.scalars(
+                    select(Speaker)
+                    .where(Speaker.voiceprint.is_not(None), last_use < cutoff)
+                    .order_by(Speaker.id)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                for speaker in speakers:
+                    used = speaker.voiceprint_used_at or speaker.updated_at
+                    repo.erase_biometrics(session, speaker)
+                    fraud_repo.erase_attempts(session, speaker.speaker_ref)
+                    speaker.status = EXPIRED
+                    speaker.updated_at = now
+                    audit.append(
+                        session,
+                        AuditAction.SPEAKER_EXPIRED,
+                        speaker.speaker_ref,
+                        {"last_used_at": used.isoformat(), "retention_days": retention_days},
+                        now,
+                    )
+            expired += len(speakers)
+            if len(speakers) < batch:
+                break
+    if expired:
+        db.flush_erased()
+    return expired
+
+
+def expire_voiceprints(service: VoiceIdService) -> int:
+    """The periodic job (server purge loop, `voiceid purge`, later `voiceid worker`)."""
+    return expire_unused_voiceprints(service.db, service.clock(), service.settings.voiceprint_retention_days)

@@ -1,0 +1,1 @@
+"""Key lifecycle, failed-authentication throttling and the audit trail (issue 10)."""
