@@ -83,34 +83,46 @@ def test_per_speaker_attempt_rate_limit(make_api):
     assert api.verify("other", body, "audio/basic")["decision"] in ("REJECT", "INCONCLUSIVE")  # per speaker
 
 
+def speaker_like(seed: int) -> np.ndarray:
+    """A unit vector that scores like a real impostor against the others (cosine about 0.2 +- 0.1):
+    ECAPA embeddings share a common direction, which random vectors would not."""
+    common = unit(424242)
+    v = 0.45 * common + unit(seed)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
 def _population(api, n: int, start: int = 1000) -> None:
     for k in range(n):
-        api.seed_voiceprint(f"member-{start + k}", unit(start + k))
+        api.seed_voiceprint(f"member-{start + k}", speaker_like(start + k))
 
 
 def test_enrolling_one_more_speaker_moves_no_score_by_more_than_the_bound(make_api):
     """With the cohort full (C population members), one more enrolment changes at most one member
     of the bottom-k sample, so an existing trial's normalised score moves by very little. Bound:
-    0.05 on the normalised scale (the accept thresholds sit several units apart from impostors);
+    5 % of the score (the old population top-50 mixed with the shipped cohort moved a genuine score
+    from 9.44 to 6.52, 31 %, when one person enrolled);
     before the refresh job runs it does not move at all."""
     engine = ScriptedEngine()
-    api = make_api(engine=engine, score_norm="as-norm", cohort_size=60, score_top_n=20)
+    api = make_api(engine=engine, score_norm="as-norm", cohort_size=200, attempt_rate_limit=100)
     service = api.service
     api.seed_voiceprint("caller", BASE)
-    _population(api, 80)
+    _population(api, 220)
     assert service.refresh_cohort() is True
     assert service.refresh_cohort() is False  # nothing changed: no new snapshot
     probe = engine.register(b"probe", at_cosine(0.7))
     before = api.verify("caller", probe, "audio/basic")["score"]
     moved = []
     for k in range(10):
-        api.seed_voiceprint(f"newcomer-{k}", unit(5000 + k))
+        api.seed_voiceprint(f"newcomer-{k}", speaker_like(5000 + k))
         assert api.verify("caller", probe, "audio/basic")["score"] == before  # no refresh yet: no change
         service.refresh_cohort()
         after = api.verify("caller", probe, "audio/basic")["score"]
         moved.append(abs(after - before))
         before = after
-    assert max(moved) <= 0.05, moved
+    # Bound: 5 % of the score (here about 15, so 0.75; the accept threshold is crossed by genuine
+    # calls with several units to spare). A newcomer replaces at most one of the C members and so at
+    # most one of the top-N AS-norm statistics: the move is O(score / N).
+    assert max(moved) <= 0.05 * abs(before), (moved, before)
     assert any(m > 0 for m in moved)  # some newcomer did enter the sample
 
 
