@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +43,12 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CONFIGURATION_ERROR: 500,
+    ErrorCode.UNSUPPORTED_SAMPLE_RATE: 422,
+    ErrorCode.TOO_MANY_CHANNELS: 422,
+    ErrorCode.DECODED_AUDIO_TOO_LARGE: 413,
+    ErrorCode.CONTENT_TYPE_MISMATCH: 415,
+    ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
 }
 
 
@@ -49,13 +56,21 @@ def status_for(code: ErrorCode) -> int:
     return STATUS.get(code, 500)
 
 
+# `<_io.BytesIO object at 0x7f...>` and the like: meaningless to a caller, and they reveal addresses.
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
 def error_response(exc: VoiceIdError) -> JSONResponse:
+    body = exc.to_dict()
+    body["message"] = _OBJECT_REPR.sub("<object>", body["message"])
     headers: dict[str, str] = {}
     if exc.code is ErrorCode.OVERLOADED:
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(exc.to_dict(), status_code=status_for(exc.code), headers=headers)
+    if exc.code is ErrorCode.DATABASE_UNAVAILABLE:
+        headers["Retry-After"] = str(exc.details.get("retry_after_s", 5))
+    return JSONResponse(body, status_code=status_for(exc.code), headers=headers)
 
 
 def install(app: FastAPI) -> None:
