@@ -309,12 +309,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Run the HTTP API (migrations run and the model loads at start-up)."""
-    import uvicorn
+    """Run the HTTP API (migrations run and the model loads at start-up).
 
+    Connections are bounded by settings: VOICEID_MAX_CONNECTIONS open connections per process
+    (HTTP and WebSocket; above it, 503), VOICEID_HTTP_HEADER_TIMEOUT_S to send request headers,
+    VOICEID_HTTP_KEEP_ALIVE_S idle keep-alive, VOICEID_MAX_STREAMS concurrent telephony streams."""
     from voiceid.api.app import create_app
+    from voiceid.api.server import serve as run_server
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port)
+    settings = get_settings()
+    run_server(create_app(settings), settings, host, port)
 
 
 @app.command("purge")

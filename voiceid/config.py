@@ -191,7 +191,10 @@ class Settings(BaseSettings):
         "Keep it well below the file-descriptor limit (ulimit -n).",
     )
     metrics_access: Literal["off", "open", "key"] = Field(
-        "key", description="/metrics: off (404), open to anyone, or key (an admin or analyst API key)."
+        "key", description="/metrics: off (404), open to anyone, or key (VOICEID_METRICS_KEY or an admin API key)."
+    )
+    metrics_key: SecretStr | None = Field(
+        None, description="Bearer token a Prometheus scraper sends for /metrics when metrics_access is 'key'."
     )
     retry_after_s: int = Field(5, ge=1, description="Retry-After of a 503 when the database cannot be reached.")
 

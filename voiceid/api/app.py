@@ -7,11 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors
+from voiceid.api import errors, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
@@ -22,6 +22,7 @@ from voiceid.fraud.desk import FraudDesk
 from voiceid.fraud.retention import purge_periodically
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
+from voiceid.telephony_adapter.limits import StreamSlots
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             403: {"model": ErrorBody},
         },
     )
-    errors.install(app)
+    app.state.stream_slots = StreamSlots(settings.max_streams)
+    errors.install(app, settings.retry_after_s)
+    security_headers.install(app)
     metrics_module.install(app, metrics)
     app.include_router(keys.router)
     app.include_router(speakers.router)
@@ -83,7 +86,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        """Prometheus metrics; who may read them is set by VOICEID_METRICS_ACCESS (off | open | key)."""
+        await metrics_module.check_access(request, settings)
         return metrics.render()
 
     return app

@@ -8,6 +8,7 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -73,7 +74,33 @@ def error_response(exc: VoiceIdError) -> JSONResponse:
     return JSONResponse(body, status_code=status_for(exc.code), headers=headers)
 
 
-def install(app: FastAPI) -> None:
+# What SQLAlchemy raises when the database cannot be reached or answer: connection refused or
+# dropped, server restarting, pool exhausted, SQLite locked. A dependency outage, so 503 with
+# Retry-After (the client may retry), never 500 (which says the request itself broke us).
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+def database_unavailable(retry_after_s: int) -> VoiceIdError:
+    return VoiceIdError(
+        ErrorCode.DATABASE_UNAVAILABLE,
+        "the database cannot be reached; nothing was changed, retry later",
+        retry_after_s=retry_after_s,
+    )
+
+
+def install(app: FastAPI, retry_after_s: int = 5) -> None:
+    async def _database_outage(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable: %s", type(exc).__name__, exc_info=exc)
+        return error_response(database_unavailable(retry_after_s))
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_outage)
+
     @app.exception_handler(VoiceIdError)
     async def _voiceid_error(_request: Request, exc: VoiceIdError) -> JSONResponse:
         return error_response(exc)

@@ -101,6 +101,10 @@ class CallRegistry:
             if row is None:
                 row = Call(id=str(call_id), created_at=now)
                 session.add(row)
+            elif row.api_key_id != api_key_id:
+                # Only the key that bound a call may re-bind it: another tenant's IVR key must not
+                # redirect a caller to a different speaker (or its outcome to another webhook).
+                raise VoiceIdError(ErrorCode.FORBIDDEN, f"call {call_id} was bound by another API key")
             elif row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}; it can no longer be re-bound")
             row.speaker_ref = speaker_id

@@ -27,6 +27,7 @@ from voiceid.api.auth import authorise
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import Role, VoiceIdService
 from voiceid.telephony_adapter.call import ULAW_8K, CallSession, Event, Mode, error_event
+from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 
 ROLE_FOR_MODE = {Mode.VERIFY: Role.IVR, Mode.ENROL: Role.ENROLMENT}
 
@@ -149,11 +151,35 @@ class TwilioStream:
         raise StreamClosed
 
     async def run(self) -> None:
+        timeouts = StreamTimeouts.from_settings(self.service.settings)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.wall_s
         try:
             while True:
-                await self.handle(await self.ws.receive())
+                wait = timeouts.start_s if self.session is None else timeouts.idle_s
+                try:
+                    raw = await asyncio.wait_for(self.ws.receive(), max(0.0, min(wait, deadline - loop.time())))
+                except TimeoutError:
+                    await self.timed_out(wait if loop.time() < deadline else timeouts.wall_s)
+                await self.handle(raw)
         except StreamClosed:
             return
+
+    async def timed_out(self, waited_s: float) -> NoReturn:
+        """Nothing came in time. A verification is decided on the audio it has (the IVR is waiting
+        for an answer); a stream that never started, or an enrolment, is abandoned."""
+        session = self.session
+        if session is not None and session.mode is Mode.VERIFY:
+            await session.end(clean=True)
+            async with self._send_lock:
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self.ws.close(CLOSE_NORMAL)
+            raise StreamClosed
+        what = "'start'" if session is None else "the next message"
+        await self.fail(
+            VoiceIdError(ErrorCode.REQUEST_TIMEOUT, f"no {what} within {waited_s:g} s; the stream is closed"),
+            CLOSE_POLICY_VIOLATION,
+        )
 
     async def handle(self, raw: MutableMapping[str, Any]) -> None:
         if raw["type"] == "websocket.disconnect":
@@ -240,6 +266,13 @@ class TwilioStream:
 async def twilio_stream(ws: WebSocket) -> None:
     await ws.accept()
     stream = TwilioStream(ws, ws.app.state.service)
+    slots: StreamSlots = ws.app.state.stream_slots
+    try:
+        slots.acquire()
+    except VoiceIdError as exc:
+        with contextlib.suppress(StreamClosed, RuntimeError, OSError):
+            await stream.fail(exc, CLOSE_TRY_AGAIN_LATER)
+        return
     try:
         await stream.run()
     except Exception:
@@ -247,3 +280,5 @@ async def twilio_stream(ws: WebSocket) -> None:
         log.exception("stream %s failed", stream.stream_sid)
         with contextlib.suppress(StreamClosed, RuntimeError, OSError):
             await stream.fail(VoiceIdError(ErrorCode.INTERNAL_ERROR, "internal error"), CLOSE_INTERNAL_ERROR)
+    finally:
+        slots.release()
