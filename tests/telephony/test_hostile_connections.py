@@ -132,8 +132,11 @@ def test_connections_beyond_the_cap_get_503_not_a_hang(serve: Callable[..., Live
     live = serve(max_connections=10, http_header_timeout_s=30.0)
     idle = [socket.create_connection(("127.0.0.1", _port(live))) for _ in range(12)]
     time.sleep(0.3)
-    response = httpx.get(live.http_url + "/healthz", timeout=10)
+    response = httpx.get(live.http_url + "/v1/speakers/x", timeout=10)
     assert response.status_code == 503
+    # The probes still answer at the cap: an orchestrator must not restart a server that copes.
+    assert _ready(live) == 200
+    assert httpx.get(live.http_url + "/healthz", timeout=10).status_code == 200
     for sock in idle:
         sock.close()
     time.sleep(0.3)

@@ -11,11 +11,31 @@ previous response ending.
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from voiceid.config import Settings
+
+PROBE_PATHS = {b"/healthz", b"/readyz"}
+# Soft file-descriptor limit `voiceid serve` raises itself to (never above the hard limit): the
+# common default of 1 024 is below what max_connections plus the database pool and model files need.
+NOFILE_TARGET = 65_536
+
+log = logging.getLogger(__name__)
+
+
+def raise_fd_limit(target: int = NOFILE_TARGET) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards `target` (as nginx's worker_rlimit_nofile
+    does); returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return int(soft)
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -50,6 +70,15 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
+        if self.url.split(b"?", 1)[0] in PROBE_PATHS:
+            # Health probes are answered even at the connection cap: an orchestrator that sees
+            # /readyz fail under a flood would restart a server that is coping, making it worse.
+            limit, self.limit_concurrency = self.limit_concurrency, None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.limit_concurrency = limit
+            return
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -76,4 +105,12 @@ def server_config(
 
 
 def serve(app: object, settings: Settings, host: str, port: int) -> None:
+    files = raise_fd_limit()
+    if files < settings.max_connections + 64:
+        log.warning(
+            "only %d file descriptors for %d connections (VOICEID_MAX_CONNECTIONS): raise `ulimit -n` "
+            "or lower the setting",
+            files,
+            settings.max_connections,
+        )
     uvicorn.Server(server_config(app, settings, host, port)).run()
