@@ -5,6 +5,7 @@ never start or go silent, and AudioSocket calls that never send a UUID or go qui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -126,6 +127,16 @@ def test_keep_alive_connection_is_closed_after_its_idle_time(serve: Callable[...
     assert sock.recv(4096).startswith(b"HTTP/1.1 200")
     assert _closed_by_server(sock, 10.0)
     sock.close()
+    # A second request on a kept-alive connection, half sent: its bytes cancel uvicorn's keep-alive
+    # timer, the header deadline (re-armed when the first response ended) still applies.
+    sock = socket.create_connection(("127.0.0.1", _port(live)))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    started = time.monotonic()
+    assert _closed_by_server(sock, 10.0)
+    assert time.monotonic() - started < 9.0
+    sock.close()
 
 
 def test_connections_beyond_the_cap_get_503_not_a_hang(serve: Callable[..., Live]) -> None:
@@ -185,6 +196,31 @@ def test_websockets_that_never_send_start_are_closed(serve: Callable[..., Live])
         assert close_code == 1008
         assert events and events[-1]["event"] == "error" and events[-1]["code"] == "REQUEST_TIMEOUT"
     assert live.service is not None and _ready(live) == 200
+
+
+def test_chatter_without_start_does_not_extend_the_start_deadline(serve: Callable[..., Live]) -> None:
+    live = serve(stream_start_timeout_s=1.5)
+
+    async def chatter() -> tuple[list[dict], int | None, float]:
+        events: list[dict] = []
+        started = time.monotonic()
+        async with connect(live.ws_url) as ws:
+            try:
+                for _ in range(50):  # a `connected` every 0.2 s, never a `start`
+                    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+                    await asyncio.sleep(0.2)
+                async for message in ws:
+                    events.append(json.loads(message))
+            except ConnectionClosed:
+                pass
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    events.append(json.loads(message))
+            return events, ws.close_code, time.monotonic() - started
+
+    events, code, lasted = asyncio.run(asyncio.wait_for(chatter(), 30))
+    assert code == 1008 and events[-1]["code"] == "REQUEST_TIMEOUT"
+    assert lasted < 9.0  # closed near the 1.5 s deadline, not after the 10 s of chatter
 
 
 def test_streams_beyond_the_cap_are_refused_cleanly(serve: Callable[..., Live]) -> None:

@@ -153,14 +153,19 @@ class TwilioStream:
     async def run(self) -> None:
         timeouts = StreamTimeouts.from_settings(self.service.settings)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeouts.wall_s
+        opened = loop.time()
+        deadline = opened + timeouts.wall_s
         try:
             while True:
-                wait = timeouts.start_s if self.session is None else timeouts.idle_s
+                # Before `start` the deadline is absolute (a client repeating `connected` or `mark`
+                # does not extend it); after it, each message must follow the last within idle_s.
+                now = loop.time()
+                limit = opened + timeouts.start_s if self.session is None else now + timeouts.idle_s
                 try:
-                    raw = await asyncio.wait_for(self.ws.receive(), max(0.0, min(wait, deadline - loop.time())))
+                    raw = await asyncio.wait_for(self.ws.receive(), max(0.0, min(limit, deadline) - now))
                 except TimeoutError:
-                    await self.timed_out(wait if loop.time() < deadline else timeouts.wall_s)
+                    waited = timeouts.wall_s if loop.time() >= deadline else limit - now
+                    await self.timed_out(timeouts.start_s if self.session is None else waited)
                 await self.handle(raw)
         except StreamClosed:
             return
