@@ -4,8 +4,11 @@ Twilio sends JSON text messages: `connected`, `start` (stream metadata, the medi
 `customParameters` set in TwiML: `speaker_id`, `mode` and `api_key`), `media` (base64 μ-law, 8 kHz,
 20 ms a message), `mark`, `dtmf` and `stop`. The server answers with JSON events: `interim`,
 then one `decision` (verify) or `enrolment` (enrol), or an `error` with a stable code followed by a
-close: 1008 when the key or the request is refused, 1007 for a malformed message, 1003 for a
-binary frame, 1011 when the service itself failed.
+close: 1008 when the key or the request is refused (or `start` did not come within
+VOICEID_STREAM_START_TIMEOUT_S), 1007 for a malformed message, 1003 for a binary frame, 1011 when
+the service itself failed, 1013 when VOICEID_MAX_STREAMS calls are already in progress. A stream
+that goes quiet for VOICEID_STREAM_IDLE_TIMEOUT_S (or outlives VOICEID_STREAM_MAX_WALL_S) is
+decided on its audio so far (verify) or abandoned (enrol).
 """
 
 from __future__ import annotations
