@@ -401,19 +401,22 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
     """Run the HTTP API (the model loads at start-up; `db upgrade` runs first unless
-    VOICEID_UPGRADE_ON_START=false; on SQLite the singleton jobs run in this process too)."""
-    import uvicorn
+    VOICEID_UPGRADE_ON_START=false; on SQLite the singleton jobs run in this process too).
 
+    Connections are bounded by settings: VOICEID_MAX_CONNECTIONS open connections per process
+    (HTTP and WebSocket; above it, 503), VOICEID_HTTP_HEADER_TIMEOUT_S to send request headers,
+    VOICEID_HTTP_KEEP_ALIVE_S idle keep-alive, VOICEID_MAX_STREAMS concurrent telephony streams."""
     from voiceid.api.app import create_app
+    from voiceid.api.server import serve as run_server
     from voiceid.security.apikeys import check_admin_key_strength
 
-    admin_key = get_settings().admin_key
-    if admin_key is not None:  # refuse before binding the port, with the message alone (no traceback)
+    settings = get_settings()
+    if settings.admin_key is not None:  # refuse before binding the port, with the message alone (no traceback)
         try:
-            check_admin_key_strength(admin_key.get_secret_value(), get_settings().admin_key_min_bits)
+            check_admin_key_strength(settings.admin_key.get_secret_value(), settings.admin_key_min_bits)
         except VoiceIdError as exc:
             _fail(exc)
-    uvicorn.run(create_app(get_settings()), host=host, port=port)
+    run_server(create_app(settings), settings, host, port)
 
 
 @db_app.command("upgrade")

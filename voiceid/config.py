@@ -271,6 +271,54 @@ class Settings(BaseSettings):
         description="A voiceprint unused (no scored verification) this long is erased and the speaker EXPIRED. "
         "Amazon Connect Voice ID: 3 years; HMRC: 6 years from last use.",
     )
+    # --- hostile traffic: bounded decoding, connections and exposure (issue 10; docs/security.md) ---
+    # Decoding cost is rate x channels x duration, so all three are bounded from the header, before
+    # any sample is decoded; the duration limit alone let a 1 MB FLAC ask for 9 GB.
+    min_sample_rate: int = Field(4000, ge=1, description="Lowest accepted sample rate (Hz) of any upload.")
+    max_sample_rate: int = Field(
+        192_000, ge=8000, le=768_000, description="Highest accepted sample rate (Hz); 422 UNSUPPORTED_SAMPLE_RATE."
+    )
+    max_channels: int = Field(2, ge=1, le=64, description="Most channels in an upload; 422 TOO_MANY_CHANNELS.")
+    max_decoded_samples: int = Field(
+        12_000_000,
+        ge=16_000,
+        description="Most decoded samples (frames x channels) in one upload, about 48 MB as float32; "
+        "413 DECODED_AUDIO_TOO_LARGE.",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Time allowed to receive a whole audio body; slower uploads get 408."
+    )
+    stream_start_timeout_s: float = Field(
+        5.0, gt=0, description="A Twilio stream must send 'start' (an AudioSocket call its UUID) within this time."
+    )
+    stream_idle_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for the next message of a call; then it is decided or abandoned."
+    )
+    stream_max_wall_s: float = Field(
+        300.0, gt=0, description="Longest a telephony call may stay connected, however slowly it sends audio."
+    )
+    max_streams: int = Field(
+        64, ge=1, description="Concurrent telephony calls per process (Twilio + AudioSocket); more are refused."
+    )
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="`voiceid serve`: a connection must complete its request headers within this time."
+    )
+    http_keep_alive_s: int = Field(
+        5, ge=1, description="`voiceid serve`: idle keep-alive connections close after this many seconds."
+    )
+    max_connections: int = Field(
+        512,
+        ge=8,
+        description="`voiceid serve`: open connections (HTTP and WebSocket) per process; above it uvicorn answers 503. "
+        "Keep it well below the file-descriptor limit (ulimit -n).",
+    )
+    metrics_access: Literal["off", "open", "key"] = Field(
+        "key", description="/metrics: off (404), open to anyone, or key (VOICEID_METRICS_KEY or an admin API key)."
+    )
+    metrics_key: SecretStr | None = Field(
+        None, description="Bearer token a Prometheus scraper sends for /metrics when metrics_access is 'key'."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After of a 503 when the database cannot be reached.")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

@@ -48,6 +48,13 @@ class ErrorCode(StrEnum):
     WEBHOOK_NOT_ALLOWED = "WEBHOOK_NOT_ALLOWED"  # webhooks off, host not allowed, or an inward address
     # keys and authentication (issue 10)
     AUTH_THROTTLED = "AUTH_THROTTLED"
+    # hostile traffic: bounded decoding, sniffing, connections, outages (issue 10)
+    UNSUPPORTED_SAMPLE_RATE = "UNSUPPORTED_SAMPLE_RATE"
+    TOO_MANY_CHANNELS = "TOO_MANY_CHANNELS"
+    DECODED_AUDIO_TOO_LARGE = "DECODED_AUDIO_TOO_LARGE"
+    CONTENT_TYPE_MISMATCH = "CONTENT_TYPE_MISMATCH"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
 class VoiceIdError(Exception):

@@ -31,7 +31,7 @@ def test_metrics_count_requests_and_decisions(make_api):
     api = make_api(engine=engine)
     api.seed_voiceprint("caller-1", unit(1))
     api.verify("caller-1", engine.register(b"p", unit(1)))
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers=api.h("admin")).text
     assert 'voiceid_decisions_total{decision="ACCEPT"} 1.0' in text
     assert 'route="/v1/speakers/{speaker_id}/verifications",status="200"' in text
     assert "caller-1" not in text

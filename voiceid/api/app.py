@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors
+from voiceid.api import errors, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
 from voiceid.api.routes import audit as audit_routes
@@ -21,6 +21,7 @@ from voiceid.fraud import review
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
+from voiceid.telephony_adapter.limits import StreamSlots
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -56,7 +57,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             403: {"model": ErrorBody},
         },
     )
-    errors.install(app)
+    app.state.stream_slots = StreamSlots(settings.max_streams)
+    errors.install(app, settings.retry_after_s)
+    security_headers.install(app)
     metrics_module.install(app, metrics)
     app.include_router(keys.router)
     app.include_router(audit_routes.router)
@@ -88,7 +91,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        """Prometheus metrics; who may read them is set by VOICEID_METRICS_ACCESS (off | open | key)."""
+        await metrics_module.check_access(request, settings)
         return metrics.render()
 
     return app

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -45,6 +47,12 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFIGURATION_ERROR: 500,
     ErrorCode.WEBHOOK_NOT_ALLOWED: 422,
     ErrorCode.AUTH_THROTTLED: 429,
+    ErrorCode.UNSUPPORTED_SAMPLE_RATE: 422,
+    ErrorCode.TOO_MANY_CHANNELS: 422,
+    ErrorCode.DECODED_AUDIO_TOO_LARGE: 413,
+    ErrorCode.CONTENT_TYPE_MISMATCH: 415,
+    ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
 }
 
 
@@ -52,16 +60,50 @@ def status_for(code: ErrorCode) -> int:
     return STATUS.get(code, 500)
 
 
+# `<_io.BytesIO object at 0x7f...>` and the like: meaningless to a caller, and they reveal addresses.
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
 def error_response(exc: VoiceIdError) -> JSONResponse:
+    body = exc.to_dict()
+    body["message"] = _OBJECT_REPR.sub("<object>", body["message"])
     headers: dict[str, str] = {}
     if exc.code in (ErrorCode.OVERLOADED, ErrorCode.RATE_LIMITED, ErrorCode.AUTH_THROTTLED):
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(exc.to_dict(), status_code=status_for(exc.code), headers=headers)
+    if exc.code is ErrorCode.DATABASE_UNAVAILABLE:
+        headers["Retry-After"] = str(exc.details.get("retry_after_s", 5))
+    return JSONResponse(body, status_code=status_for(exc.code), headers=headers)
 
 
-def install(app: FastAPI) -> None:
+# What SQLAlchemy raises when the database cannot be reached or answer: connection refused or
+# dropped, server restarting, pool exhausted, SQLite locked. A dependency outage, so 503 with
+# Retry-After (the client may retry), never 500 (which says the request itself broke us).
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+
+def database_unavailable(retry_after_s: int) -> VoiceIdError:
+    return VoiceIdError(
+        ErrorCode.DATABASE_UNAVAILABLE,
+        "the database cannot be reached; nothing was changed, retry later",
+        retry_after_s=retry_after_s,
+    )
+
+
+def install(app: FastAPI, retry_after_s: int = 5) -> None:
+    async def _database_outage(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable: %s", type(exc).__name__, exc_info=exc)
+        return error_response(database_unavailable(retry_after_s))
+
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_outage)
+
     @app.exception_handler(VoiceIdError)
     async def _voiceid_error(_request: Request, exc: VoiceIdError) -> JSONResponse:
         return error_response(exc)

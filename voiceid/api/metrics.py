@@ -3,6 +3,7 @@ do not collide on metric names."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,7 +11,10 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 
-from voiceid.service import ServiceCounters
+from voiceid.api.auth import require
+from voiceid.config import Settings
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.service import Role, ServiceCounters
 
 
 class Metrics:
@@ -70,3 +74,18 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
         return response
+
+
+async def check_access(request: Request, settings: Settings) -> None:
+    """/metrics per VOICEID_METRICS_ACCESS: route names, decision counts and latencies tell an
+    outsider how the service is used, so by default only a scraper token or an admin key sees them."""
+    if settings.metrics_access == "open":
+        return
+    if settings.metrics_access == "off":
+        raise VoiceIdError(ErrorCode.NOT_FOUND, "metrics are turned off (VOICEID_METRICS_ACCESS=off)")
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    token = settings.metrics_key.get_secret_value() if settings.metrics_key else None
+    if scheme.lower() == "bearer" and token and hmac.compare_digest(secret.encode(), token.encode()):
+        return
+    await require(Role.ADMIN)(request)

@@ -40,7 +40,14 @@ class FrontEndConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> FrontEndConfig:
         return cls(
-            limits=AudioLimits(max_bytes=settings.max_upload_bytes, max_seconds=settings.max_audio_s),
+            limits=AudioLimits(
+                max_bytes=settings.max_upload_bytes,
+                max_seconds=settings.max_audio_s,
+                min_rate=settings.min_sample_rate,
+                max_rate=settings.max_sample_rate,
+                max_channels=settings.max_channels,
+                max_samples=settings.max_decoded_samples,
+            ),
             vad=VadConfig(
                 threshold=settings.vad_threshold,
                 min_speech_ms=settings.vad_min_speech_ms,

@@ -27,7 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import VoiceIdError
 from voiceid.fraud.desk import FraudDesk
+from voiceid.fraud.export import safe_row
 from voiceid.fraud.histogram import histogram_svg
+from voiceid.fraud.sessions import ReviewSessions
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.security.throttle import FailureThrottle
@@ -54,6 +56,7 @@ class ReviewSession:
     key_id: str
     role: str
     csrf: str
+    session_id: str
 
 
 @lru_cache(maxsize=8)
@@ -73,7 +76,7 @@ def _service(request: Request) -> VoiceIdService:
     return service
 
 
-def _session(request: Request) -> ReviewSession | None:
+async def _session(request: Request) -> ReviewSession | None:
     service = _service(request)
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
@@ -82,10 +85,14 @@ def _session(request: Request) -> ReviewSession | None:
         data = _serializer(_secret(service)).loads(raw, max_age=service.settings.review_session_max_age_s)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or data.get("r") not in {r.value for r in ANALYST_ROLES}:
+    if not isinstance(data, dict) or data.get("r") not in {r.value for r in ANALYST_ROLES} or "s" not in data:
+        return None
+    # The signature proves the cookie was issued here; the database says it is still valid
+    # (not signed out, its key not deleted).
+    if not await run_in_threadpool(ReviewSessions(service).is_live, str(data["s"]), str(data["k"])):
         return None
     audit.set_actor(f"review:{data['k']}")  # who the audit trail names for this request
-    return ReviewSession(str(data["k"]), str(data["r"]), str(data["c"]))
+    return ReviewSession(str(data["k"]), str(data["r"]), str(data["c"]), str(data["s"]))
 
 
 def _to_login() -> RedirectResponse:
@@ -105,7 +112,7 @@ async def _checked_form(request: Request, session: ReviewSession) -> dict[str, s
 async def _signed_post(request: Request) -> tuple[ReviewSession, dict[str, str]] | Response:
     """(session, form) for a POST from a signed-in analyst with the right CSRF token, or the answer
     to send instead: the sign-in page without a session, 403 with a bad token."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     form = await _checked_form(request, session)
@@ -118,8 +125,10 @@ def _forbidden(request: Request, message: str) -> HTMLResponse:
     return templates.TemplateResponse(request, "error.html", {"message": message, "session": None}, status_code=403)
 
 
-def _render(request: Request, name: str, session: ReviewSession, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"session": session, **context})
+def _render(
+    request: Request, name: str, session: ReviewSession, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"session": session, **context}, status_code=status_code)
 
 
 # --- sign in / out ----------------------------------------------------------------------------
@@ -155,7 +164,10 @@ async def login(request: Request) -> Response:
             throttle.failed(host)
         return await login_page(request, error="That key is not an analyst or admin key.")
     key_id, role = found
-    cookie = _serializer(_secret(service)).dumps({"k": key_id, "r": role.value, "c": secrets.token_urlsafe(24)})
+    session_id = await run_in_threadpool(ReviewSessions(service).open, key_id)
+    cookie = _serializer(_secret(service)).dumps(
+        {"k": key_id, "r": role.value, "c": secrets.token_urlsafe(24), "s": session_id}
+    )
     response = RedirectResponse("/review", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -172,9 +184,11 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is not None and await _checked_form(request, session) is None:
         return _forbidden(request, "Invalid form token.")
+    if session is not None:
+        await run_in_threadpool(ReviewSessions(_service(request)).close, session.session_id)
     response = _to_login()
     response.delete_cookie(SESSION_COOKIE, path="/review")
     return response
@@ -224,7 +238,8 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
             max_score=number("max_score"),
             reason=reason,
         )
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: "until 9999-12-31" plus the one day that makes a bare date inclusive.
         return repo.VerificationFilter(), values, f"Invalid filter: {exc}"
     return f, values, None
 
@@ -245,7 +260,7 @@ def _scores_by_decision(service: VoiceIdService, f: repo.VerificationFilter) -> 
 
 @router.get("", response_class=HTMLResponse)
 async def attempts(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     service = _service(request)
@@ -262,6 +277,7 @@ async def attempts(request: Request) -> Response:
         request,
         "attempts.html",
         session,
+        status_code=422 if error else 200,
         page=page,
         filters=values,
         error=error,
@@ -275,13 +291,15 @@ async def attempts(request: Request) -> Response:
 
 @router.get("/export.csv")
 async def export_csv(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     service = _service(request)
     f, values, error = _parse_filters(dict(request.query_params))
     if error:
-        return _forbidden(request, error)
+        return templates.TemplateResponse(
+            request, "error.html", {"message": error, "session": session}, status_code=422
+        )
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "review:export.csv", values)
     rows = await run_in_threadpool(service.all_verifications, f)
     out = io.StringIO()
@@ -290,7 +308,17 @@ async def export_csv(request: Request) -> Response:
     for v in rows:
         hits = " ".join(f"{h['label']}:{h['score']}" for h in v.watchlist_hits)
         writer.writerow(
-            [v.verification_id, v.created_at.isoformat(), v.speaker_id, v.decision, v.score, " ".join(v.reasons), hits]
+            safe_row(
+                [
+                    v.verification_id,
+                    v.created_at.isoformat(),
+                    v.speaker_id,
+                    v.decision,
+                    v.score,
+                    " ".join(v.reasons),
+                    hits,
+                ]
+            )
         )
     return Response(
         out.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="attempts.csv"'}
@@ -299,7 +327,7 @@ async def export_csv(request: Request) -> Response:
 
 @router.get("/attempts/{verification_id}", response_class=HTMLResponse)
 async def attempt(request: Request, verification_id: str) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     try:
@@ -338,7 +366,7 @@ async def flag(request: Request, verification_id: str) -> Response:
 
 @router.get("/watchlist", response_class=HTMLResponse)
 async def watchlist_page(request: Request) -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     entries = await run_in_threadpool(FraudDesk(_service(request)).list_watchlist)
@@ -362,7 +390,7 @@ async def delete_entry(request: Request, entry_id: str) -> Response:
 
 @router.get("/queue", response_class=HTMLResponse)
 async def queue_page(request: Request, status: str = "OPEN") -> Response:
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _to_login()
     items = await run_in_threadpool(FraudDesk(_service(request)).review_queue, None if status == "ALL" else status)

@@ -317,3 +317,14 @@ class AuditHead(Base):
     name: Mapped[str] = mapped_column(String(16), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+class ReviewSessionRow(Base):
+    """A signed-in review-page session. The cookie is signed and carries a random id; the page
+    honours it only while this row exists, so signing out (or an admin ending sessions) takes
+    effect at once instead of when the cookie's 8 h lifetime runs out. Only a hash of the id is
+    stored: a copy of the table cannot be replayed as cookies."""
+
+    __tablename__ = "review_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -23,11 +23,10 @@ from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, Mode, error_event
 from voiceid.telephony_adapter.calls import CallRegistry, CallView
 from voiceid.telephony_adapter.frames import HEADER, Frame, FrameError, Kind, check_frame, encode_frame
+from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)
 
-# Asterisk sends the UUID frame straight after connecting; a silent connection is not a call.
-FIRST_FRAME_TIMEOUT_S = 10.0
 # After hanging up on a decision, how long to wait for the peer to close. Closing at once while
 # audio is still in flight makes the kernel answer with a reset, which can destroy the hang-up
 # frame before the peer has read it.
@@ -51,6 +50,8 @@ class AudioSocketServer:
         self.registry = CallRegistry(service)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self.slots = StreamSlots(service.settings.max_streams)
+        self.timeouts = StreamTimeouts.from_settings(service.settings)
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -76,6 +77,14 @@ class AudioSocketServer:
         if task is not None:
             self._connections.add(task)
         try:
+            self.slots.acquire()
+        except VoiceIdError as exc:
+            await self._refuse(writer, exc)
+            writer.close()
+            if task is not None:
+                self._connections.discard(task)
+            return
+        try:
             await self._call(reader, writer)
         except Exception:
             # One broken call must not take the server down.
@@ -87,6 +96,7 @@ class AudioSocketServer:
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
+            self.slots.release()
 
     async def _send(self, writer: asyncio.StreamWriter, *frames: bytes) -> None:
         if writer.is_closing():
@@ -108,8 +118,14 @@ class AudioSocketServer:
 
     async def _call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            first = await asyncio.wait_for(read_frame(reader), FIRST_FRAME_TIMEOUT_S)
-        except (TimeoutError, FrameError) as exc:
+            # Asterisk sends the UUID frame straight after connecting; a silent connection is not a call.
+            first = await asyncio.wait_for(read_frame(reader), self.timeouts.start_s)
+        except TimeoutError:
+            await self._refuse(
+                writer, VoiceIdError(ErrorCode.REQUEST_TIMEOUT, f"no UUID frame within {self.timeouts.start_s:g} s")
+            )
+            return
+        except FrameError as exc:
             await self._refuse(writer, VoiceIdError(ErrorCode.INVALID_MESSAGE, f"expected a UUID frame: {exc}"))
             return
         if first is None:
@@ -143,10 +159,24 @@ class AudioSocketServer:
 
         session = CallSession(self.service, call.speaker_id, Mode(call.mode), PCM16LE_8K, emit, call.api_key_id)
         clean = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeouts.wall_s
         try:
             await session.open()
             while not session.finished:
-                frame = await read_frame(reader)
+                try:
+                    wait = max(0.0, min(self.timeouts.idle_s, deadline - loop.time()))
+                    frame = await asyncio.wait_for(read_frame(reader), wait)
+                except TimeoutError:
+                    # The line went quiet (or the call outlived VOICEID_STREAM_MAX_WALL_S): a
+                    # verification is decided on the audio it has, an enrolment is abandoned.
+                    log.info("call %s: no frame within %.1f s", call_id, wait)
+                    clean = session.mode is Mode.VERIFY
+                    if not clean:
+                        await session.end(clean=False)
+                        await emit(error_event(VoiceIdError(ErrorCode.REQUEST_TIMEOUT, "the call went silent")))
+                        return
+                    break
                 if frame is None:
                     break  # dropped without a hang-up frame
                 if frame.kind is Kind.AUDIO:

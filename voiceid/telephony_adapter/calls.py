@@ -108,6 +108,7 @@ class CallRegistry:
                     "speaker_ref": speaker_id,
                     "mode": mode.value,
                     "status": CallStatus.BOUND.value,
+                    "api_key_id": api_key_id,
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -115,6 +116,10 @@ class CallRegistry:
             row = session.get(Call, str(call_id), with_for_update=True, populate_existing=True)
             if row is None:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} changed concurrently; retry")
+            if not created and row.api_key_id != api_key_id:
+                # Only the key that bound a call may re-bind it: another tenant's IVR key must not
+                # redirect a caller to a different speaker (or its outcome to another webhook).
+                raise VoiceIdError(ErrorCode.FORBIDDEN, f"call {call_id} was bound by another API key")
             if row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}; it can no longer be re-bound")
             row.speaker_ref = speaker_id

@@ -4,8 +4,11 @@ Twilio sends JSON text messages: `connected`, `start` (stream metadata, the medi
 `customParameters` set in TwiML: `speaker_id`, `mode` and `api_key`), `media` (base64 μ-law, 8 kHz,
 20 ms a message), `mark`, `dtmf` and `stop`. The server answers with JSON events: `interim`,
 then one `decision` (verify) or `enrolment` (enrol), or an `error` with a stable code followed by a
-close: 1008 when the key or the request is refused, 1007 for a malformed message, 1003 for a
-binary frame, 1011 when the service itself failed.
+close: 1008 when the key or the request is refused (or `start` did not come within
+VOICEID_STREAM_START_TIMEOUT_S), 1007 for a malformed message, 1003 for a binary frame, 1011 when
+the service itself failed, 1013 when VOICEID_MAX_STREAMS calls are already in progress. A stream
+that goes quiet for VOICEID_STREAM_IDLE_TIMEOUT_S (or outlives VOICEID_STREAM_MAX_WALL_S) is
+decided on its audio so far (verify) or abandoned (enrol).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from voiceid.api.auth import authorise
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import Role, VoiceIdService
 from voiceid.telephony_adapter.call import ULAW_8K, CallSession, Event, Mode, error_event
+from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 
 ROLE_FOR_MODE = {Mode.VERIFY: Role.IVR, Mode.ENROL: Role.ENROLMENT}
 
@@ -149,11 +154,40 @@ class TwilioStream:
         raise StreamClosed
 
     async def run(self) -> None:
+        timeouts = StreamTimeouts.from_settings(self.service.settings)
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        deadline = opened + timeouts.wall_s
         try:
             while True:
-                await self.handle(await self.ws.receive())
+                # Before `start` the deadline is absolute (a client repeating `connected` or `mark`
+                # does not extend it); after it, each message must follow the last within idle_s.
+                now = loop.time()
+                limit = opened + timeouts.start_s if self.session is None else now + timeouts.idle_s
+                try:
+                    raw = await asyncio.wait_for(self.ws.receive(), max(0.0, min(limit, deadline) - now))
+                except TimeoutError:
+                    waited = timeouts.wall_s if loop.time() >= deadline else limit - now
+                    await self.timed_out(timeouts.start_s if self.session is None else waited)
+                await self.handle(raw)
         except StreamClosed:
             return
+
+    async def timed_out(self, waited_s: float) -> NoReturn:
+        """Nothing came in time. A verification is decided on the audio it has (the IVR is waiting
+        for an answer); a stream that never started, or an enrolment, is abandoned."""
+        session = self.session
+        if session is not None and session.mode is Mode.VERIFY:
+            await session.end(clean=True)
+            async with self._send_lock:
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self.ws.close(CLOSE_NORMAL)
+            raise StreamClosed
+        what = "'start'" if session is None else "the next message"
+        await self.fail(
+            VoiceIdError(ErrorCode.REQUEST_TIMEOUT, f"no {what} within {waited_s:g} s; the stream is closed"),
+            CLOSE_POLICY_VIOLATION,
+        )
 
     async def handle(self, raw: MutableMapping[str, Any]) -> None:
         if raw["type"] == "websocket.disconnect":
@@ -240,6 +274,13 @@ class TwilioStream:
 async def twilio_stream(ws: WebSocket) -> None:
     await ws.accept()
     stream = TwilioStream(ws, ws.app.state.service)
+    slots: StreamSlots = ws.app.state.stream_slots
+    try:
+        slots.acquire()
+    except VoiceIdError as exc:
+        with contextlib.suppress(StreamClosed, RuntimeError, OSError):
+            await stream.fail(exc, CLOSE_TRY_AGAIN_LATER)
+        return
     try:
         await stream.run()
     except Exception:
@@ -247,3 +288,5 @@ async def twilio_stream(ws: WebSocket) -> None:
         log.exception("stream %s failed", stream.stream_sid)
         with contextlib.suppress(StreamClosed, RuntimeError, OSError):
             await stream.fail(VoiceIdError(ErrorCode.INTERNAL_ERROR, "internal error"), CLOSE_INTERNAL_ERROR)
+    finally:
+        slots.release()

@@ -77,7 +77,7 @@ async def delete_speaker(
 async def enrolment_audio(
     speaker_id: str, request: Request, service: VoiceIdService = Depends(get_service)
 ) -> EnrolmentOut:
-    data, content_type = await read_audio(request, service.settings.max_upload_bytes)
+    data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
     step = await run_in_threadpool(service.add_enrolment_audio, speaker_id, data, content_type)
     return EnrolmentOut.model_validate(step)
 
@@ -119,6 +119,6 @@ async def verify(
     principal: Principal = Depends(require(Role.IVR)),
     service: VoiceIdService = Depends(get_service),
 ) -> VerificationOut:
-    data, content_type = await read_audio(request, service.settings.max_upload_bytes)
+    data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
     view = await run_in_threadpool(service.verify, speaker_id, data, content_type, principal.key_id)
     return VerificationOut.model_validate(view)

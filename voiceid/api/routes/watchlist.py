@@ -92,7 +92,9 @@ async def add_watchlist_entry(
     else:
         if not label:
             raise VoiceIdError(ErrorCode.INVALID_REQUEST, "label (query parameter) is required with an audio body")
-        data, content_type = await read_audio(request, fraud.service.settings.max_upload_bytes)
+        data, content_type = await read_audio(
+            request, fraud.service.settings.max_upload_bytes, fraud.service.settings.body_timeout_s
+        )
         view = await run_in_threadpool(fraud.add_from_audio, data, content_type, label, note, principal.key_id)
     return WatchlistEntryOut.model_validate(view)
 

@@ -1,0 +1,52 @@
+"""Review-page sessions held in the database (see `ReviewSessionRow`): created at sign-in,
+checked on every page, deleted at sign-out. A signed cookie alone cannot be revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from voiceid.service import VoiceIdService
+from voiceid.storage.models import ApiKey, ReviewSessionRow
+
+
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class ReviewSessions:
+    def __init__(self, service: VoiceIdService) -> None:
+        self.service = service
+
+    def open(self, key_id: str) -> str:
+        """A new session id for `key_id` (to put in the signed cookie); expired rows are swept."""
+        session_id = secrets.token_urlsafe(32)
+        now = self.service.clock()
+        with self.service.db.transaction() as session:
+            session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.expires_at <= now))
+            session.add(
+                ReviewSessionRow(
+                    id_hash=_hash(session_id),
+                    key_id=key_id,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=self.service.settings.review_session_max_age_s),
+                )
+            )
+        return session_id
+
+    def is_live(self, session_id: str, key_id: str) -> bool:
+        """The session exists, has not expired, belongs to `key_id`, and that key still exists."""
+        with self.service.db.transaction() as session:
+            row = session.scalar(
+                select(ReviewSessionRow)
+                .join(ApiKey, ApiKey.id == ReviewSessionRow.key_id)
+                .where(ReviewSessionRow.id_hash == _hash(session_id))
+            )
+            return row is not None and row.key_id == key_id and row.expires_at > self.service.clock()
+
+    def close(self, session_id: str) -> None:
+        with self.service.db.transaction() as session:
+            session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.id_hash == _hash(session_id)))
