@@ -114,7 +114,7 @@ def main() -> None:
     report: dict[str, Any] = {"manifest": str(manifest), "target_fmr": settings.target_fmr, "rows": [], "cohort": []}
     for channel in args.channels.split(","):
         runs = {}
-        for n in sorted({1, 2, 3} | {int(v) for v in args.probe_utts.split(",")}):
+        for n in sorted({1, 3} | {int(v) for v in args.probe_utts.split(",")}):
             run = embed_run(join_tests(base, n), channel, embed, cache, cohort, speech=speech)
             runs[n] = (run, run.trials("as-norm", settings.score_top_n, "population", settings.cohort_size))
         service_channel = runs[1][0].service_channel

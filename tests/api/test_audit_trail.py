@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.api.conftest import POSTGRES_ADMIN_DSN, ScriptedEngine, unit
+from tests.api.conftest import ScriptedEngine, unit
+from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.cli import app
 from voiceid.config import get_settings
 from voiceid.security import audit

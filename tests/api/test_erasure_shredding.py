@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from tests.api.conftest import POSTGRES_ADMIN_DSN, ScriptedEngine, unit
+from tests.api.conftest import ScriptedEngine, unit
+from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.config import Settings
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.conftest import ADMIN_KEY, POSTGRES_ADMIN_DSN, NoInferenceEngine
+from tests.api.conftest import ADMIN_KEY, NoInferenceEngine
+from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.api.app import create_app
 from voiceid.config import Settings
 from voiceid.service import Role
