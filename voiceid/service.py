@@ -25,6 +25,7 @@ from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.checks import FraudChecks
+from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
 from voiceid.storage import fraud_repo
@@ -317,7 +318,7 @@ class VoiceIdService:
             version = utterance.model_version
             # A refusal by the fraud checks is raised after this transaction commits: the review
             # item recording it must stay even though the enrolment step does not.
-            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version)
+            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version, utterance.quality.channel)
             if fraud.refusal is None:
                 repo.add_enrolment_embedding(
                     session,
@@ -353,7 +354,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             if speaker.status != SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = self.clock()
@@ -366,7 +367,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             speaker.status = SpeakerStatus.OPTED_OUT.value
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
@@ -378,7 +379,7 @@ class VoiceIdService:
     def delete_speaker(self, speaker_id: str) -> None:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             repo.delete_speaker(session, speaker)
         self.db.flush_erased()
 
@@ -491,6 +492,10 @@ class VoiceIdService:
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
             result, applied, outcome, hits = self._score(session, speaker, utterance)
+            linked = self.fraud.check_links(
+                session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
+            )
+            outcome = mark_linked(outcome, bool(linked.alert_identities))
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -513,6 +518,7 @@ class VoiceIdService:
             self.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
+            self.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
             return view
 
     def _score(
@@ -534,7 +540,7 @@ class VoiceIdService:
             self.settings.verify_min_speech_s,
             low_quality=applied.low_quality,
         )
-        hits = self.fraud.screen(session, utterance.vector, utterance.model_version)
+        hits = self.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
         outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
         return result, applied, outcome, list(hits)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voiceid.service import Role
 
@@ -61,7 +61,20 @@ class SpeakerOut(BaseModel):
 class WatchlistHitOut(BaseModel):
     entry_id: str
     label: str
-    score: float = Field(description="Raw cosine between the probe and the watchlist entry.")
+    llr: float | None = Field(
+        description="Calibrated LLR (natural log), probe vs watchlist voice, on the pair's channel scale "
+        "(null only on hits logged before calibrated screening)."
+    )
+    raw_score: float = Field(description="Cosine between the probe and the watchlist voice, for diagnosis.")
+    channel: str | None = Field(None, description="phone | wideband: the calibration the pair was scored with.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # Hits logged before calibrated screening carry only the raw cosine, as "score".
+        if isinstance(data, dict) and "raw_score" not in data and "score" in data:
+            return {**data, "raw_score": data["score"], "llr": None}
+        return data
 
 
 class EnrolmentOut(BaseModel):

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +26,8 @@ from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.index import VectorIndex
+from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours
+from voiceid.fraud.scale import CALIBRATION_FILE, FraudScale, load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -33,14 +36,22 @@ from voiceid.storage.models import Speaker, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
+SYNC_BATCH = 500  # ids per IN (...) query when syncing caches
 
 # Review-queue vocabulary.
 KIND_DUPLICATE = "DUPLICATE_IDENTITY"
 KIND_WATCHLIST = "WATCHLIST_MATCH"
+KIND_LINKED = "LINKED_VOICE"  # one voice heard on several identities within days
 OPEN = "OPEN"
 REFUSED = "REFUSED"
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
+CLOSED = "CLOSED"  # the speaker was erased while the item was open
+
+# A linked-calls search ranks this many nearest attempts by cosine before scoring them on the
+# pairs' channels, and reports at most MAX_LINKS.
+MAX_LINK_CANDIDATES = 1000
+MAX_LINKS = 200
 
 
 class WatchlistCache:
@@ -52,6 +63,7 @@ class WatchlistCache:
         self._indexes: dict[str, VectorIndex] = {}
         self._labels: dict[str, str] = {}
         self._versions: dict[str, str] = {}
+        self.channels: dict[str, str | None] = {}
 
     def _new_index(self) -> VectorIndex:
         return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
@@ -67,18 +79,21 @@ class WatchlistCache:
         by_version: dict[str, tuple[list[str], list[FloatArray]]] = {}
         labels: dict[str, str] = {}
         versions: dict[str, str] = {}
+        channels: dict[str, str | None] = {}
         for row in fraud_repo.list_watchlist(session):
             keys, vectors = by_version.setdefault(row.model_version, ([], []))
             keys.append(row.id)
             vectors.append(fraud_repo.watchlist_vector(self._cipher, row))
             labels[row.id] = row.label
             versions[row.id] = row.model_version
+            channels[row.id] = row.channel
         indexes = {}
         for version, (keys, vectors) in by_version.items():
             index = self._new_index()
             index.add(keys, np.stack(vectors))
             indexes[version] = index
         self._indexes, self._labels, self._versions, self._generation = indexes, labels, versions, generation
+        self.channels = channels
 
     def added(self, row: WatchlistEntry, vector: FloatArray, generation: int) -> None:
         """Patch in an entry this process just committed; a gap in generations means another
@@ -88,9 +103,12 @@ class WatchlistCache:
                 self._generation = None
                 return
             index = self._indexes.setdefault(row.model_version, self._new_index())
+            if row.id in self._versions:  # a pooled entry changed its vector
+                index.remove([row.id])
             index.add([row.id], vector)
             self._labels[row.id] = row.label
             self._versions[row.id] = row.model_version
+            self.channels[row.id] = row.channel
             self._generation = generation
 
     def removed(self, entry_id: str, generation: int) -> None:
@@ -102,6 +120,7 @@ class WatchlistCache:
             if version is not None and version in self._indexes:
                 self._indexes[version].remove([entry_id])
             self._labels.pop(entry_id, None)
+            self.channels.pop(entry_id, None)
             self._generation = generation
 
 
@@ -113,6 +132,7 @@ class VoiceprintCache:
         self._indexes: dict[str, VectorIndex] = {}
         self._stamps: dict[str, tuple[str, datetime]] = {}  # speaker id -> (model version, updated_at)
         self._refs: dict[str, str] = {}
+        self.channels: dict[str, str | None] = {}  # speaker id -> channel of most of the enrolment audio
 
     def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[VectorIndex, dict[str, str]]:
         """The index of every voiceprint but `exclude_id`'s: the speaker being enrolled has
@@ -129,19 +149,22 @@ class VoiceprintCache:
                 version, _ = self._stamps.pop(gone)
                 self._indexes[version].remove([gone])
                 self._refs.pop(gone, None)
+                self.channels.pop(gone, None)
             changed = [
                 row.id for row in rows if self._stamps.get(row.id) != (row.voiceprint_model_version, row.updated_at)
             ]
-            if changed:
-                for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(changed))):
-                    self._store(speaker)
+            for start in range(0, len(changed), SYNC_BATCH):
+                batch = changed[start : start + SYNC_BATCH]
+                channels = fraud_repo.voiceprint_channels(session, batch)
+                for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(batch))):
+                    self._store(speaker, channels.get(speaker.id))
             index = self._indexes.setdefault(model_version, self._new_index())
             return index, self._refs
 
     def _new_index(self) -> VectorIndex:
         return VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max)
 
-    def _store(self, speaker: Speaker) -> None:
+    def _store(self, speaker: Speaker, channel: str | None) -> None:
         previous = self._stamps.pop(speaker.id, None)
         if previous is not None:
             self._indexes[previous[0]].remove([speaker.id])
@@ -152,6 +175,83 @@ class VoiceprintCache:
         self._indexes.setdefault(version, self._new_index()).add([speaker.id], vector)
         self._stamps[speaker.id] = (version, speaker.updated_at)
         self._refs[speaker.id] = speaker.speaker_ref
+        self.channels[speaker.id] = channel
+
+
+class AttemptIndex:
+    """The retained attempt embeddings of one process, in memory, for linked-calls searches.
+
+    Synced incrementally: rows newer than the last sync (with a slack for transactions that commit
+    out of order) are decrypted and added; expired ones are dropped in memory; when the database's
+    count of retained attempts still differs from the cache (an erasure, a purge, a late commit) the
+    id list is re-read and the difference applied, decrypting only what is new.
+    """
+
+    # A transaction may commit up to this long after its rows' created_at.
+    SLACK = timedelta(minutes=10)
+
+    def __init__(self, cipher: Cipher, exact_max: int, max_attempts: int) -> None:
+        self._cipher = cipher
+        self._exact_max = exact_max
+        self._max = max_attempts
+        self._lock = threading.Lock()
+        self._indexes: dict[str, VectorIndex] = {}
+        self._metas: dict[str, dict[str, AttemptMeta]] = {}
+        self._expires: dict[str, dict[str, datetime]] = {}
+        self._synced: dict[str, datetime] = {}
+
+    def current(
+        self, session: Session, model_version: str, now: datetime
+    ) -> tuple[VectorIndex, dict[str, AttemptMeta]]:
+        with self._lock:
+            index = self._indexes.setdefault(model_version, VectorIndex(EMBEDDING_DIM, exact_max=self._exact_max))
+            metas = self._metas.setdefault(model_version, {})
+            expires = self._expires.setdefault(model_version, {})
+            gone = [vid for vid, when in expires.items() if when <= now]
+            self._drop(index, metas, expires, gone)
+            last = self._synced.get(model_version)
+            rows = fraud_repo.retained_attempt_meta(
+                session, model_version, now, None if last is None else last - self.SLACK, self._max
+            )
+            self._add(session, index, metas, expires, [r for r in rows if r.verification_id not in metas])
+            if len(metas) != min(fraud_repo.count_retained_attempts(session, model_version, now), self._max):
+                rows = fraud_repo.retained_attempt_meta(session, model_version, now, None, self._max)
+                keep = {r.verification_id for r in rows}
+                self._drop(index, metas, expires, [vid for vid in metas if vid not in keep])
+                self._add(session, index, metas, expires, [r for r in rows if r.verification_id not in metas])
+            self._synced[model_version] = now
+            return index, metas
+
+    @staticmethod
+    def _drop(index: VectorIndex, metas: dict[str, AttemptMeta], expires: dict[str, datetime], ids: list[str]) -> None:
+        if ids:
+            index.remove(ids)
+            for vid in ids:
+                metas.pop(vid, None)
+                expires.pop(vid, None)
+
+    def _add(
+        self,
+        session: Session,
+        index: VectorIndex,
+        metas: dict[str, AttemptMeta],
+        expires: dict[str, datetime],
+        rows: list[Any],
+    ) -> None:
+        by_id = {r.verification_id: r for r in rows}
+        ids = list(by_id)
+        for start in range(0, len(ids), SYNC_BATCH):
+            stored = fraud_repo.attempt_rows(session, ids[start : start + SYNC_BATCH])
+            if not stored:
+                continue
+            vectors = np.stack([fraud_repo.attempt_vector(self._cipher, a) for a in stored])
+            index.add([a.verification_id for a in stored], vectors)
+            for a in stored:
+                r = by_id[a.verification_id]
+                metas[a.verification_id] = AttemptMeta(
+                    r.verification_id, r.speaker_ref, r.channel, r.decision, r.created_at
+                )
+                expires[a.verification_id] = a.expires_at
 
 
 @dataclass
@@ -169,23 +269,47 @@ class EnrolmentScreen:
         )
 
 
+@dataclass(frozen=True)
+class LinkCheck:
+    """The linked calls of one probe, and the identities to alert on ([] when below the alert bar)."""
+
+    links: list[Link]
+    alert_identities: list[str]
+
+
+def _scale(settings: Settings) -> FraudScale:
+    """The operator's calibration file when it has raw-cosine calibrations, else the shipped one."""
+    if settings.calibration_file is not None:
+        try:
+            return load_fraud_scale(settings.calibration_file)
+        except (OSError, ValueError, KeyError):
+            pass
+    return load_fraud_scale(CALIBRATION_FILE)
+
+
 class FraudChecks:
     def __init__(self, settings: Settings, cipher: Cipher, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock
+        self.scale = _scale(settings)
         self.watchlist = WatchlistCache(cipher, settings.search_exact_max)
         self.voiceprints = VoiceprintCache(cipher, settings.search_exact_max)
+        self.attempts = AttemptIndex(cipher, settings.search_exact_max, settings.link_max_attempts)
 
     @property
     def watchlist_forces_reject(self) -> bool:
         return self.settings.watchlist_action == "reject"
 
-    def screen(self, session: Session, vector: FloatArray, model_version: str) -> list[WatchlistHit]:
+    def screen(
+        self, session: Session, vector: FloatArray, model_version: str, channel: str | None = None
+    ) -> list[WatchlistHit]:
         index, labels = self.watchlist.current(session, model_version)
         if index is None or len(index) == 0:
             return []
-        return screen(vector, index, labels, self.settings.watchlist_threshold)
+        return screen(
+            vector, channel, index, labels, self.watchlist.channels, self.scale, self.settings.watchlist_llr_threshold
+        )
 
     def keep_attempt(
         self, session: Session, verification_id: str, speaker_ref: str, vector: FloatArray, model_version: str
@@ -202,23 +326,100 @@ class FraudChecks:
             expires_at=now + timedelta(days=self.settings.attempt_retention_days),
         )
 
+    # --- linked calls ------------------------------------------------------------------------
+
+    def links(
+        self,
+        session: Session,
+        vector: FloatArray,
+        channel: str | None,
+        speaker_ref: str,
+        model_version: str,
+        exclude: str | None = None,
+    ) -> list[Link]:
+        """Retained attempts under other identities whose voice matches `vector` (calibrated)."""
+        index, metas = self.attempts.current(session, model_version, self.clock())
+        if len(index) == 0:
+            return []
+        neighbours = index.search(vector, min(len(index), MAX_LINK_CANDIDATES))[0]
+        return links_from_neighbours(
+            neighbours, metas, speaker_ref, channel, self.scale, self.settings.link_llr_threshold, exclude
+        )[:MAX_LINKS]
+
+    def check_links(
+        self, session: Session, vector: FloatArray, channel: str | None, speaker_ref: str, model_version: str
+    ) -> LinkCheck:
+        """Run on every scored verification before it is logged (its own attempt is not stored yet)."""
+        found = self.links(session, vector, channel, speaker_ref, model_version)
+        s = self.settings
+        return LinkCheck(
+            found, alert_identities(found, speaker_ref, self.clock(), s.link_alert_days, s.link_alert_identities)
+        )
+
+    def raise_link_alert(self, session: Session, verification_id: str, speaker_ref: str, check: LinkCheck) -> None:
+        """One OPEN review item per voice cluster: a new call of a voice already under review adds its
+        identities and calls to that item instead of queueing another."""
+        if not check.alert_identities:
+            return
+        now = self.clock()
+        window = timedelta(days=self.settings.link_alert_days)
+        calls = [
+            verification_id,
+            *(link.verification_id for link in check.links if abs(link.created_at - now) <= window),
+        ]
+        best = max(link.llr for link in check.links)
+        for item in fraud_repo.open_items_of_kind(session, KIND_LINKED, now - window):
+            known_calls = set(item.details.get("verification_ids", []))
+            known_ids = set(item.details.get("identities", []))
+            if (
+                known_calls & set(calls)
+                or known_ids & set(check.alert_identities) - {speaker_ref}
+                or (item.speaker_ref == speaker_ref)
+            ):
+                item.details = {
+                    **item.details,
+                    "identities": sorted(known_ids | set(check.alert_identities)),
+                    "verification_ids": sorted(known_calls | set(calls)),
+                    "latest_verification_id": verification_id,
+                }
+                item.score = max(item.score, best)
+                session.flush()
+                return
+        fraud_repo.add_review_item(
+            session,
+            kind=KIND_LINKED,
+            status=OPEN,
+            speaker_ref=speaker_ref,
+            matched_ref=verification_id,
+            score=best,
+            details={
+                "identities": check.alert_identities,
+                "verification_ids": sorted(calls),
+                "latest_verification_id": verification_id,
+                "window_days": self.settings.link_alert_days,
+            },
+            created_at=now,
+        )
+
+    # --- enrolment -----------------------------------------------------------------------------
+
     def screen_enrolment(
-        self, session: Session, speaker: Speaker, vector: FloatArray, model_version: str
+        self, session: Session, speaker: Speaker, vector: FloatArray, model_version: str, channel: str | None = None
     ) -> EnrolmentScreen:
         """Screen one enrolment utterance; a hit goes to the review queue and, when hits force
         REJECT, refuses the step (the utterance is not stored)."""
-        result = EnrolmentScreen(watchlist_hits=self.screen(session, vector, model_version))
+        result = EnrolmentScreen(watchlist_hits=self.screen(session, vector, model_version, channel))
         if result.watchlist_hits:
             best = result.watchlist_hits[0]
             refuse = self.watchlist_forces_reject
-            fraud_repo.add_review_item(
+            fraud_repo.upsert_review_item(
                 session,
                 kind=KIND_WATCHLIST,
                 status=REFUSED if refuse else OPEN,
                 speaker_ref=speaker.speaker_ref,
                 matched_ref=best.entry_id,
-                score=best.score,
-                details={"watchlist_hits": [h.to_dict() for h in result.watchlist_hits]},
+                score=best.llr,
+                details={"watchlist_hits": [h.to_dict() for h in result.watchlist_hits], "scale": "llr"},
                 created_at=self.clock(),
             )
             if refuse:
@@ -237,21 +438,31 @@ class FraudChecks:
         ENROLLED ("REVIEW_REQUIRED"), or None; on refusal sets `result.refusal` after erasing the
         speaker's biometric data, so nothing of a refused enrolment stays."""
         index, refs = self.voiceprints.current(session, model_version, exclude_id=speaker.id)
+        # The new voiceprint's channel: the one most of its enrolment audio came through (flushed
+        # rows of this transaction included).
+        channel = fraud_repo.voiceprint_channels(session, [speaker.id]).get(speaker.id)
         result.duplicates = find_duplicates(
-            voiceprint, index, refs, self.settings.duplicate_threshold, exclude=speaker.id
+            voiceprint,
+            channel,
+            index,
+            refs,
+            self.voiceprints.channels,
+            self.scale,
+            self.settings.duplicate_llr_threshold,
+            exclude=speaker.id,
         )
         if not result.duplicates:
             return None
         best = result.duplicates[0]
         refuse = self.settings.duplicate_action == "refuse"
-        fraud_repo.add_review_item(
+        fraud_repo.upsert_review_item(
             session,
             kind=KIND_DUPLICATE,
             status=REFUSED if refuse else OPEN,
             speaker_ref=speaker.speaker_ref,
             matched_ref=best.speaker_ref,
-            score=best.score,
-            details={"matches": [{"speaker_id": d.speaker_ref, "score": d.score} for d in result.duplicates]},
+            score=best.llr,
+            details={"matches": [d.to_dict() for d in result.duplicates], "channel": channel, "scale": "llr"},
             created_at=self.clock(),
         )
         if refuse:

@@ -27,6 +27,8 @@ class Reason(StrEnum):
     LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
+    # The voice of this call was heard on several other identities within days (fraud/links.py).
+    LINKED_VOICE = "LINKED_VOICE"
 
 
 @dataclass(frozen=True)
