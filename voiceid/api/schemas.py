@@ -66,7 +66,9 @@ class WatchlistHitOut(BaseModel):
         "(null only on hits logged before calibrated screening)."
     )
     raw_score: float = Field(description="Cosine between the probe and the watchlist voice, for diagnosis.")
-    channel: str | None = Field(None, description="phone | wideband: the calibration the pair was scored with.")
+    scale: str | None = Field(
+        None, description="phone | wideband | cross: the channel calibration the pair was scored with."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -8,9 +8,14 @@ calls of one person score lower than two wideband recordings, so one raw thresho
 (`norm: "none"` in `voiceid/verify/data/calibration.json`, fitted by `voiceid calibrate`) maps a
 cosine to an LLR, and every fraud threshold is stated on that one LLR scale.
 
-A pair is scored on the scale of its *worse* side: a phone call against a wideband entry is a
-phone-quality comparison. An unknown channel (rows stored before channels were recorded) counts as
-phone, the conservative side (it gives the lower LLR for the same cosine).
+Three scales: two sides from the phone, two wideband, and a cross-channel pair (one side wideband,
+the other through the phone). Cross-channel pairs have their own calibration because the channel
+mismatch itself lowers the cosine of one person's two recordings (on the dev set a wideband
+voiceprint and the same person's phone calls score far below either same-channel pair), so the
+phone scale would miss almost every cross-channel duplicate. That calibration is fitted by
+`bench/fraud_screening.py --fit-cross` into `fraud/data/scale.json`, by the same prior-weighted
+logistic regression as `voiceid calibrate`. An unknown channel (rows stored before channels were
+recorded) counts as phone.
 """
 
 from __future__ import annotations
@@ -25,12 +30,21 @@ import numpy as np
 import numpy.typing as npt
 
 CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "verify" / "data" / "calibration.json"
+CROSS_FILE = Path(__file__).resolve().parent / "data" / "scale.json"
 RAW_NORM = "none"  # the calibrations fitted on raw cosine, which is what fraud checks compare
 
 
 class Channel(StrEnum):
     PHONE = "phone"
     WIDEBAND = "wideband"
+
+
+class PairScale(StrEnum):
+    """Which calibration scores a pair of sides."""
+
+    PHONE = "phone"
+    WIDEBAND = "wideband"
+    CROSS = "cross"  # one side wideband, the other phone
 
 
 @dataclass(frozen=True)
@@ -52,14 +66,17 @@ def as_channel(value: str | None) -> Channel:
     return Channel.WIDEBAND if value == Channel.WIDEBAND else Channel.PHONE
 
 
-def pair_channel(a: str | None, b: str | None) -> Channel:
-    """The channel whose calibration scores a comparison of a side from `a` with one from `b`."""
-    return Channel.WIDEBAND if as_channel(a) == as_channel(b) == Channel.WIDEBAND else Channel.PHONE
+def pair_channel(a: str | None, b: str | None) -> PairScale:
+    """The calibration that scores a comparison of a side from channel `a` with one from `b`."""
+    ca, cb = as_channel(a), as_channel(b)
+    if ca != cb:
+        return PairScale.CROSS
+    return PairScale.WIDEBAND if ca == Channel.WIDEBAND else PairScale.PHONE
 
 
 @dataclass(frozen=True)
 class FraudScale:
-    scales: Mapping[Channel, ChannelScale]
+    scales: Mapping[PairScale, ChannelScale]
 
     def llr(self, cosine: npt.ArrayLike, a: str | None, b: str | None) -> npt.NDArray[np.float64]:
         """LLRs of cosines between sides from channels `a` and `b` (scalars or arrays)."""
@@ -76,10 +93,12 @@ class FraudScale:
         return {ch.value: {"slope": s.slope, "offset": s.offset} for ch, s in self.scales.items()}
 
 
-def scale_from_calibrations(entries: list[dict[str, object]], model_version: str | None = None) -> FraudScale:
-    """The raw-cosine calibration of each channel out of `calibration.json`'s entries (the newest
-    listed wins when several models are present and `model_version` is not given)."""
-    found: dict[Channel, ChannelScale] = {}
+def scale_from_calibrations(
+    entries: list[dict[str, object]], cross: ChannelScale, model_version: str | None = None
+) -> FraudScale:
+    """The raw-cosine calibration of each channel out of `calibration.json`'s entries (the last
+    listed wins when several models are present and `model_version` is not given), and `cross`."""
+    found: dict[PairScale, ChannelScale] = {PairScale.CROSS: cross}
     for entry in entries:
         if entry.get("norm") != RAW_NORM or entry.get("channel") not in {c.value for c in Channel}:
             continue
@@ -88,13 +107,20 @@ def scale_from_calibrations(entries: list[dict[str, object]], model_version: str
         slope, offset = entry.get("slope"), entry.get("offset")
         if not isinstance(slope, int | float) or not isinstance(offset, int | float) or slope <= 0:
             raise ValueError(f"raw calibration for {entry.get('channel')} has no usable slope/offset")
-        found[Channel(str(entry["channel"]))] = ChannelScale(float(slope), float(offset))
-    missing = [c.value for c in Channel if c not in found]
+        found[PairScale(str(entry["channel"]))] = ChannelScale(float(slope), float(offset))
+    missing = [c.value for c in PairScale if c not in found]
     if missing:
         raise ValueError(f"no raw-cosine (norm 'none') calibration for channel(s) {', '.join(missing)}")
     return FraudScale(found)
 
 
-def load_fraud_scale(path: Path = CALIBRATION_FILE, model_version: str | None = None) -> FraudScale:
+def load_cross_scale(path: Path = CROSS_FILE) -> ChannelScale:
+    data = json.loads(path.read_text())["cross"]
+    return ChannelScale(float(data["slope"]), float(data["offset"]))
+
+
+def load_fraud_scale(
+    path: Path = CALIBRATION_FILE, model_version: str | None = None, cross_path: Path = CROSS_FILE
+) -> FraudScale:
     data = json.loads(path.read_text())
-    return scale_from_calibrations(list(data["calibrations"]), model_version)
+    return scale_from_calibrations(list(data["calibrations"]), load_cross_scale(cross_path), model_version)

@@ -30,7 +30,7 @@ class WatchlistHit:
     label: str
     llr: float  # calibrated: natural-log likelihood ratio, same voice vs different voices
     raw_score: float  # cosine, for diagnosis
-    channel: str  # the calibration the pair was scored with
+    scale: str  # the calibration the pair was scored with: phone | wideband | cross
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,7 +38,7 @@ class WatchlistHit:
             "label": self.label,
             "llr": self.llr,
             "raw_score": self.raw_score,
-            "channel": self.channel,
+            "scale": self.scale,
         }
 
 

@@ -155,7 +155,9 @@ class LinkOut(BaseModel):
     created_at: datetime
     llr: float = Field(description="Calibrated LLR (natural log), same voice vs different voices.")
     raw_score: float = Field(description="Cosine between the two calls' embeddings, for diagnosis.")
-    scale: Literal["phone", "wideband"] = Field(description="The channel calibration the pair was scored with.")
+    scale: Literal["phone", "wideband", "cross"] = Field(
+        description="The channel calibration the pair was scored with (cross: one side wideband, one phone)."
+    )
 
 
 class LinkedOut(BaseModel):
