@@ -53,15 +53,15 @@ def bin_edges(values: Sequence[float], marks: Sequence[float], target: int = TAR
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     step = nice_step(high - low, target)
-    start = math.floor(low / step) * step
-    stop = math.ceil(high / step) * step
+    # Whole steps, with a little tolerance so 0.95 / 0.05 = 18.999... counts as 19: the last edge lies
+    # strictly above the highest value (bins are half-open), the first at or below the lowest.
+    eps = 1e-9
+    first = math.floor(low / step + eps)
+    last = math.floor(high / step + eps) + 1
     if marks:
-        start = min(start, math.floor(min(marks) / step) * step - step)
-        stop = max(stop, math.ceil(max(marks) / step) * step + step)
-    if stop <= max(points):  # a value exactly on the last edge belongs inside the last bin
-        stop += step
-    n = max(1, round((stop - start) / step))
-    return np.round(start + step * np.arange(n + 1), 10)
+        first = min(first, math.floor(min(marks) / step + eps) - 1)
+        last = max(last, math.floor(max(marks) / step + eps) + 2)
+    return np.round(step * np.arange(first, last + 1), 10)
 
 
 def bin_counts(values: Sequence[float], edges: np.ndarray) -> np.ndarray:
