@@ -186,3 +186,38 @@ def test_histogram_thresholds_inside_the_plot_and_bins_hold_the_right_counts(des
             expect(page.locator("#watchlist tbody tr")).to_contain_text("empty")
         finally:
             browser.close()
+
+
+def test_docs_render_with_the_network_unreachable(desk):
+    """Swagger UI comes from the package: with every request outside the server refused, /docs still
+    renders the operations and offers the Bearer "Authorize" dialog."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _, _ = desk
+    outside: list[str] = []
+
+    def only_local(route, request) -> None:  # type: ignore[no-untyped-def]
+        if request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(request.url)
+            route.abort()
+
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            context.route("**/*", only_local)
+            page = context.new_page()
+            page.goto(f"{base}/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("voiceid")
+            expect(page.locator(".opblock").first).to_be_visible()
+            assert page.locator(".opblock").count() >= 20
+            expect(page.locator("button.authorize")).to_be_visible()
+            page.click("button.authorize")
+            expect(page.locator(".auth-container")).to_contain_text("bearerAuth")
+            page.screenshot(path=str(OUTPUT_DIR / "6-docs-offline.png"), full_page=False)
+        finally:
+            browser.close()
+    assert outside == [], outside

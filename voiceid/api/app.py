@@ -11,7 +11,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors
+from voiceid.api import errors, openapi
 from voiceid.api import metrics as metrics_module
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version="1",
         description="Voice ID for telephone IVRs: consented enrolment, verification decisions, score log.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/openapi.py from a package, not a CDN
+        redoc_url=None,
         responses={
             401: {"model": ErrorBody},
             403: {"model": ErrorBody},
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(calls.router)
     app.include_router(watchlist.router)
     app.include_router(review.router)
+    openapi.install(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

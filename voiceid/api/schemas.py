@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from voiceid.service import Role
+from voiceid.service import Role, SpeakerStatus
+from voiceid.verify.decision import Decision, Reason
 
 
 class ErrorBody(BaseModel):
@@ -49,7 +50,7 @@ class ConsentOut(BaseModel):
 class SpeakerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     speaker_id: str
-    status: str = Field(description="ENROLLING | ENROLLED | OPTED_OUT")
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     model_version: str | None
@@ -81,23 +82,23 @@ class WatchlistHitOut(BaseModel):
 
 class EnrolmentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED")
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
-    reasons: list[str] = Field(default_factory=list, description="WATCHLIST_MATCH | DUPLICATE_IDENTITY")
+    reasons: list[Literal["WATCHLIST_MATCH", "DUPLICATE_IDENTITY"]] = Field(default_factory=list)
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
 
 
 class VerificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     verification_id: str
-    decision: str = Field(description="ACCEPT | REJECT | INCONCLUSIVE | NOT_ENROLLED | OPTED_OUT | LOCKED")
+    decision: Decision
     score: float | None = Field(description="Score the thresholds apply to (after score normalisation)")
     accept_threshold: float
     reject_threshold: float
     net_speech_s: float | None
-    reasons: list[str]
+    reasons: list[Reason]
     model_version: str
     channel: str | None = Field(description="phone (G.711 / <= 8 kHz) or wideband; selects cohort and calibration")
     raw_score: float | None = Field(None, description="Cosine similarity before normalisation")
