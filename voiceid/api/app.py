@@ -11,7 +11,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors, openapi
+from voiceid.api import errors, first_start, openapi
 from voiceid.api import metrics as metrics_module
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         service.counters = metrics.counters()
         metrics.inference_admitted.set_function(lambda: service.pool.admitted)
         app.state.service = service
+        await run_in_threadpool(first_start.announce, service)
         purge = asyncio.create_task(purge_periodically(FraudDesk(service).purge_expired, settings.purge_interval_s))
         try:
             yield
