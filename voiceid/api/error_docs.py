@@ -20,7 +20,7 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.MODEL_FILE_MISSING: "A model file is missing: run `voiceid models fetch`. Retry later.",
     ErrorCode.MODEL_FILE_CORRUPT: "A model file fails its hash check: run `voiceid models fetch` again.",
     ErrorCode.MODEL_VERSION_MISMATCH: "The voiceprint was made by another model version; re-enrol the speaker.",
-    ErrorCode.CONSENT_REQUIRED: "No recorded consent (or it was withdrawn): PUT the speaker with consent.granted = true.",
+    ErrorCode.CONSENT_REQUIRED: "No recorded consent (or it was withdrawn): PUT the speaker with consent.granted true.",
     ErrorCode.SPEAKER_NOT_FOUND: "No speaker with this id: PUT /v1/speakers/{id} first.",
     ErrorCode.SPEAKER_OPTED_OUT: "The speaker opted out; record a new consent before enrolling again.",
     ErrorCode.INVALID_SPEAKER_ID: "The speaker id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
