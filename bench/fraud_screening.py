@@ -149,6 +149,8 @@ def linking(
     linked = (llr >= threshold) & other_identity
     # Genuine calls: each pool call on its own identity against every other speaker's calls.
     linked_identities = np.array([len(set(owner[linked[i]])) for i in range(len(owner))])
+    same = (owner[:, None] == owner[None, :]) & ~np.eye(len(owner), dtype=bool)
+    pair_detection = float(np.mean(llr[same] >= threshold))
     genuine = {
         "genuine_calls": len(owner),
         "pool_calls_per_genuine_call": int(other_identity[0].sum()),
@@ -189,6 +191,7 @@ def linking(
         "channel": channel.value,
         "threshold_llr": threshold,
         "min_identities": min_identities,
+        "fraud_call_pairs_linked": pair_detection,
         **genuine,
         "campaigns": campaigns,
     }
@@ -212,8 +215,8 @@ def fit_cross(speakers: Sequence[str], by_speaker: dict[Channel, dict[str, Matri
     slope, offset = fit_logistic(tar, non)
     return {
         "cross": {
-            "slope": slope,
-            "offset": offset,
+            "slope": float(slope),
+            "offset": float(offset),
             "n_target": len(tar),
             "n_nontarget": len(non),
             "fitted_on": f"dev:clean x g711-ulaw, {len(speakers)} speakers, voiceprint of {enrol} vs one utterance",
@@ -270,6 +273,30 @@ def main() -> None:
                 f"{r['false_alarms']}/{r['genuine_call_entry_pairs']} = "
                 f"{r['false_alarm_rate_per_call_per_entry']:.2e} |"
             )
+    # The rule before calibrated screening: one flagged call, raw cosine >= 0.65, any channel pair.
+    print("\nbefore (one call, raw cosine >= 0.65): ", end="")
+    old = []
+    for entry_ch, call_ch in ((P, P), (W, W), (W, P)):
+        hit = miss = fa = n = 0
+        for sp in speakers:
+            entry = by_speaker[entry_ch][sp][0]
+            later = by_speaker[call_ch][sp][1:] @ entry
+            hit += int(np.sum(later >= 0.65))
+            miss += len(later)
+            others = np.concatenate([by_speaker[call_ch][t] for t in speakers if t != sp]) @ entry
+            fa += int(np.sum(others >= 0.65))
+            n += len(others)
+        old.append(
+            {
+                "entry": entry_ch.value,
+                "call": call_ch.value,
+                "detection_rate": hit / miss,
+                "false_alarm_rate_per_call_per_entry": fa / n,
+            }
+        )
+        print(f"{entry_ch}/{call_ch} detection {100 * hit / miss:.1f} %, false alarms {fa / n:.2e}; ", end="")
+    print()
+    out["watchlist_before"] = old
     if args.sweep:
         print("\nsweep (entry/call phone, 3 pooled | 1 call): threshold, detection, false alarms per call per entry")
         for t in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
@@ -291,6 +318,18 @@ def main() -> None:
             f"| {a_ch} | {b_ch} | {rate(r['detected'], r['same_person_pairs'])} | "
             f"{r['false_matches']}/{r['different_person_pairs']} = {r['false_match_rate']:.2e} |"
         )
+    a = np.stack([pool_voice(by_speaker[W][sp][:5]) for sp in speakers])
+    b = np.stack([pool_voice(by_speaker[P][sp][5:]) for sp in speakers])
+    raw = a @ b.T
+    out["duplicates_before_cross"] = {
+        "detection_rate": float(np.mean(np.diag(raw) >= 0.80)),
+        "false_match_rate": float(np.mean(raw[~np.eye(len(speakers), dtype=bool)] >= 0.80)),
+    }
+    print(
+        "before (raw cosine >= 0.80), wideband vs phone: held "
+        f"{100 * out['duplicates_before_cross']['detection_rate']:.1f} %, "
+        f"false matches {out['duplicates_before_cross']['false_match_rate']:.2e}"
+    )
     if args.sweep:
         print("\nsweep (wideband vs phone voiceprints): threshold, held, false-match rate")
         for t in (4.0, 6.0, 8.0, 10.0, 12.0):
@@ -307,7 +346,8 @@ def main() -> None:
             f"other-identity calls each): with a false link {rate(r['calls_with_a_false_link'], r['genuine_calls'])}, "
             f"false links per call {r['false_links_per_genuine_call']:.3f} "
             f"(per call pair {r['false_link_rate_per_call_pair']:.2e}), "
-            f"false alerts {rate(r['false_alerts'], r['genuine_calls'])}"
+            f"false alerts {rate(r['false_alerts'], r['genuine_calls'])}; "
+            f"two calls of one fraudster linked {100 * r['fraud_call_pairs_linked']:.1f} %"
         )
         for c in r["campaigns"]:
             print(

@@ -22,9 +22,9 @@ DEFAULT_REJECT_THRESHOLD = 0.30
 
 # Fraud desk thresholds on the calibrated LLR scale, chosen from bench/fraud_screening.py on the dev
 # set (docs/fraud.md has the table).
-DEFAULT_WATCHLIST_LLR = 4.0
+DEFAULT_WATCHLIST_LLR = 5.0
 DEFAULT_DUPLICATE_LLR = 8.0
-DEFAULT_LINK_LLR = 4.0
+DEFAULT_LINK_LLR = 6.0
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
