@@ -42,6 +42,7 @@ from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
+from voiceid.fraud.checks import MAX_POOL_SEEDS
 from voiceid.fraud.desk import pool_voice
 from voiceid.fraud.scale import CROSS_FILE, Channel, FraudScale, load_fraud_scale
 from voiceid.verify.scoring import l2_normalise
@@ -131,12 +132,35 @@ def duplicates(
     }
 
 
+def linked_calls(
+    i: int,
+    candidates: npt.NDArray[np.bool_],
+    pool: Matrix,
+    llr: npt.NDArray[np.float64],
+    scale: FraudScale,
+    channel: Channel,
+    threshold: float,
+    pooled_threshold: float | None,
+) -> npt.NDArray[np.int64]:
+    """The calls among `candidates` linked to call `i`, as the service finds them
+    (`FraudChecks.links`): first against the call, then against the call pooled with its best
+    first-pass links (up to MAX_POOL_SEEDS) at `pooled_threshold`."""
+    first = np.flatnonzero((llr[i] >= threshold) & candidates)
+    if len(first) == 0 or pooled_threshold is None:
+        return first
+    seeds = first[np.argsort(-llr[i, first])][:MAX_POOL_SEEDS]
+    voice = pool_voice(np.vstack([pool[i][None, :], pool[seeds]]))
+    second = np.flatnonzero((scale.llr(pool @ voice, channel, channel) >= pooled_threshold) & candidates)
+    return np.union1d(first, second)
+
+
 def linking(
     speakers: Sequence[str],
     calls: dict[str, Matrix],
     scale: FraudScale,
     channel: Channel,
     threshold: float,
+    pooled_threshold: float | None,
     min_identities: int,
     draws: int,
     seed: int,
@@ -146,9 +170,13 @@ def linking(
     pool = np.concatenate([calls[s] for s in speakers])
     llr = scale.llr(pool @ pool.T, channel, channel)
     other_identity = owner[:, None] != owner[None, :]
-    linked = (llr >= threshold) & other_identity
     # Genuine calls: each pool call on its own identity against every other speaker's calls.
-    linked_identities = np.array([len(set(owner[linked[i]])) for i in range(len(owner))])
+    found = [
+        linked_calls(i, other_identity[i], pool, llr, scale, channel, threshold, pooled_threshold)
+        for i in range(len(owner))
+    ]
+    linked_identities = np.array([len(set(owner[f])) for f in found])
+    n_links = sum(len(f) for f in found)
     same = (owner[:, None] == owner[None, :]) & ~np.eye(len(owner), dtype=bool)
     pair_detection = float(np.mean(llr[same] >= threshold))
     genuine = {
@@ -156,8 +184,8 @@ def linking(
         "pool_calls_per_genuine_call": int(other_identity[0].sum()),
         "calls_with_a_false_link": int(np.sum(linked_identities >= 1)),
         "false_link_rate_per_genuine_call": float(np.mean(linked_identities >= 1)),
-        "false_links_per_genuine_call": float(linked.sum() / len(owner)),
-        "false_link_rate_per_call_pair": float(linked.sum() / other_identity.sum()),
+        "false_links_per_genuine_call": float(n_links / len(owner)),
+        "false_link_rate_per_call_pair": float(n_links / other_identity.sum()),
         "false_alerts": int(np.sum(linked_identities + 1 >= min_identities)),
         "false_alert_rate_per_genuine_call": float(np.mean(linked_identities + 1 >= min_identities)),
     }
@@ -171,8 +199,11 @@ def linking(
                 # The last call of the campaign against the earlier ones (each on its own identity)
                 # and against the genuine pool (other speakers' calls, their own identities).
                 last, earlier = chosen[-1], chosen[:-1]
-                fraud_links = llr[last, earlier] >= threshold
-                pool_links = {owner[j] for j in np.flatnonzero(linked[last]) if owner[j] != s}
+                candidates = owner != s
+                candidates[earlier] = True
+                hits = linked_calls(last, candidates, pool, llr, scale, channel, threshold, pooled_threshold)
+                fraud_links = np.isin(earlier, hits)
+                pool_links = {owner[j] for j in hits if owner[j] != s}
                 identities = 1 + int(fraud_links.sum()) + len(pool_links)
                 alerted += int(identities >= min_identities)
                 all_linked += int(fraud_links.all())
@@ -190,6 +221,7 @@ def linking(
     return {
         "channel": channel.value,
         "threshold_llr": threshold,
+        "pooled_threshold_llr": pooled_threshold,
         "min_identities": min_identities,
         "fraud_call_pairs_linked": pair_detection,
         **genuine,
@@ -231,6 +263,12 @@ def main() -> None:
     parser.add_argument("--watchlist-llr", type=float, default=settings.watchlist_llr_threshold)
     parser.add_argument("--duplicate-llr", type=float, default=settings.duplicate_llr_threshold)
     parser.add_argument("--link-llr", type=float, default=settings.link_llr_threshold)
+    parser.add_argument(
+        "--link-pooled-llr",
+        type=float,
+        default=settings.link_pooled_llr_threshold,
+        help="second-pass bar (negative: no second pass)",
+    )
     parser.add_argument("--alert-identities", type=int, default=settings.link_alert_identities)
     parser.add_argument("--sweep", action="store_true", help="also print each figure at a range of thresholds")
     parser.add_argument("--draws", type=int, default=20, help="random campaigns per speaker and size")
@@ -336,10 +374,16 @@ def main() -> None:
             r = duplicates(speakers, by_speaker, scale, W, P, t)
             print(f"  {t:4.1f}  {r['detection_rate']:.3f}  {r['false_match_rate']:.2e}")
 
-    print(f"\n## Linked calls at LLR >= {args.link_llr:g}, alert at {args.alert_identities} identities")
+    pooled_bar = None if args.link_pooled_llr is None or args.link_pooled_llr < 0 else args.link_pooled_llr
+    print(
+        f"\n## Linked calls at LLR >= {args.link_llr:g} (second pass on the pooled voice: {pooled_bar}), "
+        f"alert at {args.alert_identities} identities"
+    )
     out["linking"] = []
     for ch in (P, W):
-        r = linking(speakers, by_speaker[ch], scale, ch, args.link_llr, args.alert_identities, args.draws, seed=14)
+        r = linking(
+            speakers, by_speaker[ch], scale, ch, args.link_llr, pooled_bar, args.alert_identities, args.draws, seed=14
+        )
         out["linking"].append(r)
         print(
             f"{ch}: genuine calls {r['genuine_calls']} (pool of {r['pool_calls_per_genuine_call']} "
@@ -358,7 +402,7 @@ def main() -> None:
     if args.sweep:
         print("\nsweep (phone): threshold, false-link rate per genuine call, false alerts, alert rate at 3 / 5")
         for t in (3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
-            r = linking(speakers, by_speaker[P], scale, P, t, args.alert_identities, 5, seed=14)
+            r = linking(speakers, by_speaker[P], scale, P, t, None, args.alert_identities, 5, seed=14)
             c3, c5 = r["campaigns"][0], r["campaigns"][2]
             print(
                 f"  {t:4.1f}  {r['false_link_rate_per_genuine_call']:.3f}  {r['false_alert_rate_per_genuine_call']:.4f}"

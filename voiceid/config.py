@@ -25,6 +25,7 @@ DEFAULT_REJECT_THRESHOLD = 0.30
 DEFAULT_WATCHLIST_LLR = 5.0
 DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
+DEFAULT_LINK_POOLED_LLR = 8.0
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -147,6 +148,13 @@ class Settings(BaseSettings):
     )
     link_llr_threshold: float = Field(
         DEFAULT_LINK_LLR, ge=-50, le=50, description="LLR between two calls shown as linked (same voice)."
+    )
+    link_pooled_llr_threshold: float | None = Field(
+        DEFAULT_LINK_POOLED_LLR,
+        ge=-50,
+        le=50,
+        description="Second pass: calls scoring this LLR against the call pooled with its links are linked too "
+        "(unset: no second pass).",
     )
     link_alert_identities: int = Field(
         3, ge=2, le=100, description="Alert when one voice is heard on this many identities (the call's included)..."

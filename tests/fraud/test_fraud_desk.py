@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from tests.api.conftest import ScriptedEngine, count, unit
 from tests.fraud.conftest import llr_at
@@ -25,6 +26,7 @@ from voiceid.fraud.scale import (
     scale_from_calibrations,
 )
 from voiceid.storage import models as m
+from voiceid.storage.crypto import generate_key_text
 
 # --- the scale (pure) -------------------------------------------------------------------------
 
@@ -310,3 +312,31 @@ def test_items_of_an_erased_speaker_are_closed_and_cannot_be_approved(make_api, 
         f"/v1/review-queue/{item['item_id']}/resolve", json={"action": "approve"}, headers=api.h("analyst")
     )
     assert (r.status_code, r.json()["code"]) == (409, "CONFLICT")
+
+
+def test_second_pass_on_the_pooled_voice_finds_a_call_the_first_missed(make_api):
+    """Calls at cosine 0.8 to one voice: the last call links to two of the earlier ones at a bar of
+    0.6 (0.62, 0.63) but not the third (0.58); pooled with the two it finds it (0.73 >= 0.7)."""
+    engine = ScriptedEngine()
+    key = SecretStr(generate_key_text())
+    api = make_api(
+        engine=engine,
+        encryption_key=key,
+        link_llr_threshold=llr_at(0.6),
+        link_pooled_llr_threshold=llr_at(0.7),
+        link_alert_identities=10,
+    )
+    customers = ("cust-1", "cust-2", "cust-3", "cust-4")
+    for i, customer in enumerate(customers):
+        api.seed_voiceprint(customer, unit(700 + i))
+    earlier = [fraud_call(api, engine, f"e{i}".encode(), 110 + i, claimed=customers[i]) for i in range(3)]
+    last = fraud_call(api, engine, b"last", 120, claimed="cust-4")
+    body = linked(api, last["verification_id"]).json()
+    by_call = {link["verification_id"]: link for link in body["links"]}
+    assert set(by_call) == {e["verification_id"] for e in earlier}
+    assert [by_call[e["verification_id"]]["pooled"] for e in earlier] == [False, False, True]
+    assert body["identities"] == ["cust-4", "cust-1", "cust-2", "cust-3"]
+    # Without the second pass the third call is not linked.
+    plain = make_api(engine=engine, encryption_key=key, link_llr_threshold=llr_at(0.6), link_pooled_llr_threshold=None)
+    ids = {link["verification_id"] for link in linked(plain, last["verification_id"]).json()["links"]}
+    assert ids == {earlier[0]["verification_id"], earlier[1]["verification_id"]}

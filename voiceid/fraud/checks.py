@@ -26,13 +26,14 @@ from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.index import VectorIndex
-from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours
+from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours, merge_links
 from voiceid.fraud.scale import CALIBRATION_FILE, FraudScale, load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher
 from voiceid.storage.models import Speaker, WatchlistEntry
+from voiceid.verify.scoring import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
@@ -52,6 +53,7 @@ CLOSED = "CLOSED"  # the speaker was erased while the item was open
 # pairs' channels, and reports at most MAX_LINKS.
 MAX_LINK_CANDIDATES = 1000
 MAX_LINKS = 200
+MAX_POOL_SEEDS = 10  # first-pass links pooled with the call for the second pass
 
 
 class WatchlistCache:
@@ -341,10 +343,29 @@ class FraudChecks:
         index, metas = self.attempts.current(session, model_version, self.clock())
         if len(index) == 0:
             return []
-        neighbours = index.search(vector, min(len(index), MAX_LINK_CANDIDATES))[0]
-        return links_from_neighbours(
-            neighbours, metas, speaker_ref, channel, self.scale, self.settings.link_llr_threshold, exclude
-        )[:MAX_LINKS]
+        k = min(len(index), MAX_LINK_CANDIDATES)
+        s = self.settings
+        first = links_from_neighbours(
+            index.search(vector, k)[0], metas, speaker_ref, channel, self.scale, s.link_llr_threshold, exclude
+        )
+        if not first or s.link_pooled_llr_threshold is None:
+            return first[:MAX_LINKS]
+        # Second pass: one short call is weak evidence of a voice; pooled with the calls it already
+        # links to (as flagged calls are pooled on the watchlist) it finds more of the same voice's
+        # calls. The stricter bar holds the false links of a pooled voice down (docs/fraud.md).
+        seeds = index.vectors([link.verification_id for link in first[:MAX_POOL_SEEDS]])
+        pooled = build_voiceprint(np.vstack([vector[None, :], seeds]))
+        second = links_from_neighbours(
+            index.search(pooled, k)[0],
+            metas,
+            speaker_ref,
+            channel,
+            self.scale,
+            s.link_pooled_llr_threshold,
+            exclude,
+            pooled=True,
+        )
+        return merge_links(first, second)[:MAX_LINKS]
 
     def check_links(
         self, session: Session, vector: FloatArray, channel: str | None, speaker_ref: str, model_version: str

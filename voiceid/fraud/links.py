@@ -39,6 +39,9 @@ class Link:
     llr: float
     raw_score: float
     scale: str  # the channel calibration the pair was scored with
+    # False: scored against this call alone; True: found in the second pass, against this call pooled
+    # with its first-pass links (llr and raw_score are then against that pooled voice).
+    pooled: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +53,7 @@ class Link:
             "llr": self.llr,
             "raw_score": self.raw_score,
             "scale": self.scale,
+            "pooled": self.pooled,
         }
 
 
@@ -61,6 +65,7 @@ def links_from_neighbours(
     scale: FraudScale,
     threshold_llr: float,
     exclude: str | None = None,
+    pooled: bool = False,
 ) -> list[Link]:
     """The neighbours of an attempt that claimed *another* identity and score at least
     `threshold_llr`, best first. Calls on the same identity are the customer's own history."""
@@ -81,10 +86,19 @@ def links_from_neighbours(
                     round(llr, 2),
                     round(n.score, 4),
                     pair_channel(own_channel, meta.channel),
+                    pooled,
                 )
             )
     links.sort(key=lambda link: (-link.llr, link.verification_id))
     return links
+
+
+def merge_links(first: list[Link], second: list[Link]) -> list[Link]:
+    """First-pass links, then the calls only the pooled second pass found, best first."""
+    seen = {link.verification_id for link in first}
+    merged = first + [link for link in second if link.verification_id not in seen]
+    merged.sort(key=lambda link: (link.pooled, -link.llr, link.verification_id))
+    return merged
 
 
 def identities_within(links: Sequence[Link], own_ref: str, at: datetime, days: float) -> list[str]:

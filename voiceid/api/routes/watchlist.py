@@ -155,6 +155,9 @@ class LinkOut(BaseModel):
     created_at: datetime
     llr: float = Field(description="Calibrated LLR (natural log), same voice vs different voices.")
     raw_score: float = Field(description="Cosine between the two calls' embeddings, for diagnosis.")
+    pooled: bool = Field(
+        description="Found in the second pass: scored against this call pooled with its first-pass links."
+    )
     scale: Literal["phone", "wideband", "cross"] = Field(
         description="The channel calibration the pair was scored with (cross: one side wideband, one phone)."
     )
@@ -197,6 +200,7 @@ async def linked_calls(verification_id: str, fraud: FraudDesk = Depends(desk)) -
                 llr=link.llr,
                 raw_score=link.raw_score,
                 scale=link.scale,
+                pooled=link.pooled,
             )
             for link in found.links
         ],
