@@ -19,7 +19,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_ACCEPT_THRESHOLD = 0.45
 DEFAULT_REJECT_THRESHOLD = 0.30
 
-
 # Fraud desk thresholds on the calibrated LLR scale, chosen from bench/fraud_screening.py on the dev
 # set (docs/fraud.md has the table).
 DEFAULT_WATCHLIST_LLR = 5.0
@@ -129,8 +128,8 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How long a verification's encrypted embedding is kept for analysts."
     )
     purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges expired embeddings.")
-    # Flag by default: a hit only adds WATCHLIST_MATCH; with W entries about W x 2e-4 of genuine
-    # calls hit falsely (docs/fraud.md), too many to reject outright without an analyst.
+    # Flag by default: a hit only adds WATCHLIST_MATCH; with W pooled entries about W x 5e-4 of genuine
+    # calls hit falsely at the default LLR (docs/fraud.md), too many to reject outright without an analyst.
     watchlist_action: Literal["reject", "flag"] = Field(
         "flag", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
     )
