@@ -131,8 +131,11 @@ def _embed_run(
     if embedder not in EMBEDDERS:
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
-    protocol = build_protocol(read_manifest(manifest), enrol_utts)
-    cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
+    try:
+        protocol = build_protocol(read_manifest(manifest), enrol_utts)
+        cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
+    except ValueError as exc:  # a manifest naming files that are not there: say so, no traceback
+        raise typer.BadParameter(str(exc)) from None
     try:
         embed = voiceid_embedder(settings)[0] if embedder == "voiceid" else speechbrain_bare_embedder(settings)
     except VoiceIdError as exc:

@@ -139,3 +139,14 @@ def test_torch_jit_deprecation_warning_is_not_printed():
     )
     assert done.returncode == 0, done.stderr
     assert "torch.jit.load" not in done.stderr
+
+
+def test_eval_with_a_manifest_naming_missing_files_says_where_it_looked(cli_env, tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    manifest = folder / "manifest.csv"
+    manifest.write_text("utt_id,speaker_id,path\nu1,s1,s1/u1.flac\nu2,s1,s1/u2.flac\n")
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 2, result.output
+    assert "2 of 2 audio files" in result.output and "manifest's folder" in result.output
+    assert "Traceback" not in result.output
