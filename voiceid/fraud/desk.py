@@ -344,6 +344,20 @@ class FraudDesk:
 
     # --- review queue ------------------------------------------------------------------------
 
+    def review_item(self, item_id: str) -> ReviewItemView:
+        with self.service.db.transaction() as session:
+            item = fraud_repo.get_review_item(session, item_id)
+            if item is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
+            return ReviewItemView.from_row(item)
+
+    def watchlist_entry(self, entry_id: str) -> WatchlistEntryView:
+        with self.service.db.transaction() as session:
+            row = fraud_repo.get_watchlist_entry(session, entry_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
+            return WatchlistEntryView.from_row(row)
+
     def review_queue(self, status: str | None = checks.OPEN) -> list[ReviewItemView]:
         with self.service.db.transaction() as session:
             return [ReviewItemView.from_row(r) for r in fraud_repo.list_review_items(session, status)]

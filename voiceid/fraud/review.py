@@ -433,11 +433,11 @@ async def confirm_delete_entry(request: Request, entry_id: str) -> Response:
     session = _session(request)
     if session is None:
         return _to_login()
-    entries = await run_in_threadpool(FraudDesk(_service(request)).list_watchlist)
-    entry = next((e for e in entries if e.entry_id == entry_id), None)
-    if entry is None:
+    try:
+        entry = await run_in_threadpool(FraudDesk(_service(request)).watchlist_entry, entry_id)
+    except VoiceIdError as exc:
         return templates.TemplateResponse(
-            request, "error.html", {"message": f"no watchlist entry {entry_id!r}", "session": session}, status_code=404
+            request, "error.html", {"message": exc.message, "session": session}, status_code=404
         )
     return _confirm(
         request,
@@ -502,8 +502,10 @@ async def confirm_reject(request: Request, item_id: str) -> Response:
     session = _session(request)
     if session is None:
         return _to_login()
-    items = await run_in_threadpool(FraudDesk(_service(request)).review_queue, None)
-    item = next((i for i in items if i.item_id == item_id), None)
+    try:
+        item = await run_in_threadpool(FraudDesk(_service(request)).review_item, item_id)
+    except VoiceIdError:
+        item = None
     if item is None or item.status != "OPEN":
         return templates.TemplateResponse(
             request, "error.html", {"message": f"no open review item {item_id!r}", "session": session}, status_code=404
