@@ -340,3 +340,19 @@ def test_second_pass_on_the_pooled_voice_finds_a_call_the_first_missed(make_api)
     plain = make_api(engine=engine, encryption_key=key, link_llr_threshold=llr_at(0.6), link_pooled_llr_threshold=None)
     ids = {link["verification_id"] for link in linked(plain, last["verification_id"]).json()["links"]}
     assert ids == {earlier[0]["verification_id"], earlier[1]["verification_id"]}
+
+
+def test_an_unreadable_retained_attempt_does_not_fail_verifications(make_api):
+    """Attempts written under another key cannot be decrypted; linking skips them instead of
+    turning every later verification into a 500."""
+    engine = ScriptedEngine()
+    old = make_api(engine=engine)
+    old.seed_voiceprint("cust-1", unit(800))
+    fraud_call(old, engine, b"old-key", 801, claimed="cust-1", cosine=0.95)
+    new = make_api(engine=engine)  # another encryption key, same database
+    new.seed_voiceprint("cust-2", unit(802))
+    got = fraud_call(new, engine, b"new-key", 803, claimed="cust-2", cosine=0.95)
+    assert got["decision"] in ("ACCEPT", "REJECT", "INCONCLUSIVE")
+    assert linked(new, got["verification_id"]).json()["links"] == []
+    again = fraud_call(new, engine, b"new-key-2", 804, claimed="cust-2", cosine=0.95)
+    assert again["verification_id"] != got["verification_id"]

@@ -31,7 +31,7 @@ from voiceid.fraud.scale import CALIBRATION_FILE, FraudScale, load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.crypto import Cipher
+from voiceid.storage.crypto import Cipher, DecryptionError
 from voiceid.storage.models import Speaker, WatchlistEntry
 from voiceid.verify.scoring import build_voiceprint
 
@@ -201,6 +201,7 @@ class AttemptIndex:
         self._metas: dict[str, dict[str, AttemptMeta]] = {}
         self._expires: dict[str, dict[str, datetime]] = {}
         self._synced: dict[str, datetime] = {}
+        self._unreadable: set[str] = set()
 
     def current(
         self, session: Session, model_version: str, now: datetime
@@ -215,14 +216,19 @@ class AttemptIndex:
             rows = fraud_repo.retained_attempt_meta(
                 session, model_version, now, None if last is None else last - self.SLACK, self._max
             )
-            self._add(session, index, metas, expires, [r for r in rows if r.verification_id not in metas])
-            if len(metas) != min(fraud_repo.count_retained_attempts(session, model_version, now), self._max):
+            self._add(session, index, metas, expires, [r for r in rows if self._new(r.verification_id, metas)])
+            held = len(metas) + len(self._unreadable)
+            if held != min(fraud_repo.count_retained_attempts(session, model_version, now), self._max):
                 rows = fraud_repo.retained_attempt_meta(session, model_version, now, None, self._max)
                 keep = {r.verification_id for r in rows}
                 self._drop(index, metas, expires, [vid for vid in metas if vid not in keep])
-                self._add(session, index, metas, expires, [r for r in rows if r.verification_id not in metas])
+                self._unreadable &= keep
+                self._add(session, index, metas, expires, [r for r in rows if self._new(r.verification_id, metas)])
             self._synced[model_version] = now
             return index, metas
+
+    def _new(self, verification_id: str, metas: dict[str, AttemptMeta]) -> bool:
+        return verification_id not in metas and verification_id not in self._unreadable
 
     @staticmethod
     def _drop(index: VectorIndex, metas: dict[str, AttemptMeta], expires: dict[str, datetime], ids: list[str]) -> None:
@@ -243,11 +249,20 @@ class AttemptIndex:
         by_id = {r.verification_id: r for r in rows}
         ids = list(by_id)
         for start in range(0, len(ids), SYNC_BATCH):
-            stored = fraud_repo.attempt_rows(session, ids[start : start + SYNC_BATCH])
+            stored = []
+            vectors = []
+            for a in fraud_repo.attempt_rows(session, ids[start : start + SYNC_BATCH]):
+                try:
+                    vectors.append(fraud_repo.attempt_vector(self._cipher, a))
+                except DecryptionError:
+                    # Written under another key (or damaged): unusable for linking, and it must not
+                    # fail the verification that triggered the sync. Remembered so it is not retried.
+                    self._unreadable.add(a.verification_id)
+                    continue
+                stored.append(a)
             if not stored:
                 continue
-            vectors = np.stack([fraud_repo.attempt_vector(self._cipher, a) for a in stored])
-            index.add([a.verification_id for a in stored], vectors)
+            index.add([a.verification_id for a in stored], np.stack(vectors))
             for a in stored:
                 r = by_id[a.verification_id]
                 metas[a.verification_id] = AttemptMeta(
