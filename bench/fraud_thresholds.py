@@ -1,4 +1,5 @@
-"""Raw-cosine distributions on the dev set that the watchlist and duplicate thresholds are chosen from.
+"""Raw-cosine distributions on the dev set (the fraud thresholds are now chosen on the calibrated LLR
+scale by bench/fraud_screening.py; this script shows the raw material behind it).
 
     PYTHONPATH=. python bench/fraud_thresholds.py [--channel g711-ulaw]
 

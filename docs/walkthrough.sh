@@ -4,14 +4,24 @@
 # Run from the repository root after `make serve` has installed everything (it starts its own
 # server on port 8765 with a throw-away data dir).
 set -euo pipefail
-export VOICEID_DATA_DIR=${VOICEID_DATA_DIR:-$(mktemp -d)}
+# A data dir of our own (database, key file, log) is removed on exit; one passed in is kept.
+if [ -z "${VOICEID_DATA_DIR:-}" ]; then
+  VOICEID_DATA_DIR=$(mktemp -d)
+  OWN_DATA_DIR=$VOICEID_DATA_DIR
+fi
+export VOICEID_DATA_DIR
 # A weak admin key stops start-up (docs/security.md): generate a random one.
 export VOICEID_ADMIN_KEY=${VOICEID_ADMIN_KEY:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}
 DEV=${VOICEID_DEV_DATA_DIR:-../shared/data}/dev
 B=http://127.0.0.1:8765
 .venv/bin/voiceid serve --port 8765 > "$VOICEID_DATA_DIR/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER' EXIT
+cleanup() {
+  kill "$SERVER" 2>/dev/null || true
+  wait "$SERVER" 2>/dev/null || true
+  if [ -n "${OWN_DATA_DIR:-}" ]; then rm -rf "$OWN_DATA_DIR"; fi
+}
+trap cleanup EXIT
 until curl -sf $B/readyz > /dev/null; do sleep 1; done
 echo "# readyz"; curl -s $B/readyz; echo
 

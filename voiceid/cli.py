@@ -64,6 +64,26 @@ def _service(load_model: bool = True) -> Any:
     return VoiceIdService.from_settings(get_settings(), engine=_NoModel())  # type: ignore[arg-type]
 
 
+def simulation_error(exc: BaseException, url: str) -> str:
+    """One line saying why a simulated call failed: the service's error code and message when it
+    answered with one, else what could not be reached."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        try:
+            body = exc.response.json()
+            detail = f"{body['code']}: {body['message']}"
+        except (ValueError, KeyError, TypeError):
+            detail = exc.response.text[:200]
+        return f"the service answered {exc.response.status_code} ({detail})"
+    if isinstance(exc, httpx.TransportError | ConnectionError | OSError):
+        return f"cannot reach the service at {url} ({exc.__class__.__name__}: {exc}); is `voiceid serve` running?"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:  # a refused WebSocket upgrade (websockets' InvalidStatus)
+        return f"the service refused the stream with HTTP {status} (check the key and its role)"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
 def _fail(exc: VoiceIdError) -> None:
     typer.secho(f"error {exc.code}: {exc.message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
@@ -122,8 +142,11 @@ def _embed_run(
     if embedder not in EMBEDDERS:
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
-    protocol = join_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts)
-    cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
+    try:
+        protocol = join_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts)
+        cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
+    except ValueError as exc:  # a manifest naming files that are not there: say so, no traceback
+        raise typer.BadParameter(str(exc)) from None
     try:
         embed = voiceid_embedder(settings)[0] if embedder == "voiceid" else speechbrain_bare_embedder(settings)
     except VoiceIdError as exc:
@@ -673,20 +696,10 @@ def speakers_verify(
         return
     finally:
         service.close()
-    typer.echo(
-        json.dumps(
-            {
-                "verification_id": view.verification_id,
-                "decision": view.decision,
-                "score": view.score,
-                "accept_threshold": view.accept_threshold,
-                "reject_threshold": view.reject_threshold,
-                "net_speech_s": view.net_speech_s,
-                "reasons": view.reasons,
-                "model_version": view.model_version,
-            }
-        )
-    )
+    from voiceid.api.schemas import VerificationRecord
+
+    # The same fields, names and rounding as the HTTP API's GET /v1/verifications/{id}.
+    typer.echo(VerificationRecord.model_validate(view).model_dump_json())
 
 
 @telephony_app.command("audiosocket")
@@ -759,7 +772,11 @@ def ivr_simulate(
         )
     else:
         run = simulator.simulate_http(url, speaker, mode, ulaw, api_key, speed, on_event=show)
-    result = asyncio.run(run)
+    try:
+        result = asyncio.run(run)
+    except Exception as exc:
+        typer.secho(f"error: {simulation_error(exc, url)}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
     outcome = result.outcome or {}
     elapsed = result.first_frame_to_outcome_s
     timing = "n/a" if elapsed is None else f"{elapsed:.2f} s"

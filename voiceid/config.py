@@ -19,11 +19,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_ACCEPT_THRESHOLD = 0.45
 DEFAULT_REJECT_THRESHOLD = 0.30
 
-# Raw cosine between ECAPA embeddings, measured on the dev set by bench/fraud_thresholds.py
-# (docs/fraud.md): single utterance vs single utterance for the watchlist, voiceprint vs voiceprint
-# for duplicates.
-DEFAULT_WATCHLIST_THRESHOLD = 0.65
-DEFAULT_DUPLICATE_THRESHOLD = 0.80
+# Fraud desk thresholds on the calibrated LLR scale, chosen from bench/fraud_screening.py on the dev
+# set (docs/fraud.md has the table).
+DEFAULT_WATCHLIST_LLR = 5.0
+DEFAULT_DUPLICATE_LLR = 8.0
+DEFAULT_LINK_LLR = 6.0
+DEFAULT_LINK_POOLED_LLR = 8.0
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -155,20 +156,44 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How long a verification's encrypted embedding is kept for analysts."
     )
     purge_interval_s: float = Field(3600.0, gt=0, description="How often the server purges expired embeddings.")
-    watchlist_threshold: float = Field(
-        DEFAULT_WATCHLIST_THRESHOLD, ge=-1, le=1, description="Raw cosine probe vs watchlist entry counted as a hit."
-    )
-    # Flag by default: a hit only adds WATCHLIST_MATCH; with W entries about W x 2e-4 of genuine
-    # calls hit falsely (docs/fraud.md), too many to reject outright without an analyst.
+    # Flag by default: a hit only adds WATCHLIST_MATCH; with W pooled entries about W x 5e-4 of genuine
+    # calls hit falsely at the default LLR (docs/fraud.md), too many to reject outright without an analyst.
     watchlist_action: Literal["reject", "flag"] = Field(
         "flag", description="A watchlist hit forces REJECT (and refuses enrolment), or only flags."
-    )
-    duplicate_threshold: float = Field(
-        DEFAULT_DUPLICATE_THRESHOLD, ge=-1, le=1, description="Raw cosine between two voiceprints held as duplicates."
     )
     duplicate_action: Literal["review", "refuse"] = Field(
         "review", description="A duplicate enrolment is held as REVIEW_REQUIRED, or refused."
     )
+    # --- fraud desk: one calibrated scale (docs/fraud.md, bench/fraud_screening.py) -------------
+    # Every fraud comparison (watchlist, duplicates, linked calls) is a natural-log likelihood ratio
+    # from the pair's channel calibration (voiceid/fraud/scale.py); thresholds live on that scale.
+    watchlist_llr_threshold: float = Field(
+        DEFAULT_WATCHLIST_LLR, ge=-50, le=50, description="LLR probe vs watchlist voice counted as a hit."
+    )
+    duplicate_llr_threshold: float = Field(
+        DEFAULT_DUPLICATE_LLR, ge=-50, le=50, description="LLR between two voiceprints held as duplicates."
+    )
+    link_llr_threshold: float = Field(
+        DEFAULT_LINK_LLR, ge=-50, le=50, description="LLR between two calls shown as linked (same voice)."
+    )
+    link_pooled_llr_threshold: float | None = Field(
+        DEFAULT_LINK_POOLED_LLR,
+        ge=-50,
+        le=50,
+        description="Second pass: calls scoring this LLR against the call pooled with its links are linked too "
+        "(unset: no second pass).",
+    )
+    link_alert_identities: int = Field(
+        3, ge=2, le=100, description="Alert when one voice is heard on this many identities (the call's included)..."
+    )
+    link_alert_days: float = Field(7.0, gt=0, le=366, description="...within this many days.")
+    link_max_attempts: int = Field(
+        200_000, ge=1, description="Most retained attempts one linked-calls search compares (newest first)."
+    )
+    watchlist_max_samples: int = Field(
+        50, ge=1, le=10_000, description="Most flagged calls pooled into one watchlist voice."
+    )
+
     search_exact_max: int = Field(
         100_000, ge=0, description="Above this many vectors 1:N search uses the faiss HNSW index, not a matmul."
     )

@@ -26,6 +26,7 @@ from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.checks import FraudChecks
+from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
 from voiceid.population import CohortCache, refresh_cohort
@@ -361,7 +362,7 @@ class VoiceIdService:
             version = utterance.model_version
             # A refusal by the fraud checks is raised after this transaction commits: the review
             # item recording it must stay even though the enrolment step does not.
-            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version)
+            fraud = self.fraud.screen_enrolment(session, speaker, utterance.vector, version, utterance.quality.channel)
             if fraud.refusal is None:
                 repo.add_enrolment_embedding(
                     session,
@@ -398,7 +399,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             if speaker.status != SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING.value
             speaker.updated_at = self.clock()
@@ -411,7 +412,7 @@ class VoiceIdService:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             speaker.status = SpeakerStatus.OPTED_OUT.value
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
@@ -424,7 +425,7 @@ class VoiceIdService:
     def delete_speaker(self, speaker_id: str, api_key_id: str | None = None) -> None:
         with self.db.transaction() as session:
             speaker = self._speaker(session, speaker_id, for_update=True)
-            fraud_repo.erase_attempts(session, speaker.speaker_ref)
+            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.clock())
             repo.delete_speaker(session, speaker)
             audit.append(session, AuditAction.SPEAKER_DELETED, speaker.speaker_ref, now=self.clock())
             consent.record(session, speaker.speaker_ref, ConsentAction.ERASED, None, None, api_key_id, self.clock())
@@ -578,6 +579,10 @@ class VoiceIdService:
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
             result, applied, outcome, hits = self._score(session, speaker, utterance)
+            linked = self.fraud.check_links(
+                session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
+            )
+            outcome = mark_linked(outcome, bool(linked.alert_identities))
             state = lockout.after_decision(
                 self._lock_state(speaker),
                 outcome.decision,
@@ -602,6 +607,7 @@ class VoiceIdService:
             self.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
+            self.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
             return view
 
     def _score(
@@ -626,7 +632,7 @@ class VoiceIdService:
         applied = self.policy.thresholds(quality.channel)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         outcome = decide(value, applied.thresholds, quality.net_speech_s, self.settings.verify_min_speech_s)
-        hits = self.fraud.screen(session, utterance.vector, utterance.model_version)
+        hits = self.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
         outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
         return result, applied, outcome, list(hits)
 

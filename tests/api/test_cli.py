@@ -88,3 +88,69 @@ def test_purge_command_removes_expired_attempt_embeddings(cli_env, db):
         # The database is shared with the other tests of the session: look at this test's rows only.
         mine = session.query(m.AttemptEmbedding).filter(m.AttemptEmbedding.verification_id.in_(["expired", "current"]))
         assert [row.verification_id for row in mine] == ["current"]
+
+
+def test_ivr_simulate_without_a_server_says_so_without_a_traceback(cli_env, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "call.wav"
+    sf.write(wav, np.zeros(8000, dtype=np.float32), 8000)
+    for protocol in ("http", "twilio"):
+        result = CliRunner().invoke(
+            app,
+            [
+                "ivr",
+                "simulate",
+                str(wav),
+                "--speaker",
+                "nobody",
+                "--protocol",
+                protocol,
+                "--url",
+                "http://127.0.0.1:9",
+                "--api-key",
+                "k",
+                "--speed",
+                "1000",
+            ],
+        )
+        assert result.exit_code == 2, result.output
+        assert "cannot reach the service at http://127.0.0.1:9" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_simulation_errors_carry_the_service_error_code():
+    import httpx
+
+    from voiceid.cli import simulation_error
+
+    request = httpx.Request("POST", "http://svc/v1/calls")
+    response = httpx.Response(
+        404, json={"code": "SPEAKER_NOT_FOUND", "message": "no speaker 'nobody'"}, request=request
+    )
+    exc = httpx.HTTPStatusError("404", request=request, response=response)
+    assert simulation_error(exc, "http://svc") == "the service answered 404 (SPEAKER_NOT_FOUND: no speaker 'nobody')"
+
+
+def test_torch_jit_deprecation_warning_is_not_printed():
+    import subprocess
+    import sys
+
+    code = "from voiceid.audio.vad import _model; _model()"
+    done = subprocess.run(
+        [sys.executable, "-W", "always::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "torch.jit.load" not in done.stderr
+
+
+def test_eval_with_a_manifest_naming_missing_files_says_where_it_looked(cli_env, tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    manifest = folder / "manifest.csv"
+    manifest.write_text("utt_id,speaker_id,path\nu1,s1,s1/u1.flac\nu2,s1,s1/u2.flac\n")
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 2, result.output
+    assert "2 of 2 audio files" in result.output and "manifest's folder" in result.output
+    assert "Traceback" not in result.output

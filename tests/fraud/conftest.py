@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from tests.api.conftest import db_url, make_api  # noqa: F401  (re-exported fixtures)
+from voiceid.fraud.scale import Channel, load_fraud_scale
 from voiceid.storage import models as m
 from voiceid.storage.db import Database
 
@@ -18,6 +19,7 @@ def db(db_url: str) -> Iterator[Database]:  # noqa: F811
     with database.transaction() as session:
         for table in (
             m.AttemptEmbedding,
+            m.WatchlistSample,
             m.WatchlistEntry,
             m.ReviewItem,
             m.EnrolmentEmbedding,
@@ -31,3 +33,9 @@ def db(db_url: str) -> Iterator[Database]:  # noqa: F811
         session.execute(update(m.FraudGeneration).values(generation=m.FraudGeneration.generation + 1))
     yield database
     database.dispose()
+
+
+def llr_at(cosine: float, channel: Channel = Channel.PHONE) -> float:
+    """The calibrated LLR a raw cosine maps to on `channel` (scripted test engines report phone
+    audio): tests state their scripted geometry in cosines and their thresholds on the LLR scale."""
+    return float(load_fraud_scale().scales[channel].llr(cosine))

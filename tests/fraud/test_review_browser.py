@@ -13,9 +13,11 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from tests.fraud.conftest import llr_at
 from voiceid.api.app import create_app
 from voiceid.config import Settings
 from voiceid.engine import Engine
+from voiceid.fraud.scale import Channel
 from voiceid.service import Role, VoiceIdService
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.devdata]
@@ -48,9 +50,9 @@ def live_app(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[tup
             "database_url": None,
             "admin_key": SecretStr("admin-browser-test-key-0123"),
             "enrol_min_speech_s": 8.0,
-            # Lower than the telephone default (0.65): these are clean wideband recordings, and the
-            # last check wants the impostor's next call screened out.
-            "watchlist_threshold": 0.5,
+            # Low (cosine 0.5 on the wideband scale): the last check wants the impostor's next call,
+            # a different clean recording of the same speaker, screened out.
+            "watchlist_llr_threshold": llr_at(0.5, Channel.WIDEBAND),
             "watchlist_action": "reject",
         }
     )

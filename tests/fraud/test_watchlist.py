@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.api.conftest import ScriptedEngine, count, unit
+from tests.fraud.conftest import llr_at
 from voiceid.storage import fraud_repo
 from voiceid.storage import models as m
 from voiceid.storage.crypto import generate_key_text
@@ -50,7 +51,7 @@ def fraudster_flagged(api, engine: ScriptedEngine) -> dict:
 @pytest.mark.parametrize("action", ["reject", "flag"])
 def test_watchlisted_voice_is_caught_under_another_identity(make_api, action):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5, watchlist_action=action)
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), watchlist_action=action)
     entry = fraudster_flagged(api, engine)
     api.seed_voiceprint("victim", VICTIM)
     # The fraudster's voice, close enough to the victim's to pass on score alone (cos ~0.7 to each).
@@ -61,7 +62,7 @@ def test_watchlisted_voice_is_caught_under_another_identity(make_api, action):
     assert got["reasons"] == ["SCORE_ABOVE_ACCEPT_THRESHOLD", "WATCHLIST_MATCH"]
     [hit] = got["watchlist_hits"]
     assert (hit["entry_id"], hit["label"]) == (entry["entry_id"], "ring-A")
-    assert hit["score"] > 0.5
+    assert hit["raw_score"] > 0.5 and hit["llr"] >= llr_at(0.5)
     logged = api.client.get(f"/v1/verifications/{got['verification_id']}", headers=api.h("analyst")).json()
     assert logged["watchlist_hits"] == got["watchlist_hits"]
     assert logged["decision"] == got["decision"]
@@ -69,7 +70,7 @@ def test_watchlisted_voice_is_caught_under_another_identity(make_api, action):
 
 def test_innocent_caller_is_not_flagged(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5)
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5))
     fraudster_flagged(api, engine)
     api.seed_voiceprint("victim", VICTIM)
     got = api.verify("victim", engine.register(b"genuine", near(VICTIM, 0.8, 12)), "audio/basic")
@@ -82,7 +83,7 @@ def test_innocent_caller_is_not_flagged(make_api):
 
 def test_entries_of_another_model_version_are_never_compared(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5)
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5))
     with api.service.db.transaction() as session:
         fraud_repo.add_watchlist_entry(
             session,
@@ -102,9 +103,9 @@ def test_entries_of_another_model_version_are_never_compared(make_api):
 def test_watchlist_changes_reach_another_process_and_deletion_stops_hits(make_api):
     engine = ScriptedEngine()
     key = SecretStr(generate_key_text())
-    desk_api = make_api(engine=engine, watchlist_threshold=0.5, encryption_key=key)
+    desk_api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), encryption_key=key)
     # A second worker on the same database (and key), with its own in-memory index.
-    ivr_api = make_api(engine=engine, watchlist_threshold=0.5, encryption_key=key)
+    ivr_api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), encryption_key=key)
     ivr_api.seed_voiceprint("victim", VICTIM)
     probe = engine.register(b"attack", near(FRAUDSTER, 0.8, 13))
     assert ivr_api.verify("victim", probe, "audio/basic")["watchlist_hits"] == []  # loads its (empty) index
@@ -125,7 +126,7 @@ def test_watchlist_changes_reach_another_process_and_deletion_stops_hits(make_ap
 
 def test_watchlist_entry_from_uploaded_audio(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5, watchlist_action="reject")
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), watchlist_action="reject")
     body = engine.register(b"recorded-fraud-call", FRAUDSTER)
     r = api.client.post(
         "/v1/watchlist?label=known%20fraudster&note=from%20bank%20B",
@@ -197,14 +198,14 @@ def queue(api, status: str = "OPEN") -> list[dict]:
 
 def test_duplicate_enrolment_is_held_for_review_then_released(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, duplicate_threshold=0.6)
+    api = make_api(engine=engine, duplicate_llr_threshold=llr_at(0.6))
     api.seed_voiceprint("alice", VICTIM)
     r = enrol(api, "alice-2", engine.register(b"alice-again", near(VICTIM, 0.85, 20)))
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["reasons"]) == ("REVIEW_REQUIRED", ["DUPLICATE_IDENTITY"])
     [item] = queue(api)
     assert (item["kind"], item["speaker_id"], item["matched_ref"]) == ("DUPLICATE_IDENTITY", "alice-2", "alice")
-    assert item["score"] == pytest.approx(0.85, abs=1e-4)
+    assert item["score"] == pytest.approx(llr_at(0.85), abs=0.01)  # calibrated LLR, phone scale
     # Held: a verification against the held identity is not scored.
     got = api.verify("alice-2", b"not decoded while held")
     assert (got["decision"], got["reasons"]) == ("NOT_ENROLLED", ["ENROLMENT_UNDER_REVIEW"])
@@ -218,7 +219,7 @@ def test_duplicate_enrolment_is_held_for_review_then_released(make_api):
 
 def test_distinct_voice_enrols_normally(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, duplicate_threshold=0.6)
+    api = make_api(engine=engine, duplicate_llr_threshold=llr_at(0.6))
     api.seed_voiceprint("alice", VICTIM)
     r = enrol(api, "bob", engine.register(b"bob", unit(30)))
     assert (r.json()["status"], r.json()["reasons"]) == ("ENROLLED", [])
@@ -227,7 +228,7 @@ def test_distinct_voice_enrols_normally(make_api):
 
 def test_duplicate_enrolment_refused_by_setting_keeps_no_biometrics(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, duplicate_threshold=0.6, duplicate_action="refuse")
+    api = make_api(engine=engine, duplicate_llr_threshold=llr_at(0.6), duplicate_action="refuse")
     api.seed_voiceprint("alice", VICTIM)
     r = enrol(api, "alias", engine.register(b"alias", near(VICTIM, 0.9, 21)))
     assert (r.status_code, r.json()["code"]) == (409, "ENROLMENT_REFUSED")
@@ -238,7 +239,7 @@ def test_duplicate_enrolment_refused_by_setting_keeps_no_biometrics(make_api):
 
 def test_enrolment_screened_against_watchlist(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5, watchlist_action="reject")
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), watchlist_action="reject")
     entry = fraudster_flagged(api, engine)
     r = enrol(api, "new-customer", engine.register(b"fraud-enrol", near(FRAUDSTER, 0.8, 22)))
     assert (r.status_code, r.json()["code"]) == (409, "ENROLMENT_REFUSED")
@@ -254,7 +255,7 @@ def test_enrolment_screened_against_watchlist(make_api):
 
 def test_enrolment_watchlist_hit_only_flagged_by_setting(make_api):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, watchlist_threshold=0.5, watchlist_action="flag")
+    api = make_api(engine=engine, watchlist_llr_threshold=llr_at(0.5), watchlist_action="flag")
     fraudster_flagged(api, engine)
     r = enrol(api, "new-customer", engine.register(b"fraud-enrol", near(FRAUDSTER, 0.8, 22)))
     assert r.status_code == 200

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors, security_headers
+from voiceid.api import errors, first_start, openapi, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
 from voiceid.api.routes import audit as audit_routes
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.state.auth_throttle = FailureThrottle(
             settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_throttle_clients
         )
+        await run_in_threadpool(first_start.announce, service)
         try:
             yield
         finally:
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version="1",
         description="Voice ID for telephone IVRs: consented enrolment, verification decisions, score log.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/openapi.py from a package, not a CDN
+        redoc_url=None,
         responses={
             401: {"model": ErrorBody},
             403: {"model": ErrorBody},
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(calls.router)
     app.include_router(watchlist.router)
     app.include_router(review.router)
+    openapi.install(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

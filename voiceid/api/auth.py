@@ -6,13 +6,22 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security import audit
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import Role, VoiceIdService
+
+# Declares the Bearer scheme in OpenAPI (so /docs "Authorize" sends the key); the header itself is
+# checked below, so a missing or malformed one answers with our own UNAUTHENTICATED body.
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    auto_error=False,
+    description="An API key from `voiceid keys create` or POST /v1/api-keys: `Authorization: Bearer <key>`.",
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,10 @@ def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: a valid key whose role is one of `roles`; admin may do everything."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _declared: HTTPAuthorizationCredentials | None = Security(BEARER),
+    ) -> Principal:
         host = request.client.host if request.client else None
         throttle = get_throttle(request)
         check_throttle(throttle, host)

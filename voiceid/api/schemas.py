@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from voiceid.service import Role
+from voiceid.service import Role, SpeakerStatus
+from voiceid.verify.decision import Decision, Reason
 
 
 class ErrorBody(BaseModel):
@@ -51,7 +52,7 @@ class ConsentOut(BaseModel):
 class SpeakerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     speaker_id: str
-    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED | OPTED_OUT | EXPIRED")
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     model_version: str | None
@@ -63,23 +64,38 @@ class SpeakerOut(BaseModel):
 class WatchlistHitOut(BaseModel):
     entry_id: str
     label: str
-    score: float = Field(description="Raw cosine between the probe and the watchlist entry.")
+    llr: float | None = Field(
+        description="Calibrated LLR (natural log), probe vs watchlist voice, on the pair's channel scale "
+        "(null only on hits logged before calibrated screening)."
+    )
+    raw_score: float = Field(description="Cosine between the probe and the watchlist voice, for diagnosis.")
+    scale: str | None = Field(
+        None, description="phone | wideband | cross: the channel calibration the pair was scored with."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # Hits logged before calibrated screening carry only the raw cosine, as "score".
+        if isinstance(data, dict) and "raw_score" not in data and "score" in data:
+            return {**data, "raw_score": data["score"], "llr": None}
+        return data
 
 
 class EnrolmentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-    status: str = Field(description="ENROLLING | ENROLLED | REVIEW_REQUIRED")
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
-    reasons: list[str] = Field(default_factory=list, description="WATCHLIST_MATCH | DUPLICATE_IDENTITY")
+    reasons: list[Literal["WATCHLIST_MATCH", "DUPLICATE_IDENTITY"]] = Field(default_factory=list)
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
 
 
 class VerificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     verification_id: str
-    decision: str = Field(description="ACCEPT | REJECT | INCONCLUSIVE | NOT_ENROLLED | OPTED_OUT | LOCKED")
+    decision: Decision
     score: float | None = Field(
         description="Normalised score (AS-norm), before calibration; null if nothing was scored"
     )
@@ -92,7 +108,7 @@ class VerificationOut(BaseModel):
         None, description="What the thresholds are on: llr (calibrated, the default) or cosine (uncalibrated)"
     )
     net_speech_s: float | None
-    reasons: list[str]
+    reasons: list[Reason]
     model_version: str
     channel: str | None = Field(description="phone (G.711 / <= 8 kHz) or wideband; selects cohort and calibration")
     raw_score: float | None = Field(None, description="Cosine similarity before normalisation")

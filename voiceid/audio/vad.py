@@ -7,6 +7,7 @@ Silero's model is stateful between chunks, so each thread gets its own instance;
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,12 @@ import torch
 
 VAD_RATE = 16_000
 _local = threading.local()
+
+
+# silero-vad loads its TorchScript model with torch.jit.load, which torch 2.14 marks deprecated; the
+# FutureWarning is about silero's code, not ours, and was printed by every CLI command. Only that
+# message is silenced (a filter, not a catch_warnings block: models load on several threads).
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,16 @@ def read_manifest(manifest: Path) -> list[Utterance]:
     missing = {"utt_id", "speaker_id", "path"} - set(rows[0] if rows else {})
     if missing:
         raise ValueError(f"{manifest} lacks columns: {', '.join(sorted(missing))}")
-    return [Utterance(r["utt_id"], r["speaker_id"], base / r["path"]) for r in rows]
+    utterances = [Utterance(r["utt_id"], r["speaker_id"], base / r["path"]) for r in rows]
+    absent = [u.path for u in utterances if not u.path.is_file()]
+    if absent:
+        # Relative paths are resolved against the manifest's own folder, wherever it is run from.
+        shown = ", ".join(str(p) for p in absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+        raise ValueError(
+            f"{len(absent)} of {len(utterances)} audio files listed in {manifest} do not exist: {shown} "
+            f"(relative paths are read from the manifest's folder, {base})"
+        )
+    return utterances
 
 
 def build_protocol(utterances: list[Utterance], enrol_utts: int) -> Protocol:

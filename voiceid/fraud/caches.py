@@ -166,6 +166,7 @@ class VoiceprintCache(FeedCache):
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic)
         self._refs: dict[str, str] = {}
+        self.channels: dict[str, str | None] = {}  # speaker id -> channel of most of the enrolment audio
 
     def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[IndexView, dict[str, str]]:
         """Every enrolled voiceprint of `model_version` except `exclude_id`'s, and id -> reference."""
@@ -174,13 +175,14 @@ class VoiceprintCache(FeedCache):
             index = self._indexes.setdefault(model_version, self._new_index())
         return IndexView(index, exclude_id), self._refs
 
-    def _store(self, speaker: Speaker) -> None:
+    def _store(self, speaker: Speaker, channel: str | None = None) -> None:
         vector = repo.get_voiceprint(self._cipher, speaker)
         if vector is None or speaker.voiceprint_model_version is None:
             self._drop(speaker.id)
             return
         self._put(speaker.id, speaker.voiceprint_model_version, vector)
         self._refs[speaker.id] = speaker.speaker_ref
+        self.channels[speaker.id] = channel
 
     def _apply(self, session: Session, ids: list[str]) -> None:
         found: set[str] = set()
@@ -188,9 +190,10 @@ class VoiceprintCache(FeedCache):
             speakers = session.scalars(select(Speaker).where(Speaker.id.in_(chunk))).all()
             # One key-store read per chunk instead of one per voiceprint (storage/keys.py).
             self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            channels = fraud_repo.voiceprint_channels(session, [s.id for s in speakers])
             for speaker in speakers:
                 found.add(speaker.id)
-                self._store(speaker)
+                self._store(speaker, channels.get(speaker.id))
         for gone in set(ids) - found:
             self._drop(gone)
 
@@ -199,14 +202,17 @@ class VoiceprintCache(FeedCache):
         for chunk in session.scalars(query).partitions():
             speakers = [s for s in chunk if s.id not in skip]
             self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            channels = fraud_repo.voiceprint_channels(session, [s.id for s in speakers])
             for speaker in speakers:
-                self._store(speaker)
+                self._store(speaker, channels.get(speaker.id))
 
     def _forget(self, object_id: str) -> None:
         self._refs.pop(object_id, None)
+        self.channels.pop(object_id, None)
 
     def _clear(self) -> None:
         self._refs = {}
+        self.channels = {}
 
 
 class WatchlistCache(FeedCache):
@@ -217,6 +223,7 @@ class WatchlistCache(FeedCache):
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic)
         self._labels: dict[str, str] = {}
+        self.channels: dict[str, str | None] = {}  # entry id -> the channel its calls came through
 
     def current(self, session: Session, model_version: str) -> tuple[VectorIndex | None, dict[str, str]]:
         self.sync(session)
@@ -234,6 +241,7 @@ class WatchlistCache(FeedCache):
     def _store(self, row: WatchlistEntry) -> None:
         self._put(row.id, row.model_version, fraud_repo.watchlist_vector(self._cipher, row))
         self._labels[row.id] = row.label
+        self.channels[row.id] = row.channel
 
     def _apply(self, session: Session, ids: list[str]) -> None:
         found: set[str] = set()
@@ -251,6 +259,8 @@ class WatchlistCache(FeedCache):
 
     def _forget(self, object_id: str) -> None:
         self._labels.pop(object_id, None)
+        self.channels.pop(object_id, None)
 
     def _clear(self) -> None:
         self._labels = {}
+        self.channels = {}

@@ -10,16 +10,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud import checks
+from voiceid.fraud.links import Link, identities_within
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
+from voiceid.verify.scoring import build_voiceprint
 
+FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
 MAX_NOTE = 2000
 
@@ -35,9 +43,12 @@ class WatchlistEntryView:
     model_version: str
     created_by: str | None
     created_at: datetime
+    channel: str | None = None  # the channel its samples came through; it is screened on that scale
+    samples: int = 1  # flagged calls pooled into this voice
+    created: bool = True  # False when the call was already part of this entry (idempotent flagging)
 
     @classmethod
-    def from_row(cls, row: WatchlistEntry) -> WatchlistEntryView:
+    def from_row(cls, row: WatchlistEntry, created: bool = True) -> WatchlistEntryView:
         return cls(
             entry_id=row.id,
             label=row.label,
@@ -48,6 +59,9 @@ class WatchlistEntryView:
             model_version=row.model_version,
             created_by=row.created_by,
             created_at=row.created_at,
+            channel=row.channel,
+            samples=row.samples,
+            created=created,
         )
 
 
@@ -87,6 +101,23 @@ class AttemptDetail:
     watchlist_entries: list[WatchlistEntryView]  # entries already made from this attempt
 
 
+@dataclass(frozen=True)
+class LinkedCalls:
+    """One attempt's voice cluster: the calls of the same voice on other identities."""
+
+    verification: VerificationView
+    links: list[Link]
+    identities: list[str]  # the attempt's own first, then every other identity linked
+    identities_in_window: list[str]  # those heard within the alert window of the attempt
+    threshold_llr: float
+    alert_identities: int
+    alert_days: float
+
+    @property
+    def alert(self) -> bool:
+        return len(self.identities_in_window) >= self.alert_identities
+
+
 def _text(label: str, note: str | None) -> tuple[str, str | None]:
     label = label.strip()
     if not label or len(label) > MAX_LABEL:
@@ -97,18 +128,113 @@ def _text(label: str, note: str | None) -> tuple[str, str | None]:
     return label, note
 
 
+def pool_voice(vectors: FloatArray) -> FloatArray:
+    """One watchlist voice from several flagged calls: the normalised mean of the normalised
+    embeddings, as a voiceprint is built from enrolment utterances (averaging cancels the
+    call-to-call variation that made single calls of one person score 0.42-0.76 together)."""
+    return build_voiceprint(vectors)
+
+
+def _entry_of_verification(session: Session, verification_id: str) -> WatchlistEntry | None:
+    sample = fraud_repo.sample_for_verification(session, verification_id)
+    if sample is not None:
+        return fraud_repo.get_watchlist_entry(session, sample.entry_id)
+    # Entries flagged before pooling existed carry the verification id on the entry itself.
+    return session.scalars(select(WatchlistEntry).where(WatchlistEntry.verification_id == verification_id)).first()
+
+
 class FraudDesk:
     def __init__(self, service: VoiceIdService) -> None:
         self.service = service
 
     # --- watchlist -------------------------------------------------------------------------
 
-    def _add(self, vector: Any, model_version: str, **fields: Any) -> WatchlistEntryView:
+    def _add(
+        self,
+        vector: FloatArray,
+        model_version: str,
+        channel: str | None,
+        entry_id: str | None,
+        *,
+        label: str,
+        note: str | None,
+        source: str,
+        verification_id: str | None,
+        speaker_ref: str | None,
+        created_by: str | None,
+    ) -> WatchlistEntryView:
+        """Pool `vector` into the voice it belongs to (the entry `entry_id`, else the entry with the
+        same label, model and channel), or start a new entry. A call that is already a sample of an
+        entry changes nothing: flagging is idempotent."""
         service = self.service
         with service.db.transaction() as session:
-            row = fraud_repo.add_watchlist_entry(
-                session, service.cipher, vector, model_version, created_at=service.clock(), **fields
-            )
+            if verification_id is not None:
+                existing = _entry_of_verification(session, verification_id)
+                if existing is not None:
+                    return WatchlistEntryView.from_row(existing, created=False)
+            now = service.clock()
+            if entry_id is not None:
+                row = fraud_repo.get_watchlist_entry(session, entry_id)
+                if row is None:
+                    raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
+                if row.model_version != model_version or (row.channel or "phone") != (channel or "phone"):
+                    raise VoiceIdError(
+                        ErrorCode.CONFLICT,
+                        f"entry {entry_id!r} holds {row.channel or 'phone'} audio of model {row.model_version}; "
+                        f"this call is {channel or 'phone'} audio of {model_version}. Flag it without entry_id "
+                        "to start an entry on its own channel",
+                    )
+            else:
+                row = fraud_repo.find_watchlist_entry(session, label, model_version, channel)
+            if row is None:
+                row = fraud_repo.add_watchlist_entry(
+                    session,
+                    service.cipher,
+                    vector,
+                    model_version,
+                    created_at=now,
+                    label=label,
+                    note=note,
+                    source=source,
+                    verification_id=verification_id,
+                    speaker_ref=speaker_ref,
+                    created_by=created_by,
+                    channel=channel,
+                    samples=1,
+                )
+                fraud_repo.add_watchlist_sample(
+                    session, service.cipher, row.id, vector, model_version, channel, verification_id, now
+                )
+                pooled = vector
+            else:
+                samples = fraud_repo.watchlist_samples(session, row.id)
+                if not samples:  # an entry made before pooling existed: its vector is its one sample
+                    samples = [
+                        fraud_repo.add_watchlist_sample(
+                            session,
+                            service.cipher,
+                            row.id,
+                            fraud_repo.watchlist_vector(service.cipher, row),
+                            row.model_version,
+                            row.channel,
+                            row.verification_id,
+                            row.created_at,
+                        )
+                    ]
+                if len(samples) >= service.settings.watchlist_max_samples:
+                    raise VoiceIdError(
+                        ErrorCode.CONFLICT,
+                        f"entry {row.id!r} already pools {len(samples)} calls "
+                        f"(VOICEID_WATCHLIST_MAX_SAMPLES={service.settings.watchlist_max_samples})",
+                    )
+                fraud_repo.add_watchlist_sample(
+                    session, service.cipher, row.id, vector, model_version, channel, verification_id, now
+                )
+                vectors = [fraud_repo.sample_vector(service.cipher, x) for x in samples] + [vector]
+                pooled = pool_voice(np.stack(vectors))
+                fraud_repo.replace_watchlist_vector(session, service.cipher, row, pooled, len(vectors))
+                if note and not row.note:
+                    row.note = note
             generation = fraud_repo.bump_watchlist_generation(session)
             view = WatchlistEntryView.from_row(row)
             audit.append(
@@ -118,19 +244,28 @@ class FraudDesk:
                 {"label": row.label, "source": row.source},
                 service.clock(),
             )
-        service.fraud.watchlist.added(row, vector, generation)
+        service.fraud.watchlist.added(row, pooled, generation)
         return view
 
     def add_from_verification(
-        self, verification_id: str, label: str, note: str | None, created_by: str | None
+        self,
+        verification_id: str,
+        label: str,
+        note: str | None,
+        created_by: str | None,
+        entry_id: str | None = None,
     ) -> WatchlistEntryView:
-        """Flag an attempt as fraud: its kept embedding becomes a watchlist entry."""
+        """Flag an attempt as fraud: its kept embedding joins the watchlist voice `label` (or the
+        entry `entry_id`), pooled with the other flagged calls of that voice on its channel."""
         label, note = _text(label, note)
         service = self.service
         with service.db.transaction() as session:
             verification = repo.get_verification(session, verification_id)
             if verification is None:
                 raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            existing = _entry_of_verification(session, verification_id)
+            if existing is not None:
+                return WatchlistEntryView.from_row(existing, created=False)
             kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
             if kept is None:
                 raise VoiceIdError(
@@ -138,10 +273,12 @@ class FraudDesk:
                     "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
                 )
             vector = fraud_repo.attempt_vector(service.cipher, kept)
-            model_version, speaker_ref = kept.model_version, kept.speaker_ref
+            model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
         return self._add(
             vector,
             model_version,
+            channel,
+            entry_id,
             label=label,
             note=note,
             source="verification",
@@ -151,7 +288,13 @@ class FraudDesk:
         )
 
     def add_from_audio(
-        self, data: bytes, content_type: str | None, label: str, note: str | None, created_by: str | None
+        self,
+        data: bytes,
+        content_type: str | None,
+        label: str,
+        note: str | None,
+        created_by: str | None,
+        entry_id: str | None = None,
     ) -> WatchlistEntryView:
         """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
         label, note = _text(label, note)
@@ -159,6 +302,8 @@ class FraudDesk:
         return self._add(
             utterance.vector,
             utterance.model_version,
+            utterance.quality.channel,
+            entry_id,
             label=label,
             note=note,
             source="audio",
@@ -208,6 +353,20 @@ class FraudDesk:
 
     # --- review queue ------------------------------------------------------------------------
 
+    def review_item(self, item_id: str) -> ReviewItemView:
+        with self.service.db.transaction() as session:
+            item = fraud_repo.get_review_item(session, item_id)
+            if item is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
+            return ReviewItemView.from_row(item)
+
+    def watchlist_entry(self, entry_id: str) -> WatchlistEntryView:
+        with self.service.db.transaction() as session:
+            row = fraud_repo.get_watchlist_entry(session, entry_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
+            return WatchlistEntryView.from_row(row)
+
     def review_queue(self, status: str | None = checks.OPEN) -> list[ReviewItemView]:
         with self.service.db.transaction() as session:
             return [ReviewItemView.from_row(r) for r in fraud_repo.list_review_items(session, status)]
@@ -223,11 +382,17 @@ class FraudDesk:
             if item.status != checks.OPEN:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"review item is already {item.status}")
             now = service.clock()
+            speaker = repo.get_speaker(session, item.speaker_ref, for_update=True)
+            if speaker is None and item.kind != checks.KIND_LINKED:
+                # Erased since the item was queued: there is nobody left to approve or reject.
+                item.status, item.resolved_at, item.resolved_by = checks.CLOSED, now, "erasure"
+                return ReviewItemView.from_row(item)
             item.status = checks.APPROVED if approve else checks.REJECTED
             item.resolved_at, item.resolved_by = now, resolved_by
             session.flush()
-            speaker = repo.get_speaker(session, item.speaker_ref, for_update=True)
-            if speaker is not None:
+            # A linked-voice alert is a finding about calls, not a hold on an enrolment: resolving it
+            # records the analyst's conclusion and changes no speaker.
+            if speaker is not None and item.kind != checks.KIND_LINKED:
                 if not approve:
                     repo.erase_biometrics(session, speaker)
                     if speaker.status != SpeakerStatus.OPTED_OUT:
@@ -253,3 +418,33 @@ class FraudDesk:
         if not approve:
             service.db.flush_erased()
         return view
+
+    # --- linked calls (fraud-ring view) ---------------------------------------------------------
+
+    def linked(self, verification_id: str) -> LinkedCalls:
+        """The other retained attempts whose voice matches this one under other identities."""
+        service = self.service
+        with service.db.transaction() as session:
+            row = repo.get_verification(session, verification_id)
+            if row is None:
+                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            if kept is None:
+                raise VoiceIdError(
+                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
+                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
+                )
+            vector = fraud_repo.attempt_vector(service.cipher, kept)
+            found = service.fraud.links(
+                session, vector, row.channel, row.speaker_ref, kept.model_version, exclude=verification_id
+            )
+            s = service.settings
+            return LinkedCalls(
+                verification=VerificationView.from_row(row),
+                links=found,
+                identities=identities_within(found, row.speaker_ref, row.created_at, s.attempt_retention_days),
+                identities_in_window=identities_within(found, row.speaker_ref, row.created_at, s.link_alert_days),
+                threshold_llr=s.link_llr_threshold,
+                alert_identities=s.link_alert_identities,
+                alert_days=s.link_alert_days,
+            )

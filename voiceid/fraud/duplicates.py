@@ -1,4 +1,9 @@
-"""Duplicate-identity detection (pure): one voice enrolled under several speaker references."""
+"""Duplicate-identity detection (pure): one voice enrolled under several speaker references.
+
+Voiceprints are compared on the calibrated LLR scale of the pair's channel (`fraud/scale.py`), so
+the same person enrolled once from wideband audio and once from the phone is judged on the phone
+scale, where their (lower) cross-channel cosine still means "same voice".
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,43 @@ import numpy as np
 import numpy.typing as npt
 
 from voiceid.fraud.index import Searchable
+from voiceid.fraud.scale import FraudScale
 
 MAX_MATCHES = 5
+OVERFETCH = 4
 
 
 @dataclass(frozen=True)
 class DuplicateMatch:
     speaker_ref: str
-    score: float
+    llr: float
+    raw_score: float
+    channel: str  # the other voiceprint's channel
+
+    def to_dict(self) -> dict[str, object]:
+        return {"speaker_id": self.speaker_ref, "llr": self.llr, "raw_score": self.raw_score, "channel": self.channel}
 
 
 def find_duplicates(
     voiceprint: npt.NDArray[np.floating],
+    channel: str | None,
     index: Searchable,
     refs: Mapping[str, str],
-    threshold: float,
+    channels: Mapping[str, str | None],
+    scale: FraudScale,
+    threshold_llr: float,
     exclude: str | None = None,
 ) -> list[DuplicateMatch]:
-    """Other speakers (index keys mapped to references by `refs`) whose voiceprint's raw cosine
-    with `voiceprint` is at least `threshold`, best first. `exclude` is the key of the speaker being
+    """Other speakers (index keys mapped to references by `refs`) whose voiceprint scores at least
+    `threshold_llr` against `voiceprint`, best first. `exclude` is the key of the speaker being
     enrolled, who trivially matches themselves."""
-    neighbours = index.search(voiceprint, MAX_MATCHES + 1)[0]
-    return [
-        DuplicateMatch(refs.get(n.key, n.key), round(n.score, 6))
-        for n in neighbours
-        if n.key != exclude and n.score >= threshold
-    ][:MAX_MATCHES]
+    found = []
+    for n in index.search(voiceprint, (MAX_MATCHES + 1) * OVERFETCH)[0]:
+        if n.key == exclude:
+            continue
+        other = channels.get(n.key)
+        llr = float(scale.llr(n.score, channel, other))
+        if llr >= threshold_llr:
+            found.append(DuplicateMatch(refs.get(n.key, n.key), round(llr, 2), round(n.score, 4), other or "phone"))
+    found.sort(key=lambda d: -d.llr)
+    return found[:MAX_MATCHES]

@@ -127,6 +127,11 @@ class VectorIndex:
             self._rows = len(live)
             self._graph = None  # row numbers changed; rebuilt lazily on the next approximate search
 
+    def vectors(self, keys: Sequence[str]) -> FloatArray:
+        """The stored (unit) vectors of `keys`, in order; KeyError for a key not held."""
+        with self._lock:
+            return self._matrix[[self._row_of[key] for key in keys]].copy()
+
     # --- search ---------------------------------------------------------------------------
 
     def search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,14 +23,25 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import VoiceIdError
-from voiceid.fraud.desk import FraudDesk
+from voiceid.fraud.desk import AttemptDetail, FraudDesk
 from voiceid.fraud.export import safe_row
-from voiceid.fraud.histogram import histogram_svg
+from voiceid.fraud.histogram import daily_svg, histogram_svg
+from voiceid.fraud.links import Link
 from voiceid.fraud.sessions import ReviewSessions
+from voiceid.fraud.views import (
+    KIND_TEXT,
+    ChannelChart,
+    ScoredRow,
+    charts_by_channel,
+    daily_counts,
+    quality_rows,
+    reason_text,
+    rounded,
+)
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.security.throttle import FailureThrottle
@@ -49,6 +61,7 @@ SECRET_FILE = "review-session.key"
 PAGE_SIZE = 50
 HISTOGRAM_LIMIT = 50_000  # newest rows plotted; enough for a shape, bounded for a busy log
 ANALYST_ROLES = {Role.ANALYST, Role.ADMIN}
+MAX_CHART_DAYS = 120  # the decisions-per-day chart covers the retention window, up to this many days
 
 
 @dataclass(frozen=True)
@@ -244,18 +257,53 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
     return f, values, None
 
 
-def _scores_by_decision(service: VoiceIdService, f: repo.VerificationFilter) -> dict[str, list[float]]:
+def _chart_data(service: VoiceIdService, f: repo.VerificationFilter) -> tuple[list[ChannelChart], str]:
+    """The per-channel histograms and the decisions-per-day chart of the filtered attempts."""
+    now = service.clock()
+    days = max(1, min(MAX_CHART_DAYS, math.ceil(service.settings.attempt_retention_days)))
     with service.db.transaction() as session:
-        # The value decisions are taken on (calibrated LLR; the score on uncalibrated deployments).
-        value = func.coalesce(Verification.llr, Verification.score)
-        query = repo._filtered(cast(Select[Any], select(Verification.decision, value)), f)
+        scored = repo._filtered(
+            cast(
+                Select[Any],
+                select(
+                    Verification.channel,
+                    Verification.decision,
+                    Verification.score,
+                    Verification.llr,
+                    Verification.accept_threshold,
+                    Verification.reject_threshold,
+                    Verification.threshold_scale,
+                    Verification.norm,
+                ),
+            ),
+            f,
+        )
         rows = session.execute(
-            query.where(Verification.score.is_not(None)).order_by(Verification.created_at.desc()).limit(HISTOGRAM_LIMIT)
+            scored.where(Verification.score.is_not(None), Verification.accept_threshold.is_not(None))
+            .order_by(Verification.created_at.desc())
+            .limit(HISTOGRAM_LIMIT)
         ).all()
-    out: dict[str, list[float]] = {}
-    for decision, score in rows:
-        out.setdefault(decision, []).append(float(score))
-    return out
+        per_day = repo._filtered(cast(Select[Any], select(Verification.created_at, Verification.decision)), f)
+        day_rows = session.execute(
+            per_day.where(Verification.created_at >= now - timedelta(days=days))
+            .order_by(Verification.created_at.desc())
+            .limit(HISTOGRAM_LIMIT)
+        ).all()
+    # Each row on the scale its thresholds live on: the calibrated LLR (the product's default), or
+    # the score where the deployment runs uncalibrated.
+    charts = charts_by_channel(
+        ScoredRow(
+            r.channel,
+            r.decision,
+            float(r.llr) if r.threshold_scale == "llr" and r.llr is not None else float(r.score),
+            float(r.accept_threshold),
+            float(r.reject_threshold),
+            "calibrated LLR" if r.threshold_scale == "llr" else r.norm,
+        )
+        for r in rows
+    )
+    span, counts = daily_counts(((r.created_at, r.decision) for r in day_rows), now.date(), days)
+    return charts, daily_svg(counts, span)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -267,26 +315,38 @@ async def attempts(request: Request) -> Response:
     params = dict(request.query_params)
     f, values, error = _parse_filters(params)
     cursor = params.get("cursor") or None
-    try:
-        page = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, cursor)
-    except VoiceIdError as exc:
-        page, error = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, None), exc.message
-    scores = await run_in_threadpool(_scores_by_decision, service, f)
-    thresholds = service.thresholds
-    return _render(
-        request,
-        "attempts.html",
-        session,
-        status_code=422 if error else 200,
+    context: dict[str, Any] = {
+        "filters": values,
+        "decisions": [d.value for d in Decision],
+        "reasons": [r.value for r in Reason],
+        "query": urlencode(values),
+        "page": None,
+        "charts": [],
+        "daily": None,
+        "next_query": None,
+    }
+    if error is None:
+        try:
+            page = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, cursor)
+        except VoiceIdError as exc:
+            error = exc.message
+    if error is not None:
+        # A filter that cannot be applied shows nothing: rows or charts of the *unfiltered* log next to
+        # a form that still shows the filter would be read as the filtered result.
+        return templates.TemplateResponse(
+            request, "attempts.html", {"session": session, **context, "error": error}, status_code=422
+        )
+    charts, daily = await run_in_threadpool(_chart_data, service, f)
+    context.update(
         page=page,
-        filters=values,
-        error=error,
-        decisions=[d.value for d in Decision],
-        reasons=[r.value for r in Reason],
-        query=urlencode(values),
+        charts=[
+            (c, histogram_svg(c.scores, c.thresholds, scale_label=c.scale_label, title=f"{c.channel} scores"))
+            for c in charts
+        ],
+        daily=daily,
         next_query=urlencode({**values, "cursor": page.next_cursor}) if page.next_cursor else None,
-        histogram=histogram_svg(scores, (thresholds.reject, thresholds.accept)),
     )
+    return _render(request, "attempts.html", session, error=None, **context)
 
 
 @router.get("/export.csv")
@@ -306,7 +366,9 @@ async def export_csv(request: Request) -> Response:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["verification_id", "created_at", "speaker_id", "decision", "score", "reasons", "watchlist_hits"])
     for v in rows:
-        hits = " ".join(f"{h['label']}:{h['score']}" for h in v.watchlist_hits)
+        hits = " ".join(
+            f"{h['label']}:llr={h.get('llr', '')}:cos={h.get('raw_score', h.get('score'))}" for h in v.watchlist_hits
+        )
         writer.writerow(
             safe_row(
                 [
@@ -325,6 +387,17 @@ async def export_csv(request: Request) -> Response:
     )
 
 
+def _attempt_context(detail: AttemptDetail) -> dict[str, Any]:
+    v = detail.verification
+    return {
+        "detail": detail,
+        "v": v,
+        "quality": quality_rows(v.quality),
+        "reasons": [(code, reason_text(code)) for code in v.reasons],
+        "rounded": rounded,
+    }
+
+
 @router.get("/attempts/{verification_id}", response_class=HTMLResponse)
 async def attempt(request: Request, verification_id: str) -> Response:
     session = await _session(request)
@@ -336,7 +409,7 @@ async def attempt(request: Request, verification_id: str) -> Response:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=404
         )
-    return _render(request, "attempt.html", session, detail=detail, v=detail.verification, error=None)
+    return _render(request, "attempt.html", session, error=None, notice=None, **_attempt_context(detail))
 
 
 @router.post("/attempts/{verification_id}/flag")
@@ -347,18 +420,47 @@ async def flag(request: Request, verification_id: str) -> Response:
     session, form = signed
     desk = FraudDesk(_service(request))
     try:
-        await run_in_threadpool(
+        view = await run_in_threadpool(
             desk.add_from_verification, verification_id, form.get("label", ""), form.get("note"), session.key_id
         )
     except VoiceIdError as exc:
-        detail = await run_in_threadpool(desk.attempt, verification_id)
+        try:
+            detail = await run_in_threadpool(desk.attempt, verification_id)
+        except VoiceIdError:
+            return templates.TemplateResponse(
+                request, "error.html", {"message": exc.message, "session": session}, status_code=404
+            )
         return templates.TemplateResponse(
             request,
             "attempt.html",
-            {"session": session, "detail": detail, "v": detail.verification, "error": exc.message},
+            {"session": session, "error": exc.message, "notice": None, **_attempt_context(detail)},
             status_code=409 if exc.code != "INVALID_REQUEST" else 422,
         )
+    if not view.created:
+        # Flagging is idempotent: say so instead of pretending a second entry was made.
+        detail = await run_in_threadpool(desk.attempt, verification_id)
+        notice = f"This attempt is already part of the watchlist voice \u201c{view.label}\u201d; nothing changed."
+        return _render(request, "attempt.html", session, error=None, notice=notice, **_attempt_context(detail))
     return RedirectResponse("/review/watchlist", status_code=303)
+
+
+@router.get("/attempts/{verification_id}/linked", response_class=HTMLResponse)
+async def voice_cluster(request: Request, verification_id: str) -> Response:
+    """The voice cluster of one attempt: every identity and call its voice was heard on."""
+    session = await _session(request)
+    if session is None:
+        return _to_login()
+    try:
+        found = await run_in_threadpool(FraudDesk(_service(request)).linked, verification_id)
+    except VoiceIdError as exc:
+        status = 404 if exc.code == "VERIFICATION_NOT_FOUND" else 409
+        return templates.TemplateResponse(
+            request, "error.html", {"message": exc.message, "session": session}, status_code=status
+        )
+    by_identity: dict[str, list[Link]] = {}
+    for link in found.links:
+        by_identity.setdefault(link.speaker_ref, []).append(link)
+    return _render(request, "linked.html", session, found=found, v=found.verification, by_identity=by_identity)
 
 
 # --- watchlist and review queue -------------------------------------------------------------------
@@ -373,12 +475,42 @@ async def watchlist_page(request: Request) -> Response:
     return _render(request, "watchlist.html", session, entries=entries)
 
 
+def _confirm(request: Request, session: ReviewSession, **context: Any) -> HTMLResponse:
+    return _render(request, "confirm.html", session, **context)
+
+
+@router.get("/watchlist/{entry_id}/delete", response_class=HTMLResponse)
+async def confirm_delete_entry(request: Request, entry_id: str) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login()
+    try:
+        entry = await run_in_threadpool(FraudDesk(_service(request)).watchlist_entry, entry_id)
+    except VoiceIdError as exc:
+        return templates.TemplateResponse(
+            request, "error.html", {"message": exc.message, "session": session}, status_code=404
+        )
+    return _confirm(
+        request,
+        session,
+        title="Remove watchlist voice",
+        question=f"Remove \u201c{entry.label}\u201d ({entry.samples} flagged call(s), {entry.channel or 'phone'}) "
+        "from the watchlist? Calls of this voice will no longer be screened. This cannot be undone.",
+        action=f"/review/watchlist/{entry_id}/delete",
+        fields={},
+        button="Remove from watchlist",
+        back="/review/watchlist",
+    )
+
+
 @router.post("/watchlist/{entry_id}/delete")
 async def delete_entry(request: Request, entry_id: str) -> Response:
     signed = await _signed_post(request)
     if isinstance(signed, Response):
         return signed
-    session, _ = signed
+    session, form = signed
+    if form.get("confirm") != "yes":  # only the confirmation page's button removes
+        return RedirectResponse(f"/review/watchlist/{entry_id}/delete", status_code=303)
     try:
         await run_in_threadpool(FraudDesk(_service(request)).delete_watchlist_entry, entry_id)
     except VoiceIdError as exc:
@@ -388,13 +520,63 @@ async def delete_entry(request: Request, entry_id: str) -> Response:
     return RedirectResponse("/review/watchlist", status_code=303)
 
 
+QUEUE_STATUSES = ("OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED", "ALL")
+
+
 @router.get("/queue", response_class=HTMLResponse)
 async def queue_page(request: Request, status: str = "OPEN") -> Response:
     session = await _session(request)
     if session is None:
         return _to_login()
+    if status not in QUEUE_STATUSES:
+        return templates.TemplateResponse(
+            request,
+            "queue.html",
+            {
+                "session": session,
+                "items": [],
+                "status": status,
+                "statuses": QUEUE_STATUSES,
+                "kinds": KIND_TEXT,
+                "error": f"Unknown status {status!r}; choose one of {', '.join(QUEUE_STATUSES)}.",
+            },
+            status_code=422,
+        )
     items = await run_in_threadpool(FraudDesk(_service(request)).review_queue, None if status == "ALL" else status)
-    return _render(request, "queue.html", session, items=items, status=status)
+    return _render(
+        request, "queue.html", session, items=items, status=status, statuses=QUEUE_STATUSES, kinds=KIND_TEXT, error=None
+    )
+
+
+@router.get("/queue/{item_id}/reject", response_class=HTMLResponse)
+async def confirm_reject(request: Request, item_id: str) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login()
+    try:
+        item = await run_in_threadpool(FraudDesk(_service(request)).review_item, item_id)
+    except VoiceIdError:
+        item = None
+    if item is None or item.status != "OPEN":
+        return templates.TemplateResponse(
+            request, "error.html", {"message": f"no open review item {item_id!r}", "session": session}, status_code=404
+        )
+    erases = item.kind != "LINKED_VOICE"
+    return _confirm(
+        request,
+        session,
+        title="Reject review item",
+        question=(
+            f"Reject the enrolment of \u201c{item.speaker_id}\u201d? Their voiceprint and enrolment audio "
+            "embeddings are erased and they must enrol again. This cannot be undone."
+            if erases
+            else f"Confirm the linked-voice alert on \u201c{item.speaker_id}\u201d as fraud? No data is erased."
+        ),
+        action=f"/review/queue/{item_id}/resolve",
+        fields={"action": "reject"},
+        button="Reject and erase" if erases else "Confirm as fraud",
+        back="/review/queue",
+    )
 
 
 @router.post("/queue/{item_id}/resolve")
@@ -403,10 +585,11 @@ async def resolve(request: Request, item_id: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
+    approve = form.get("action") == "approve"
+    if not approve and form.get("confirm") != "yes":  # rejecting erases: only from the confirmation page
+        return RedirectResponse(f"/review/queue/{item_id}/reject", status_code=303)
     try:
-        await run_in_threadpool(
-            FraudDesk(_service(request)).resolve, item_id, form.get("action") == "approve", session.key_id
-        )
+        await run_in_threadpool(FraudDesk(_service(request)).resolve, item_id, approve, session.key_id)
     except VoiceIdError as exc:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=409

@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from voiceid.storage.crypto import DecryptionError, associated_data
 from voiceid.storage.keys import Vault, mark_for_shredding, speaker_owner, watchlist_owner
-from voiceid.storage.models import AttemptEmbedding, FraudGeneration, ReviewItem, Speaker, WatchlistEntry
+from voiceid.storage.models import (
+    AttemptEmbedding,
+    EnrolmentEmbedding,
+    FraudGeneration,
+    ReviewItem,
+    Speaker,
+    Verification,
+    WatchlistEntry,
+    WatchlistSample,
+)
 from voiceid.storage.repositories import new_id
 
 WATCHLIST = "watchlist"
@@ -110,13 +119,6 @@ def watchlist_vector(vault: Vault, row: WatchlistEntry) -> npt.NDArray[np.float3
     return vault.open_vector(row.ciphertext, associated_data("watchlist_entry", row.id, row.model_version))
 
 
-def delete_watchlist_entry(session: Session, row: WatchlistEntry) -> None:
-    """Delete the entry and destroy its data key at commit."""
-    mark_for_shredding(session, watchlist_owner(row.id))
-    session.delete(row)
-    session.flush()
-
-
 def list_watchlist(session: Session) -> Sequence[WatchlistEntry]:
     return session.scalars(select(WatchlistEntry).order_by(WatchlistEntry.created_at.desc(), WatchlistEntry.id)).all()
 
@@ -154,4 +156,188 @@ def get_review_item(session: Session, item_id: str, for_update: bool = False) ->
 def open_review_items(session: Session, speaker_ref: str) -> Sequence[ReviewItem]:
     return session.scalars(
         select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == "OPEN")
+    ).all()
+
+
+# --- fraud desk (0008): pooled watchlist samples, one review item per cause, linked attempts --------
+
+OPEN_STATUS = "OPEN"
+CLOSED_STATUS = "CLOSED"
+
+
+def add_watchlist_sample(
+    session: Session,
+    vault: Vault,
+    entry_id: str,
+    vector: npt.NDArray[np.float32],
+    model_version: str,
+    channel: str | None,
+    verification_id: str | None,
+    created_at: datetime,
+) -> WatchlistSample:
+    row_id = new_id()
+    # A sample is part of its entry: sealed under the entry's data key, shredded with it.
+    blob = vault.seal_vector(
+        watchlist_owner(entry_id), vector, associated_data("watchlist_sample", row_id, model_version)
+    )
+    row = WatchlistSample(
+        id=row_id,
+        entry_id=entry_id,
+        verification_id=verification_id,
+        channel=channel,
+        model_version=model_version,
+        ciphertext=blob,
+        created_at=created_at,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def watchlist_samples(session: Session, entry_id: str) -> Sequence[WatchlistSample]:
+    return session.scalars(
+        select(WatchlistSample).where(WatchlistSample.entry_id == entry_id).order_by(WatchlistSample.created_at)
+    ).all()
+
+
+def sample_vector(vault: Vault, row: WatchlistSample) -> npt.NDArray[np.float32]:
+    return vault.open_vector(row.ciphertext, associated_data("watchlist_sample", row.id, row.model_version))
+
+
+def sample_for_verification(session: Session, verification_id: str) -> WatchlistSample | None:
+    return session.scalars(select(WatchlistSample).where(WatchlistSample.verification_id == verification_id)).first()
+
+
+def find_watchlist_entry(
+    session: Session, label: str, model_version: str, channel: str | None
+) -> WatchlistEntry | None:
+    """The entry a new flagged call of the voice `label` pools into: same label (case-insensitive),
+    same model and channel."""
+    return session.scalars(
+        select(WatchlistEntry)
+        .where(
+            func.lower(WatchlistEntry.label) == label.lower(),
+            WatchlistEntry.model_version == model_version,
+            WatchlistEntry.channel.is_(None) if channel is None else WatchlistEntry.channel == channel,
+        )
+        .order_by(WatchlistEntry.created_at)
+    ).first()
+
+
+def replace_watchlist_vector(
+    session: Session, vault: Vault, row: WatchlistEntry, vector: npt.NDArray[np.float32], samples: int
+) -> None:
+    row.ciphertext = vault.seal_vector(
+        watchlist_owner(row.id), vector, associated_data("watchlist_entry", row.id, row.model_version)
+    )
+    row.samples = samples
+    session.flush()
+
+
+def delete_watchlist_entry(session: Session, row: WatchlistEntry) -> None:
+    """Delete the entry and its pooled samples, and destroy their data key at commit."""
+    # Explicit, not only ON DELETE CASCADE: SQLite enforces foreign keys only when asked to.
+    session.execute(delete(WatchlistSample).where(WatchlistSample.entry_id == row.id))
+    mark_for_shredding(session, watchlist_owner(row.id))
+    session.delete(row)
+    session.flush()
+
+
+def upsert_review_item(session: Session, **fields: Any) -> tuple[ReviewItem, bool]:
+    """One OPEN item per cause (kind, speaker, matched reference): a repeated finding updates the open
+    item (best score, latest details) instead of queueing a second one. (item, created)."""
+    existing = session.scalars(
+        select(ReviewItem).where(
+            ReviewItem.kind == fields["kind"],
+            ReviewItem.speaker_ref == fields["speaker_ref"],
+            ReviewItem.matched_ref == fields["matched_ref"],
+            ReviewItem.status == OPEN_STATUS,
+        )
+    ).first()
+    if existing is None or fields.get("status") != OPEN_STATUS:
+        return add_review_item(session, **fields), True
+    existing.score = max(existing.score, float(fields["score"]))
+    existing.details = dict(fields["details"])
+    session.flush()
+    return existing, False
+
+
+def open_items_of_kind(session: Session, kind: str, since: datetime) -> Sequence[ReviewItem]:
+    return session.scalars(
+        select(ReviewItem).where(
+            ReviewItem.kind == kind, ReviewItem.status == OPEN_STATUS, ReviewItem.created_at >= since
+        )
+    ).all()
+
+
+def close_review_items(session: Session, speaker_ref: str, now: datetime, why: str) -> int:
+    """Close the OPEN items about an erased speaker: nothing is left to approve or reject."""
+    rows = session.scalars(
+        select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == OPEN_STATUS)
+    ).all()
+    for row in rows:
+        row.status = CLOSED_STATUS
+        row.resolved_at = now
+        row.resolved_by = why
+    session.flush()
+    return len(rows)
+
+
+def erase_speaker_fraud_data(session: Session, speaker_ref: str, now: datetime) -> None:
+    """What erasing a speaker means for the fraud workspace: their attempt embeddings go, and the
+    review items about them are closed (approving a speaker who no longer exists means nothing)."""
+    erase_attempts(session, speaker_ref)
+    close_review_items(session, speaker_ref, now, "erasure")
+
+
+def voiceprint_channels(session: Session, speaker_ids: Sequence[str]) -> dict[str, str | None]:
+    """The channel most of each speaker's enrolment audio came through (None when unknown)."""
+    votes: dict[str, dict[str, int]] = {}
+    for speaker_id, quality in session.execute(
+        select(EnrolmentEmbedding.speaker_id, EnrolmentEmbedding.quality).where(
+            EnrolmentEmbedding.speaker_id.in_(list(speaker_ids))
+        )
+    ):
+        channel = (quality or {}).get("channel")
+        if isinstance(channel, str):
+            tally = votes.setdefault(speaker_id, {})
+            tally[channel] = tally.get(channel, 0) + 1
+    return {sid: max(sorted(t), key=lambda c: t[c]) if t else None for sid, t in votes.items()}
+
+
+def retained_attempt_meta(
+    session: Session, model_version: str, now: datetime, since: datetime | None, limit: int
+) -> Sequence[Any]:
+    """(verification_id, speaker_ref, channel, decision, created_at) of unexpired attempts of one
+    model, newest first, created at or after `since` when given."""
+    query = (
+        select(
+            AttemptEmbedding.verification_id,
+            AttemptEmbedding.speaker_ref,
+            Verification.channel,
+            Verification.decision,
+            AttemptEmbedding.created_at,
+        )
+        .join(Verification, Verification.id == AttemptEmbedding.verification_id)
+        .where(AttemptEmbedding.model_version == model_version, AttemptEmbedding.expires_at > now)
+    )
+    if since is not None:
+        query = query.where(AttemptEmbedding.created_at >= since)
+    return session.execute(query.order_by(AttemptEmbedding.created_at.desc()).limit(limit)).all()
+
+
+def count_retained_attempts(session: Session, model_version: str, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AttemptEmbedding)
+            .where(AttemptEmbedding.model_version == model_version, AttemptEmbedding.expires_at > now)
+        )
+        or 0
+    )
+
+
+def attempt_rows(session: Session, verification_ids: Sequence[str]) -> Sequence[AttemptEmbedding]:
+    return session.scalars(
+        select(AttemptEmbedding).where(AttemptEmbedding.verification_id.in_(list(verification_ids)))
     ).all()

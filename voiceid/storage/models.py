@@ -174,6 +174,9 @@ class WatchlistEntry(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0008_fraud_desk: the channel the entry's samples came from, and how many are pooled in it.
+    channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    samples: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class ReviewItem(Base):
@@ -191,7 +194,10 @@ class ReviewItem(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(32))
 
-    __table_args__ = (Index("ix_review_items_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_review_items_status_created", "status", "created_at"),
+        Index("ix_review_items_cause", "kind", "speaker_ref", "matched_ref", "status"),  # 0008_fraud_desk
+    )
 
 
 class FraudGeneration(Base):
@@ -328,3 +334,20 @@ class ReviewSessionRow(Base):
     key_id: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --- fraud desk (migration 0008_fraud_desk) ----------------------------------------------------
+
+
+class WatchlistSample(Base):
+    """One flagged call (or recording) pooled into a watchlist entry. Its own encrypted copy, so the
+    pool can be rebuilt when a sample is added; a verification is a sample at most once."""
+
+    __tablename__ = "watchlist_samples"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("watchlist_entries.id", ondelete="CASCADE"), index=True)
+    verification_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

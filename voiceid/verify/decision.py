@@ -32,6 +32,8 @@ class Reason(StrEnum):
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
     VOICEPRINT_EXPIRED = "VOICEPRINT_EXPIRED"  # erased after going unused for the retention period
+    # The voice of this call was heard on several other identities within days (fraud/links.py).
+    LINKED_VOICE = "LINKED_VOICE"
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,15 @@ router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])
 
 class WatchlistFromVerification(BaseModel):
     verification_id: str = Field(max_length=32)
-    label: str = Field(min_length=1, max_length=128)
+    label: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The fraud voice. A call flagged under an existing label (same channel) is pooled into it.",
+    )
     note: str | None = Field(None, max_length=2000)
+    entry_id: str | None = Field(
+        None, max_length=32, description="Pool the call into this entry instead of the one named by label."
+    )
 
 
 class WatchlistEntryOut(BaseModel):
@@ -36,16 +43,22 @@ class WatchlistEntryOut(BaseModel):
     model_version: str
     created_by: str | None
     created_at: datetime
+    channel: str | None = Field(description="phone | wideband: the calibration the entry is screened with.")
+    samples: int = Field(description="Flagged calls pooled into this voice.")
 
 
 class ReviewItemOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     item_id: str
-    kind: str = Field(description="DUPLICATE_IDENTITY | WATCHLIST_MATCH")
-    status: str = Field(description="OPEN | REFUSED | APPROVED | REJECTED")
+    kind: Literal["DUPLICATE_IDENTITY", "WATCHLIST_MATCH", "LINKED_VOICE"]
+    status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED"] = Field(
+        description="CLOSED: the speaker was erased while the item was open."
+    )
     speaker_id: str
-    matched_ref: str = Field(description="The other speaker id (duplicates) or watchlist entry id.")
-    score: float
+    matched_ref: str = Field(
+        description="The other speaker id (duplicates), watchlist entry id, or the call that raised a linked alert."
+    )
+    score: float = Field(description="Calibrated LLR (natural log) of the best match.")
     details: dict[str, Any]
     created_at: datetime
     resolved_at: datetime | None
@@ -74,8 +87,10 @@ WATCHLIST_BODY = {
 @router.post("/watchlist", status_code=201, response_model=WatchlistEntryOut, openapi_extra=WATCHLIST_BODY)
 async def add_watchlist_entry(
     request: Request,
+    response: Response,
     label: str | None = Query(None, max_length=128, description="With an audio body"),
     note: str | None = Query(None, max_length=2000, description="With an audio body"),
+    entry_id: str | None = Query(None, max_length=32, description="With an audio body: pool into this entry"),
     principal: Principal = Depends(require(Role.ANALYST)),
     fraud: FraudDesk = Depends(desk),
 ) -> WatchlistEntryOut:
@@ -87,7 +102,7 @@ async def add_watchlist_entry(
         except ValidationError as exc:
             raise VoiceIdError(ErrorCode.INVALID_REQUEST, str(exc).splitlines()[0]) from exc
         view = await run_in_threadpool(
-            fraud.add_from_verification, body.verification_id, body.label, body.note, principal.key_id
+            fraud.add_from_verification, body.verification_id, body.label, body.note, principal.key_id, body.entry_id
         )
     else:
         if not label:
@@ -95,7 +110,11 @@ async def add_watchlist_entry(
         data, content_type = await read_audio(
             request, fraud.service.settings.max_upload_bytes, fraud.service.settings.body_timeout_s
         )
-        view = await run_in_threadpool(fraud.add_from_audio, data, content_type, label, note, principal.key_id)
+        view = await run_in_threadpool(
+            fraud.add_from_audio, data, content_type, label, note, principal.key_id, entry_id
+        )
+    if not view.created:
+        response.status_code = 200  # already flagged: the same entry, nothing changed
     return WatchlistEntryOut.model_validate(view)
 
 
@@ -112,7 +131,8 @@ async def delete_watchlist_entry(entry_id: str, fraud: FraudDesk = Depends(desk)
 
 @router.get("/review-queue", response_model=list[ReviewItemOut])
 async def review_queue(
-    status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "ALL"] = "OPEN", fraud: FraudDesk = Depends(desk)
+    status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED", "ALL"] = "OPEN",
+    fraud: FraudDesk = Depends(desk),
 ) -> list[ReviewItemOut]:
     items = await run_in_threadpool(fraud.review_queue, None if status == "ALL" else status)
     return [ReviewItemOut.model_validate(v) for v in items]
@@ -127,3 +147,63 @@ async def resolve_review_item(
 ) -> ReviewItemOut:
     view = await run_in_threadpool(fraud.resolve, item_id, body.action == "approve", principal.key_id)
     return ReviewItemOut.model_validate(view)
+
+
+class LinkOut(BaseModel):
+    verification_id: str
+    speaker_id: str = Field(description="The identity the linked call claimed.")
+    channel: str | None
+    decision: str
+    created_at: datetime
+    llr: float = Field(description="Calibrated LLR (natural log), same voice vs different voices.")
+    raw_score: float = Field(description="Cosine between the two calls' embeddings, for diagnosis.")
+    pooled: bool = Field(
+        description="Found in the second pass: scored against this call pooled with its first-pass links."
+    )
+    scale: Literal["phone", "wideband", "cross"] = Field(
+        description="The channel calibration the pair was scored with (cross: one side wideband, one phone)."
+    )
+
+
+class LinkedOut(BaseModel):
+    verification_id: str
+    speaker_id: str
+    channel: str | None
+    created_at: datetime
+    threshold_llr: float = Field(description="Calls scoring at least this LLR are linked (VOICEID_LINK_LLR_THRESHOLD).")
+    identities: list[str] = Field(description="Every identity this voice was heard on, this call's first.")
+    identities_in_window: list[str] = Field(description="Those within VOICEID_LINK_ALERT_DAYS of this call.")
+    alert: bool = Field(description="identities_in_window reaches VOICEID_LINK_ALERT_IDENTITIES.")
+    links: list[LinkOut]
+
+
+@router.get("/verifications/{verification_id}/linked", response_model=LinkedOut)
+async def linked_calls(verification_id: str, fraud: FraudDesk = Depends(desk)) -> LinkedOut:
+    """The other retained attempts whose voice matches this one under other claimed identities, with
+    calibrated scores (the fraud-ring view)."""
+    found = await run_in_threadpool(fraud.linked, verification_id)
+    v = found.verification
+    return LinkedOut(
+        verification_id=v.verification_id,
+        speaker_id=v.speaker_id,
+        channel=v.channel,
+        created_at=v.created_at,
+        threshold_llr=found.threshold_llr,
+        identities=found.identities,
+        identities_in_window=found.identities_in_window,
+        alert=found.alert,
+        links=[
+            LinkOut(
+                verification_id=link.verification_id,
+                speaker_id=link.speaker_ref,
+                channel=link.channel,
+                decision=link.decision,
+                created_at=link.created_at,
+                llr=link.llr,
+                raw_score=link.raw_score,
+                scale=link.scale,
+                pooled=link.pooled,
+            )
+            for link in found.links
+        ],
+    )
