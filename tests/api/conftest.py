@@ -144,6 +144,8 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             # Explicit, as PostgreSQL deployments must set it (a key store of the test's own).
             "keystore_url": f"sqlite:///{tmp_path / 'data' / 'keystore.db'}",
             "enrol_min_speech_s": 4.0,
+            # Tests that are not about the per-speaker attempt limit make many attempts in a second.
+            "attempt_rate_limit": 1000,
             "inference_workers": 2,
             "inference_queue": 8,
         }

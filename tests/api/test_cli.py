@@ -21,6 +21,7 @@ def cli_env(monkeypatch, tmp_path, db, db_url, settings):
     # Shared secrets: required with PostgreSQL, where several processes use one database.
     monkeypatch.setenv("VOICEID_ENCRYPTION_KEY", generate_key_text())
     monkeypatch.setenv("VOICEID_SESSION_SECRET", "cli-test-session-secret-0123456789-abcdef")
+    monkeypatch.setenv("VOICEID_KEYSTORE_URL", f"sqlite:///{tmp_path / 'keystore.db'}")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -30,7 +30,12 @@ def bearer(key: str) -> dict[str, str]:
 )
 def test_a_weak_admin_key_stops_start_up_with_a_clear_message(make_api, settings, db_url, tmp_path, weak):
     app_settings = settings.model_copy(
-        update={"data_dir": tmp_path / "weak", "database_url": db_url, "admin_key": SecretStr(weak)}
+        update={
+            "data_dir": tmp_path / "weak",
+            "database_url": db_url,
+            "admin_key": SecretStr(weak),
+            "keystore_url": f"sqlite:///{tmp_path / 'weak' / 'keystore.db'}",
+        }
     )
     with pytest.raises(VoiceIdError) as err:
         VoiceIdService.from_settings(app_settings, engine=NoInferenceEngine())  # type: ignore[arg-type]

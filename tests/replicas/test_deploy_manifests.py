@@ -162,7 +162,8 @@ def test_every_variable_is_a_setting_and_the_shared_secrets_are_there():
         k for d in [*_by("Secret").values(), *_by("ConfigMap").values()] for k in d.get("stringData", d.get("data", {}))
     }
     assert variables <= fields, variables - fields
-    assert {"VOICEID_DATABASE_URL", "VOICEID_ENCRYPTION_KEY", "VOICEID_SESSION_SECRET"} <= variables
+    shared = {"VOICEID_DATABASE_URL", "VOICEID_ENCRYPTION_KEY", "VOICEID_SESSION_SECRET", "VOICEID_KEYSTORE_URL"}
+    assert shared <= variables
 
 
 @pytest.mark.parametrize("container", _containers(), ids=lambda c: c["name"])

@@ -26,14 +26,16 @@ from voiceid.worker.runner import TickStatus, Worker
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/nothing"
 SECRET = "a-session-secret-of-at-least-32-chars"
+KEYSTORE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/keys"  # shared by the replicas, never read here
 
 
 def test_postgresql_refuses_per_host_secrets(settings: Settings):
-    for missing in ("encryption_key", "session_secret"):
-        values = {
+    for missing in ("encryption_key", "session_secret", "keystore_url"):
+        values: dict[str, object] = {
             "database_url": PG_URL,
             "encryption_key": SecretStr(generate_key_text()),
             "session_secret": SecretStr(SECRET),
+            "keystore_url": KEYSTORE_URL,
         }
         values[missing] = None
         with pytest.raises(VoiceIdError) as caught:
@@ -46,6 +48,7 @@ def test_postgresql_refuses_per_host_secrets(settings: Settings):
                 "database_url": PG_URL,
                 "encryption_key": SecretStr(generate_key_text()),
                 "session_secret": SecretStr(SECRET),
+                "keystore_url": KEYSTORE_URL,
             }
         )
     )
@@ -175,7 +178,11 @@ def test_registered_jobs_include_retention_and_webhooks_and_the_purge_job_works(
     )
     db = Database(empty_db_url)
     upgrade(db, cfg)
-    ctx = AppContext.from_settings(cfg.model_copy(update={"session_secret": SecretStr(SECRET)}))
+    ctx = AppContext.from_settings(
+        cfg.model_copy(
+            update={"session_secret": SecretStr(SECRET), "keystore_url": f"sqlite:///{tmp_path / 'keystore.db'}"}
+        )
+    )
     now = datetime.now(UTC)
     with db.transaction() as session:
         for i, expires in enumerate((now - timedelta(days=1), now + timedelta(days=1))):

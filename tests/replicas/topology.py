@@ -152,13 +152,14 @@ def start(
         "VOICEID_DATABASE_URL": database_url,
         "VOICEID_ENCRYPTION_KEY": generate_key_text(),
         "VOICEID_SESSION_SECRET": SESSION_SECRET,
+        # One key store for every process (the data keys of crypto-shredding), as in production.
+        "VOICEID_KEYSTORE_URL": f"sqlite:///{workdir / 'keystore.db'}",
         "VOICEID_ADMIN_KEY": ADMIN_KEY,
         "VOICEID_UPGRADE_ON_START": "false",
         # Scores normalised against the enrolled population: every replica's voiceprint cache
         # takes part in every decision, so "decide identically" tests the change feed.
         "VOICEID_SCORE_NORM": "s-norm",
         "VOICEID_COHORT_SOURCE": "population",
-        "VOICEID_POPULATION_MIN": "0",
         "VOICEID_ACCEPT_THRESHOLD": "3.0",
         "VOICEID_REJECT_THRESHOLD": "1.0",
         "VOICEID_INFERENCE_WORKERS": "2",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -65,10 +65,12 @@ class AudioLimits:
 
     max_bytes: int
     max_seconds: float
-    min_rate: int = 4000
-    max_rate: int = 192_000
-    max_channels: int = 2
-    max_samples: int = 12_000_000  # frames x channels
+    # Out of the repr: the evaluation embedding cache is keyed by the front end's repr, and bounds on
+    # what may be decoded do not change the embedding of audio that is decoded.
+    min_rate: int = field(default=4000, repr=False)
+    max_rate: int = field(default=192_000, repr=False)
+    max_channels: int = field(default=2, repr=False)
+    max_samples: int = field(default=12_000_000, repr=False)  # frames x channels
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ later rolled back) ever enters a shared index.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,12 +30,14 @@ from voiceid.fraud.index import Neighbour, VectorIndex
 from voiceid.storage import changes, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.changes import ChangeKind
+from voiceid.storage.crypto import DecryptionError
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
 CHUNK = 1000  # ids per IN (...) query
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -176,7 +180,13 @@ class VoiceprintCache(FeedCache):
         return IndexView(index, exclude_id), self._refs
 
     def _store(self, speaker: Speaker, channel: str | None = None) -> None:
-        vector = repo.get_voiceprint(self._cipher, speaker)
+        try:
+            vector = repo.get_voiceprint(self._cipher, speaker)
+        except DecryptionError:
+            # Sealed under a master key this process does not hold (a misconfigured replica) or a
+            # destroyed data key: unusable here, and it must not fail the call that synced the cache.
+            log.warning("voiceprint of speaker %s cannot be decrypted here; left out of the search", speaker.id)
+            vector = None
         if vector is None or speaker.voiceprint_model_version is None:
             self._drop(speaker.id)
             return
@@ -189,7 +199,7 @@ class VoiceprintCache(FeedCache):
         for chunk in _chunks(ids):
             speakers = session.scalars(select(Speaker).where(Speaker.id.in_(chunk))).all()
             # One key-store read per chunk instead of one per voiceprint (storage/keys.py).
-            self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            self._prefetch(speakers)
             channels = fraud_repo.voiceprint_channels(session, [s.id for s in speakers])
             for speaker in speakers:
                 found.add(speaker.id)
@@ -201,10 +211,15 @@ class VoiceprintCache(FeedCache):
         query = select(Speaker).where(Speaker.voiceprint_model_version.is_not(None)).execution_options(yield_per=2000)
         for chunk in session.scalars(query).partitions():
             speakers = [s for s in chunk if s.id not in skip]
-            self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+            self._prefetch(speakers)
             channels = fraud_repo.voiceprint_channels(session, [s.id for s in speakers])
             for speaker in speakers:
                 self._store(speaker, channels.get(speaker.id))
+
+    def _prefetch(self, speakers: Sequence[Speaker]) -> None:
+        """One key-store read for many voiceprints; an unreadable one is reported by `_store`."""
+        with contextlib.suppress(DecryptionError):
+            self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
 
     def _forget(self, object_id: str) -> None:
         self._refs.pop(object_id, None)
