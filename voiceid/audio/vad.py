@@ -1,17 +1,22 @@
 """Voice activity detection with Silero VAD (the model ships inside the `silero-vad` package).
 
 Silero's model is stateful between chunks, so each thread gets its own instance; they are small
-(about 2 MB) and loading one takes milliseconds.
+(about 2 MB) and loading one takes milliseconds. The same model runs either as TorchScript or as
+the ONNX file silero-vad ships, on ONNX Runtime: about half the CPU time per second of audio
+(docs/performance.md), the same speech segments on the dev set (tests/test_onnx_backend.py).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from voiceid.config import VadBackend
 
 VAD_RATE = 16_000
 _local = threading.local()
@@ -23,16 +28,22 @@ class VadConfig:
     min_speech_ms: int = 250
     min_silence_ms: int = 300
     speech_pad_ms: int = 100
+    # Left out of the repr, which keys cohorts and cached embeddings: both backends run the same
+    # Silero weights and give the same segments (tested on the dev set), like an fp32 export of
+    # ECAPA keeps its model version.
+    backend: VadBackend = field(default=VadBackend.TORCH, repr=False)
 
 
-def _model() -> torch.jit.ScriptModule:
-    model: torch.jit.ScriptModule | None = getattr(_local, "model", None)
-    if model is None:
+def _model(backend: VadBackend) -> Any:
+    """This thread's Silero model for `backend` (a ScriptModule, or silero's ORT wrapper)."""
+    models: dict[VadBackend, Any] | None = getattr(_local, "models", None)
+    if models is None:
+        models = _local.models = {}
+    if backend not in models:
         from silero_vad import load_silero_vad
 
-        model = load_silero_vad(onnx=False)
-        _local.model = model
-    return model
+        models[backend] = load_silero_vad(onnx=backend is VadBackend.ONNX)
+    return models[backend]
 
 
 def speech_segments(samples: npt.NDArray[np.float32], config: VadConfig) -> list[tuple[int, int]]:
@@ -44,7 +55,7 @@ def speech_segments(samples: npt.NDArray[np.float32], config: VadConfig) -> list
     with torch.inference_mode():
         stamps = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
-            _model(),
+            _model(config.backend),
             threshold=config.threshold,
             sampling_rate=VAD_RATE,
             min_speech_duration_ms=config.min_speech_ms,
