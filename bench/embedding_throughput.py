@@ -4,10 +4,12 @@ One run, the same files, one thread each, calls interleaved utterance by utteran
 other load on a shared machine falls on every path alike:
 - `speechbrain bare`: `EncoderClassifier.encode_batch` on the whole decoded 16 kHz file (the
   baseline the issue names; decoding not counted);
-- `voiceid torch`: the product's whole path, bytes -> decode -> 16 kHz -> Silero VAD (TorchScript)
-  -> quality report -> Fbank -> ECAPA in PyTorch eager fp32 (`Engine.embed_bytes`);
-- `voiceid <backend>`: the same path with `VOICEID_INFERENCE_BACKEND` (default torch-bf16) and
-  `VOICEID_VAD_BACKEND=onnx`;
+- `voiceid torch + TorchScript VAD`: the product's whole path as it was before issue 13, bytes ->
+  decode -> 16 kHz -> Silero VAD (TorchScript) -> quality report -> Fbank -> ECAPA in PyTorch eager
+  fp32 (`Engine.embed_bytes`);
+- `voiceid torch + ONNX VAD`: the defaults now (`VOICEID_VAD_BACKEND=onnx`);
+- `voiceid <backend> + ONNX VAD`: the same path with `VOICEID_INFERENCE_BACKEND` (default
+  torch-bf16);
 - the network alone on every backend (torch, onnx fp32, onnx int8, torch bf16), same features.
 
 Throughput is reported per core from CPU time (`time.thread_time`, the calling thread does all
@@ -146,10 +148,9 @@ def concurrency(engine: Engine, payloads: list[tuple[bytes, str]], requests: int
     return rows
 
 
-def optimised_engine(settings: Settings, backend: InferenceBackend) -> Engine:
+def front_end_with(settings: Settings, vad: VadBackend) -> FrontEnd:
     config = FrontEndConfig.from_settings(settings)
-    front_end = FrontEnd(replace(config, vad=replace(config.vad, backend=VadBackend.ONNX)))
-    return Engine(front_end, load_embedder(settings.model_dir, 1, backend))
+    return FrontEnd(replace(config, vad=replace(config.vad, backend=vad)))
 
 
 def main() -> None:
@@ -168,10 +169,10 @@ def main() -> None:
     utts = read_manifest(manifest)
     if args.limit:
         utts = utts[:: max(1, len(utts) // args.limit)][: args.limit]
-    reference = Engine(
-        FrontEnd(FrontEndConfig.from_settings(settings)), load_embedder(settings.model_dir, 1, InferenceBackend.TORCH)
-    )
-    optimised = optimised_engine(settings, args.backend)
+    torch_net = load_embedder(settings.model_dir, 1, InferenceBackend.TORCH)
+    reference = Engine(front_end_with(settings, VadBackend.TORCH), torch_net)  # the product before issue 13
+    torch_onnx_vad = Engine(front_end_with(settings, VadBackend.ONNX), torch_net)
+    optimised = Engine(front_end_with(settings, VadBackend.ONNX), load_embedder(settings.model_dir, 1, args.backend))
     networks: dict[str, Embedder] = {"torch fp32 (eager)": reference.embedder}
     for name, backend in (
         ("onnx fp32 (ORT)", InferenceBackend.ONNX),
@@ -202,12 +203,14 @@ def main() -> None:
     # Warm-up: lazy loads, oneDNN primitive creation and ORT arenas are not timed.
     for _ in range(2):
         reference.embed_bytes(*payloads[0])
+        torch_onnx_vad.embed_bytes(*payloads[0])
         optimised.embed_bytes(*payloads[0])
         bare_encode(waves[0])
     full_name = f"voiceid {args.backend} + ONNX VAD, whole path"
     paths: dict[str, Callable[[int], Any]] = {
         "speechbrain bare encode_batch (whole file, no decode)": lambda i: bare_encode(waves[i]),
-        "voiceid torch, whole path (decode+VAD+embed)": lambda i: reference.embed_bytes(*payloads[i]),
+        "voiceid torch + TorchScript VAD, whole path (before)": lambda i: reference.embed_bytes(*payloads[i]),
+        "voiceid torch + ONNX VAD, whole path": lambda i: torch_onnx_vad.embed_bytes(*payloads[i]),
         full_name: lambda i: optimised.embed_bytes(*payloads[i]),
     }
     cpu: dict[str, list[float]] = defaultdict(list)
@@ -256,7 +259,7 @@ def main() -> None:
     base = results["network_only_cpu_ms"]["torch fp32 (eager)"]
     for name, ms in results["network_only_cpu_ms"].items():
         print(f"| {name} | {ms:.1f} | {base / ms:.2f} |")
-    print(f"\n| stage (CPU ms / utt) | torch path | {args.backend} + ONNX VAD |\n|---|---:|---:|")
+    print(f"\n| stage (CPU ms / utt) | torch + TorchScript VAD | {args.backend} + ONNX VAD |\n|---|---:|---:|")
     prof_t, prof_o = results["profile_cpu_ms"]["torch"], results["profile_cpu_ms"][str(args.backend)]
     for stage in prof_t:
         print(f"| {stage} | {prof_t[stage]:.1f} | {prof_o[stage]:.1f} |")
