@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     vad_backend: VadBackend = Field(
         VadBackend.ONNX,
         description="Silero VAD as TorchScript, or silero-vad's sequence .onnx on ONNX Runtime "
-        "(the same segments on the dev set for an eighth of the CPU time).",
+        "(the same segments on the dev set for a sixth of the CPU time).",
     )
 
     # --- audio limits --------------------------------------------------------------------
