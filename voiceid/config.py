@@ -6,6 +6,7 @@ surface in one file and `voiceid` behaves the same from the CLI, the API and the
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,6 +26,21 @@ DEFAULT_WATCHLIST_LLR = 5.0
 DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
 DEFAULT_LINK_POOLED_LLR = 8.0
+
+
+class InferenceBackend(StrEnum):
+    """Where the ECAPA network runs (docs/performance.md). Features always come from torch."""
+
+    TORCH = "torch"  # PyTorch eager: the reference implementation and test oracle
+    ONNX = "onnx"  # ONNX Runtime, fp32: numerically equivalent, keeps the model version
+    ONNX_INT8 = "onnx-int8"  # ONNX Runtime, static int8: a derived model version
+    TORCH_BF16 = "torch-bf16"  # traced bf16 on oneDNN: fastest on CPUs with AVX512-BF16; a derived version
+
+
+class VadBackend(StrEnum):
+    TORCH = "torch"  # Silero's TorchScript model
+    ONNX = "onnx"  # the same Silero model as shipped ONNX, on ONNX Runtime
+
 
 _DEFAULT_DATA_DIR = Path(user_data_dir("voiceid", appauthor=False))
 
@@ -53,6 +69,18 @@ class Settings(BaseSettings):
     inference_workers: int = Field(2, ge=1, description="Worker threads for inference in the service.")
     inference_queue: int = Field(
         8, ge=0, description="Requests allowed to wait for a worker before the API answers 503."
+    )
+
+    # --- inference backend (issue 13: optimised inference; figures in docs/performance.md) ----
+    inference_backend: InferenceBackend = Field(
+        InferenceBackend.TORCH,
+        description="torch | onnx | onnx-int8 | torch-bf16. onnx* need `voiceid models export`; onnx-int8 and "
+        "torch-bf16 vectors carry a derived model version (re-enrol, rebuild cohorts and calibration).",
+    )
+    vad_backend: VadBackend = Field(
+        VadBackend.ONNX,
+        description="Silero VAD as TorchScript, or silero-vad's sequence .onnx on ONNX Runtime "
+        "(the same segments on the dev set for a sixth of the CPU time).",
     )
 
     # --- audio limits --------------------------------------------------------------------

@@ -30,7 +30,7 @@ class Engine:
     def from_settings(cls, settings: Settings) -> Engine:
         return cls(
             FrontEnd(FrontEndConfig.from_settings(settings)),
-            shared_embedder(settings.model_dir, settings.torch_threads),
+            shared_embedder(settings.model_dir, settings.torch_threads, settings.inference_backend),
         )
 
     @property

@@ -53,6 +53,7 @@ class FrontEndConfig:
                 min_speech_ms=settings.vad_min_speech_ms,
                 min_silence_ms=settings.vad_min_silence_ms,
                 speech_pad_ms=settings.vad_speech_pad_ms,
+                backend=settings.vad_backend,
             ),
             min_net_speech_s=settings.min_net_speech_s,
             max_pause_s=settings.vad_max_pause_s,

@@ -1,18 +1,24 @@
 """Voice activity detection with Silero VAD (the model ships inside the `silero-vad` package).
 
 Silero's model is stateful between chunks, so each thread gets its own instance; they are small
-(about 2 MB) and loading one takes milliseconds.
+(about 2 MB) and loading one takes milliseconds. The same model runs either as TorchScript, one
+Python call per 32 ms frame, or as the "sequence" ONNX file silero-vad ships, whole blocks of
+frames per ONNX Runtime call: a sixth of the CPU time, the same speech
+segments on the dev set (docs/performance.md, tests/test_inference_backends.py).
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from voiceid.config import VadBackend
 
 VAD_RATE = 16_000
 _local = threading.local()
@@ -30,34 +36,45 @@ class VadConfig:
     min_speech_ms: int = 250
     min_silence_ms: int = 300
     speech_pad_ms: int = 100
+    # Left out of the repr, which keys cohorts and cached embeddings: both backends run the same
+    # Silero weights and give the same segments (tested on the dev set), like an fp32 export of
+    # ECAPA keeps its model version.
+    backend: VadBackend = field(default=VadBackend.TORCH, repr=False)
 
 
-def _model() -> torch.jit.ScriptModule:
-    model: torch.jit.ScriptModule | None = getattr(_local, "model", None)
-    if model is None:
+def _model(backend: VadBackend) -> Any:
+    """This thread's Silero model for `backend` (a ScriptModule, or silero's sequence ONNX model)."""
+    models: dict[VadBackend, Any] | None = getattr(_local, "models", None)
+    if models is None:
+        models = _local.models = {}
+    if backend not in models:
         from silero_vad import load_silero_vad
 
-        model = load_silero_vad(onnx=False)
-        _local.model = model
-    return model
+        # The sequence model is silero's own export of the same network that runs the LSTM
+        # over a block of frames inside one ORT call instead of one Python call per 32 ms frame.
+        models[backend] = load_silero_vad(sequence=True) if backend is VadBackend.ONNX else load_silero_vad()
+    return models[backend]
 
 
 def speech_segments(samples: npt.NDArray[np.float32], config: VadConfig) -> list[tuple[int, int]]:
     """[start, end) sample indices of speech in 16 kHz audio, padded and merged by Silero."""
-    from silero_vad import get_speech_timestamps
+    from silero_vad import get_speech_timestamps, get_speech_timestamps_sequence
 
     if len(samples) == 0:
         return []
-    with torch.inference_mode():
-        stamps = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)),
-            _model(),
-            threshold=config.threshold,
-            sampling_rate=VAD_RATE,
-            min_speech_duration_ms=config.min_speech_ms,
-            min_silence_duration_ms=config.min_silence_ms,
-            speech_pad_ms=config.speech_pad_ms,
-        )
+    options: dict[str, Any] = {
+        "threshold": config.threshold,
+        "sampling_rate": VAD_RATE,
+        "min_speech_duration_ms": config.min_speech_ms,
+        "min_silence_duration_ms": config.min_silence_ms,
+        "speech_pad_ms": config.speech_pad_ms,
+    }
+    audio = np.ascontiguousarray(samples, dtype=np.float32)
+    if config.backend is VadBackend.ONNX:
+        stamps = get_speech_timestamps_sequence(audio, _model(config.backend), **options)
+    else:
+        with torch.inference_mode():
+            stamps = get_speech_timestamps(torch.from_numpy(audio), _model(config.backend), **options)
     return [(int(s["start"]), int(s["end"])) for s in stamps]
 
 

@@ -58,9 +58,17 @@ class EmbeddingCache:
         """The cache under the data dir, keyed by model, embedder and every front-end setting that
         shapes an embedding, so a changed VAD setting re-embeds instead of reusing stale vectors."""
         from voiceid.audio.frontend import FrontEndConfig
+        from voiceid.models.embedder import backend_model_version
         from voiceid.models.files import MODEL_VERSION
 
-        salt = f"{MODEL_VERSION}|{embedder}|{FrontEndConfig.from_settings(settings)!r}"
+        # The product's vectors carry its inference backend's version (a bf16 or int8 backend
+        # must not read fp32 vectors back); the bare baseline always runs the fp32 checkpoint.
+        version = (
+            backend_model_version(settings.model_dir, settings.inference_backend)
+            if embedder == "voiceid"
+            else MODEL_VERSION
+        )
+        salt = f"{version}|{embedder}|{FrontEndConfig.from_settings(settings)!r}"
         return cls(settings.data_dir / "cache" / "embeddings" if enabled else None, salt)
 
     def _path(self, data: bytes, content_type: str) -> Path | None:

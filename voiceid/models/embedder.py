@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from voiceid.config import InferenceBackend
 from voiceid.models.files import REQUIRED_FILES, VerifiedModel, verify_model_dir
 
 SAMPLE_RATE = 16_000
@@ -63,10 +64,25 @@ class Embedder:
         return cls(verify_model_dir(model_dir, REQUIRED_FILES), threads=threads)
 
     @torch.inference_mode()
-    def _forward(self, wavs: torch.Tensor, rel_lens: torch.Tensor) -> FloatArray:
+    def _features(self, wavs: torch.Tensor, rel_lens: torch.Tensor) -> torch.Tensor:
+        """Fbank + sentence mean normalisation: (batch, samples) -> (batch, frames, 80)."""
         feats = self._modules["compute_features"](wavs)
-        feats = self._modules["mean_var_norm"](feats, rel_lens)
-        emb = self._modules["embedding_model"](feats, rel_lens).squeeze(1)
+        out: torch.Tensor = self._modules["mean_var_norm"](feats, rel_lens)
+        return out
+
+    def features(self, wave: npt.NDArray[np.floating]) -> FloatArray:
+        """One utterance's network input, (1, frames, 80): what the ONNX export is calibrated on."""
+        tensor = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0)
+        out: FloatArray = self._features(tensor, torch.ones(1)).numpy()
+        return out
+
+    @torch.inference_mode()
+    def _network(self, feats: torch.Tensor, rel_lens: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self._modules["embedding_model"](feats, rel_lens).squeeze(1)
+        return out
+
+    def _forward(self, wavs: torch.Tensor, rel_lens: torch.Tensor) -> FloatArray:
+        emb = self._network(self._features(wavs, rel_lens), rel_lens)
         emb = torch.nn.functional.normalize(emb, dim=-1)
         out: FloatArray = emb.to(torch.float32).cpu().numpy()
         return out
@@ -102,14 +118,45 @@ class Embedder:
         return out
 
 
-_shared: dict[tuple[Path, int], Embedder] = {}
+_shared: dict[tuple[Path, int, InferenceBackend], Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_embedder(model_dir: Path, threads: int = 0) -> Embedder:
-    """The process-wide embedder for a model dir: the model is loaded once and reused."""
-    key = (model_dir.resolve(), threads)
+def load_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
+    """An embedder on the chosen backend; torch is the reference the others are tested against."""
+    if backend is InferenceBackend.TORCH:
+        return Embedder.from_dir(model_dir, threads=threads)
+    if backend is InferenceBackend.TORCH_BF16:
+        from voiceid.models.bf16_backend import Bf16Embedder
+
+        return Bf16Embedder(verify_model_dir(model_dir, REQUIRED_FILES), threads=threads)
+    from voiceid.models.onnx_backend import OnnxEmbedder
+    from voiceid.models.onnx_export import OnnxPrecision
+
+    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
+    return OnnxEmbedder(verify_model_dir(model_dir, REQUIRED_FILES), precision, threads=threads)
+
+
+def backend_model_version(model_dir: Path, backend: InferenceBackend) -> str:
+    """The model version `backend`'s vectors will carry, without loading any network."""
+    from voiceid.models.files import MODEL_VERSION
+
+    if backend is InferenceBackend.TORCH:
+        return MODEL_VERSION
+    if backend is InferenceBackend.TORCH_BF16:
+        from voiceid.models.bf16_backend import bf16_version
+
+        return bf16_version(MODEL_VERSION)
+    from voiceid.models.onnx_export import OnnxPrecision, load_exported
+
+    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
+    return load_exported(verify_model_dir(model_dir, REQUIRED_FILES), precision).model_version
+
+
+def shared_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
+    """The process-wide embedder for a model dir and backend: the model is loaded once and reused."""
+    key = (model_dir.resolve(), threads, backend)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = Embedder.from_dir(model_dir, threads=threads)
+            _shared[key] = load_embedder(model_dir, threads, backend)
         return _shared[key]
