@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.api.conftest import ScriptedEngine, unit
+from tests.api.conftest import SESSION_SECRET, ScriptedEngine, unit
 from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.cli import app
 from voiceid.config import get_settings
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
+from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 
 
@@ -90,6 +91,10 @@ def own_db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 def run_verify(monkeypatch, tmp_path, url: str, *args: str) -> tuple[int, dict]:
     monkeypatch.setenv("VOICEID_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("VOICEID_DATABASE_URL", url)
+    # Shared configuration, as every process of a PostgreSQL deployment must have it.
+    monkeypatch.setenv("VOICEID_ENCRYPTION_KEY", generate_key_text())
+    monkeypatch.setenv("VOICEID_SESSION_SECRET", SESSION_SECRET)
+    monkeypatch.setenv("VOICEID_KEYSTORE_URL", f"sqlite:///{tmp_path / 'keystore.db'}")
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["audit", "verify", *args])

@@ -138,7 +138,7 @@ def test_torch_jit_deprecation_warning_is_not_printed():
     import subprocess
     import sys
 
-    code = "from voiceid.audio.vad import _model; _model()"
+    code = "from voiceid.audio.vad import _model; from voiceid.config import VadBackend; _model(VadBackend.TORCH)"
     done = subprocess.run(
         [sys.executable, "-W", "always::FutureWarning", "-c", code], capture_output=True, text=True, timeout=300
     )

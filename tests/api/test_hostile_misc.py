@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.conftest import ADMIN_KEY, NoInferenceEngine
+from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
 from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.api.app import create_app
 from voiceid.config import Settings
@@ -104,6 +104,8 @@ def test_postgres_outage_is_503_with_retry_after_then_recovers(
             "database_url": url,
             "admin_key": SecretStr(ADMIN_KEY),
             "encryption_key": SecretStr(generate_key_text()),
+            "session_secret": SecretStr(SESSION_SECRET),
+            "keystore_url": f"sqlite:///{tmp_path / 'keystore.db'}",
         }
     )
     with TestClient(create_app(app_settings, engine=NoInferenceEngine())) as client:  # type: ignore[arg-type]

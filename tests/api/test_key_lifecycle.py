@@ -11,12 +11,13 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tests.api.conftest import ADMIN_KEY, NoInferenceEngine
+from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
 from voiceid.api.app import create_app
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.apikeys import estimated_bits
 from voiceid.security.throttle import FailureThrottle, client_key
 from voiceid.service import VoiceIdService
+from voiceid.storage.crypto import generate_key_text
 
 NEW_ADMIN_KEY = "rotated-admin-Key-9f8e7d6c5b4a3210"
 
@@ -34,6 +35,8 @@ def test_a_weak_admin_key_stops_start_up_with_a_clear_message(make_api, settings
             "data_dir": tmp_path / "weak",
             "database_url": db_url,
             "admin_key": SecretStr(weak),
+            "encryption_key": SecretStr(generate_key_text()),
+            "session_secret": SecretStr(SESSION_SECRET),
             "keystore_url": f"sqlite:///{tmp_path / 'weak' / 'keystore.db'}",
         }
     )
@@ -172,6 +175,8 @@ def test_cli_keys_list_and_revoke(make_api, monkeypatch, tmp_path, db_url, setti
     monkeypatch.setenv("VOICEID_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VOICEID_DATABASE_URL", db_url)
     monkeypatch.setenv("VOICEID_ENCRYPTION_KEY", api.service.settings.encryption_key.get_secret_value())
+    monkeypatch.setenv("VOICEID_SESSION_SECRET", SESSION_SECRET)
+    monkeypatch.setenv("VOICEID_KEYSTORE_URL", str(api.service.settings.keystore_url))
     get_settings.cache_clear()
     try:
         listed = CliRunner().invoke(app, ["keys", "list"])

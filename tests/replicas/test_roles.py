@@ -15,6 +15,7 @@ from voiceid.config import Settings
 from voiceid.context import AppContext, check_shared_configuration
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage import fraud_repo
+from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 from voiceid.storage.models import ApiKey, AttemptEmbedding
@@ -185,6 +186,8 @@ def test_registered_jobs_include_retention_and_webhooks_and_the_purge_job_works(
     )
     now = datetime.now(UTC)
     with db.transaction() as session:
+        # Attempt embeddings are sealed under the claimed speaker's data key: the speaker must exist.
+        repo.insert_speaker_if_absent(session, "spk", "ENROLLED", now)
         for i, expires in enumerate((now - timedelta(days=1), now + timedelta(days=1))):
             fraud_repo.add_attempt_embedding(
                 session, ctx.cipher, f"v{i}", "spk", np.ones(192, np.float32), "m", now, expires

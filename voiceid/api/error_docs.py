@@ -15,8 +15,8 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.PAYLOAD_TOO_LARGE: "The body is larger than VOICEID_MAX_UPLOAD_BYTES.",
     ErrorCode.NO_SPEECH: "The voice activity detector found no speech; check the audio and its content type.",
     ErrorCode.AUDIO_TOO_SHORT: "Less speech than VOICEID_MIN_NET_SPEECH_S (1 s) was found: nothing was scored. "
-    "More than that but under VOICEID_VERIFY_MIN_SPEECH_S (3 s) is scored and answers INCONCLUSIVE with the reason "
-    "INSUFFICIENT_SPEECH instead.",
+    "Above it a call is scored, and the calibration weighs how little speech there was (a short call usually "
+    "answers INCONCLUSIVE). A refused attempt still counts toward lockout (half weight).",
     ErrorCode.MODEL_FILE_MISSING: "A model file is missing: run `voiceid models fetch`. Retry later.",
     ErrorCode.MODEL_FILE_CORRUPT: "A model file fails its hash check: run `voiceid models fetch` again.",
     ErrorCode.MODEL_VERSION_MISMATCH: "The voiceprint was made by another model version; re-enrol the speaker.",
@@ -40,6 +40,20 @@ ERROR_HELP: dict[ErrorCode, str] = {
     "speaker was erased), so it cannot be flagged or linked.",
     ErrorCode.METHOD_NOT_ALLOWED: "The route exists but not with this HTTP method.",
     ErrorCode.INTERNAL_ERROR: "An unexpected fault; nothing was changed. Report it with the time of the request.",
+    ErrorCode.RATE_LIMITED: "More than VOICEID_ATTEMPT_RATE_LIMIT verification attempts for this speaker within "
+    "VOICEID_ATTEMPT_RATE_WINDOW_S; retry after the Retry-After header's seconds.",
+    ErrorCode.AUTH_THROTTLED: "Too many failed authentications from this address; retry after Retry-After.",
+    ErrorCode.UNSUPPORTED_SAMPLE_RATE: "The declared or stored sample rate is outside VOICEID_MIN_SAMPLE_RATE .. "
+    "VOICEID_MAX_SAMPLE_RATE (4-192 kHz by default).",
+    ErrorCode.TOO_MANY_CHANNELS: "More audio channels than VOICEID_MAX_CHANNELS (2); send mono or stereo.",
+    ErrorCode.DECODED_AUDIO_TOO_LARGE: "Rate x channels x duration exceeds VOICEID_MAX_DECODED_SAMPLES; "
+    "nothing was decoded.",
+    ErrorCode.CONTENT_TYPE_MISMATCH: "The bytes are a known container (WAV, FLAC, Ogg, .snd) or PCM of the other "
+    "byte order, but were labelled otherwise; the message names both. Fix the Content-Type.",
+    ErrorCode.REQUEST_TIMEOUT: "The request body did not arrive within VOICEID_BODY_TIMEOUT_S.",
+    ErrorCode.WEBHOOK_NOT_ALLOWED: "The webhook URL's host is not in VOICEID_WEBHOOK_ALLOWED_HOSTS, or it resolves to a "
+    "loopback, private or link-local address; nothing was stored.",
+    ErrorCode.DATABASE_UNAVAILABLE: "The database cannot be reached; nothing was changed. Retry after Retry-After.",
 }
 
 
