@@ -51,8 +51,8 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.CONTENT_TYPE_MISMATCH: "The bytes are a known container (WAV, FLAC, Ogg, .snd) or PCM of the other "
     "byte order, but were labelled otherwise; the message names both. Fix the Content-Type.",
     ErrorCode.REQUEST_TIMEOUT: "The request body did not arrive within VOICEID_BODY_TIMEOUT_S.",
-    ErrorCode.WEBHOOK_NOT_ALLOWED: "The webhook URL's host is not in VOICEID_WEBHOOK_ALLOWED_HOSTS, or it resolves to a "
-    "loopback, private or link-local address; nothing was stored.",
+    ErrorCode.WEBHOOK_NOT_ALLOWED: "The webhook URL's host is not in VOICEID_WEBHOOK_ALLOWED_HOSTS, or it resolves "
+    "to a loopback, private or link-local address; nothing was stored.",
     ErrorCode.DATABASE_UNAVAILABLE: "The database cannot be reached; nothing was changed. Retry after Retry-After.",
 }
 
