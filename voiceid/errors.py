@@ -43,6 +43,8 @@ class ErrorCode(StrEnum):
     EMBEDDING_NOT_AVAILABLE = "EMBEDDING_NOT_AVAILABLE"  # the attempt's embedding expired or was erased
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # presentation-attack detection (issue 12)
+    ENROLMENT_SPOOF_SUSPECTED = "ENROLMENT_SPOOF_SUSPECTED"  # enrolment audio flagged as synthetic or replayed
 
 
 class VoiceIdError(Exception):

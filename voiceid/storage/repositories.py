@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.storage.crypto import Cipher, associated_data
-from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification
+from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
 
 KEY_PREFIX = "vid_"
 
@@ -138,6 +138,7 @@ def get_voiceprint(cipher: Cipher, speaker: Speaker) -> npt.NDArray[np.float32] 
 def erase_biometrics(session: Session, speaker: Speaker) -> None:
     """Remove every embedding and the voiceprint of a speaker (the row itself stays)."""
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
+    session.execute(delete(VoiceFingerprint).where(VoiceFingerprint.speaker_id == speaker.id))  # replay fingerprints
     speaker.voiceprint = None
     speaker.voiceprint_model_version = None
     speaker.consecutive_rejects = 0

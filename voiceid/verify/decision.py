@@ -27,6 +27,8 @@ class Reason(StrEnum):
     LOW_QUALITY_AUDIO = "LOW_QUALITY_AUDIO"
     WATCHLIST_MATCH = "WATCHLIST_MATCH"
     ENROLMENT_UNDER_REVIEW = "ENROLMENT_UNDER_REVIEW"
+    SPOOF_SUSPECTED = "SPOOF_SUSPECTED"  # the countermeasure flags synthetic / converted speech
+    REPLAY_SUSPECTED = "REPLAY_SUSPECTED"  # the audio replays a recording already heard for this speaker
 
 
 @dataclass(frozen=True)
