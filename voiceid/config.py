@@ -172,7 +172,7 @@ class Settings(BaseSettings):
     )
     replay_enabled: bool = Field(True, description="Fingerprint audio and flag a probe that replays earlier audio.")
     replay_threshold: float = Field(
-        0.04, gt=0, le=1, description="Share of a probe's landmark hashes that must line up with one stored recording."
+        0.035, gt=0, le=1, description="Share of a probe's landmark hashes that must line up with one stored recording."
     )
     replay_max_fingerprints: int = Field(
         200, ge=1, description="Stored fingerprints compared per speaker at most (newest first)."

@@ -47,13 +47,14 @@ class PadItem:
 
 
 def sources_of(repos: Sequence[str], labels: Sequence[str]) -> list[str]:
-    """Group files by origin (pure): the source repository without its commit; a repository that holds
-    no bona fide at all is grouped with the other repositories of its owner, so that its spoofs
-    still have bona fide of the same origin to be compared with (e.g. ASVspoof 2019 LA samples
-    spread over several eurecom-asp repositories)."""
+    """Group files by origin (pure): the source repository without its commit. Where a repository holds
+    no bona fide at all, every repository of its owner is grouped as one source, so that its spoofs
+    still have bona fide of the same origin to be compared with (e.g. ASVspoof 2019 LA samples spread
+    over several eurecom-asp repositories)."""
     names = [r.split("@", 1)[0] for r in repos]
     with_bonafide = {n for n, lab in zip(names, labels, strict=True) if lab == BONAFIDE}
-    return [n if n in with_bonafide else n.split("/", 1)[0] for n in names]
+    pooled_owners = {n.split("/", 1)[0] for n in names if n not in with_bonafide}
+    return [n.split("/", 1)[0] if n.split("/", 1)[0] in pooled_owners else n for n in names]
 
 
 def read_pad_manifest(manifest: Path) -> list[PadItem]:

@@ -30,12 +30,14 @@ N_FFT = 256  # 32 ms at 8 kHz: 31.25 Hz bins
 HOP = 128  # 16 ms frames
 F_LO_HZ, F_HI_HZ = 300.0, 3400.0
 PEAK_NEIGHBOURHOOD = (9, 11)  # (freq bins, frames) a landmark must dominate: 280 Hz x 176 ms
-PEAKS_PER_SECOND = 25
+PEAKS_PER_SECOND = 30
 FAN_OUT = 6  # later landmarks paired with each anchor
 PAIR_DT = (2, 48)  # frames between the two landmarks of a pair: 32..768 ms
 PAIR_DF = 24  # at most this many bins (750 Hz) between them
-F_QUANT = 2  # frequency bins per hash cell (62.5 Hz): tolerates slight peak movement
-T_TOLERANCE = 1  # frames either side of the best offset still counted as aligned
+F_QUANT = 3  # frequency bins per hash cell (94 Hz): tolerates peaks moved by the room and the line
+DT_QUANT = 2  # frames per hash cell of the pair interval (32 ms): tolerates reverberation smearing
+MIN_ALIGNED = 10  # fewer hashes at the best offset than this are scaled down: chance alignments of short audio
+T_TOLERANCE = 2  # frames either side of the best offset still counted as aligned
 VERSION = "lmk1"  # stored with each fingerprint: a changed recipe must not be compared with an old one
 
 U32 = npt.NDArray[np.uint32]
@@ -99,7 +101,7 @@ def fingerprint(wave: npt.NDArray[np.floating], rate: int) -> Fingerprint:
             if dt < PAIR_DT[0] or abs(int(bins[j] - bins[i])) > PAIR_DF:
                 continue
             f1, f2 = int(bins[i]) // F_QUANT, int(bins[j]) // F_QUANT
-            hashes.append((f1 << 16) | (f2 << 8) | dt)
+            hashes.append((f1 << 16) | (f2 << 8) | (dt // DT_QUANT))
             times.append(int(frames[i]))
             paired += 1
             if paired == FAN_OUT:
@@ -134,7 +136,9 @@ def match_score(probe: Fingerprint, stored: Fingerprint) -> float:
         width = 2 * T_TOLERANCE + 1
         histogram = np.convolve(histogram, np.ones(width, dtype=np.int64), mode="same")
     best = float(histogram.max())
-    return min(1.0, best / min(len(probe), len(stored)))
+    # A handful of hashes can line up by chance between two short recordings; only a run of them is
+    # evidence, so the share is scaled down below MIN_ALIGNED aligned hashes.
+    return min(1.0, best / min(len(probe), len(stored)) * min(1.0, best / MIN_ALIGNED))
 
 
 def best_match(probe: Fingerprint, stored: list[Fingerprint]) -> tuple[float, int | None]:
