@@ -61,13 +61,11 @@ def main() -> None:
     print(f"threshold {t}")
     for name, scores in replay.items():
         s = np.array(scores)
-        print(
-            f"replay {name:45s} n={s.size:3d} caught {np.mean(s >= t) * 100:5.1f} %  min {s.min():.3f}  median {np.median(s):.3f}"
-        )
+        caught = np.mean(s >= t) * 100
+        print(f"replay {name:50s} n={s.size:3d} caught {caught:5.1f} %  min {s.min():.3f}  median {np.median(s):.3f}")
     f = np.array(fresh)
-    print(
-        f"fresh utterances (clean + phone)                     n={f.size:3d} matched {np.mean(f >= t) * 100:5.1f} %  max {f.max():.3f}  p99 {np.quantile(f, 0.99):.3f}"
-    )
+    matched = np.mean(f >= t) * 100
+    print(f"fresh utterances, clean + phone {'':25s} n={f.size:3d} matched {matched:5.1f} %  max {f.max():.3f}")
 
 
 if __name__ == "__main__":
