@@ -1,6 +1,7 @@
 """Fill the on-disk cache of raw countermeasure outputs for dev_spoof on the given channels.
 
     nice -n 10 python bench/pad_cache.py clean g711-ulaw g711-alaw
+    VOICEID_PAD_MANIFEST=bench/out/dev_bonafide.csv nice -n 10 python bench/pad_cache.py clean g711-ulaw
 
 `voiceid eval-pad` and bench/pad_backend.py then read the cache instead of re-running AASIST
 (about 1-2 s per 4-s window on one shared CPU core).
@@ -8,8 +9,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,7 +26,8 @@ def main(channels: list[str]) -> None:
     settings = get_settings()
     torch.set_num_threads(1)
     cm = load_countermeasure(settings.cm_model_dir, threads=1)
-    items = read_pad_manifest(settings.dev_data_dir / "dev_spoof" / "manifest.csv")
+    default = settings.dev_data_dir / "dev_spoof" / "manifest.csv"
+    items = read_pad_manifest(Path(os.environ.get("VOICEID_PAD_MANIFEST", default)))
     cache = CmCache(settings.data_dir / "cache" / "cm", cm.manifest.cache_key)
     front_end = FrontEnd(FrontEndConfig.from_settings(settings))
     for channel in channels:
