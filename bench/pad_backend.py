@@ -52,14 +52,14 @@ CANDIDATES: dict[str, tuple[tuple[FeatureGroup, ...], float]] = {
 }
 
 
-def load(channels: Sequence[str]) -> tuple[list[PadItem], dict[str, dict[str, CmOutput]], dict[str, dict[str, Any]]]:
+def load(
+    channels: Sequence[str], with_ecapa: bool
+) -> tuple[list[PadItem], dict[str, dict[str, CmOutput]], dict[str, dict[str, Any]]]:
     settings = get_settings()
     items = read_pad_manifest(settings.dev_data_dir / "dev_spoof" / "manifest.csv")
     cache = CmCache(settings.data_dir / "cache" / "cm", read_manifest(settings.cm_model_dir).cache_key)
     cm: dict[str, dict[str, CmOutput]] = {}
     ecapa: dict[str, dict[str, Any]] = {}
-    embed, _ = voiceid_embedder(settings)
-    ecache = EmbeddingCache.for_embedder(settings, "voiceid")
     for channel in channels:
         cm[channel] = {}
         for item in items:
@@ -67,8 +67,11 @@ def load(channels: Sequence[str]) -> tuple[list[PadItem], dict[str, dict[str, Cm
             out = cache.get(data, channel)
             if out is not None:
                 cm[channel][item.utt_id] = out
-        utts = [Utterance(i.utt_id, i.speaker_id, i.path) for i in items]
-        ecapa[channel], _ = embed_utterances(utts, channel, embed, ecache)
+        ecapa[channel] = {}
+        if with_ecapa:
+            embed, _ = voiceid_embedder(settings)
+            utts = [Utterance(i.utt_id, i.speaker_id, i.path) for i in items]
+            ecapa[channel], _ = embed_utterances(utts, channel, embed, EmbeddingCache.for_embedder(settings, "voiceid"))
     return items, cm, ecapa
 
 
@@ -131,11 +134,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--channels", default="clean,g711-ulaw")
     parser.add_argument("--fit", default=None, help="candidate name to fit on everything and ship")
+    parser.add_argument("--ecapa", action=argparse.BooleanOptionalAction, default=True, help="SASV candidates too")
     args = parser.parse_args()
     channels = args.channels.split(",")
-    items, cm, ecapa = load(channels)
+    items, cm, ecapa = load(channels, args.ecapa)
     results = {}
     for name, (groups, l2) in CANDIDATES.items():
+        if G.ECAPA_EMBEDDING in groups and not args.ecapa:
+            continue
         results[name] = lofo(groups, l2, items, cm, ecapa, channels)
         for channel in channels:
             row = "  ".join(f"{k}={v * 100:5.1f}%" for k, v in results[name][channel].items())
