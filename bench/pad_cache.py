@@ -1,7 +1,7 @@
 """Fill the on-disk cache of raw countermeasure outputs for dev_spoof on the given channels.
 
     nice -n 10 python bench/pad_cache.py clean g711-ulaw g711-alaw
-    VOICEID_PAD_MANIFEST=bench/out/dev_bonafide.csv nice -n 10 python bench/pad_cache.py clean g711-ulaw
+    nice -n 10 python bench/pad_cache.py --manifest bench/out/dev_bonafide.csv clean g711-ulaw
 
 `voiceid eval-pad` and bench/pad_backend.py then read the cache instead of re-running AASIST
 (about 1-2 s per 4-s window on one shared CPU core).
@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
 import time
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.config import get_settings
 
 
-def main(channels: list[str]) -> None:
+def main(channels: list[str], manifest: Path | None) -> None:
     settings = get_settings()
     torch.set_num_threads(1)
     cm = load_countermeasure(settings.cm_model_dir, threads=1)
-    default = settings.dev_data_dir / "dev_spoof" / "manifest.csv"
-    items = read_pad_manifest(Path(os.environ.get("VOICEID_PAD_MANIFEST", default)))
+    items = read_pad_manifest(manifest or settings.dev_data_dir / "dev_spoof" / "manifest.csv")
     cache = CmCache(settings.data_dir / "cache" / "cm", cm.manifest.cache_key)
     front_end = FrontEnd(FrontEndConfig.from_settings(settings))
     for channel in channels:
@@ -41,4 +39,8 @@ def main(channels: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["clean"])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("channels", nargs="*", default=["clean"])
+    parser.add_argument("--manifest", type=Path, default=None, help="default: dev_spoof")
+    args = parser.parse_args()
+    main(args.channels, args.manifest)

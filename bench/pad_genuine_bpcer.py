@@ -1,7 +1,7 @@
 """How many genuine callers the shipped PAD thresholds flag on speech that was not used to fit them.
 
     python bench/pad_dev_bonafide.py --every 10            # 105 files of ../shared/data/dev
-    VOICEID_PAD_MANIFEST=bench/out/dev_bonafide.csv nice -n 10 python bench/pad_cache.py clean g711-ulaw
+    nice -n 10 python bench/pad_cache.py --manifest bench/out/dev_bonafide.csv clean g711-ulaw
     python bench/pad_genuine_bpcer.py bench/out/dev_bonafide.csv
 
 Scores every file with the shipped detector (CM + back-end) from the cache and applies the shipped
