@@ -8,7 +8,7 @@ so that higher means more likely bona fide; the call's raw score is the mean ove
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,15 +124,18 @@ class OnnxModel(_WindowedModel):
         return np.asarray(outputs[0], dtype=np.float32), hidden
 
 
-def load_countermeasure(model_dir: Path, threads: int = 1) -> Countermeasure:
-    """The detector described by `model_dir/manifest.json`, its file verified by hash first."""
+def load_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
+    """The detector described by `model_dir/manifest.json`, its file verified by hash first;
+    `max_windows` overrides the manifest's (a service setting: it bounds the cost per call)."""
     manifest = verified_manifest(model_dir)
+    if max_windows is not None:
+        manifest = replace(manifest, max_windows=max_windows)
     if manifest.format == ModelFormat.AASIST_TORCH:
         return TorchAasist(manifest, model_dir, threads)
     return OnnxModel(manifest, model_dir, threads)
 
 
 @lru_cache(maxsize=4)
-def shared_countermeasure(model_dir: Path, threads: int = 1) -> Countermeasure:
+def shared_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
     """One loaded detector per process and directory, like the embedding model."""
-    return load_countermeasure(model_dir, threads)
+    return load_countermeasure(model_dir, threads, max_windows)

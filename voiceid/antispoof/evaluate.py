@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,7 @@ def run_pad(
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}")
     items = read_pad_manifest(manifest)
-    cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads)
-    cm.manifest = replace(cm.manifest, max_windows=settings.cm_max_windows)
+    cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
     cache = CmCache(settings.data_dir / "cache" / "cm" if cache_enabled else None, cm.manifest.cache_key)
     front_end = FrontEnd(FrontEndConfig.from_settings(settings))
     outputs = score_items(items, channel, cm, front_end, cache, progress)

@@ -12,14 +12,14 @@ call is flagged when its score is below the threshold fitted for its channel (ph
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from voiceid.antispoof import fingerprint as fp
 from voiceid.antispoof.backend import PadBackend, features, load_backend
-from voiceid.antispoof.detector import CmOutput, Countermeasure, load_countermeasure
+from voiceid.antispoof.detector import CmOutput, Countermeasure, shared_countermeasure
 from voiceid.audio.decode import DecodedAudio
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -73,9 +73,7 @@ class PadStage:
             return None
         scorer = None
         if settings.cm_enabled:
-            cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads)
-            if cm.manifest.max_windows != settings.cm_max_windows:
-                cm.manifest = replace(cm.manifest, max_windows=settings.cm_max_windows)
+            cm = shared_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
             scorer = CmScorer(cm, load_backend(settings.cm_backend_file))
         return cls(scorer, settings.replay_enabled)
 
