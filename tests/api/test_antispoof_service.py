@@ -121,6 +121,12 @@ def test_replay_of_enrolment_is_never_accepted_fresh_calls_are(make_api, db, thr
     # the score log keeps both scores for analysts
     logged = api.client.get(f"/v1/verifications/{replay['verification_id']}", headers=api.h("analyst")).json()
     assert logged["replay_score"] == replay["replay_score"] and logged["cm_score"] == GENUINE_CM
+    # ... and the analysts' review page shows them
+    from tests.fraud.test_review_page import sign_in
+
+    sign_in(api)
+    page = api.client.get(f"/review/attempts/{replay['verification_id']}").text
+    assert f"{GENUINE_CM:.2f} (log-likelihood ratio" in page and f"{replay['replay_score']:.3f} (share" in page
 
 
 def test_a_recording_of_an_earlier_call_replayed_is_caught(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
