@@ -95,12 +95,17 @@ def models_fetch(
     from_dir: Annotated[Path | None, typer.Option(help="Install from a local directory instead")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Target (default: VOICEID_MODEL_DIR)")] = None,
     export: Annotated[bool, typer.Option(help="Also export the ONNX models (`voiceid models export`)")] = True,
+    cm: Annotated[
+        bool, typer.Option(help="Also install the spoofing countermeasure (AASIST) into VOICEID_CM_MODEL_DIR")
+    ] = True,
+    cm_from_dir: Annotated[Path | None, typer.Option(help="Install AASIST.pth from a local directory")] = None,
 ) -> None:
-    """Install the verified ECAPA model files into the model directory (no-op when present)."""
+    """Install the verified ECAPA model files (and the AASIST countermeasure) (no-op when present)."""
     from voiceid.models.fetch import fetch
     from voiceid.models.onnx_export import is_exported
 
-    target = model_dir or get_settings().model_dir
+    settings = get_settings()
+    target = model_dir or settings.model_dir
     try:
         model = fetch(target, source=source, from_dir=from_dir)
     except VoiceIdError as exc:
@@ -109,6 +114,16 @@ def models_fetch(
     typer.echo(f"model {model.model_version} ready in {model.directory}")
     if export and not is_exported(model.directory):
         models_export(model_dir=model.directory, calibration=None)
+    if cm:
+        from voiceid.antispoof.fetch import fetch_cm
+
+        try:
+            manifest = fetch_cm(settings.cm_model_dir, settings.cm_max_windows, from_dir=cm_from_dir)
+        except VoiceIdError as exc:
+            _fail(exc)
+            return
+        typer.echo(f"countermeasure {manifest.version} ({manifest.format}) ready in {settings.cm_model_dir}")
+
 
 
 @models_app.command("export")
@@ -168,6 +183,22 @@ def models_calibrate_int8(
                 continue  # refused by the front end (no speech): not what the network sees
     calibrate(model, features, out)
     typer.echo(f"ranges from {len(features)} utterances written to {out}")
+
+
+
+@models_app.command("export-cm")
+def models_export_cm(
+    out: Annotated[Path, typer.Option(help="New model directory for the ONNX export and its manifest")],
+) -> None:
+    """Export the installed AASIST countermeasure to ONNX with a manifest (the operator plug-in format)."""
+    from voiceid.antispoof.export import export_onnx
+
+    try:
+        manifest = export_onnx(get_settings().cm_model_dir, out)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"countermeasure {manifest.version} exported to {out / manifest.file}")
 
 
 @models_app.command("verify")
@@ -424,6 +455,93 @@ def calibrate_command(
         f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
         f"reject LLR < {reject:.2f}"
     )
+
+
+@app.command("eval-pad")
+def eval_pad_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="dev_spoof-style manifest.csv")],
+    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    detector: Annotated[str, typer.Option(help="shipped (CM + back-end, as the service) | aasist (raw)")] = "shipped",
+    out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
+    plot: Annotated[Path | None, typer.Option(help="DET plot PNG (APCER vs BPCER)")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse CM outputs cached under the data dir")] = True,
+) -> None:
+    """Presentation-attack detection accuracy: EER, APCER at BPCER 1 % / 5 %, per attack and per source."""
+    from voiceid.antispoof.evaluate import DETECTORS, pad_report, run_pad
+    from voiceid.evaluation.channel import CHANNELS
+
+    if channel not in CHANNELS:
+        raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    if detector not in DETECTORS:
+        raise typer.BadParameter(f"detector must be one of {', '.join(DETECTORS)}")
+    try:
+        run = run_pad(manifest, channel, detector, get_settings(), cache)
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    report: dict[str, Any] = {
+        "manifest": str(manifest),
+        "channel": channel,
+        "detector": run.detector,
+        "score": "higher = more likely bona fide; flagged as an attack below the threshold",
+        **pad_report(run.items, run.scores),
+    }
+    if plot is not None:
+        import numpy as np
+
+        from voiceid.evaluation.plots import plot_det
+
+        bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
+        spoof = np.array([run.scores[i.utt_id] for i in run.items if not i.is_bonafide and i.utt_id in run.scores])
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        label = f"{detector} {channel}"
+        report["det_plot"] = str(plot_det({label: (bona, spoof)}, plot, label, ("APCER (%)", "BPCER (%)")))
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(
+        f"{run.detector} {channel}: EER {report['eer'] * 100:.2f} %  APCER@BPCER1% "
+        f"{report['apcer_at_bpcer_1pct'] * 100:.1f} %  APCER@BPCER5% {report['apcer_at_bpcer_5pct'] * 100:.1f} %  "
+        f"bona fide {report['n_bonafide']}  spoof {report['n_spoof']}"
+    )
+
+
+@app.command("calibrate-pad")
+def calibrate_pad_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="dev_spoof-style manifest.csv")],
+    channel: Annotated[str, typer.Option(help="clean (-> wideband) | g711-ulaw / g711-alaw (-> phone)")] = "clean",
+    target_bpcer: Annotated[
+        float | None, typer.Option(help="Share of genuine callers flagged (default: VOICEID_CM_TARGET_BPCER)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="pad_thresholds.json (this channel's entry is replaced)")] = Path(
+        "pad_thresholds.json"
+    ),
+) -> None:
+    """Fit the countermeasure threshold of one channel for a target BPCER on the manifest's bona fide."""
+    import numpy as np
+
+    from voiceid.antispoof.evaluate import run_pad, service_channel
+    from voiceid.antispoof.policy import PadThresholds, fit_channel_threshold, load_thresholds, save_thresholds
+    from voiceid.evaluation.channel import CHANNELS
+
+    if channel not in CHANNELS:
+        raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    settings = get_settings()
+    bpcer = target_bpcer if target_bpcer is not None else settings.cm_target_bpcer
+    try:
+        run = run_pad(manifest, channel, "shipped", settings)
+        backend_id = run.detector.split(":", 1)[1]
+        existing = load_thresholds(out) if out.is_file() else None
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
+    entry = fit_channel_threshold(bona, bpcer)
+    channels = dict(existing.channels) if existing is not None and existing.backend_id == backend_id else {}
+    channels[service_channel(channel)] = entry
+    save_thresholds(PadThresholds(backend_id, channels), out)
+    typer.echo(json.dumps(PadThresholds(backend_id, channels).to_dict(), indent=2))
 
 
 cohort_app = typer.Typer(help="Impostor cohorts for score normalisation.", no_args_is_help=True)

@@ -373,6 +373,35 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(5, ge=1, description="Retry-After of a 503 when the database cannot be reached.")
 
+    # --- presentation-attack detection: countermeasure and replay (issue 12, docs/antispoof.md) ----
+    cm_enabled: bool = Field(True, description="Run the spoofing countermeasure beside the embedding on every call.")
+    cm_model_dir: Path = Field(
+        _DEFAULT_DATA_DIR / "models" / "aasist",
+        description="Countermeasure model directory (manifest.json + model file); an ONNX drop-in works too.",
+    )
+    cm_max_windows: int = Field(
+        4, ge=1, le=32, description="4-s windows the countermeasure scores per call at most (bounds its cost)."
+    )
+    cm_backend_file: Path | None = Field(
+        None, description="Fitted PAD back-end (cm_backend.json); default: the one shipped in the package."
+    )
+    cm_thresholds_file: Path | None = Field(
+        None, description="pad_thresholds.json from `voiceid calibrate-pad`; default: the one shipped."
+    )
+    cm_action: Literal["inconclusive", "reject"] = Field(
+        "inconclusive", description="What a call the countermeasure flags becomes (never ACCEPT either way)."
+    )
+    cm_target_bpcer: float = Field(
+        0.05, gt=0, lt=0.5, description="`voiceid calibrate-pad` default: share of genuine callers flagged."
+    )
+    replay_enabled: bool = Field(True, description="Fingerprint audio and flag a probe that replays earlier audio.")
+    replay_threshold: float = Field(
+        0.035, gt=0, le=1, description="Share of a probe's landmark hashes that must line up with one stored recording."
+    )
+    replay_max_fingerprints: int = Field(
+        200, ge=1, description="Stored fingerprints compared per speaker at most (newest first)."
+    )
+
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:
         if self.reject_threshold > self.accept_threshold:

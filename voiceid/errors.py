@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     CONTENT_TYPE_MISMATCH = "CONTENT_TYPE_MISMATCH"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    # presentation-attack detection (issue 12)
+    ENROLMENT_SPOOF_SUSPECTED = "ENROLMENT_SPOOF_SUSPECTED"  # enrolment audio flagged as synthetic or replayed
 
 
 class VoiceIdError(Exception):

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
+from voiceid.antispoof.checks import PadChecks, PadVerdict
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
 from voiceid.context import AppContext
@@ -119,6 +120,9 @@ class VerificationView:
     calibration: str | None = None
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
     threshold_scale: str | None = None
+    cm_score: float | None = None  # calibrated bona fide LLR (nats), higher = more likely bona fide
+    cm_version: str | None = None
+    replay_score: float | None = None  # best fingerprint match with earlier audio of the speaker (0..1)
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -141,6 +145,9 @@ class VerificationView:
             calibration=row.calibration,
             watchlist_hits=list(row.watchlist_hits or []),
             threshold_scale=row.threshold_scale,
+            cm_score=row.cm_score,
+            cm_version=row.cm_version,
+            replay_score=row.replay_score,
         )
 
 
@@ -217,6 +224,7 @@ class VoiceIdService:
         self.cohort = CohortCache(cipher)
         # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
         self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
+        self.pad = PadChecks(settings, cipher, lambda: self.clock(), getattr(engine, "cm_version", None))
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
@@ -359,6 +367,7 @@ class VoiceIdService:
             # Re-read under lock: the speaker may have opted out or been deleted during inference.
             speaker = self._speaker(session, speaker_id, for_update=True)
             self._check_can_enrol(speaker)
+            self.pad.check_enrolment(session, speaker, utterance)  # raises: flagged audio is not enrolled
             version = utterance.model_version
             # A refusal by the fraud checks is raised after this transaction commits: the review
             # item recording it must stay even though the enrolment step does not.
@@ -373,6 +382,7 @@ class VoiceIdService:
                     utterance.quality.net_speech_s,
                     utterance.quality.to_dict(),
                 )
+                self.pad.keep_enrolment(session, speaker, utterance)
             state = progress(
                 repo.enrolment_samples(session, self.cipher, speaker, version), self.settings.enrol_min_speech_s
             )
@@ -484,6 +494,7 @@ class VoiceIdService:
         utterance: EmbeddedUtterance | None = None,
         applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
+        pad: PadVerdict | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
         scored (opted out, locked, not enrolled) a threshold would mean nothing."""
@@ -509,6 +520,7 @@ class VoiceIdService:
             api_key_id=api_key_id,
             created_at=now,
             watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
+            **(pad.log_fields if pad is not None else {}),
         )
         self.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)
@@ -578,7 +590,7 @@ class VoiceIdService:
             early = self._precheck(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            result, applied, outcome, hits = self._score(session, speaker, utterance)
+            result, applied, outcome, hits, pad = self._score(session, speaker, utterance)
             linked = self.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
@@ -603,18 +615,20 @@ class VoiceIdService:
                 utterance=utterance,
                 applied=applied,
                 watchlist_hits=hits,
+                pad=pad,
             )
             self.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
             self.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
+            self.pad.keep_attempt(session, speaker, view.verification_id, utterance)
             return view
 
     def _score(
         self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance
-    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit]]:
+    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit], PadVerdict]:
         """The one place a probe becomes a score and an outcome (final decisions and stream previews),
-        watchlist screen included."""
+        watchlist screen and presentation-attack checks included."""
         voiceprint = repo.get_voiceprint(self.cipher, speaker)
         if voiceprint is None:  # _precheck guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
@@ -634,7 +648,8 @@ class VoiceIdService:
         outcome = decide(value, applied.thresholds, quality.net_speech_s, self.settings.verify_min_speech_s)
         hits = self.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
         outcome = apply_watchlist(outcome, bool(hits), self.fraud.watchlist_forces_reject)
-        return result, applied, outcome, list(hits)
+        pad = self.pad.screen(session, speaker, utterance, outcome)
+        return result, applied, pad.outcome, list(hits), pad
 
     # --- streams (telephony) -------------------------------------------------------------
 
@@ -650,7 +665,7 @@ class VoiceIdService:
             early = self._precheck(speaker, self.clock())
             if early is not None:
                 return Preview(None, early)
-            result, _, outcome, _ = self._score(session, speaker, utterance)
+            result, _, outcome, _, _ = self._score(session, speaker, utterance)
             return Preview(result.score, outcome)
 
     def measure_speech(self, data: bytes, content_type: str | None) -> QualityReport:

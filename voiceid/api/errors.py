@@ -42,6 +42,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.CONFLICT: 409,
     ErrorCode.ENROLMENT_REFUSED: 409,
+    ErrorCode.ENROLMENT_SPOOF_SUSPECTED: 422,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.CONFIGURATION_ERROR: 500,

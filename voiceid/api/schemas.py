@@ -120,6 +120,15 @@ class VerificationOut(BaseModel):
     norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
     calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
+    cm_score: float | None = Field(
+        None,
+        description="Spoofing countermeasure: calibrated log-likelihood ratio (nats) bona fide vs spoof; higher = more "
+        "likely a live human voice, 0 = no evidence either way; SPOOF_SUSPECTED below the channel threshold",
+    )
+    cm_version: str | None = Field(None, description="Countermeasure model and back-end that gave cm_score")
+    replay_score: float | None = Field(
+        None, description="Best share of fingerprint landmarks lining up with audio heard before (REPLAY_SUSPECTED)"
+    )
 
 
 class VerificationRecord(VerificationOut):

@@ -16,7 +16,12 @@ from voiceid.evaluation.metrics import Scores, det_points
 _TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
 
 
-def plot_det(curves: dict[str, tuple[Scores, Scores]], path: Path, title: str) -> Path:
+def plot_det(
+    curves: dict[str, tuple[Scores, Scores]],
+    path: Path,
+    title: str,
+    axis_labels: tuple[str, str] = ("False match rate (%)", "False non-match rate (%)"),
+) -> Path:
     fig, ax = plt.subplots(figsize=(6, 6))
     for label, (tar, non) in curves.items():
         fmr, fnmr = det_points(tar, non)
@@ -29,8 +34,8 @@ def plot_det(curves: dict[str, tuple[Scores, Scores]], path: Path, title: str) -
     ax.set_xlim(norm.ppf(0.0005), norm.ppf(0.5))
     ax.set_ylim(norm.ppf(0.0005), norm.ppf(0.5))
     ax.plot([-5, 5], [-5, 5], color="grey", linewidth=0.5, linestyle=":")
-    ax.set_xlabel("False match rate (%)")
-    ax.set_ylabel("False non-match rate (%)")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
     ax.set_title(title)
     ax.grid(True, linewidth=0.3)
     ax.legend(loc="upper right")

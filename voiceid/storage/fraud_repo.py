@@ -75,8 +75,10 @@ def attempt_vector(vault: Vault, row: AttemptEmbedding) -> npt.NDArray[np.float3
 
 
 def purge_expired_attempts(session: Session, now: datetime) -> int:
+    from voiceid.storage.fingerprint_repo import purge_expired_fingerprints  # replay fingerprints expire alike
+
     result = session.execute(delete(AttemptEmbedding).where(AttemptEmbedding.expires_at <= now))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0) + purge_expired_fingerprints(session, now)  # type: ignore[attr-defined]
 
 
 def erase_attempts(session: Session, speaker_ref: str) -> None:

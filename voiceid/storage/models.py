@@ -119,6 +119,11 @@ class Verification(Base):
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     watchlist_hits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)  # 0003_fraud
+    # 0006_antispoof: countermeasure score (calibrated log-likelihood ratio bona fide vs spoof, nats;
+    # higher = more likely bona fide), the detector that gave it, and the best replay match.
+    cm_score: Mapped[float | None] = mapped_column(Float, default=None)
+    cm_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    replay_score: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
@@ -351,3 +356,21 @@ class WatchlistSample(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+# --- presentation-attack detection (migration 0006_antispoof) ------------------------------
+
+
+class VoiceFingerprint(Base):
+    """The (encrypted) acoustic fingerprint of audio heard for a speaker: an enrolment utterance (kept
+    with the enrolment, `expires_at` null) or a scored verification (kept as long as its attempt
+    embedding). A probe that lines up with one of them is a replay. Derived biometric data: erased
+    with the speaker's biometrics."""
+
+    __tablename__ = "voice_fingerprints"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(ForeignKey("speakers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "enrolment" | "attempt"
+    verification_id: Mapped[str | None] = mapped_column(String(32))
+    recipe: Mapped[str] = mapped_column(String(16))  # fingerprint recipe version
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)

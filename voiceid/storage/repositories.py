@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
-from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification
+from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
 
 KEY_PREFIX = "vid_"
 
@@ -185,6 +185,7 @@ def erase_biometrics(session: Session, speaker: Speaker) -> None:
     biometric row of the speaker (attempt embeddings included) is under that key."""
     mark_for_shredding(session, speaker_owner(speaker.id))
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
+    session.execute(delete(VoiceFingerprint).where(VoiceFingerprint.speaker_id == speaker.id))  # replay fingerprints
     speaker.voiceprint = None
     speaker.voiceprint_model_version = None
     speaker.lockout_weight = 0.0

@@ -34,6 +34,8 @@ class Reason(StrEnum):
     VOICEPRINT_EXPIRED = "VOICEPRINT_EXPIRED"  # erased after going unused for the retention period
     # The voice of this call was heard on several other identities within days (fraud/links.py).
     LINKED_VOICE = "LINKED_VOICE"
+    SPOOF_SUSPECTED = "SPOOF_SUSPECTED"  # the countermeasure flags synthetic / converted speech
+    REPLAY_SUSPECTED = "REPLAY_SUSPECTED"  # the audio replays a recording already heard for this speaker
 
 
 @dataclass(frozen=True)

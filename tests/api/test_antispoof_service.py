@@ -1,0 +1,210 @@
+"""Presentation-attack checks through the API and the service, on real audio.
+
+The engine here decodes the real audio and fingerprints it exactly as the product does (so replay
+detection is real), but takes the speaker vector and the countermeasure score from a script: what is
+tested is the wiring (policy, storage, encryption, erasure, retention, the log), not the models
+(tests/antispoof covers those)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.api.conftest import Api, count, unit
+from voiceid.antispoof import fingerprint as fp
+from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thresholds
+from voiceid.antispoof.replay_sim import ReplayChannel, simulate_replay
+from voiceid.antispoof.stage import PadEvidence
+from voiceid.audio import g711
+from voiceid.audio.decode import AudioLimits, decode_audio
+from voiceid.audio.quality import QualityReport
+from voiceid.engine import EmbeddedUtterance
+from voiceid.fraud.desk import FraudDesk
+from voiceid.models.files import MODEL_VERSION
+from voiceid.storage import models as m
+
+PHONE_LINE = ReplayChannel(rt60_s=0.05, direct_to_reverb_db=20.0, snr_db=30.0)  # a live caller on a handset
+GENUINE_CM = 4.0  # scripted calibrated CM score of live speech (above the 0.0 threshold below)
+SYNTHETIC_CM = -9.0
+
+
+@dataclass
+class PadScriptedEngine:
+    model_version: str = MODEL_VERSION
+    cm_version: str | None = None  # like a scripted engine: thresholds are not tied to a model here
+    vectors: dict[bytes, tuple[np.ndarray, float]] = field(default_factory=dict)
+
+    def register(self, body: bytes, vector: np.ndarray, cm_score: float = GENUINE_CM) -> bytes:
+        self.vectors[body] = (vector, cm_score)
+        return body
+
+    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        vector, cm_score = self.vectors[data]
+        decoded = decode_audio(data, content_type, AudioLimits(max_bytes=1 << 26, max_seconds=600))
+        seconds = decoded.duration_s
+        channel = "phone" if decoded.is_narrowband else "wideband"
+        quality = QualityReport(seconds, seconds * 0.9, 30.0, 0.0, decoded.sample_rate, decoded.codec, channel)
+        evidence = PadEvidence(cm_score, cm_score, "scripted", fp.fingerprint(decoded.samples, decoded.sample_rate))
+        return EmbeddedUtterance(vector.astype(np.float32), self.model_version, quality, evidence)
+
+
+def _flac(samples: np.ndarray, rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format="FLAC")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def thresholds_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pad_thresholds.json"
+    entry = ChannelThreshold(0.0, 0.05, 0.05, 100)
+    save_thresholds(PadThresholds("scripted", {"wideband": entry, "phone": entry}), path)
+    return path
+
+
+@pytest.fixture
+def audio(dev_files: dict[str, list[Path]]) -> dict[str, bytes]:
+    """One speaker's enrolment file, a fresh utterance of theirs, and a replay of the enrolment file."""
+    speaker = sorted(dev_files)[1]
+    enrol, fresh, other = dev_files[speaker][0], dev_files[speaker][1], dev_files[speaker][2]
+    wave, rate = sf.read(str(enrol), dtype="float32")
+    replayed = simulate_replay(wave, rate, ReplayChannel(rt60_s=0.5, snr_db=15.0), np.random.default_rng(3))
+    fresh_wave, fresh_rate = sf.read(str(other), dtype="float32")  # another new utterance, over a phone
+    fresh_phone = g711.encode(simulate_replay(fresh_wave, fresh_rate, PHONE_LINE, np.random.default_rng(4)), "ulaw")
+    return {
+        "enrol": enrol.read_bytes(),
+        "fresh": fresh.read_bytes(),
+        "fresh_phone": fresh_phone,
+        "replay": g711.encode(replayed, "ulaw"),
+    }
+
+
+def _enrol(api: Api, speaker_id: str, body: bytes) -> dict:
+    r = api.client.post(
+        f"/v1/speakers/{speaker_id}/enrolment-audio",
+        content=body,
+        headers={**api.h("enrolment"), "Content-Type": "audio/flac"},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _setup(
+    make_api, thresholds_file: Path, audio: dict[str, bytes], speaker_id: str = "cust-1", **overrides: object
+) -> tuple[Api, PadScriptedEngine]:  # type: ignore[no-untyped-def]
+    engine = PadScriptedEngine()
+    voice = unit(1 if speaker_id == "cust-1" else 7)  # another person (else held as a duplicate identity)
+    for name in ("enrol", "fresh", "fresh_phone", "replay"):
+        engine.register(audio[name], voice)
+    api = make_api(engine=engine, cm_thresholds_file=thresholds_file, enrol_min_speech_s=4.0, **overrides)
+    api.put_speaker(speaker_id)
+    assert _enrol(api, speaker_id, audio["enrol"])["status"] == "ENROLLED"
+    return api, engine
+
+
+def test_replay_of_enrolment_is_never_accepted_fresh_calls_are(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, _ = _setup(make_api, thresholds_file, audio)
+    fresh = api.verify("cust-1", audio["fresh"], "audio/flac")
+    assert fresh["decision"] == "ACCEPT", fresh
+    assert fresh["cm_score"] == GENUINE_CM and fresh["replay_score"] < 0.035
+    phone = api.verify("cust-1", audio["fresh_phone"], "audio/basic")
+    assert phone["decision"] == "ACCEPT", phone
+    replay = api.verify("cust-1", audio["replay"], "audio/basic")
+    assert replay["decision"] == "INCONCLUSIVE"
+    assert "REPLAY_SUSPECTED" in replay["reasons"] and replay["replay_score"] >= 0.035
+    # the score log keeps both scores for analysts
+    logged = api.client.get(f"/v1/verifications/{replay['verification_id']}", headers=api.h("analyst")).json()
+    assert logged["replay_score"] == replay["replay_score"] and logged["cm_score"] == GENUINE_CM
+    # ... and the analysts' review page shows them
+    from tests.fraud.test_review_page import sign_in
+
+    sign_in(api)
+    page = api.client.get(f"/review/attempts/{replay['verification_id']}").text
+    assert f"{GENUINE_CM:.2f} (log-likelihood ratio" in page and f"{replay['replay_score']:.3f} (share" in page
+
+
+def test_a_recording_of_an_earlier_call_replayed_is_caught(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, engine = _setup(make_api, thresholds_file, audio)
+    assert api.verify("cust-1", audio["fresh"], "audio/flac")["decision"] == "ACCEPT"
+    wave, rate = sf.read(io.BytesIO(audio["fresh"]), dtype="float32")
+    recorded = g711.encode(simulate_replay(wave, rate, ReplayChannel(), np.random.default_rng(5)), "alaw")
+    engine.register(recorded, unit(1))
+    again = api.verify("cust-1", recorded, "audio/x-alaw-basic")
+    assert again["decision"] != "ACCEPT" and "REPLAY_SUSPECTED" in again["reasons"]
+
+
+def test_synthetic_speech_is_never_accepted_and_reject_is_a_setting(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, engine = _setup(make_api, thresholds_file, audio)
+    wave, rate = sf.read(io.BytesIO(audio["fresh"]), dtype="float32")
+    clone = engine.register(_flac(wave[::-1].copy(), rate), unit(1), cm_score=SYNTHETIC_CM)  # same voice, flagged
+    out = api.verify("cust-1", clone, "audio/flac")
+    assert out["decision"] == "INCONCLUSIVE" and "SPOOF_SUSPECTED" in out["reasons"]
+    assert out["cm_score"] == SYNTHETIC_CM
+    key = api.service.settings.encryption_key  # the same database: the same key
+    strict, strict_engine = _setup(
+        make_api, thresholds_file, audio, "cust-strict", cm_action="reject", encryption_key=key
+    )
+    strict_engine.register(clone, unit(7), cm_score=SYNTHETIC_CM)
+    assert strict.verify("cust-strict", clone, "audio/flac")["decision"] == "REJECT"
+
+
+def test_flagged_enrolment_audio_is_not_enrolled(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, engine = _setup(make_api, thresholds_file, audio)
+    api.put_speaker("cust-2")
+    engine.register(audio["fresh"], unit(2), cm_score=SYNTHETIC_CM)
+    r = api.client.post(
+        "/v1/speakers/cust-2/enrolment-audio",
+        content=audio["fresh"],
+        headers={**api.h("enrolment"), "Content-Type": "audio/flac"},
+    )
+    assert r.status_code == 422 and r.json()["code"] == "ENROLMENT_SPOOF_SUSPECTED"
+    # a replay of cust-1's own enrolment audio offered as more enrolment is refused too
+    r = api.client.post(
+        "/v1/speakers/cust-1/enrolment-audio",
+        content=audio["replay"],
+        headers={**api.h("enrolment"), "Content-Type": "audio/basic"},
+    )
+    assert r.status_code == 422 and r.json()["details"]["reason"] == "REPLAY_SUSPECTED"
+    with api.service.db.transaction() as session:
+        cust2 = session.query(m.Speaker).filter_by(speaker_ref="cust-2").one().id
+    assert count(api.service.db, m.EnrolmentEmbedding, m.EnrolmentEmbedding.speaker_id == cust2) == 0
+    assert count(api.service.db, m.VoiceFingerprint, m.VoiceFingerprint.speaker_id == cust2) == 0
+
+
+def test_fingerprints_are_encrypted_erased_with_the_speaker_and_expire(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, _ = _setup(make_api, thresholds_file, audio)
+    api.verify("cust-1", audio["fresh"], "audio/flac")
+    with api.service.db.transaction() as session:
+        speaker = session.query(m.Speaker).filter_by(speaker_ref="cust-1").one()
+        rows = session.query(m.VoiceFingerprint).filter_by(speaker_id=speaker.id).all()
+        assert sorted(r.kind for r in rows) == ["attempt", "enrolment"]
+        plain = fp.fingerprint(*sf.read(io.BytesIO(audio["enrol"]), dtype="float32")).to_bytes()
+        enrol_row = next(r for r in rows if r.kind == "enrolment")
+        assert plain[:64] not in enrol_row.ciphertext  # stored encrypted
+        speaker_id = speaker.id
+    mine = m.VoiceFingerprint.speaker_id == speaker_id
+    # retention: the attempt's fingerprint goes with its embedding, the enrolment one stays
+    api.service.clock = lambda: m.utcnow() + timedelta(days=api.service.settings.attempt_retention_days + 1)
+    assert FraudDesk(api.service).purge_expired() >= 2  # the attempt embedding and its fingerprint (at least)
+    assert count(api.service.db, m.VoiceFingerprint, mine, m.VoiceFingerprint.kind == "attempt") == 0
+    assert count(api.service.db, m.VoiceFingerprint, mine, m.VoiceFingerprint.kind == "enrolment") == 1
+    # erasure: opting out removes every fingerprint of the speaker
+    r = api.client.post("/v1/speakers/cust-1/opt-out", headers=api.h("enrolment"))
+    assert r.status_code == 200
+    assert count(api.service.db, m.VoiceFingerprint, mine) == 0
+
+
+def test_deleting_the_speaker_erases_fingerprints(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
+    api, _ = _setup(make_api, thresholds_file, audio)
+    api.verify("cust-1", audio["fresh"], "audio/flac")
+    with api.service.db.transaction() as session:
+        speaker_id = session.query(m.Speaker).filter_by(speaker_ref="cust-1").one().id
+    assert count(api.service.db, m.VoiceFingerprint, m.VoiceFingerprint.speaker_id == speaker_id) == 2
+    assert api.client.delete("/v1/speakers/cust-1", headers=api.h("enrolment")).status_code == 204
+    assert count(api.service.db, m.VoiceFingerprint, m.VoiceFingerprint.speaker_id == speaker_id) == 0
