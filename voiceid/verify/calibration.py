@@ -6,9 +6,12 @@ evidence from 12 s of speech and weak evidence from 2 s. Calibration therefore m
 likelihood ratio of "same speaker" against "different speaker", with a quality measure function
 in the style of the NIST SRE / BOSARIS systems:
 
-    llr = w_s * s + w_p * log(probe_s) + w_e * log(enrol_s) + w_sp * s * log(probe_s) + b
+    llr = w_s * s + w_p * log(probe_s) + w_sp * s * log(probe_s) + b
 
-fitted by prior-weighted logistic regression. The score/duration interaction lets the slope grow
+fitted by prior-weighted logistic regression. The voiceprint's net speech is measured and passed
+along, but it is not a feature: in the dev protocol every voiceprint is three utterances (about 8 s),
+so its weight cannot be identified, and a first fit that used it extrapolated to -1.1 nats for the
+service's default 20 s enrolment, turning genuine callers INCONCLUSIVE. The score/duration interaction lets the slope grow
 with the probe's length, so there is no cliff at any duration: a short call simply carries less
 evidence. The LLR is clipped to what the calibration data can support (no impostor trial among n
 can show odds beyond about n:1), which is why a 7 s clip can no longer claim 23 nats.
@@ -44,7 +47,7 @@ FORMAT_VERSION = 2
 # speech adds little, and the clip keeps an unusually long call from extrapolating the fit.
 SPEECH_MIN_S = 0.5
 SPEECH_MAX_S = 60.0
-FEATURES = ("score", "log_probe_speech", "log_enrol_speech", "score_x_log_probe_speech")
+FEATURES = ("score", "log_probe_speech", "score_x_log_probe_speech")
 
 # Net-speech bands of the probe in which the FMR target must hold (and in which eval reports).
 BAND_EDGES = (3.0, 6.0, 10.0)
@@ -74,11 +77,12 @@ def _log_speech(seconds: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def quality_features(scores: npt.ArrayLike, probe_s: npt.ArrayLike, enrol_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(n, len(FEATURES)) design matrix; scalars broadcast."""
-    s, p, e = np.broadcast_arrays(
+    """(n, len(FEATURES)) design matrix; scalars broadcast. `enrol_s` shapes the broadcast only (see
+    the module docstring for why it is not a feature)."""
+    s, p, _ = np.broadcast_arrays(
         np.asarray(scores, dtype=np.float64), _log_speech(probe_s), _log_speech(enrol_s)
     )
-    return np.stack([s.ravel(), p.ravel(), e.ravel(), (s * p).ravel()], axis=1)
+    return np.stack([s.ravel(), p.ravel(), (s * p).ravel()], axis=1)
 
 
 def fit_logistic_features(
