@@ -48,6 +48,7 @@ def desk(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, VoiceIdServi
             "link_llr_threshold": llr_at(0.7),
             "link_alert_identities": 3,
             "lockout_rejects": 1000,
+            "attempt_rate_limit": 1000,  # one speaker takes many calls here
         }
     )
     app = create_app(app_settings, engine=engine)  # type: ignore[arg-type]

@@ -11,10 +11,11 @@ in the style of the NIST SRE / BOSARIS systems:
 fitted by prior-weighted logistic regression. The voiceprint's net speech is measured and passed
 along, but it is not a feature: in the dev protocol every voiceprint is three utterances (about 8 s),
 so its weight cannot be identified, and a first fit that used it extrapolated to -1.1 nats for the
-service's default 20 s enrolment, turning genuine callers INCONCLUSIVE. The score/duration interaction lets the slope grow
-with the probe's length, so there is no cliff at any duration: a short call simply carries less
-evidence. The LLR is clipped to what the calibration data can support (no impostor trial among n
-can show odds beyond about n:1), which is why a 7 s clip can no longer claim 23 nats.
+service's default 20 s enrolment, turning genuine callers INCONCLUSIVE. The score/duration
+interaction lets the slope grow with the probe's length, so there is no cliff at any duration: a
+short call simply carries less evidence. The LLR is clipped to what the calibration data can
+support (no impostor trial among n can show odds beyond about n:1), which is why a 7 s clip can no
+longer claim 23 nats.
 
 The policy is stated in error rates (target FMR at ACCEPT, target FNMR at REJECT) and turned into
 one pair of LLR thresholds per channel: the accept threshold is the strictest of the per-band
