@@ -127,6 +127,14 @@ class CohortCache:
         vectors = np.stack([v for _, _, v in found]) if found else np.zeros((0, 0), dtype=np.float32)
         return CohortState(snapshot.id, snapshot.digest, tuple(sid for _, sid, _ in found), vectors)
 
+    def held(self) -> dict[str, dict[str, object]]:
+        """The cohort snapshot this process scores with, per model version (for /readyz)."""
+        with self._lock:
+            return {
+                version: {"snapshot": state.snapshot_id, "digest": state.digest, "members": len(state.member_ids)}
+                for version, state in self._states.items()
+            }
+
     def members_for(
         self, session: Session, model_version: str, exclude_id: str, alive: Callable[[str], bool]
     ) -> FloatArray | None:

@@ -150,3 +150,15 @@ def test_the_cohort_is_topped_up_from_the_shipped_one_and_an_erased_member_leave
     left = members()
     assert left is not None and len(left) == 5  # gone before any refresh
     np.testing.assert_allclose(np.linalg.norm(left, axis=1), 1.0, atol=1e-5)
+
+
+def test_readyz_reports_the_cohort_snapshot_a_replica_scores_with(make_api):
+    engine = ScriptedEngine()
+    api = make_api(engine=engine, score_norm="as-norm", cohort_size=50)
+    api.seed_voiceprint("caller", BASE)
+    _population(api, 5)
+    api.service.refresh_cohort()
+    api.verify("caller", engine.register(b"probe", at_cosine(0.7)), "audio/basic")
+    held = api.client.get("/readyz").json()["cohort_snapshot"]
+    (snapshot,) = held.values()
+    assert snapshot["members"] == 6 and snapshot["snapshot"] is not None and len(snapshot["digest"]) == 64

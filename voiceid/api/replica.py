@@ -46,5 +46,7 @@ class Replica:
         return {
             "revision": {"voiceprints": fraud.voiceprints.revision, "watchlist": fraud.watchlist.revision},
             "decision_data": self.versions,
+            # The population cohort snapshot (voiceid/population.py), once a call has loaded it.
+            "cohort_snapshot": self.service.cohort.held(),
             "jobs_in_process": self.jobs is not None,
         }
