@@ -33,10 +33,11 @@ from pydantic import SecretStr
 from voiceid.api.app import create_app
 from voiceid.config import get_settings
 from voiceid.evaluation.protocol import read_manifest
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter import simulator
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
+from voiceid.views import Role
 
 
 def start_http(app: Any) -> tuple[uvicorn.Server, str]:

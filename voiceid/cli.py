@@ -724,7 +724,7 @@ def keys_create(
     """Create an API key and print it (shown once; only its hash is stored)."""
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    from voiceid.service import Role
+    from voiceid.views import Role
 
     try:
         chosen = Role(role)

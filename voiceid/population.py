@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import CohortSnapshot, Speaker
+from voiceid.views import SpeakerStatus
 
 FloatArray = npt.NDArray[np.float32]
 KEEP_SNAPSHOTS = 3  # older snapshots are deleted; a replica mid-reload can still read the previous one
@@ -49,8 +50,6 @@ def _digest(members: list[str]) -> str:
 def refresh_cohort(session: Session, model_version: str, size: int, now: datetime) -> CohortSnapshot | None:
     """Write a new snapshot when the sample changed; None when it did not. O(C) with the primary key
     index: the sample is the first C enrolled voiceprints by id, and ids are random."""
-    from voiceid.service import SpeakerStatus  # here, not at the top: the service imports this module
-
     members = list(
         session.scalars(
             select(Speaker.id)

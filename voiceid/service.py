@@ -8,12 +8,8 @@ model runs), and a method that raises has changed nothing stored.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,162 +36,27 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
 from voiceid.storage.keys import Vault
-from voiceid.storage.models import Speaker, Verification, utcnow
+from voiceid.storage.models import Speaker, utcnow
 from voiceid.storage.upgrade import upgrade
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale, build_policy, build_scorer
 from voiceid.verify.scorer import Scorer, ScoreResult
+from voiceid.views import (
+    UNUSABLE_AUDIO,
+    Consent,
+    EnrolmentStep,
+    Preview,
+    Role,
+    ServiceCounters,
+    SpeakerStatus,
+    SpeakerView,
+    VerificationPage,
+    VerificationView,
+    validate_speaker_id,
+)
 
 FloatArray = npt.NDArray[np.float32]
-SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-KEY_FILE_NAME = "encryption.key"
-# Refusals that mean the caller sent no usable speech: they count toward lockout (weighted).
-UNUSABLE_AUDIO = frozenset({ErrorCode.AUDIO_TOO_SHORT, ErrorCode.NO_SPEECH, ErrorCode.EMPTY_AUDIO})
-
-
-class Role(StrEnum):
-    IVR = "ivr"
-    ENROLMENT = "enrolment"
-    ANALYST = "analyst"
-    ADMIN = "admin"
-
-
-class SpeakerStatus(StrEnum):
-    ENROLLING = "ENROLLING"
-    ENROLLED = "ENROLLED"
-    OPTED_OUT = "OPTED_OUT"
-    REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
-    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
-
-
-@dataclass(frozen=True)
-class Consent:
-    granted: bool
-    text_version: str | None
-    channel: str | None
-    granted_at: datetime | None = None
-    withdrawn_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class SpeakerView:
-    speaker_id: str
-    status: str
-    net_speech_s: float
-    required_speech_s: float
-    model_version: str | None
-    consent: Consent
-    created_at: datetime
-    locked: bool
-
-
-@dataclass(frozen=True)
-class EnrolmentStep:
-    status: str
-    net_speech_s: float
-    required_speech_s: float
-    quality: dict[str, Any]
-    reasons: list[str] = field(default_factory=list)
-    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class VerificationView:
-    verification_id: str
-    speaker_id: str
-    decision: str
-    score: float | None
-    accept_threshold: float | None  # only where something was scored
-    reject_threshold: float | None
-    net_speech_s: float | None
-    reasons: list[str]
-    model_version: str
-    channel: str | None
-    quality: dict[str, Any] | None
-    created_at: datetime
-    raw_score: float | None = None
-    llr: float | None = None
-    norm: str | None = None
-    calibration: str | None = None
-    watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
-    threshold_scale: str | None = None
-    cm_score: float | None = None  # calibrated bona fide LLR (nats), higher = more likely bona fide
-    cm_version: str | None = None
-    replay_score: float | None = None  # best fingerprint match with earlier audio of the speaker (0..1)
-
-    @classmethod
-    def from_row(cls, row: Verification) -> VerificationView:
-        return cls(
-            verification_id=row.id,
-            speaker_id=row.speaker_ref,
-            decision=row.decision,
-            score=row.score,
-            accept_threshold=row.accept_threshold,
-            reject_threshold=row.reject_threshold,
-            net_speech_s=row.net_speech_s,
-            reasons=list(row.reasons),
-            model_version=row.model_version,
-            channel=row.channel,
-            quality=row.quality,
-            created_at=row.created_at,
-            raw_score=row.raw_score,
-            llr=row.llr,
-            norm=row.norm,
-            calibration=row.calibration,
-            watchlist_hits=list(row.watchlist_hits or []),
-            threshold_scale=row.threshold_scale,
-            cm_score=row.cm_score,
-            cm_version=row.cm_version,
-            replay_score=row.replay_score,
-        )
-
-
-@dataclass(frozen=True)
-class VerificationPage:
-    items: list[VerificationView]
-    next_cursor: str | None
-
-
-class Leaning(StrEnum):
-    """What a stream's interim reveals: a coarse state, never the score (an exact score would be an
-    oracle for hill-climbing a synthetic voice toward acceptance)."""
-
-    LEANING_ACCEPT = "LEANING_ACCEPT"
-    LEANING_REJECT = "LEANING_REJECT"
-    UNDECIDED = "UNDECIDED"
-
-
-@dataclass(frozen=True)
-class Preview:
-    """The outcome a stream would get now, not logged (streaming interims). `score` stays inside
-    the process (it decides when to stop early); only `leaning` is sent to the caller's side."""
-
-    score: float | None
-    outcome: Outcome
-
-    @property
-    def leaning(self) -> Leaning:
-        if self.outcome.decision is Decision.ACCEPT:
-            return Leaning.LEANING_ACCEPT
-        if self.outcome.decision in (Decision.REJECT, Decision.LOCKED, Decision.OPTED_OUT, Decision.NOT_ENROLLED):
-            return Leaning.LEANING_REJECT
-        return Leaning.UNDECIDED
-
-
-@dataclass
-class ServiceCounters:
-    """Hooks for metrics; the API wires Prometheus in, the CLI leaves them as no-ops."""
-
-    on_decision: Callable[[str], None] = field(default=lambda decision: None)
-    on_inference: Callable[[float], None] = field(default=lambda seconds: None)
-
-
-def validate_speaker_id(speaker_id: str) -> str:
-    if not SPEAKER_ID_PATTERN.match(speaker_id):
-        raise VoiceIdError(ErrorCode.INVALID_SPEAKER_ID, "speaker_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
-    return speaker_id
-
 
 class VoiceIdService:
     def __init__(

@@ -4,11 +4,14 @@ cohort that does not make scores jump when one person enrols. Scripted embedding
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from tests.api.conftest import ScriptedEngine, unit
 from tests.api.test_verifications import BASE, at_cosine
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.storage import repositories as repo
 
 
 class RefusingEngine(ScriptedEngine):
@@ -96,12 +99,16 @@ def _population(api, n: int, start: int = 1000) -> None:
         api.seed_voiceprint(f"member-{start + k}", speaker_like(start + k))
 
 
-def test_enrolling_one_more_speaker_moves_no_score_by_more_than_the_bound(make_api):
+def test_enrolling_one_more_speaker_moves_no_score_by_more_than_the_bound(make_api, monkeypatch):
     """With the cohort full (C population members), one more enrolment changes at most one member
     of the bottom-k sample, so an existing trial's normalised score moves by very little. Bound:
     10 % of the score (the old population top-50 mixed with the shipped cohort moved a genuine score
     from 9.44 to 6.52, 31 %, when one person enrolled);
     before the refresh job runs it does not move at all."""
+    # Speaker ids are random in the service (the cohort sample is the first C by id); here they are
+    # pseudo-random but fixed, so the sample, and the test, are the same on every run.
+    counter = iter(range(10**6))
+    monkeypatch.setattr(repo, "new_id", lambda: hashlib.sha256(str(next(counter)).encode()).hexdigest()[:32])
     engine = ScriptedEngine()
     api = make_api(engine=engine, score_norm="as-norm", cohort_size=200, attempt_rate_limit=100)
     service = api.service
@@ -119,10 +126,13 @@ def test_enrolling_one_more_speaker_moves_no_score_by_more_than_the_bound(make_a
         after = api.verify("caller", probe, "audio/basic")["score"]
         moved.append(abs(after - before))
         before = after
-    # Bound: 10 % of the score. A newcomer replaces at most one of the C members and so at most one
-    # of the top-N AS-norm statistics on each side; on these synthetic vectors the cohort's spread is
-    # small, so one member weighs more than among real callers (and than at the default C = 1000).
+    # Bound: 10 % of the score for any one enrolment, and a typical one moves it by under 1 %. A
+    # newcomer replaces at most one of the C members and so at most one of the top-N AS-norm
+    # statistics on each side: most enter below the top N and move nothing; one that happens to lie
+    # close to this probe moves its statistics most (here 1.63 on 17.0, 9.6 %). The old population
+    # top-50 mixed with the shipped cohort moved a genuine score by 31 % with every enrolment.
     assert max(moved) <= 0.10 * abs(before), (moved, before)
+    assert sorted(moved)[len(moved) // 2] <= 0.01 * abs(before), (moved, before)
     assert any(m > 0 for m in moved)  # some newcomer did enter the sample
 
 

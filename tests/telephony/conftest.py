@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 from voiceid.api.app import create_app
 from voiceid.config import Settings
 from voiceid.engine import Engine
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.simulator import RATE, phone_line
+from voiceid.views import Role
 
 ADMIN_KEY = "admin-telephony-key-0123456789"
 

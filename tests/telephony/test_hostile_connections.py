@@ -26,11 +26,11 @@ from voiceid.api.app import create_app
 from voiceid.api.server import server_config
 from voiceid.config import Settings
 from voiceid.engine import Engine
-from voiceid.service import Role
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.models import EnrolmentEmbedding
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Kind, encode_frame, parse_frames
+from voiceid.views import Role
 
 # Short deadlines keep the tests short. The HTTP ones are only shortened by the tests about them:
 # on a loaded machine a 1 s header deadline can close a slow test client's own connection.

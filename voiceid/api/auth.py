@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security import audit
 from voiceid.security.throttle import FailureThrottle
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
+from voiceid.views import Role
 
 # Declares the Bearer scheme in OpenAPI (so /docs "Authorize" sends the key); the header itself is
 # checked below, so a missing or malformed one answers with our own UNAUTHENTICATED body.

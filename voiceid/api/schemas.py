@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from voiceid.service import Role, SpeakerStatus
 from voiceid.verify.decision import Decision, Reason
+from voiceid.views import Role, SpeakerStatus
 
 
 class ErrorBody(BaseModel):

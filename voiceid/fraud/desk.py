@@ -21,11 +21,12 @@ from voiceid.fraud import checks
 from voiceid.fraud.links import Link, identities_within
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
-from voiceid.service import SpeakerStatus, VerificationView, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
 from voiceid.verify.scoring import build_voiceprint
+from voiceid.views import SpeakerStatus, VerificationView
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage.models import ConsentEvent
+from voiceid.views import validate_speaker_id
 
 if TYPE_CHECKING:
     from voiceid.service import VoiceIdService
@@ -82,8 +83,6 @@ def history(session: Session, speaker_ref: str) -> Sequence[ConsentEvent]:
 
 def consent_history(service: VoiceIdService, speaker_id: str) -> list[ConsentEventView]:
     """The ledger of `speaker_id`; SPEAKER_NOT_FOUND when there never was such a speaker."""
-    from voiceid.service import validate_speaker_id  # the service imports this module
-
     validate_speaker_id(speaker_id)
     with service.db.transaction() as session:
         events = [ConsentEventView.from_row(row) for row in history(session, speaker_id)]

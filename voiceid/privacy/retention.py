@@ -24,11 +24,12 @@ from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker
+from voiceid.views import SpeakerStatus
 
 if TYPE_CHECKING:
     from voiceid.service import VoiceIdService
 
-EXPIRED = "EXPIRED"  # voiceid.service.SpeakerStatus.EXPIRED (the service imports this module's job)
+EXPIRED = SpeakerStatus.EXPIRED.value
 
 
 def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float, batch: int = 500) -> int:

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from voiceid.api.schemas import EnrolmentOut, VerificationOut
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import VerificationView, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.verify.decision import Decision
+from voiceid.views import VerificationView
 
 log = logging.getLogger(__name__)
 

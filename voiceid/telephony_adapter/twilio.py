@@ -28,9 +28,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from voiceid.api.auth import authorise
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter.call import ULAW_8K, CallSession, Event, Mode, error_event
 from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
+from voiceid.views import Role
 
 log = logging.getLogger(__name__)
 

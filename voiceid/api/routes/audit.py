@@ -7,7 +7,8 @@ from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import AuditEventOut, AuditPageOut
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
+from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(require(Role.ADMIN))])
 

@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter.call import Mode
 from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 

@@ -6,7 +6,8 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import ApiKeyIn, ApiKeyInfo, ApiKeyOut
 from voiceid.security import apikeys
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
+from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], dependencies=[Depends(require(Role.ADMIN))])
 

@@ -7,7 +7,8 @@ from voiceid.api.auth import Principal, get_service, require
 from voiceid.api.body import read_audio
 from voiceid.api.schemas import ConsentEventOut, EnrolmentOut, SpeakerIn, SpeakerOut, VerificationOut
 from voiceid.privacy.consent import consent_history
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
+from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
 

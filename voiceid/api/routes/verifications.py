@@ -12,9 +12,10 @@ from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
+from voiceid.views import Role
 
 router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
 

@@ -13,7 +13,8 @@ from voiceid.api.auth import Principal, get_service, require
 from voiceid.api.body import read_audio
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.desk import FraudDesk
-from voiceid.service import Role, VoiceIdService
+from voiceid.service import VoiceIdService
+from voiceid.views import Role
 
 analyst = Depends(require(Role.ANALYST))
 router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])
