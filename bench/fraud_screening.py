@@ -295,7 +295,7 @@ def main() -> None:
         existing = json.loads(CROSS_FILE.read_text()) if CROSS_FILE.is_file() else {}
         CROSS_FILE.write_text(json.dumps({**existing, **fitted}, indent=2) + "\n")  # keeps the per-channel fits
         print(f"wrote {CROSS_FILE}: {fitted['cross']}", file=sys.stderr)
-    scale = load_fraud_scale(settings.calibration_file) if settings.calibration_file else load_fraud_scale()
+    scale = load_fraud_scale()
     out: dict[str, Any] = {"speakers": len(speakers), "utterances": n_calls, "scale": scale.to_dict()}
 
     P, W = Channel.PHONE, Channel.WIDEBAND

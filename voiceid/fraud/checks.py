@@ -24,7 +24,7 @@ from voiceid.fraud.caches import VoiceprintCache, WatchlistCache
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.index import VectorIndex
 from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours, merge_links
-from voiceid.fraud.scale import CALIBRATION_FILE, FraudScale, load_fraud_scale
+from voiceid.fraud.scale import load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -168,22 +168,14 @@ class LinkCheck:
     alert_identities: list[str]
 
 
-def _scale(settings: Settings) -> FraudScale:
-    """The operator's calibration file when it has raw-cosine calibrations, else the shipped one."""
-    if settings.calibration_file is not None:
-        try:
-            return load_fraud_scale(settings.calibration_file)
-        except (OSError, ValueError, KeyError):
-            pass
-    return load_fraud_scale(CALIBRATION_FILE)
-
-
 class FraudChecks:
     def __init__(self, settings: Settings, cipher: Vault, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock
-        self.scale = _scale(settings)
+        # The fraud checks' raw-cosine scale (fraud/data/scale.json), not VOICEID_CALIBRATION_FILE: the
+        # verification calibration is quality-aware and holds no raw-cosine fit.
+        self.scale = load_fraud_scale()
         self.watchlist = WatchlistCache(cipher, settings.search_exact_max, settings.change_poll_s)
         self.voiceprints = VoiceprintCache(cipher, settings.search_exact_max, settings.change_poll_s)
         self.attempts = AttemptIndex(cipher, settings.search_exact_max, settings.link_max_attempts)
