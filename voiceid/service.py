@@ -26,7 +26,7 @@ from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
-from voiceid.population import CohortCache, refresh_cohort
+from voiceid.population import CohortCache, refresh_all_cohorts
 from voiceid.privacy import consent
 from voiceid.privacy.consent import ConsentAction
 from voiceid.security import apikeys, audit
@@ -113,10 +113,10 @@ class VoiceIdService:
         return self.policy.thresholds(None).thresholds
 
     def refresh_cohort(self) -> bool:
-        """Take a new cohort snapshot if the enrolled population's sample changed (background job)."""
+        """Take a new cohort snapshot where the enrolled population's sample changed: the worker's job,
+        run now (tests, `voiceid cohort refresh`)."""
         with self.db.transaction() as session:
-            snapshot = refresh_cohort(session, self.engine.model_version, self.settings.cohort_size, self.clock())
-            return snapshot is not None
+            return refresh_all_cohorts(session, self.settings.cohort_size, self.clock()) > 0
 
     def _lockout_weights(self) -> lockout.Weights:
         return lockout.Weights(self.settings.lockout_inconclusive_weight, self.settings.lockout_unusable_weight)
