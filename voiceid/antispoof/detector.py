@@ -7,7 +7,6 @@ so that higher means more likely bona fide; the call's raw score is the mean ove
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -115,11 +114,12 @@ class OnnxModel(_WindowedModel):
         )
         self.input_name = self.session.get_inputs()[0].name
         self.n_outputs = len(self.session.get_outputs())
-        self._lock = threading.Lock()  # one run at a time per session keeps the thread budget honest
 
     def _forward(self, windows: FloatArray) -> tuple[FloatArray, FloatArray | None]:
-        with self._lock:
-            outputs: list[Any] = self.session.run(None, {self.input_name: windows})
+        # No lock: ORT's Run is thread-safe, and with one intra-op thread each run computes on its
+        # caller's thread, so the inference pool's workers score calls side by side within their
+        # thread budget (a lock here made the countermeasure a single-file queue across workers).
+        outputs: list[Any] = self.session.run(None, {self.input_name: windows})
         hidden = np.asarray(outputs[1], dtype=np.float32) if self.n_outputs > 1 else None
         return np.asarray(outputs[0], dtype=np.float32), hidden
 
