@@ -41,21 +41,18 @@ def _rows(trials: TrialScores, speakers: set[str]) -> np.ndarray:
 
 def _fit(parts: list[tuple[TrialScores, np.ndarray, np.ndarray]], channel: str) -> Any:
     """Calibration on the given trial subsets (rows = probes of the fold, cols = voiceprints of the fold)."""
-    s, p, e, t = [], [], [], []
+    s, p, t = [], [], []
     for trials, rows, cols in parts:
         sub = trials.scores[np.ix_(rows, cols)]
         s.append(sub.ravel())
         p.append(np.broadcast_to(trials.probe_speech_s[rows][:, None], sub.shape).ravel())
-        e.append(np.broadcast_to(trials.enrol_speech_s[cols][None, :], sub.shape).ravel())
         t.append(trials.is_target[np.ix_(rows, cols)].ravel())
-    scores, probe, enrol, is_t = (np.concatenate(x) for x in (s, p, e, t))
+    scores, probe, is_t = (np.concatenate(x) for x in (s, p, t))
     return fit_calibration(
         scores[is_t],
         scores[~is_t],
         target_probe_s=probe[is_t],
         nontarget_probe_s=probe[~is_t],
-        target_enrol_s=enrol[is_t],
-        nontarget_enrol_s=enrol[~is_t],
         channel=channel,
         norm="as-norm",
         model_version=MODEL_VERSION,
@@ -125,7 +122,7 @@ def main() -> None:
             cal = shipped.get((service_channel, "as-norm"))
             if cal is not None:
                 llr_pair = policy_from_calibrations({service_channel: cal}, settings.target_fmr, settings.target_fnmr)
-                llr = trial_llrs(trials.scores, trials.probe_speech_s, trials.enrol_speech_s, cal)
+                llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
                 pair = llr_pair[service_channel]
                 row["shipped"] = operating_point(
                     llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s
@@ -141,7 +138,7 @@ def main() -> None:
                 pair = policy_from_calibrations({service_channel: fold_cal}, settings.target_fmr, settings.target_fnmr)
                 rows, cols = _rows(trials, test), np.array([s in test for s in trials.speakers])
                 sub = trials.scores[np.ix_(rows, cols)]
-                llr = fold_cal.llrs(sub, trials.probe_speech_s[rows][:, None], trials.enrol_speech_s[cols][None, :])
+                llr = fold_cal.llrs(sub, trials.probe_speech_s[rows][:, None])
                 points.append(
                     operating_point(
                         llr,

@@ -53,14 +53,12 @@ def _duration_dependent_trials(rng, n_tar=6000, n_non=120_000):
     return tar, non, probe_tar, probe_non, sep_non
 
 
-def _fit(tar, non, probe_tar, probe_non, enrol=20.0):
+def _fit(tar, non, probe_tar, probe_non):
     return fit_calibration(
         tar,
         non,
         target_probe_s=probe_tar,
         nontarget_probe_s=probe_non,
-        target_enrol_s=np.full(len(tar), enrol),
-        nontarget_enrol_s=np.full(len(non), enrol),
         channel="phone",
         norm="as-norm",
         model_version="m",
@@ -72,15 +70,15 @@ def test_quality_aware_calibration_beats_score_only_and_has_no_cliff() -> None:
     rng = np.random.default_rng(3)
     tar, non, probe_tar, probe_non, _ = _duration_dependent_trials(rng)
     cal = _fit(tar, non, probe_tar, probe_non)
-    llr_t, llr_n = cal.llrs(tar, probe_tar, 20.0), cal.llrs(non, probe_non, 20.0)
+    llr_t, llr_n = cal.llrs(tar, probe_tar), cal.llrs(non, probe_non)
     slope, offset = fit_logistic(tar, non)
     score_only = metrics.cllr(slope * tar + offset, slope * non + offset)
     assert metrics.cllr(llr_t, llr_n) < score_only - 0.01
     # The same score is stronger evidence from a longer probe (the slope grows with speech) ...
-    assert cal.llr(4.0, 12.0, 20.0) > cal.llr(4.0, 3.0, 20.0)
+    assert cal.llr(4.0, 12.0) > cal.llr(4.0, 3.0)
     # ... and the LLR changes smoothly with duration: no cliff anywhere between 1 and 16 s.
     grid = np.linspace(1.0, 16.0, 301)
-    steps = np.abs(np.diff(cal.llrs(np.full_like(grid, 3.0), grid, 20.0)))
+    steps = np.abs(np.diff(cal.llrs(np.full_like(grid, 3.0), grid)))
     assert steps.max() < 0.2
     # Cllr is reported overall and per band.
     assert cal.cllr is not None and all(b.cllr is not None for b in cal.bands)
@@ -90,8 +88,8 @@ def test_llr_is_bounded_by_what_the_trials_can_support() -> None:
     rng = np.random.default_rng(4)
     tar, non, probe_tar, probe_non, _ = _duration_dependent_trials(rng, 2000, 20_000)
     cal = _fit(tar, non, probe_tar, probe_non)
-    assert cal.llr(1e6, 10.0, 20.0) == pytest.approx(np.log(20_000))
-    assert cal.llr(-1e6, 10.0, 20.0) == pytest.approx(-np.log(2000))
+    assert cal.llr(1e6, 10.0) == pytest.approx(np.log(20_000))
+    assert cal.llr(-1e6, 10.0) == pytest.approx(-np.log(2000))
 
 
 def test_policy_thresholds_hold_the_fmr_in_every_band() -> None:
@@ -102,18 +100,18 @@ def test_policy_thresholds_hold_the_fmr_in_every_band() -> None:
     cal = _fit(tar, non, probe_tar, probe_non)
     accept, reject = cal.thresholds(0.001, 0.01)
     assert reject <= accept
-    llr_n = cal.llrs(non, probe_non, 20.0)
+    llr_n = cal.llrs(non, probe_non)
     bands = band_of(probe_non)
     for k in range(len(BAND_EDGES) + 1):
         assert np.mean(llr_n[bands == k] >= accept) <= 0.001
     # The strictest band sets the threshold: it sits at its target, not above it.
     rates = [np.mean(llr_n[bands == k] >= accept) for k in range(len(BAND_EDGES) + 1)]
     assert max(rates) > 0.0005
-    llr_t = cal.llrs(tar, probe_tar, 20.0)
+    llr_t = cal.llrs(tar, probe_tar)
     assert all(np.mean(llr_t[band_of(probe_tar) == k] < reject) <= 0.01 for k in range(len(BAND_EDGES) + 1))
     # Fresh trials: the per-band FMR stays near the target (sampling noise only).
     _, non2, _, probe_non2, _ = _duration_dependent_trials(np.random.default_rng(6))
-    fresh = cal.llrs(non2, probe_non2, 20.0)
+    fresh = cal.llrs(non2, probe_non2)
     assert all(np.mean(fresh[band_of(probe_non2) == k] >= accept) < 0.0025 for k in range(len(BAND_EDGES) + 1))
 
 

@@ -23,8 +23,6 @@ def calibration():
         non,
         target_probe_s=rng.uniform(2, 15, len(tar)),
         nontarget_probe_s=rng.uniform(2, 15, len(non)),
-        target_enrol_s=np.full(len(tar), 20.0),
-        nontarget_enrol_s=np.full(len(non), 20.0),
         channel="phone",
         norm="as-norm",
         model_version="m",
@@ -53,7 +51,7 @@ def test_cohort_files_round_trip_and_must_match_front_end(tmp_path) -> None:
 def test_scorer_none_is_cosine() -> None:
     rng = np.random.default_rng(2)
     a, b = _unit(rng, 2)
-    result = Scorer("none", 10, {}, {}).score(a, b, "phone", 6.0, 20.0)
+    result = Scorer("none", 10, {}, {}).score(a, b, "phone", 6.0)
     assert result.raw == pytest.approx(cosine(a, b)) and result.score == result.raw and result.llr is None
 
 
@@ -62,12 +60,12 @@ def test_scorer_as_norm_and_llr(calibration) -> None:
     cohort = _unit(rng, 50)
     a, b = _unit(rng, 2)
     scorer = Scorer("as-norm", 10, {"phone": cohort}, {"phone": calibration})
-    result = scorer.score(a, b, "phone", 7.0, 20.0)
+    result = scorer.score(a, b, "phone", 7.0)
     raw, normalised = scorer.score_matrix(a[None], b[None], "phone")
     assert float(raw[0, 0]) == pytest.approx(result.raw)
     assert result.score == pytest.approx(float(normalised[0, 0]))
     assert result.raw == pytest.approx(cosine(a, b))
-    assert result.llr == pytest.approx(calibration.llr(result.score, 7.0, 20.0))
+    assert result.llr == pytest.approx(calibration.llr(result.score, 7.0))
     assert result.calibration_id == "phone/as-norm/synthetic"
 
 

@@ -500,10 +500,7 @@ class VoiceIdService:
             population = self.cohort.members_for(
                 session, utterance.model_version, exclude_id=speaker.id, alive=self.fraud.voiceprints.holds
             )
-        enrol_s = repo.enrolment_speech_s(session, speaker, utterance.model_version)
-        result = self.scorer.score(
-            utterance.vector, voiceprint, quality.channel, quality.net_speech_s, enrol_s, population
-        )
+        result = self.scorer.score(utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population)
         applied = self.policy.thresholds(quality.channel)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         outcome = decide(value, applied.thresholds, quality.net_speech_s, self.settings.verify_min_speech_s)

@@ -62,7 +62,7 @@ def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, 
     # probe and behind the voiceprint).
     calibration = api.service.scorer.calibration("phone")
     assert calibration is not None
-    llr = trial_llrs(trials.scores, trials.probe_speech_s, trials.enrol_speech_s, calibration)
+    llr = trial_llrs(trials.scores, trials.probe_speech_s, calibration)
     assert float(llr[0, column]) == pytest.approx(got["llr"], abs=0.02)
 
 

@@ -27,11 +27,10 @@ def _counts(decisions: npt.NDArray[np.str_]) -> dict[str, Any]:
 def trial_llrs(
     scores: npt.NDArray[np.floating],
     probe_s: npt.NDArray[np.float64],
-    enrol_s: npt.NDArray[np.float64],
     calibration: Calibration,
 ) -> npt.NDArray[np.float64]:
     """(n_tests, n_speakers) LLRs of a trial matrix."""
-    return calibration.llrs(scores, probe_s[:, None], enrol_s[None, :])
+    return calibration.llrs(scores, probe_s[:, None])
 
 
 def operating_point(

@@ -35,7 +35,6 @@ class TrialScores:
     test_ids: list[str]
     speakers: list[str]
     probe_speech_s: npt.NDArray[np.float64] | None = None  # (n_tests,) net speech of each probe
-    enrol_speech_s: npt.NDArray[np.float64] | None = None  # (n_speakers,) net speech behind each voiceprint
 
     @property
     def target(self) -> FloatArray:
@@ -165,14 +164,8 @@ def voiceprints_of(protocol: Protocol, vectors: dict[str, FloatArray]) -> tuple[
     return speakers, np.stack(prints)
 
 
-def _evidence(
-    protocol: Protocol, speech: dict[str, float], speakers: list[str], tests: list[Utterance]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    probe_s = np.array([speech.get(u.utt_id, np.nan) for u in tests], dtype=np.float64)
-    enrol_s = np.array(
-        [sum(speech.get(u.utt_id, 0.0) for u in protocol.enrolment[s]) for s in speakers], dtype=np.float64
-    )
-    return probe_s, enrol_s
+def _probe_speech(speech: dict[str, float], tests: list[Utterance]) -> npt.NDArray[np.float64]:
+    return np.array([speech.get(u.utt_id, np.nan) for u in tests], dtype=np.float64)
 
 
 def score_protocol(
@@ -189,8 +182,8 @@ def score_protocol(
     scorer = scorer or Scorer("none", 0, {}, {})
     _, scores = scorer.score_matrix(probe, voiceprints, channel)
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
-    probe_s, enrol_s = _evidence(protocol, speech or {}, speakers, tests)
-    return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers, probe_s, enrol_s)
+    probe_s = _probe_speech(speech or {}, tests)
+    return TrialScores(scores.astype(np.float32), is_target, [u.utt_id for u in tests], speakers, probe_s)
 
 
 def score_population(
@@ -243,8 +236,8 @@ def score_population(
                 scorer.top_n,
             )[:, 0]
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
-    probe_s, enrol_s = _evidence(protocol, speech or {}, speakers, tests)
-    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers, probe_s, enrol_s)
+    probe_s = _probe_speech(speech or {}, tests)
+    return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers, probe_s)
 
 
 def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:

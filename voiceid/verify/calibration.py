@@ -2,20 +2,19 @@
 
 A score alone does not say how much it should be believed: the same normalised score is strong
 evidence from 12 s of speech and weak evidence from 2 s. Calibration therefore maps the score
-*and* the evidence behind it (net speech of the probe and of the voiceprint) to a natural-log
+*and* the evidence behind it (the probe's net speech) to a natural-log
 likelihood ratio of "same speaker" against "different speaker", with a quality measure function
 in the style of the NIST SRE / BOSARIS systems:
 
     llr = w_s * s + w_p * log(probe_s) + w_sp * s * log(probe_s) + b
 
-fitted by prior-weighted logistic regression. The voiceprint's net speech is measured and passed
-along, but it is not a feature: in the dev protocol every voiceprint is three utterances (about 8 s),
-so its weight cannot be identified, and a first fit that used it extrapolated to -1.1 nats for the
-service's default 20 s enrolment, turning genuine callers INCONCLUSIVE. The score/duration
-interaction lets the slope grow with the probe's length, so there is no cliff at any duration: a
-short call simply carries less evidence. The LLR is clipped to what the calibration data can
-support (no impostor trial among n can show odds beyond about n:1), which is why a 7 s clip can no
-longer claim 23 nats.
+fitted by prior-weighted logistic regression. The voiceprint's net speech is not a feature: in the
+dev protocol every voiceprint is three utterances (about 8 s), so its weight cannot be identified,
+and a first fit that used it extrapolated to -1.1 nats for the service's default 20 s enrolment,
+turning genuine callers INCONCLUSIVE. The score/duration interaction lets the slope grow with the
+probe's length, so there is no cliff at any duration: a short call simply carries less evidence. The
+LLR is clipped to what the calibration data can support (no impostor trial among n can show odds
+beyond about n:1), which is why a 7 s clip can no longer claim 23 nats.
 
 The policy is stated in error rates (target FMR at ACCEPT, target FNMR at REJECT) and turned into
 one pair of LLR thresholds per channel: the accept threshold is the strictest of the per-band
@@ -77,12 +76,9 @@ def _log_speech(seconds: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.log(np.clip(np.asarray(seconds, dtype=np.float64), SPEECH_MIN_S, SPEECH_MAX_S))
 
 
-def quality_features(scores: npt.ArrayLike, probe_s: npt.ArrayLike, enrol_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """(n, len(FEATURES)) design matrix; scalars broadcast. `enrol_s` shapes the broadcast only (see
-    the module docstring for why it is not a feature)."""
-    s, p, _ = np.broadcast_arrays(
-        np.asarray(scores, dtype=np.float64), _log_speech(probe_s), _log_speech(enrol_s)
-    )
+def quality_features(scores: npt.ArrayLike, probe_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(n, len(FEATURES)) design matrix; scalars broadcast."""
+    s, p = np.broadcast_arrays(np.asarray(scores, dtype=np.float64), _log_speech(probe_s))
     return np.stack([s.ravel(), p.ravel(), (s * p).ravel()], axis=1)
 
 
@@ -191,15 +187,15 @@ class Calibration:
     def calibration_id(self) -> str:
         return f"{self.channel}/{self.norm}/{self.fitted_on}"
 
-    def llrs(self, scores: npt.ArrayLike, probe_s: npt.ArrayLike, enrol_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        x = quality_features(scores, probe_s, enrol_s)
+    def llrs(self, scores: npt.ArrayLike, probe_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        x = quality_features(scores, probe_s)
         w = np.array([self.weights[name] for name in FEATURES])
         out: npt.NDArray[np.float64] = np.clip(x @ w + self.bias, self.llr_min, self.llr_max)
-        shape = np.broadcast_shapes(np.shape(scores), np.shape(probe_s), np.shape(enrol_s))
+        shape = np.broadcast_shapes(np.shape(scores), np.shape(probe_s))
         return out.reshape(shape)
 
-    def llr(self, score: float, probe_s: float, enrol_s: float) -> float:
-        return float(self.llrs(score, probe_s, enrol_s))
+    def llr(self, score: float, probe_s: float) -> float:
+        return float(self.llrs(score, probe_s))
 
     def thresholds(self, target_fmr: float, target_fnmr: float) -> tuple[float, float]:
         """(accept, reject) on the LLR scale for these targets.
@@ -245,8 +241,6 @@ def fit_calibration(
     *,
     target_probe_s: npt.ArrayLike,
     nontarget_probe_s: npt.ArrayLike,
-    target_enrol_s: npt.ArrayLike,
-    nontarget_enrol_s: npt.ArrayLike,
     channel: str,
     norm: str,
     model_version: str,
@@ -254,8 +248,8 @@ def fit_calibration(
     prior: float = 0.5,
 ) -> Calibration:
     """Fit the quality-aware calibration on trials and keep their LLR tails per band."""
-    tar_x = quality_features(target_scores, target_probe_s, target_enrol_s)
-    non_x = quality_features(nontarget_scores, nontarget_probe_s, nontarget_enrol_s)
+    tar_x = quality_features(target_scores, target_probe_s)
+    non_x = quality_features(nontarget_scores, nontarget_probe_s)
     weights, bias = fit_logistic_features(tar_x, non_x, prior)
     n_tar, n_non = len(tar_x), len(non_x)
     # No trial set of n impostors can show odds beyond about n:1 (nor n targets beyond 1:n).

@@ -78,7 +78,6 @@ class Scorer:
         voiceprint: npt.NDArray[np.floating],
         channel: str,
         probe_speech_s: float,
-        enrol_speech_s: float,
         population: FloatArray | None = None,
     ) -> ScoreResult:
         raw = cosine_matrix(probe, voiceprint).astype(np.float64)
@@ -93,7 +92,7 @@ class Scorer:
         return ScoreResult(
             raw=float(raw[0, 0]),
             score=value,
-            llr=None if calibration is None else calibration.llr(value, probe_speech_s, enrol_speech_s),
+            llr=None if calibration is None else calibration.llr(value, probe_speech_s),
             channel=channel,
             norm=self.norm,
             calibration_id=None if calibration is None else calibration.calibration_id,
