@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,24 +93,39 @@ def refresh_all_cohorts(session: Session, size: int, now: datetime) -> int:
 
 
 class CohortCache:
-    """Per-process: the newest snapshot's member voiceprints, decrypted once per snapshot."""
+    """Per-process: the newest snapshot's member voiceprints, decrypted once per snapshot.
 
-    def __init__(self, cipher: Vault) -> None:
+    Which snapshot is newest is read at most every `poll_s` per model version (the change feed's
+    poll interval), not on every scored call: snapshots change once per refresh interval, and a
+    replica takes a new one within the same delay as any other shared change. `invalidate` makes
+    the next call look at once (after this process took a snapshot itself)."""
+
+    def __init__(self, cipher: Vault, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._cipher = cipher
+        self._poll_s = poll_s
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._states: dict[str, CohortState] = {}
+        self._checked_at: dict[str, float] = {}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._checked_at = {}
 
     def current(self, session: Session, model_version: str) -> CohortState:
+        now = self._monotonic()
+        with self._lock:
+            state = self._states.get(model_version)
+            if state is not None and now - self._checked_at.get(model_version, float("-inf")) < self._poll_s:
+                return state
         latest_id = session.scalar(
             select(func.max(CohortSnapshot.id)).where(CohortSnapshot.model_version == model_version)
         )
-        with self._lock:
-            state = self._states.get(model_version)
-            if state is not None and state.snapshot_id == latest_id:
-                return state
-        state = self._load(session, model_version, latest_id)
+        if state is None or state.snapshot_id != latest_id:
+            state = self._load(session, model_version, latest_id)
         with self._lock:
             self._states[model_version] = state
+            self._checked_at[model_version] = now
         return state
 
     def _load(self, session: Session, model_version: str, snapshot_id: int | None) -> CohortState:

@@ -82,7 +82,7 @@ class VoiceIdService:
         # rather than letting the service decide on thresholds that do not fit its scores.
         self.scorer = scorer or build_scorer(settings, engine.model_version)
         self.policy: DecisionPolicy = build_policy(settings, self.scorer)
-        self.cohort = CohortCache(cipher)
+        self.cohort = CohortCache(cipher, settings.change_poll_s)
         # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
         self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
         self.pad = PadChecks(settings, cipher, lambda: self.clock(), getattr(engine, "cm_version", None))
@@ -116,7 +116,9 @@ class VoiceIdService:
         """Take a new cohort snapshot where the enrolled population's sample changed: the worker's job,
         run now (tests, `voiceid cohort refresh`)."""
         with self.db.transaction() as session:
-            return refresh_all_cohorts(session, self.settings.cohort_size, self.clock()) > 0
+            changed = refresh_all_cohorts(session, self.settings.cohort_size, self.clock()) > 0
+        self.cohort.invalidate()
+        return changed
 
     def _lockout_weights(self) -> lockout.Weights:
         return lockout.Weights(self.settings.lockout_inconclusive_weight, self.settings.lockout_unusable_weight)

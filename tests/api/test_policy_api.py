@@ -11,6 +11,7 @@ import numpy as np
 from tests.api.conftest import ScriptedEngine, unit
 from tests.api.test_verifications import BASE, at_cosine
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.population import CohortCache, refresh_all_cohorts
 from voiceid.storage import repositories as repo
 
 
@@ -172,3 +173,24 @@ def test_readyz_reports_the_cohort_snapshot_a_replica_scores_with(make_api):
     held = api.client.get("/readyz").json()["cohort_snapshot"]
     (snapshot,) = held.values()
     assert snapshot["members"] == 6 and snapshot["snapshot"] is not None and len(snapshot["digest"]) == 64
+
+
+def test_a_snapshot_taken_elsewhere_is_picked_up_within_the_poll_interval_not_per_call(make_api):
+    """Which cohort snapshot is newest is read once per poll interval (like the change feed), so a
+    scored call does not query the snapshots table; a snapshot another process (the worker) took is
+    used once the interval has passed."""
+    engine = ScriptedEngine()
+    api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000)
+    service = api.service
+    clock = [0.0]
+    service.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])
+    api.seed_voiceprint("caller", BASE)
+    _population(api, 5)
+    probe = engine.register(b"probe", at_cosine(0.7))
+    shipped_only = api.verify("caller", probe, "audio/basic")["score"]
+    with service.db.transaction() as session:  # the worker's job, not this process's refresh
+        assert refresh_all_cohorts(session, 1000, service.clock()) > 0
+    clock[0] = 4.9
+    assert api.verify("caller", probe, "audio/basic")["score"] == shipped_only  # not looked at yet
+    clock[0] = 5.1
+    assert api.verify("caller", probe, "audio/basic")["score"] != shipped_only
