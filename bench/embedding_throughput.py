@@ -7,9 +7,10 @@ other load on a shared machine falls on every path alike:
 - `voiceid torch + TorchScript VAD`: the product's whole path as it was before issue 13, bytes ->
   decode -> 16 kHz -> Silero VAD (TorchScript) -> quality report -> Fbank -> ECAPA in PyTorch eager
   fp32 (`Engine.embed_bytes`);
-- `voiceid torch + ONNX VAD`: the defaults now (`VOICEID_VAD_BACKEND=onnx`);
-- `voiceid <backend> + ONNX VAD`: the same path with `VOICEID_INFERENCE_BACKEND` (default
-  torch-bf16);
+- `voiceid torch + ONNX VAD`: the fp32 network with today's VAD (`VOICEID_INFERENCE_BACKEND=torch`,
+  what an existing fp32 deployment keeps running);
+- `voiceid <backend> + ONNX VAD`: the same path with `--backend` (default `auto`, the product's
+  default: torch-bf16 on a CPU with native bf16, else torch);
 - the network alone on every backend (torch, onnx fp32, onnx int8, torch bf16), same features.
 
 Throughput is reported per core from CPU time (`time.thread_time`, the calling thread does all
@@ -18,7 +19,7 @@ latencies and are noisy on a shared machine. A stage profile of both whole paths
 requests/s and p95 through the service's `InferencePool` for 1, 2 and 4 concurrent callers at
 several worker / thread settings.
 
-Usage: python bench/embedding_throughput.py [--limit N] [--backend torch-bf16] [--requests 24]
+Usage: python bench/embedding_throughput.py [--limit N] [--backend auto] [--requests 24]
        [--no-concurrency] [--out bench/out/throughput.json]
 """
 
@@ -50,6 +51,7 @@ from voiceid.engine import Engine
 from voiceid.evaluation.protocol import read_manifest
 from voiceid.inference import InferencePool
 from voiceid.models.embedder import Embedder, load_embedder
+from voiceid.models.selection import concrete_backend
 
 
 def summarise(name: str, cpu: list[float], wall: list[float], audio_s: float) -> dict[str, Any]:
@@ -157,11 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=0, help="every k-th utterance so that about N are used (0 = all)")
-    parser.add_argument("--backend", type=InferenceBackend, default=InferenceBackend.TORCH_BF16)
+    parser.add_argument("--backend", type=InferenceBackend, default=InferenceBackend.AUTO)
     parser.add_argument("--requests", type=int, default=24, help="requests per concurrency setting")
     parser.add_argument("--no-concurrency", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/throughput.json"))
     args = parser.parse_args()
+    args.backend = concrete_backend(args.backend)  # `auto` as the service resolves it with nothing enrolled
 
     torch.set_num_threads(1)
     settings = get_settings()

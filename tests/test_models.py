@@ -87,13 +87,19 @@ def test_hyperparams_never_point_at_a_hub(engine) -> None:
     assert engine.embedder.model_dir.is_dir()
 
 
-def test_embeddings_are_unit_length_deterministic_and_match_speechbrain(engine, settings, dev_files, tmp_path) -> None:
+def test_embeddings_are_unit_length_deterministic_and_match_speechbrain(settings, dev_files, tmp_path) -> None:
+    """The torch backend is the oracle: it must be SpeechBrain's model, vector for vector (the
+    default `auto` may run torch-bf16, tested against this one in test_inference_backends.py)."""
     import soundfile as sf
     from speechbrain.inference.speaker import EncoderClassifier
 
+    from voiceid.config import InferenceBackend
+    from voiceid.models.embedder import shared_embedder
+
+    embedder = shared_embedder(settings.model_dir, settings.torch_threads, InferenceBackend.TORCH)
     wave, _ = sf.read(str(dev_files["ls_1998"][0]), dtype="float32")
-    a = engine.embedder.embed(wave)
-    b = engine.embedder.embed(wave)
+    a = embedder.embed(wave)
+    b = embedder.embed(wave)
     assert a.shape == (192,) and a.dtype == np.float32
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_array_equal(a, b)

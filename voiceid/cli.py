@@ -125,7 +125,6 @@ def models_fetch(
         typer.echo(f"countermeasure {manifest.version} ({manifest.format}) ready in {settings.cm_model_dir}")
 
 
-
 @models_app.command("export")
 def models_export(
     model_dir: Annotated[Path | None, typer.Option(help="Model directory (default: VOICEID_MODEL_DIR)")] = None,
@@ -183,7 +182,6 @@ def models_calibrate_int8(
                 continue  # refused by the front end (no speech): not what the network sees
     calibrate(model, features, out)
     typer.echo(f"ranges from {len(features)} utterances written to {out}")
-
 
 
 @models_app.command("export-cm")
@@ -340,7 +338,7 @@ def eval_command(
     ]
     if matching and embedder == "voiceid":
         cal = matching[0]
-        llr = trial_llrs(trials.scores, trials.probe_speech_s, trials.enrol_speech_s, cal)
+        llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
         report["cllr"] = cllr_of(llr[trials.is_target], llr[~trials.is_target])
         report["cllr_calibration"] = str(calibration_path)
         pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
@@ -411,7 +409,7 @@ def calibrate_command(
     settings = get_settings()
     norm = norm or settings.score_norm
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    parts: list[tuple[Any, Any, Any, Any]] = []
+    parts: list[tuple[Any, Any, Any]] = []
     service_channel = None
     for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()}):
         run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
@@ -420,19 +418,16 @@ def calibrate_command(
             norm, top_n or settings.score_top_n, cohort or settings.cohort_source, cohort_size or settings.cohort_size
         )
         probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
-        enrol = np.broadcast_to(trials.enrol_speech_s[None, :], trials.scores.shape)
-        parts.append((trials.scores, probe, enrol, trials.is_target))
+        parts.append((trials.scores, probe, trials.is_target))
     if service_channel is None:
         raise typer.BadParameter("--probe-utts names no probe length")
-    scores, probe, enrol, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(4))
+    scores, probe, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
     is_target = is_target.astype(bool)
     fitted = fit_calibration(
         scores[is_target],
         scores[~is_target],
         target_probe_s=probe[is_target],
         nontarget_probe_s=probe[~is_target],
-        target_enrol_s=enrol[is_target],
-        nontarget_enrol_s=enrol[~is_target],
         channel=service_channel,
         norm=norm,
         model_version=backend_model_version(settings.model_dir, settings.inference_backend),
@@ -566,7 +561,7 @@ def cohort_build(
     settings = get_settings()
     source = manifest or _default_cohort_manifest()
     utterances = read_manifest(source)
-    engine = Engine.from_settings(settings)
+    engine = Engine.embedding_only(settings)
     vectors = []
     rate = 16000
     for utt in utterances:

@@ -31,6 +31,9 @@ DEFAULT_LINK_POOLED_LLR = 8.0
 class InferenceBackend(StrEnum):
     """Where the ECAPA network runs (docs/performance.md). Features always come from torch."""
 
+    # The default: torch-bf16 on a CPU with native bf16, else torch; a service with enrolled
+    # voiceprints keeps the backend whose model version they carry (voiceid.models.selection).
+    AUTO = "auto"
     TORCH = "torch"  # PyTorch eager: the reference implementation and test oracle
     ONNX = "onnx"  # ONNX Runtime, fp32: numerically equivalent, keeps the model version
     ONNX_INT8 = "onnx-int8"  # ONNX Runtime, static int8: a derived model version
@@ -73,9 +76,10 @@ class Settings(BaseSettings):
 
     # --- inference backend (issue 13: optimised inference; figures in docs/performance.md) ----
     inference_backend: InferenceBackend = Field(
-        InferenceBackend.TORCH,
-        description="torch | onnx | onnx-int8 | torch-bf16. onnx* need `voiceid models export`; onnx-int8 and "
-        "torch-bf16 vectors carry a derived model version (re-enrol, rebuild cohorts and calibration).",
+        InferenceBackend.AUTO,
+        description="auto | torch | torch-bf16 | onnx | onnx-int8. auto: torch-bf16 where the CPU has native bf16 "
+        "(2x faster), else torch, and in a service the backend most enrolled voiceprints were made with. "
+        "torch-bf16 and onnx-int8 vectors carry a derived model version; onnx* need `voiceid models export`.",
     )
     vad_backend: VadBackend = Field(
         VadBackend.ONNX,

@@ -37,6 +37,16 @@ class Engine:
             PadStage.from_settings(settings),
         )
 
+    @classmethod
+    def embedding_only(cls, settings: Settings) -> Engine:
+        """Audio -> embedding without the presentation-attack stage: the evaluation, cohort and
+        calibration tools want speaker vectors only (the countermeasure costs more CPU per call than
+        the embedding, docs/performance.md)."""
+        return cls(
+            FrontEnd(FrontEndConfig.from_settings(settings)),
+            shared_embedder(settings.model_dir, settings.torch_threads, settings.inference_backend),
+        )
+
     @property
     def cm_version(self) -> str | None:
         """The countermeasure (detector + back-end) scoring calls, None when it is off."""

@@ -26,6 +26,7 @@ from voiceid.fraud.checks import FraudChecks
 from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.inference import InferencePool
+from voiceid.models.selection import resolve_service_backend
 from voiceid.population import CohortCache, refresh_all_cohorts
 from voiceid.privacy import consent
 from voiceid.privacy.consent import ConsentAction
@@ -57,6 +58,7 @@ from voiceid.views import (
 )
 
 FloatArray = npt.NDArray[np.float32]
+
 
 class VoiceIdService:
     def __init__(
@@ -94,6 +96,11 @@ class VoiceIdService:
             # migrations + admin-key bootstrap (apikeys.bootstrap_admin), under a database lock
             upgrade(context.db, settings)
         upgrade_legacy_blobs(context.db, context.cipher)
+        if engine is None:
+            with context.db.transaction() as session:
+                enrolled = repo.voiceprint_versions(session)
+            choice = resolve_service_backend(settings.inference_backend, settings.model_dir, enrolled)
+            settings = settings.model_copy(update={"inference_backend": choice.backend})
         return cls(
             settings,
             context.db,

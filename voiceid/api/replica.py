@@ -44,6 +44,10 @@ class Replica:
     def report(self) -> dict[str, object]:
         fraud = self.service.fraud
         return {
+            # What `VOICEID_INFERENCE_BACKEND=auto` resolved to here, and the version its vectors carry
+            # (replicas of one deployment must agree: the decision-data pins refuse one that differs).
+            "inference_backend": str(self.service.settings.inference_backend),
+            "model_version": self.service.engine.model_version,
             "revision": {"voiceprints": fraud.voiceprints.revision, "watchlist": fraud.watchlist.revision},
             "decision_data": self.versions,
             # The population cohort snapshot (voiceid/population.py), once a call has loaded it.

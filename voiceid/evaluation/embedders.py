@@ -27,7 +27,7 @@ EMBEDDERS = ("voiceid", "speechbrain-bare")
 
 
 def voiceid_embedder(settings: Settings) -> tuple[EmbedFn, Engine]:
-    engine = Engine.from_settings(settings)
+    engine = Engine.embedding_only(settings)
 
     def embed(data: bytes, content_type: str) -> npt.NDArray[np.float32]:
         return engine.embed_bytes(data, content_type).vector

@@ -20,6 +20,7 @@ import torch
 
 from voiceid.config import InferenceBackend
 from voiceid.models.files import REQUIRED_FILES, VerifiedModel, verify_model_dir
+from voiceid.models.selection import concrete_backend
 
 SAMPLE_RATE = 16_000
 EMBEDDING_DIM = 192
@@ -124,6 +125,7 @@ _shared_lock = threading.Lock()
 
 def load_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
     """An embedder on the chosen backend; torch is the reference the others are tested against."""
+    backend = concrete_backend(backend)
     if backend is InferenceBackend.TORCH:
         return Embedder.from_dir(model_dir, threads=threads)
     if backend is InferenceBackend.TORCH_BF16:
@@ -141,6 +143,7 @@ def backend_model_version(model_dir: Path, backend: InferenceBackend) -> str:
     """The model version `backend`'s vectors will carry, without loading any network."""
     from voiceid.models.files import MODEL_VERSION
 
+    backend = concrete_backend(backend)
     if backend is InferenceBackend.TORCH:
         return MODEL_VERSION
     if backend is InferenceBackend.TORCH_BF16:
@@ -155,7 +158,7 @@ def backend_model_version(model_dir: Path, backend: InferenceBackend) -> str:
 
 def shared_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
     """The process-wide embedder for a model dir and backend: the model is loaded once and reused."""
-    key = (model_dir.resolve(), threads, backend)
+    key = (model_dir.resolve(), threads, concrete_backend(backend))
     with _shared_lock:
         if key not in _shared:
             _shared[key] = load_embedder(model_dir, threads, backend)

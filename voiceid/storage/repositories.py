@@ -167,6 +167,16 @@ def set_voiceprint(
     session.flush()
 
 
+def voiceprint_versions(session: Session) -> dict[str, int]:
+    """Model version -> number of voiceprints enrolled under it (one grouped count, at start-up)."""
+    rows = session.execute(
+        select(Speaker.voiceprint_model_version, func.count())
+        .where(Speaker.voiceprint_model_version.is_not(None))
+        .group_by(Speaker.voiceprint_model_version)
+    ).all()
+    return {str(version): int(count) for version, count in rows}
+
+
 def get_voiceprint(vault: Vault, speaker: Speaker) -> npt.NDArray[np.float32] | None:
     if speaker.voiceprint is None or speaker.voiceprint_model_version is None:
         return None
@@ -283,7 +293,9 @@ def iter_verifications(session: Session, f: VerificationFilter) -> Sequence[Veri
 
 def count_verifications_since(session: Session, speaker_ref: str, since: datetime) -> int:
     """Attempts logged for one speaker since `since` (the speaker/created_at index answers it)."""
-    query = select(func.count()).select_from(Verification).where(
-        Verification.speaker_ref == speaker_ref, Verification.created_at >= since
+    query = (
+        select(func.count())
+        .select_from(Verification)
+        .where(Verification.speaker_ref == speaker_ref, Verification.created_at >= since)
     )
     return int(session.scalar(query) or 0)
