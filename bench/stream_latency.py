@@ -69,8 +69,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         app = create_app(app_settings)
         server, url = start_http(app)
         service: VoiceIdService = app.state.service
-        ivr_key = service.create_api_key(Role.IVR)[1]
-        enrol_key = service.create_api_key(Role.ENROLMENT)[1]
+        ivr_key = service.keys.create(Role.IVR)[1]
+        enrol_key = service.keys.create(Role.ENROLMENT)[1]
         audiosocket = AudioSocketServer(service)
         port = await audiosocket.start("127.0.0.1", 0)
         try:

@@ -730,7 +730,7 @@ def keys_create(
     service = _service(load_model=False)
     try:
         with audit.acting_as(_cli_actor()):
-            key_id, secret = service.create_api_key(chosen, label, expires_at)
+            key_id, secret = service.keys.create(chosen, label, expires_at)
     except VoiceIdError as exc:
         _fail(exc)
     finally:

@@ -30,7 +30,9 @@ from voiceid.models.selection import resolve_service_backend
 from voiceid.population import CohortCache, refresh_all_cohorts
 from voiceid.privacy import consent
 from voiceid.privacy.consent import ConsentAction
-from voiceid.security import apikeys, audit
+from voiceid.scorelog import ScoreLog
+from voiceid.security import audit
+from voiceid.security.apikeys import ApiKeys
 from voiceid.security.audit import AuditAction
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -48,11 +50,9 @@ from voiceid.views import (
     Consent,
     EnrolmentStep,
     Preview,
-    Role,
     ServiceCounters,
     SpeakerStatus,
     SpeakerView,
-    VerificationPage,
     VerificationView,
     validate_speaker_id,
 )
@@ -88,6 +88,9 @@ class VoiceIdService:
         # Through self.clock, not `clock`: tests (and the purge) swap the service clock after start-up.
         self.fraud = FraudChecks(settings, cipher, lambda: self.clock())
         self.pad = PadChecks(settings, cipher, lambda: self.clock(), getattr(engine, "cm_version", None))
+        # Small services over the same database and clock (DESIGN.md: one context, several services).
+        self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
+        self.score_log = ScoreLog(db)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
@@ -129,30 +132,6 @@ class VoiceIdService:
 
     def _lockout_weights(self) -> lockout.Weights:
         return lockout.Weights(self.settings.lockout_inconclusive_weight, self.settings.lockout_unusable_weight)
-
-    # --- API keys ------------------------------------------------------------------------
-
-    def create_api_key(
-        self, role: Role, label: str | None = None, expires_at: datetime | None = None
-    ) -> tuple[str, str]:
-        """(key id, secret). The secret is shown once; only its hash is stored."""
-        view, secret = apikeys.create(self.db, role.value, label, expires_at, self.clock())
-        return view.key_id, secret
-
-    def ensure_api_key(self, secret: str, role: Role, label: str) -> None:
-        with self.db.transaction() as session:
-            repo.ensure_api_key(session, secret, role.value, label)
-
-    def authenticate(self, secret: str) -> tuple[str, Role] | None:
-        """(key id, role) of a known, unrevoked, unexpired key; None otherwise."""
-        try:
-            with self.db.transaction() as session:
-                row = apikeys.authenticate(session, secret, self.clock(), self.settings.api_key_touch_interval_s)
-                return row.id, Role(row.role)
-        except VoiceIdError as exc:
-            if exc.code is ErrorCode.UNAUTHENTICATED:
-                return None
-            raise
 
     # --- speakers ------------------------------------------------------------------------
 
@@ -546,27 +525,3 @@ class VoiceIdService:
             speaker = self._speaker(session, speaker_id)
             self._check_can_enrol(speaker)
             return self._view(session, speaker)
-
-    # --- the score log -------------------------------------------------------------------
-
-    def get_verification(self, verification_id: str) -> VerificationView:
-        with self.db.transaction() as session:
-            row = repo.get_verification(session, verification_id)
-            if row is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            return VerificationView.from_row(row)
-
-    def list_verifications(self, filters: repo.VerificationFilter, limit: int, cursor: str | None) -> VerificationPage:
-        after = None
-        if cursor:
-            try:
-                after = repo.decode_cursor(cursor)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise VoiceIdError(ErrorCode.INVALID_REQUEST, "cursor is not one this service issued") from exc
-        with self.db.transaction() as session:
-            rows, next_cursor = repo.list_verifications(session, filters, limit, after)
-            return VerificationPage([VerificationView.from_row(r) for r in rows], next_cursor)
-
-    def all_verifications(self, filters: repo.VerificationFilter) -> Sequence[VerificationView]:
-        with self.db.transaction() as session:
-            return [VerificationView.from_row(r) for r in repo.iter_verifications(session, filters)]

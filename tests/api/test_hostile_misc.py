@@ -157,7 +157,7 @@ def test_second_ivr_key_cannot_rebind_another_keys_call(make_api) -> None:
     api = make_api()
     api.put_speaker("victim")
     api.put_speaker("mule")
-    other_ivr = api.service.create_api_key(Role.IVR)[1]
+    other_ivr = api.service.keys.create(Role.IVR)[1]
     call = uuid.uuid4()
     assert api.client.put(f"/v1/calls/{call}", json={"speaker_id": "victim"}, headers=api.h("ivr")).status_code == 201
     r = api.client.put(

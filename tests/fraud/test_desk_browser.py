@@ -91,7 +91,7 @@ def test_histogram_thresholds_inside_the_plot_and_bins_hold_the_right_counts(des
     cosines = [0.05, 0.12, 0.2, 0.25, 0.28, 0.31, 0.35, 0.38, 0.42, 0.44, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95]
     for i, c in enumerate(cosines):
         service.verify("customer", engine.register(f"call-{i}".encode(), near(VICTIM, c, 500 + i)), "audio/basic")
-    logged = service.all_verifications(repo.VerificationFilter())
+    logged = service.score_log.all(repo.VerificationFilter())
     scores = {v.verification_id: (v.decision, v.score) for v in logged}
     # The fraudster calls as three customers: the third call raises a linked-voice alert.
     for i, customer in enumerate(("cust-1", "cust-2", "cust-3")):
@@ -100,7 +100,7 @@ def test_histogram_thresholds_inside_the_plot_and_bins_hold_the_right_counts(des
             customer, engine.register(f"fraud-{i}".encode(), near(FRAUDSTER, 0.95, 610 + i)), "audio/basic"
         )
     assert "LINKED_VOICE" in last.reasons
-    _, analyst_key = service.create_api_key(Role.ANALYST, "desk browser test")
+    _, analyst_key = service.keys.create(Role.ANALYST, "desk browser test")
 
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:

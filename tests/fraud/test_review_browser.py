@@ -90,7 +90,7 @@ def test_sign_in_filter_open_flag_and_see_watchlist(live_app, dev_files):
     genuine = service.verify("customer-a", owner[-1].read_bytes(), None)
     attack = service.verify("customer-a", impostor[-1].read_bytes(), None)
     assert genuine.decision in ("ACCEPT", "INCONCLUSIVE") and attack.decision == "REJECT", (genuine, attack)
-    _, analyst_key = service.create_api_key(Role.ANALYST, "browser test")
+    _, analyst_key = service.keys.create(Role.ANALYST, "browser test")
 
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:

@@ -103,7 +103,7 @@ def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator
         service: VoiceIdService = app.state.service
         keys = {"admin": ADMIN_KEY}
         for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
-            keys[role.value] = service.create_api_key(role)[1]
+            keys[role.value] = service.keys.create(role)[1]
         return Live(f"http://127.0.0.1:{port}", service, keys)
 
     yield start

@@ -68,7 +68,7 @@ def serve(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callab
         service = server.config.app.state.service  # type: ignore[attr-defined]
         keys = {"admin": ADMIN_KEY}
         for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
-            keys[role.value] = service.create_api_key(role)[1]
+            keys[role.value] = service.keys.create(role)[1]
         return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys)
 
     yield start

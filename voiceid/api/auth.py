@@ -57,7 +57,7 @@ def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
     """The key's principal when its role is one of `roles` (admin may do everything); for HTTP
     requests and for streams, whose key arrives in the first message instead of a header."""
     allowed = {*roles, Role.ADMIN}
-    found = service.authenticate(secret)
+    found = service.keys.authenticate(secret)
     if found is None:
         raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
     principal = Principal(*found)

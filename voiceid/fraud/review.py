@@ -172,7 +172,7 @@ async def login(request: Request) -> Response:
         page = await login_page(request, error="Too many failed sign-ins from this address; try again later.")
         page.status_code = 429
         return page
-    found = await run_in_threadpool(service.authenticate, form.get("api_key", "").strip())
+    found = await run_in_threadpool(service.keys.authenticate, form.get("api_key", "").strip())
     if found is None or found[1] not in ANALYST_ROLES:
         if throttle is not None:
             throttle.failed(host)
@@ -328,7 +328,7 @@ async def attempts(request: Request) -> Response:
     }
     if error is None:
         try:
-            page = await run_in_threadpool(service.list_verifications, f, PAGE_SIZE, cursor)
+            page = await run_in_threadpool(service.score_log.page, f, PAGE_SIZE, cursor)
         except VoiceIdError as exc:
             error = exc.message
     if error is not None:
@@ -362,7 +362,7 @@ async def export_csv(request: Request) -> Response:
             request, "error.html", {"message": error, "session": session}, status_code=422
         )
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "review:export.csv", values)
-    rows = await run_in_threadpool(service.all_verifications, f)
+    rows = await run_in_threadpool(service.score_log.all, f)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["verification_id", "created_at", "speaker_id", "decision", "score", "reasons", "watchlist_hits"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from voiceid.security.audit import AuditAction
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.models import ApiKey
+from voiceid.views import Role
 
 BOOTSTRAP_LABEL = "VOICEID_ADMIN_KEY"
 
@@ -161,3 +163,29 @@ def revoke(db: Database, key_id: str, now: datetime) -> ApiKeyView:
             session.flush()
             audit.append(session, AuditAction.API_KEY_REVOKED, row.id, {"role": row.role}, now)
         return ApiKeyView.from_row(row)
+
+
+class ApiKeys:
+    """What the adapters (HTTP auth, the review page's sign-in, the CLI) need of API keys: issue one
+    and recognise one. Listing and revocation are the admin functions above."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime], touch_interval_s: float) -> None:
+        self._db = db
+        self._clock = clock
+        self._touch_interval_s = touch_interval_s
+
+    def create(self, role: Role, label: str | None = None, expires_at: datetime | None = None) -> tuple[str, str]:
+        """(key id, secret). The secret is shown once; only its hash is stored."""
+        view, secret = create(self._db, role.value, label, expires_at, self._clock())
+        return view.key_id, secret
+
+    def authenticate(self, secret: str) -> tuple[str, Role] | None:
+        """(key id, role) of a known, unrevoked, unexpired key; None otherwise."""
+        try:
+            with self._db.transaction() as session:
+                row = authenticate(session, secret, self._clock(), self._touch_interval_s)
+                return row.id, Role(row.role)
+        except VoiceIdError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                return None
+            raise

@@ -28,7 +28,7 @@ def _info(view: apikeys.ApiKeyView, service: VoiceIdService) -> ApiKeyInfo:
 
 @router.post("", status_code=201, response_model=ApiKeyOut)
 async def create_key(body: ApiKeyIn, service: VoiceIdService = Depends(get_service)) -> ApiKeyOut:
-    key_id, secret = await run_in_threadpool(service.create_api_key, body.role, body.label, body.expires_at)
+    key_id, secret = await run_in_threadpool(service.keys.create, body.role, body.label, body.expires_at)
     return ApiKeyOut(key_id=key_id, role=body.role, key=secret)
 
 

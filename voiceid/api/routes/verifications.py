@@ -70,7 +70,7 @@ async def list_verifications(
     cursor: str | None = None,
     service: VoiceIdService = Depends(get_service),
 ) -> VerificationPageOut:
-    page = await run_in_threadpool(service.list_verifications, f, limit, cursor)
+    page = await run_in_threadpool(service.score_log.page, f, limit, cursor)
     return VerificationPageOut(
         items=[VerificationRecord.model_validate(v) for v in page.items], next_cursor=page.next_cursor
     )
@@ -82,7 +82,7 @@ async def verifications_csv(
 ) -> Response:
     details = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(f).items() if v is not None}
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "verifications.csv", details)
-    rows = await run_in_threadpool(service.all_verifications, f)
+    rows = await run_in_threadpool(service.score_log.all, f)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -115,4 +115,4 @@ async def verifications_csv(
 
 @router.get("/verifications/{verification_id}", response_model=VerificationRecord)
 async def get_verification(verification_id: str, service: VoiceIdService = Depends(get_service)) -> VerificationRecord:
-    return VerificationRecord.model_validate(await run_in_threadpool(service.get_verification, verification_id))
+    return VerificationRecord.model_validate(await run_in_threadpool(service.score_log.get, verification_id))
