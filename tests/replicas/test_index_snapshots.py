@@ -12,14 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
+from tests.api.conftest import ScriptedEngine
 from voiceid.config import Settings
 from voiceid.context import AppContext
 from voiceid.fraud.caches import VoiceprintCache
+from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import fraud_repo, index_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.changes import FEED, ChangeKind
+from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 from voiceid.storage.keys import KeyStore, MasterKey, MasterKeys, Vault, index_snapshot_owner
 from voiceid.storage.models import ChangeCounter, IndexSnapshotChunk, utcnow
@@ -201,3 +205,28 @@ def test_an_unusable_snapshot_falls_back_to_the_full_load(world: World, damage: 
     assert len(cache._indexes[VERSION]) == 121
     assert world.top(cache, unit(9000))[0] == "late-caller"
     assert world.top(cache, unit(5))[0] == "caller-5"
+
+
+def test_readyz_reports_the_snapshot_a_replica_started_from(make_api):
+    engine = ScriptedEngine()
+    shared = {
+        "encryption_key": SecretStr(generate_key_text()),
+        "score_norm": "none",
+        "search_exact_max": 5,
+        "index_snapshot_min_vectors": 8,
+    }
+    first = make_api(engine=engine, **shared)
+    assert first.client.get("/readyz").json()["index_snapshots"] == {"voiceprints": {}, "watchlist": {}}
+    for i in range(10):
+        first.seed_voiceprint(f"caller-{i}", unit(i))
+    service = first.service
+    assert snapshot_indexes(AppContext(service.settings, service.db, service.cipher)) == 1
+    (snap,) = [s for s in index_repo_list(service.db) if s.kind is ChangeKind.VOICEPRINT]
+    second = make_api(engine=engine, **shared)  # a replica starting now
+    report = second.client.get("/readyz").json()["index_snapshots"]
+    assert report == {"voiceprints": {MODEL_VERSION: {"id": snap.id, "revision": snap.revision}}, "watchlist": {}}
+
+
+def index_repo_list(db: Database) -> list[index_repo.SnapshotInfo]:
+    with db.transaction() as session:
+        return index_repo.list_snapshots(session)
