@@ -28,6 +28,8 @@ db_app = typer.Typer(help="Database: schema upgrade and bootstrap (run before th
 app.add_typer(db_app, name="db")
 audit_app = typer.Typer(help="The audit trail of administrative and analyst actions.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+index_app = typer.Typer(help="Persisted 1:N index snapshots (written by the worker).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 _CONTENT_TYPES = {
     ".wav": "audio/wav",
@@ -690,6 +692,61 @@ def worker(
         runner.run(stop)
     finally:
         context.close()
+
+
+@index_app.command("snapshot")
+def index_snapshot() -> None:
+    """Write the index snapshots that are due now: the worker's `index-snapshot` job, once, under its lock
+    (nothing below VOICEID_INDEX_SNAPSHOT_MIN_VECTORS, nothing where the population did not change)."""
+    from voiceid.context import AppContext
+    from voiceid.worker.index_snapshots import JOB_NAME
+    from voiceid.worker.jobs import JOBS
+    from voiceid.worker.runner import Worker
+
+    try:
+        context = AppContext.from_settings(get_settings())
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    try:
+        (job,) = [job for job in JOBS if job.name == JOB_NAME]
+        result = Worker(context, [job]).tick(job)
+    finally:
+        context.close()
+    typer.echo(json.dumps({"job": result.job, "status": result.status.value, "handled": result.handled}))
+
+
+@index_app.command("status")
+def index_status() -> None:
+    """The snapshots in the database: kind, model version, revision, vectors, size, state."""
+    from voiceid.context import AppContext
+    from voiceid.storage.index_repo import list_snapshots
+
+    try:
+        context = AppContext.from_settings(get_settings())
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    try:
+        with context.db.transaction() as session:
+            rows = list_snapshots(session)
+    finally:
+        context.close()
+    for info in rows:
+        typer.echo(
+            json.dumps(
+                {
+                    "id": info.id,
+                    "kind": info.kind.value,
+                    "model_version": info.model_version,
+                    "revision": info.revision,
+                    "vectors": info.vectors,
+                    "bytes": info.byte_size,
+                    "state": info.state.value,
+                    "created_at": info.created_at.isoformat(),
+                }
+            )
+        )
 
 
 @app.command("purge")

@@ -229,6 +229,31 @@ class Settings(BaseSettings):
     search_exact_max: int = Field(
         100_000, ge=0, description="Above this many vectors 1:N search uses the faiss HNSW index, not a matmul."
     )
+    # --- persisted ANN index snapshots (issue 11: no per-process build at scale) ------------------
+    index_snapshot_interval_s: float = Field(
+        600.0,
+        ge=1,
+        le=86_400,
+        description="How often the worker writes a new index snapshot where the population changed; also the "
+        "longest an erased voice stays in the newest persisted snapshot.",
+    )
+    index_snapshot_min_vectors: int | None = Field(
+        None,
+        ge=0,
+        description="Snapshot an index (one kind, one model version) only from this many live vectors; "
+        "default: VOICEID_SEARCH_EXACT_MAX (below it a replica's full load needs no graph build).",
+    )
+    index_snapshot_chunk_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Plaintext bytes per sealed snapshot chunk (one database row each).",
+    )
+    index_snapshot_load: bool = Field(
+        True,
+        description="On a cold start (or behind the change-feed horizon) a replica loads the newest complete "
+        "snapshot and applies the feed on top, instead of decrypting every vector and building the graph.",
+    )
     session_secret: SecretStr | None = Field(
         None,
         description="Signs review-page session cookies; default: a key file in data_dir (SQLite only: with "
@@ -292,6 +317,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def snapshot_min_vectors(self) -> int:
+        """The live-vector count from which the worker snapshots an index."""
+        return self.search_exact_max if self.index_snapshot_min_vectors is None else self.index_snapshot_min_vectors
 
     @property
     def jobs_in_process(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -59,6 +60,8 @@ class AppContext:
     db: Database
     cipher: Vault
     clock: Callable[[], datetime] = field(default=utcnow)
+    # What a job keeps in this process between its ticks (the index-snapshot job's caches), by job name.
+    job_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

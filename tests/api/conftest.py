@@ -50,7 +50,17 @@ def db(db_url: str) -> Iterator[Database]:
     """Direct access to the tables, emptied before each test."""
     database = Database(db_url)
     with database.transaction() as session:
-        tables = (m.EnrolmentEmbedding, m.Verification, m.Speaker, m.ApiKey, m.PinnedDecisionData, m.WebhookDelivery)
+        tables = (
+            m.EnrolmentEmbedding,
+            m.Verification,
+            m.Speaker,
+            m.ApiKey,
+            m.PinnedDecisionData,
+            m.WebhookDelivery,
+            # A snapshot names objects the deletes above remove without the change feed.
+            m.IndexSnapshotChunk,
+            m.IndexSnapshotRow,
+        )
         for table in tables:
             session.execute(delete(table))
     yield database

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -155,3 +156,32 @@ def test_eval_with_a_manifest_naming_missing_files_says_where_it_looked(cli_env,
     assert result.exit_code == 2, result.output
     assert "2 of 2 audio files" in result.output and "manifest's folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_index_snapshot_and_status(cli_env, db, monkeypatch):
+    from voiceid.storage import repositories as repo
+    from voiceid.storage.keys import vault_from_settings
+    from voiceid.storage.models import utcnow
+
+    monkeypatch.setenv("VOICEID_SEARCH_EXACT_MAX", "5")
+    monkeypatch.setenv("VOICEID_INDEX_SNAPSHOT_MIN_VECTORS", "8")
+    get_settings.cache_clear()
+    vault = vault_from_settings(get_settings())
+    rng = np.random.default_rng(0)
+    with db.transaction() as session:
+        for i in range(10):
+            repo.insert_speaker_if_absent(session, f"cli-idx-{i}", "ENROLLED", utcnow())
+            speaker = repo.get_speaker(session, f"cli-idx-{i}")
+            assert speaker is not None
+            repo.set_voiceprint(session, vault, speaker, rng.standard_normal(192).astype("float32"), "cli-v")
+    vault.close()
+    runner = CliRunner()
+    wrote = runner.invoke(app, ["index", "snapshot"])
+    assert wrote.exit_code == 0, wrote.output
+    assert json.loads(wrote.output) == {"job": "index-snapshot", "status": "ran", "handled": 1}
+    status = runner.invoke(app, ["index", "status"])
+    assert status.exit_code == 0, status.output
+    (row,) = [json.loads(line) for line in status.output.splitlines()]
+    assert row["kind"] == "voiceprint" and row["model_version"] == "cli-v" and row["vectors"] == 10
+    assert row["state"] == "complete" and row["bytes"] > 10 * 192 * 4
+    assert json.loads(runner.invoke(app, ["index", "snapshot"]).output)["handled"] == 0  # nothing moved

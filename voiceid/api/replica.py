@@ -49,6 +49,11 @@ class Replica:
             "inference_backend": str(self.service.settings.inference_backend),
             "model_version": self.service.engine.model_version,
             "revision": {"voiceprints": fraud.voiceprints.revision, "watchlist": fraud.watchlist.revision},
+            # The persisted index snapshots the caches started from (storage/index_repo.py), if any.
+            "index_snapshots": {
+                name: {version: {"id": sid, "revision": rev} for version, (sid, rev) in cache.loaded_snapshots.items()}
+                for name, cache in (("voiceprints", fraud.voiceprints), ("watchlist", fraud.watchlist))
+            },
             "decision_data": self.versions,
             # The population cohort snapshot (voiceid/population.py), once a call has loaded it.
             "cohort_snapshot": self.service.cohort.held(),

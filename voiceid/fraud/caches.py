@@ -5,6 +5,13 @@ once after a local commit that changed the population) it reads the one-row coun
 revision moved does it read the feed and load the few objects that changed. Nothing per call
 scans the population: a scored call costs one primary-key read at most, and usually none.
 
+A cold start (or a cache left behind the feed's pruning horizon) first looks for the worker's
+persisted index snapshots (storage/index_repo.py): each complete one reflects revision R, so the
+cache loads it (no decryption per vector, no graph build), full-loads only the model versions that
+have none, and then applies `changed_since(R)` like any sync. A snapshot that cannot be read (a
+shredded key, a tampered chunk, a hash mismatch) or that is behind the pruning horizon is skipped
+with a warning and the population is loaded in full, as without snapshots: never a failed call.
+
 Reads happen in the caller's transaction (on SQLite a second connection would wait for the
 caller's write lock). A transaction that itself changed the population has taken revision R
 (and holds the counter's lock), so everything below R has committed: the cache syncs up to R - 1
@@ -19,15 +26,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voiceid.fraud.index import Neighbour, VectorIndex
-from voiceid.storage import changes, fraud_repo
+from voiceid.fraud.index import Neighbour, SnapshotFormatError, VectorIndex
+from voiceid.storage import changes, fraud_repo, index_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.changes import ChangeKind
 from voiceid.storage.crypto import DecryptionError
@@ -71,12 +78,20 @@ class FeedCache:
     kind: ChangeKind
 
     def __init__(
-        self, cipher: Vault, exact_max: int, poll_s: float, monotonic: Callable[[], float] = time.monotonic
+        self,
+        cipher: Vault,
+        exact_max: int,
+        poll_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        load_snapshots: bool = True,
     ) -> None:
         self._cipher = cipher
         self._exact_max = exact_max
         self._poll_s = poll_s
         self._monotonic = monotonic
+        self._load_snapshots = load_snapshots
+        # model version -> (snapshot id, revision) loaded at the last cold start ({} when none was).
+        self.loaded_snapshots: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._revision: int | None = None
         self._checked_at = float("-inf")
@@ -113,9 +128,11 @@ class FeedCache:
             feed = changes.state(session)
             target = feed.revision if own is None else own - 1
             skip = changes.own_changes(session)
-            if self._revision is None or self._revision < feed.pruned_below - 1:
+            behind = self._revision is None or self._revision < feed.pruned_below - 1
+            if behind and not self._from_snapshots(session, feed, target, skip):
                 self._reload(session, skip)
             else:
+                assert self._revision is not None
                 ids = (
                     changes.changed_since(session, self.kind, self._revision, target)
                     if target > self._revision
@@ -144,15 +161,80 @@ class FeedCache:
 
     def _reload(self, session: Session, skip: set[str]) -> None:
         self._indexes, self._versions = {}, {}
+        self.loaded_snapshots = {}
         self._clear()
-        self._load_all(session, skip)
+        self._load_all(session, skip, frozenset())
+
+    def _from_snapshots(self, session: Session, feed: changes.FeedState, target: int, skip: set[str]) -> bool:
+        """Load the newest complete snapshot of each model version and set the revision to the
+        oldest of them (the caller then applies the feed after it); False when there is none to use
+        or one cannot be read, leaving the cache as it was for the full reload."""
+        if not self._load_snapshots:
+            return False
+        found = index_repo.latest_complete(session, self.kind)
+        # The feed must still hold every change after the snapshot, and a snapshot newer than what
+        # this transaction may see (it cannot be, but never trust it) would skip changes.
+        usable = [info for info in found if feed.pruned_below - 1 <= info.revision <= target]
+        if len(usable) < len(found):
+            log.warning(
+                "%s index snapshot(s) of %s are behind the change-feed horizon; those versions load in full",
+                len(found) - len(usable),
+                self.kind.value,
+            )
+        if not usable:
+            return False
+        indexes: dict[str, VectorIndex] = {}
+        metas: list[dict[str, Any]] = []
+        try:
+            for info in usable:
+                payload = index_repo.read_payload(session, self._cipher, info)
+                index, meta = VectorIndex.from_snapshot(payload, exact_max=self._exact_max)
+                del payload
+                indexes[info.model_version] = index
+                metas.append(meta)
+        except (index_repo.SnapshotUnreadable, SnapshotFormatError) as exc:
+            log.warning("index snapshot of %s unusable (%s); loading the population in full", self.kind.value, exc)
+            return False
+        self._indexes = indexes
+        self._versions = {key: version for version, index in indexes.items() for key in index.live_keys()}
+        self._clear()
+        for meta in metas:
+            self._restore(meta)
+        # Versions without a usable snapshot (small ones, below the snapshot threshold) load in full.
+        self._load_all(session, skip, frozenset(indexes))
+        self.loaded_snapshots = {info.model_version: (info.id, info.revision) for info in usable}
+        self._revision = min(info.revision for info in usable)
+        return True
+
+    # --- the worker's side: what a snapshot holds --------------------------------------------
+
+    def live_counts(self) -> dict[str, int]:
+        """Model version -> live vectors held."""
+        with self._lock:
+            return {version: len(index) for version, index in self._indexes.items()}
+
+    def export_snapshot(self, model_version: str) -> bytes | None:
+        """The payload of a snapshot of `model_version`'s index (graph completed first) with the
+        per-object data a replica needs besides the vectors; None when no such index is held."""
+        with self._lock:
+            index = self._indexes.get(model_version)
+            if index is None:
+                return None
+            return index.to_snapshot(self._meta(index.live_keys()))
 
     # --- per kind ---------------------------------------------------------------------------
 
     def _apply(self, session: Session, ids: list[str]) -> None:
         raise NotImplementedError
 
-    def _load_all(self, session: Session, skip: set[str]) -> None:
+    def _load_all(self, session: Session, skip: set[str], exclude_versions: frozenset[str]) -> None:
+        raise NotImplementedError
+
+    def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
+        """What besides the vectors the cache holds for `ids` (JSON), stored in their snapshot."""
+        raise NotImplementedError
+
+    def _restore(self, meta: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def _forget(self, object_id: str) -> None:
@@ -166,9 +248,14 @@ class VoiceprintCache(FeedCache):
     kind = ChangeKind.VOICEPRINT
 
     def __init__(
-        self, cipher: Vault, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+        self,
+        cipher: Vault,
+        exact_max: int,
+        poll_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        load_snapshots: bool = True,
     ) -> None:
-        super().__init__(cipher, exact_max, poll_s, monotonic)
+        super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
         self._refs: dict[str, str] = {}
         self.channels: dict[str, str | None] = {}  # speaker id -> channel of most of the enrolment audio
 
@@ -207,9 +294,11 @@ class VoiceprintCache(FeedCache):
         for gone in set(ids) - found:
             self._drop(gone)
 
-    def _load_all(self, session: Session, skip: set[str]) -> None:
-        query = select(Speaker).where(Speaker.voiceprint_model_version.is_not(None)).execution_options(yield_per=2000)
-        for chunk in session.scalars(query).partitions():
+    def _load_all(self, session: Session, skip: set[str], exclude_versions: frozenset[str]) -> None:
+        query = select(Speaker).where(Speaker.voiceprint_model_version.is_not(None))
+        if exclude_versions:
+            query = query.where(Speaker.voiceprint_model_version.not_in(sorted(exclude_versions)))
+        for chunk in session.scalars(query.execution_options(yield_per=2000)).partitions():
             speakers = [s for s in chunk if s.id not in skip]
             self._prefetch(speakers)
             channels = fraud_repo.voiceprint_channels(session, [s.id for s in speakers])
@@ -220,6 +309,13 @@ class VoiceprintCache(FeedCache):
         """One key-store read for many voiceprints; an unreadable one is reported by `_store`."""
         with contextlib.suppress(DecryptionError):
             self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
+
+    def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
+        return {"refs": {i: self._refs[i] for i in ids}, "channels": {i: self.channels.get(i) for i in ids}}
+
+    def _restore(self, meta: dict[str, Any]) -> None:
+        self._refs.update(meta["refs"])
+        self.channels.update(meta["channels"])
 
     def _forget(self, object_id: str) -> None:
         self._refs.pop(object_id, None)
@@ -234,9 +330,14 @@ class WatchlistCache(FeedCache):
     kind = ChangeKind.WATCHLIST
 
     def __init__(
-        self, cipher: Vault, exact_max: int, poll_s: float = 0.0, monotonic: Callable[[], float] = time.monotonic
+        self,
+        cipher: Vault,
+        exact_max: int,
+        poll_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        load_snapshots: bool = True,
     ) -> None:
-        super().__init__(cipher, exact_max, poll_s, monotonic)
+        super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
         self._labels: dict[str, str] = {}
         self.channels: dict[str, str | None] = {}  # entry id -> the channel its calls came through
 
@@ -267,10 +368,20 @@ class WatchlistCache(FeedCache):
         for gone in set(ids) - found:
             self._drop(gone)
 
-    def _load_all(self, session: Session, skip: set[str]) -> None:
-        for row in session.scalars(select(WatchlistEntry).execution_options(yield_per=2000)):
+    def _load_all(self, session: Session, skip: set[str], exclude_versions: frozenset[str]) -> None:
+        query = select(WatchlistEntry)
+        if exclude_versions:
+            query = query.where(WatchlistEntry.model_version.not_in(sorted(exclude_versions)))
+        for row in session.scalars(query.execution_options(yield_per=2000)):
             if row.id not in skip:
                 self._store(row)
+
+    def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
+        return {"labels": {i: self._labels[i] for i in ids}, "channels": {i: self.channels.get(i) for i in ids}}
+
+    def _restore(self, meta: dict[str, Any]) -> None:
+        self._labels.update(meta["labels"])
+        self.channels.update(meta["channels"])
 
     def _forget(self, object_id: str) -> None:
         self._labels.pop(object_id, None)

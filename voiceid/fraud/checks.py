@@ -176,8 +176,11 @@ class FraudChecks:
         # The fraud checks' raw-cosine scale (fraud/data/scale.json), not VOICEID_CALIBRATION_FILE: the
         # verification calibration is quality-aware and holds no raw-cosine fit.
         self.scale = load_fraud_scale()
-        self.watchlist = WatchlistCache(cipher, settings.search_exact_max, settings.change_poll_s)
-        self.voiceprints = VoiceprintCache(cipher, settings.search_exact_max, settings.change_poll_s)
+        load = settings.index_snapshot_load
+        self.watchlist = WatchlistCache(cipher, settings.search_exact_max, settings.change_poll_s, load_snapshots=load)
+        self.voiceprints = VoiceprintCache(
+            cipher, settings.search_exact_max, settings.change_poll_s, load_snapshots=load
+        )
         self.attempts = AttemptIndex(cipher, settings.search_exact_max, settings.link_max_attempts)
 
     @property

@@ -152,6 +152,21 @@ def changed_since(session: Session, kind: ChangeKind, after: int, upto: int) -> 
     return list(dict.fromkeys(rows))
 
 
+def any_changed(session: Session, kind: ChangeKind, after: int, upto: int) -> bool:
+    """Whether an object of `kind` changed at a revision in (after, upto]; True when the feed no
+    longer reaches back to `after` (it cannot tell)."""
+    if upto <= after:
+        return False
+    if after < state(session).pruned_below - 1:
+        return True
+    found = session.scalar(
+        select(ChangeEntry.id)
+        .where(ChangeEntry.kind == kind.value, ChangeEntry.revision > after, ChangeEntry.revision <= upto)
+        .limit(1)
+    )
+    return found is not None
+
+
 def prune(session: Session, older_than: datetime) -> int:
     """Drop feed rows older than `older_than` (the worker's job); caches holding a revision below
     the new horizon reload in full."""

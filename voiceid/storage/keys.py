@@ -84,6 +84,12 @@ def watchlist_owner(entry_id: str) -> str:
     return f"watchlist:{entry_id}"
 
 
+def index_snapshot_owner(snapshot_id: str) -> str:
+    """A persisted index snapshot holds raw embeddings of many speakers: it has a data key of its own,
+    destroyed when the snapshot is superseded (storage/index_repo.py)."""
+    return f"index:{snapshot_id}"
+
+
 def mark_for_shredding(session: Session, owner: str) -> None:
     """Destroy `owner`'s data key when `session`'s transaction commits (see the module notes)."""
     session.info.setdefault(SHRED_INFO_KEY, set()).add(owner)

@@ -374,3 +374,37 @@ class VoiceFingerprint(Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+# --- persisted ANN index snapshots (migration 0010_index_snapshots) ---------------------------
+
+
+class IndexSnapshotRow(Base):
+    """A serialised 1:N index (HNSW graph + vectors + row keys) of one kind and model version, as of
+    change-feed revision `revision`. Written by the worker's `index-snapshot` job so a replica's cold
+    start loads it instead of decrypting the population and building the graph itself. Its chunks
+    are sealed under a data key of the snapshot's own (owner `index:<id>`), destroyed with it."""
+
+    __tablename__ = "index_snapshots"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # voiceid.storage.changes.ChangeKind
+    model_version: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[int] = mapped_column(BigInteger)
+    vectors: Mapped[int] = mapped_column(Integer)  # live vectors in the index
+    byte_size: Mapped[int] = mapped_column(BigInteger)  # of the plaintext payload
+    sha256: Mapped[str] = mapped_column(String(64))  # of the plaintext payload
+    state: Mapped[str] = mapped_column(String(16))  # voiceid.storage.index_repo.SnapshotState
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_index_snapshots_kind_state", "kind", "model_version", "state"),)
+
+
+class IndexSnapshotChunk(Base):
+    """One sealed piece (at most VOICEID_INDEX_SNAPSHOT_CHUNK_BYTES of plaintext) of a snapshot."""
+
+    __tablename__ = "index_snapshot_chunks"
+    snapshot_id: Mapped[str] = mapped_column(
+        ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -10,6 +10,8 @@ from voiceid.population import refresh_all_cohorts
 from voiceid.privacy.retention import expire_unused_voiceprints
 from voiceid.storage import changes, fraud_repo
 from voiceid.webhooks.outbox import deliver_due
+from voiceid.worker.index_snapshots import JOB_NAME as INDEX_SNAPSHOT
+from voiceid.worker.index_snapshots import snapshot_indexes
 from voiceid.worker.registry import Job
 
 
@@ -44,4 +46,5 @@ JOBS: tuple[Job, ...] = (
     Job("webhook-outbox", deliver_due, every=lambda s: s.webhook_poll_s),
     Job("cohort-refresh", refresh_cohorts, every=lambda s: s.cohort_refresh_interval_s),
     Job("change-feed-prune", prune_change_feed, every=lambda s: min(3600.0, s.change_feed_retention_s / 4)),
+    Job(INDEX_SNAPSHOT, snapshot_indexes, every=lambda s: s.index_snapshot_interval_s),
 )
