@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,20 @@ from voiceid.storage import changes  # noqa: F401  (registers the change-feed ho
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+def _enable_wal(cursor: Any, attempts: int = 50) -> None:
+    """Switch a new database file to WAL. Connections opening a fresh file together (replicas or
+    upgrade jobs started at once) can get SQLITE_BUSY here at once: SQLite does not call the busy
+    handler for this lock, so the wait is ours, bounded (about 5 s)."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 def _configure_sqlite(engine: SqlEngine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -26,7 +42,7 @@ def _configure_sqlite(engine: SqlEngine) -> None:
         # so that every transaction starts with BEGIN IMMEDIATE (below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         # Erasure must really erase: deleted content is overwritten, not left in free pages.
         cursor.execute("PRAGMA secure_delete=ON")
