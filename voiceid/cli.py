@@ -904,9 +904,9 @@ def speakers_enrol(
     """Record consent and enrol from files, stopping once ENROLLED."""
     service = _service()
     try:
-        service.put_speaker(speaker_id, True, consent_version, channel)
+        service.speakers.put(speaker_id, True, consent_version, channel)
         for path in files:
-            step = service.add_enrolment_audio(speaker_id, path.read_bytes(), _content_type(path))
+            step = service.enrolment.add_audio(speaker_id, path.read_bytes(), _content_type(path))
             typer.echo(f"{path.name}: {step.status} {step.net_speech_s:.1f}/{step.required_speech_s:.0f} s net speech")
             if step.status == "ENROLLED":
                 break
@@ -927,7 +927,7 @@ def speakers_verify(
     """Verify one file against an enrolled speaker; prints the decision as JSON."""
     service = _service()
     try:
-        view = service.verify(speaker_id, file.read_bytes(), _content_type(file))
+        view = service.verifications.verify(speaker_id, file.read_bytes(), _content_type(file))
     except VoiceIdError as exc:
         _fail(exc)
         return

@@ -213,7 +213,7 @@ def test_a_failed_erasure_destroys_nothing(make_api, monkeypatch):
 
     monkeypatch.setattr(api.service.cipher.store, "delete_owners", fail)
     with pytest.raises(DecryptionError):
-        api.service.delete_speaker(kept)
+        api.service.speakers.delete(kept)
     monkeypatch.undo()
     _, rows = biometric_rows(api, kept)
     assert len(rows) == 4

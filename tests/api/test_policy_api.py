@@ -146,6 +146,7 @@ def test_the_cohort_is_topped_up_from_the_shipped_one_and_an_erased_member_leave
     probe = engine.register(b"probe", at_cosine(0.7))
     shipped_only = api.verify("caller", probe, "audio/basic")["score"]
     service.refresh_cohort()
+
     def members():
         with service.db.transaction() as session:
             service.fraud.voiceprints.sync(session)
@@ -183,7 +184,7 @@ def test_a_snapshot_taken_elsewhere_is_picked_up_within_the_poll_interval_not_pe
     api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000)
     service = api.service
     clock = [0.0]
-    service.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])
+    service.cohort = service.verifications.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])
     api.seed_voiceprint("caller", BASE)
     _population(api, 5)
     probe = engine.register(b"probe", at_cosine(0.7))

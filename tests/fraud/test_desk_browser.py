@@ -70,7 +70,7 @@ def desk(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, VoiceIdServi
 
 
 def seed(service: VoiceIdService, speaker_id: str, vector: np.ndarray) -> None:
-    service.put_speaker(speaker_id, True, "v1", "phone")
+    service.speakers.put(speaker_id, True, "v1", "phone")
     with service.db.transaction() as session:
         speaker = repo.get_speaker(session, speaker_id)
         assert speaker is not None
@@ -90,13 +90,14 @@ def test_histogram_thresholds_inside_the_plot_and_bins_hold_the_right_counts(des
     # Scores spread over the whole range, some on each side of each threshold.
     cosines = [0.05, 0.12, 0.2, 0.25, 0.28, 0.31, 0.35, 0.38, 0.42, 0.44, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95]
     for i, c in enumerate(cosines):
-        service.verify("customer", engine.register(f"call-{i}".encode(), near(VICTIM, c, 500 + i)), "audio/basic")
+        probe = engine.register(f"call-{i}".encode(), near(VICTIM, c, 500 + i))
+        service.verifications.verify("customer", probe, "audio/basic")
     logged = service.score_log.all(repo.VerificationFilter())
     scores = {v.verification_id: (v.decision, v.score) for v in logged}
     # The fraudster calls as three customers: the third call raises a linked-voice alert.
     for i, customer in enumerate(("cust-1", "cust-2", "cust-3")):
         seed(service, customer, unit(600 + i))
-        last = service.verify(
+        last = service.verifications.verify(
             customer, engine.register(f"fraud-{i}".encode(), near(FRAUDSTER, 0.95, 610 + i)), "audio/basic"
         )
     assert "LINKED_VOICE" in last.reasons

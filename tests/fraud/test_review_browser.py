@@ -83,12 +83,12 @@ def test_sign_in_filter_open_flag_and_see_watchlist(live_app, dev_files):
     # Two real dev speakers: one enrols; the other then calls claiming to be them (an impostor).
     speakers = sorted(dev_files)
     owner, impostor = dev_files[speakers[0]], dev_files[speakers[1]]
-    service.put_speaker("customer-a", True, "v1", "phone")
+    service.speakers.put("customer-a", True, "v1", "phone")
     for path in owner[:4]:
-        if service.add_enrolment_audio("customer-a", path.read_bytes(), None).status == "ENROLLED":
+        if service.enrolment.add_audio("customer-a", path.read_bytes(), None).status == "ENROLLED":
             break
-    genuine = service.verify("customer-a", owner[-1].read_bytes(), None)
-    attack = service.verify("customer-a", impostor[-1].read_bytes(), None)
+    genuine = service.verifications.verify("customer-a", owner[-1].read_bytes(), None)
+    attack = service.verifications.verify("customer-a", impostor[-1].read_bytes(), None)
     assert genuine.decision in ("ACCEPT", "INCONCLUSIVE") and attack.decision == "REJECT", (genuine, attack)
     _, analyst_key = service.keys.create(Role.ANALYST, "browser test")
 
@@ -130,6 +130,6 @@ def test_sign_in_filter_open_flag_and_see_watchlist(live_app, dev_files):
     print(f"screenshots in {OUTPUT_DIR}")
 
     # The flag is live: the impostor's next call is screened out, the owner's still accepted.
-    again = service.verify("customer-a", impostor[-2].read_bytes(), None)
+    again = service.verifications.verify("customer-a", impostor[-2].read_bytes(), None)
     assert "WATCHLIST_MATCH" in again.reasons and again.decision == "REJECT"
-    assert "WATCHLIST_MATCH" not in service.verify("customer-a", owner[-2].read_bytes(), None).reasons
+    assert "WATCHLIST_MATCH" not in service.verifications.verify("customer-a", owner[-2].read_bytes(), None).reasons

@@ -43,7 +43,7 @@ def test_concurrent_first_puts_of_one_speaker_create_it_once(make_api):
     api = make_api()
     for round_ in range(3):
         ref = f"racer-{round_}"
-        results, errors = _race(lambda i, ref=ref: api.service.put_speaker(ref, True, "v1", "phone"))
+        results, errors = _race(lambda i, ref=ref: api.service.speakers.put(ref, True, "v1", "phone"))
         assert errors == []
         assert sorted(created for _, created in results) == [False] * (THREADS - 1) + [True]  # type: ignore[misc]
         assert len({view.speaker_id for view, _ in results}) == 1  # type: ignore[misc]

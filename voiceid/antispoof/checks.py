@@ -1,4 +1,4 @@
-"""The presentation-attack checks `VoiceIdService` runs inside its transactions.
+"""The presentation-attack checks the enrolment and verification services run inside their transactions.
 
 - Verification: the countermeasure score against its channel's threshold (SPOOF_SUSPECTED) and the
   probe's fingerprint against the speaker's stored ones (REPLAY_SUSPECTED); either makes the call

@@ -299,7 +299,7 @@ class FraudDesk:
     ) -> WatchlistEntryView:
         """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
         label, note = _text(label, note)
-        utterance = self.service._embed(data, content_type)
+        utterance = self.service.embed(data, content_type)
         return self._add(
             utterance.vector,
             utterance.model_version,

@@ -125,11 +125,11 @@ class CallSession:
         must exist; a verification of a speaker who is opted out, locked or not enrolled is decided
         (and logged) right here; an enrolment needs consent. Raises VoiceIdError otherwise."""
         if self.mode is Mode.VERIFY:
-            view = await asyncio.to_thread(self.service.verify_precheck, self.speaker_id, self.api_key_id)
+            view = await asyncio.to_thread(self.service.verifications.precheck, self.speaker_id, self.api_key_id)
             if view is not None:
                 await self._conclude(decision_event(view, 0.0, early=True))
         else:
-            await asyncio.to_thread(self.service.check_can_enrol, self.speaker_id)
+            await asyncio.to_thread(self.service.enrolment.check_can_enrol, self.speaker_id)
 
     async def feed(self, chunk: bytes) -> None:
         if self.finished:
@@ -162,12 +162,14 @@ class CallSession:
                 if self.mode is Mode.VERIFY:
                     utterance = self._latest[1] if self._latest and self._latest[0] == len(data) else None
                     if utterance is None:
-                        utterance = await self._final(self.service.embed_probe, data, self.fmt.content_type)
-                    view = await self._final(self.service.verify_utterance, self.speaker_id, utterance, self.api_key_id)
+                        utterance = await self._final(self.service.embed, data, self.fmt.content_type)
+                    view = await self._final(
+                        self.service.verifications.decide, self.speaker_id, utterance, self.api_key_id
+                    )
                     event = decision_event(view, len(data) / self.fmt.bytes_per_second, early=False)
                 else:
                     step = await self._final(
-                        self.service.add_enrolment_audio, self.speaker_id, data, self.fmt.content_type
+                        self.service.enrolment.add_audio, self.speaker_id, data, self.fmt.content_type
                     )
                     event = {
                         "event": "enrolment",
@@ -199,7 +201,7 @@ class CallSession:
         audio_s = len(data) / self.fmt.bytes_per_second
         try:
             if self.mode is Mode.ENROL:
-                quality = await asyncio.to_thread(self.service.measure_speech, data, self.fmt.content_type)
+                quality = await asyncio.to_thread(self.service.enrolment.measure_speech, data, self.fmt.content_type)
                 if not self.finished:
                     await self._emit(
                         {
@@ -209,8 +211,8 @@ class CallSession:
                         }
                     )
                 return
-            utterance = await asyncio.to_thread(self.service.embed_probe, data, self.fmt.content_type)
-            preview = await asyncio.to_thread(self.service.preview_verification, self.speaker_id, utterance)
+            utterance = await asyncio.to_thread(self.service.embed, data, self.fmt.content_type)
+            preview = await asyncio.to_thread(self.service.verifications.preview, self.speaker_id, utterance)
         except VoiceIdError as exc:
             await self._interim_failed(exc, audio_s)
             return
@@ -233,7 +235,9 @@ class CallSession:
                 if self.finished:
                     return
                 try:
-                    view = await self._final(self.service.verify_utterance, self.speaker_id, utterance, self.api_key_id)
+                    view = await self._final(
+                        self.service.verifications.decide, self.speaker_id, utterance, self.api_key_id
+                    )
                 except VoiceIdError as exc:
                     await self._conclude(error_event(exc))
                     return

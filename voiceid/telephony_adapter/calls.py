@@ -94,7 +94,7 @@ class CallRegistry:
         self, call_id: uuid.UUID, speaker_id: str, mode: Mode, webhook_url: str | None, api_key_id: str | None
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
-        self.service.get_speaker(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
+        self.service.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
         now = self.service.clock()
         if webhook_url is not None:
             check_target(webhook_url, WebhookPolicy.from_settings(self.service.settings))  # no SSRF

@@ -43,7 +43,7 @@ async def put_speaker(
     """Create a speaker with their recorded consent (201), or confirm an existing one (200)."""
     consent = body.consent
     view, created = await run_in_threadpool(
-        service.put_speaker,
+        service.speakers.put,
         speaker_id,
         None if consent is None else consent.granted,
         None if consent is None else consent.text_version,
@@ -56,7 +56,7 @@ async def put_speaker(
 
 @router.get("/{speaker_id}", response_model=SpeakerOut, dependencies=[enrolment_role])
 async def get_speaker(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
-    return SpeakerOut.model_validate(await run_in_threadpool(service.get_speaker, speaker_id))
+    return SpeakerOut.model_validate(await run_in_threadpool(service.speakers.get, speaker_id))
 
 
 @router.delete("/{speaker_id}", status_code=204)
@@ -65,7 +65,7 @@ async def delete_speaker(
 ) -> Response:
     """Erase the speaker and all their biometric data (their data key is destroyed); score-log rows
     (no embeddings) and the consent ledger remain."""
-    await run_in_threadpool(service.delete_speaker, speaker_id, principal.key_id)
+    await run_in_threadpool(service.speakers.delete, speaker_id, principal.key_id)
     return Response(status_code=204)
 
 
@@ -79,13 +79,13 @@ async def enrolment_audio(
     speaker_id: str, request: Request, service: VoiceIdService = Depends(get_service)
 ) -> EnrolmentOut:
     data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
-    step = await run_in_threadpool(service.add_enrolment_audio, speaker_id, data, content_type)
+    step = await run_in_threadpool(service.enrolment.add_audio, speaker_id, data, content_type)
     return EnrolmentOut.model_validate(step)
 
 
 @router.post("/{speaker_id}/enrolment/reset", response_model=SpeakerOut, dependencies=[enrolment_role])
 async def reset_enrolment(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
-    return SpeakerOut.model_validate(await run_in_threadpool(service.reset_enrolment, speaker_id))
+    return SpeakerOut.model_validate(await run_in_threadpool(service.speakers.reset_enrolment, speaker_id))
 
 
 @router.post("/{speaker_id}/opt-out", response_model=SpeakerOut)
@@ -93,7 +93,7 @@ async def opt_out(
     speaker_id: str, principal: Principal = enrolment_principal, service: VoiceIdService = Depends(get_service)
 ) -> SpeakerOut:
     """Withdraw consent: biometric data is erased; enrolment needs a new consent PUT."""
-    return SpeakerOut.model_validate(await run_in_threadpool(service.opt_out, speaker_id, principal.key_id))
+    return SpeakerOut.model_validate(await run_in_threadpool(service.speakers.opt_out, speaker_id, principal.key_id))
 
 
 @router.get("/{speaker_id}/consents", response_model=list[ConsentEventOut])
@@ -110,7 +110,7 @@ async def consents(
 
 @router.post("/{speaker_id}/unlock", response_model=SpeakerOut, dependencies=[Depends(require(Role.ADMIN))])
 async def unlock(speaker_id: str, service: VoiceIdService = Depends(get_service)) -> SpeakerOut:
-    return SpeakerOut.model_validate(await run_in_threadpool(service.unlock, speaker_id))
+    return SpeakerOut.model_validate(await run_in_threadpool(service.speakers.unlock, speaker_id))
 
 
 @router.post("/{speaker_id}/verifications", response_model=VerificationOut, openapi_extra=AUDIO_BODY)
@@ -121,5 +121,5 @@ async def verify(
     service: VoiceIdService = Depends(get_service),
 ) -> VerificationOut:
     data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
-    view = await run_in_threadpool(service.verify, speaker_id, data, content_type, principal.key_id)
+    view = await run_in_threadpool(service.verifications.verify, speaker_id, data, content_type, principal.key_id)
     return VerificationOut.model_validate(view)

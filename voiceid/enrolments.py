@@ -1,0 +1,90 @@
+"""Enrolment: audio -> enrolment embeddings -> a voiceprint once there is enough net speech.
+
+Two transactions per utterance: a short read before inference and the write after it, so no
+database lock is held while the model runs; a step that raises has changed nothing stored (a fraud
+refusal is raised after its review item committed).
+"""
+
+from __future__ import annotations
+
+from voiceid.audio.quality import QualityReport
+from voiceid.enrolment.session import progress
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.serving import ServingContext
+from voiceid.speakers import Speakers
+from voiceid.storage import repositories as repo
+from voiceid.storage.models import Speaker
+from voiceid.views import EnrolmentStep, SpeakerStatus, SpeakerView
+
+
+def check_consented(speaker: Speaker) -> None:
+    if speaker.status == SpeakerStatus.OPTED_OUT or not speaker.consent_granted:
+        raise VoiceIdError(
+            ErrorCode.CONSENT_REQUIRED,
+            "the speaker has opted out; record a new consent (PUT the speaker) before enrolling again",
+        )
+
+
+class Enrolment:
+    def __init__(self, ctx: ServingContext, speakers: Speakers) -> None:
+        self.ctx = ctx
+        self.speakers = speakers
+
+    def add_audio(self, speaker_id: str, data: bytes, content_type: str | None) -> EnrolmentStep:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
+            check_consented(self.speakers.load(session, speaker_id))
+        utterance = ctx.embed(data, content_type)
+        with ctx.db.transaction() as session:
+            # Re-read under lock: the speaker may have opted out or been deleted during inference.
+            speaker = self.speakers.load(session, speaker_id, for_update=True)
+            check_consented(speaker)
+            ctx.pad.check_enrolment(session, speaker, utterance)  # raises: flagged audio is not enrolled
+            version = utterance.model_version
+            # A refusal by the fraud checks is raised after this transaction commits: the review
+            # item recording it must stay even though the enrolment step does not.
+            fraud = ctx.fraud.screen_enrolment(session, speaker, utterance.vector, version, utterance.quality.channel)
+            if fraud.refusal is None:
+                repo.add_enrolment_embedding(
+                    session,
+                    ctx.cipher,
+                    speaker,
+                    utterance.vector,
+                    version,
+                    utterance.quality.net_speech_s,
+                    utterance.quality.to_dict(),
+                )
+                ctx.pad.keep_enrolment(session, speaker, utterance)
+            state = progress(
+                repo.enrolment_samples(session, ctx.cipher, speaker, version), ctx.settings.enrol_min_speech_s
+            )
+            if state.voiceprint is not None and fraud.refusal is None:
+                repo.set_voiceprint(session, ctx.cipher, speaker, state.voiceprint, version)
+                speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (privacy/retention.py)
+                held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
+                if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
+                    speaker.status = held or SpeakerStatus.ENROLLED.value
+            speaker.updated_at = ctx.now()
+            step = EnrolmentStep(
+                status=speaker.status,
+                net_speech_s=round(state.net_speech_s, 3),
+                required_speech_s=state.required_speech_s,
+                quality=utterance.quality.to_dict(),
+                reasons=fraud.reasons,
+                watchlist_hits=[h.to_dict() for h in fraud.watchlist_hits],
+            )
+        if fraud.refusal is not None:
+            raise fraud.refusal
+        return step
+
+    def check_can_enrol(self, speaker_id: str) -> SpeakerView:
+        """Raise unless the speaker exists and has consented; a stream checks before taking audio."""
+        with self.ctx.db.transaction() as session:
+            speaker = self.speakers.load(session, speaker_id)
+            check_consented(speaker)
+            return self.speakers.view(session, speaker)
+
+    def measure_speech(self, data: bytes, content_type: str | None) -> QualityReport:
+        """Net speech and quality of audio without embedding it (enrolment stream progress)."""
+        front_end = self.ctx.engine.front_end
+        return self.ctx.pool.run(lambda: front_end.analyse(front_end.decode(data, content_type))[2])

@@ -1,0 +1,250 @@
+"""Verification: a probe -> a score, an outcome, the lockout state and the score log row.
+
+The API, the telephony streams and the CLI all decide through `Verifications`. Audio takes two
+transactions (a short pre-check before inference, the decision after it), so no database lock is
+held while the model runs; streams embed once and call `preview` for interims, `decide` at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from voiceid.antispoof.checks import PadVerdict
+from voiceid.engine import EmbeddedUtterance
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.links import mark_linked
+from voiceid.fraud.watchlist import WatchlistHit
+from voiceid.population import CohortCache
+from voiceid.serving import ServingContext
+from voiceid.speakers import Speakers, lock_state
+from voiceid.storage import repositories as repo
+from voiceid.storage.models import Speaker
+from voiceid.verify import lockout
+from voiceid.verify.decision import Decision, Outcome, Reason, apply_watchlist, decide
+from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
+from voiceid.verify.scorer import Scorer, ScoreResult
+from voiceid.views import UNUSABLE_AUDIO, Preview, SpeakerStatus, VerificationView
+
+
+class Verifications:
+    def __init__(
+        self,
+        ctx: ServingContext,
+        speakers: Speakers,
+        scorer: Scorer,
+        policy: DecisionPolicy,
+        cohort: CohortCache,
+    ) -> None:
+        self.ctx = ctx
+        self.speakers = speakers
+        self.scorer = scorer
+        self.policy = policy
+        self.cohort = cohort
+
+    def verify(
+        self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
+    ) -> VerificationView:
+        early = self.precheck(speaker_id, api_key_id)
+        if early is not None:
+            return early
+        try:
+            utterance = self.ctx.embed(data, content_type)
+        except VoiceIdError as exc:
+            if exc.code in UNUSABLE_AUDIO:
+                self.count_unusable_attempt(speaker_id)
+            raise
+        return self.decide(speaker_id, utterance, api_key_id)
+
+    def precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
+        """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
+
+        Streams call it when the call starts, so an opted-out caller's audio is never processed."""
+        with self.ctx.db.transaction() as session:
+            speaker = self.speakers.load(session, speaker_id, for_update=True)
+            now = self.ctx.now()
+            self._check_rate(session, speaker, now)
+            early = self._without_audio(speaker, now)
+            if early is not None:
+                return self._log(session, speaker, early, api_key_id, now)
+        return None
+
+    def decide(self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None) -> VerificationView:
+        """Decide on an already embedded probe, update the lockout state and log the decision."""
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
+            speaker = self.speakers.load(session, speaker_id, for_update=True)
+            now = ctx.now()
+            # The state may have moved during inference (a concurrent REJECT locked the speaker,
+            # an opt-out, a re-enrolment); the decision is taken on the state as it is now.
+            early = self._without_audio(speaker, now)
+            if early is not None:
+                return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
+            result, applied, outcome, hits, pad = self._score(session, speaker, utterance)
+            linked = ctx.fraud.check_links(
+                session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
+            )
+            outcome = mark_linked(outcome, bool(linked.alert_identities))
+            state = lockout.after_decision(
+                lock_state(speaker),
+                outcome.decision,
+                now,
+                ctx.settings.lockout_rejects,
+                ctx.settings.lockout_window_s,
+                self._lockout_weights(),
+            )
+            speaker.lockout_weight, speaker.locked_at = state.weight, state.locked_at
+            speaker.voiceprint_used_at = now  # a scored verification is a use: retention restarts
+            view = self._log(
+                session,
+                speaker,
+                outcome,
+                api_key_id,
+                now,
+                result=result,
+                utterance=utterance,
+                applied=applied,
+                watchlist_hits=hits,
+                pad=pad,
+            )
+            ctx.fraud.keep_attempt(
+                session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
+            )
+            ctx.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
+            ctx.pad.keep_attempt(session, speaker, view.verification_id, utterance)
+            return view
+
+    def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
+        """What `decide` would decide now, with nothing logged and no lockout counted: a stream's
+        interim score, and how it knows it may decide early."""
+        with self.ctx.db.transaction() as session:
+            speaker = self.speakers.load(session, speaker_id)
+            early = self._without_audio(speaker, self.ctx.now())
+            if early is not None:
+                return Preview(None, early)
+            result, _, outcome, _, _ = self._score(session, speaker, utterance)
+            return Preview(result.score, outcome)
+
+    def count_unusable_attempt(self, speaker_id: str) -> None:
+        """An attempt refused for too little or no speech still counts toward lockout (weighted):
+        otherwise short clips would be free retries for anyone probing the account."""
+        settings = self.ctx.settings
+        with self.ctx.db.transaction() as session:
+            speaker = self.speakers.load(session, speaker_id, for_update=True)
+            state = lockout.after_attempt(
+                lock_state(speaker),
+                lockout.Attempt.UNUSABLE,
+                self.ctx.now(),
+                settings.lockout_rejects,
+                settings.lockout_window_s,
+                self._lockout_weights(),
+            )
+            speaker.lockout_weight, speaker.locked_at = state.weight, state.locked_at
+
+    # --- the steps ------------------------------------------------------------------------
+
+    def _lockout_weights(self) -> lockout.Weights:
+        settings = self.ctx.settings
+        return lockout.Weights(settings.lockout_inconclusive_weight, settings.lockout_unusable_weight)
+
+    def _without_audio(self, speaker: Speaker, now: datetime) -> Outcome | None:
+        """A decision that needs no audio, or None when the probe must be scored.
+
+        Audio of an opted-out speaker is not even decoded: with consent withdrawn there is no
+        basis for processing their voice at all.
+        """
+        if speaker.status == SpeakerStatus.OPTED_OUT:
+            return Outcome(Decision.OPTED_OUT, (Reason.SPEAKER_OPTED_OUT,))
+        if lockout.is_locked(lock_state(speaker), now, self.ctx.settings.lockout_window_s):
+            return Outcome(Decision.LOCKED, (Reason.LOCKED_OUT,))
+        if speaker.status == SpeakerStatus.REVIEW_REQUIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.ENROLMENT_UNDER_REVIEW,))
+        if speaker.status == SpeakerStatus.EXPIRED:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.VOICEPRINT_EXPIRED,))
+        if speaker.voiceprint is None:
+            return Outcome(Decision.NOT_ENROLLED, (Reason.NO_VOICEPRINT,))
+        if speaker.voiceprint_model_version != self.ctx.model_version:
+            # Vectors of two models live in different spaces; comparing them would be meaningless.
+            return Outcome(Decision.NOT_ENROLLED, (Reason.MODEL_VERSION_MISMATCH,))
+        return None
+
+    def _check_rate(self, session: Session, speaker: Speaker, now: datetime) -> None:
+        settings = self.ctx.settings
+        since = now - timedelta(seconds=settings.attempt_rate_window_s)
+        attempts = repo.count_verifications_since(session, speaker.speaker_ref, since)
+        if attempts >= settings.attempt_rate_limit:
+            raise VoiceIdError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {settings.attempt_rate_limit} verification attempts for this speaker within "
+                f"{settings.attempt_rate_window_s:g} s; try again later",
+                retry_after_s=int(settings.attempt_rate_window_s),
+            )
+
+    def _score(
+        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance
+    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit], PadVerdict]:
+        """The one place a probe becomes a score and an outcome (final decisions and stream previews),
+        watchlist screen and presentation-attack checks included."""
+        ctx = self.ctx
+        voiceprint = repo.get_voiceprint(ctx.cipher, speaker)
+        if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
+            raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
+        quality = utterance.quality
+        population = None
+        if ctx.settings.score_norm != "none" and ctx.settings.cohort_source == "population":
+            ctx.fraud.voiceprints.sync(session)
+            population = self.cohort.members_for(
+                session, utterance.model_version, exclude_id=speaker.id, alive=ctx.fraud.voiceprints.holds
+            )
+        result = self.scorer.score(utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population)
+        applied = self.policy.thresholds(quality.channel)
+        value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
+        outcome = decide(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s)
+        hits = ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
+        outcome = apply_watchlist(outcome, bool(hits), ctx.fraud.watchlist_forces_reject)
+        pad = ctx.pad.screen(session, speaker, utterance, outcome)
+        return result, applied, pad.outcome, list(hits), pad
+
+    def _log(
+        self,
+        session: Session,
+        speaker: Speaker,
+        outcome: Outcome,
+        api_key_id: str | None,
+        now: datetime,
+        result: ScoreResult | None = None,
+        utterance: EmbeddedUtterance | None = None,
+        applied: AppliedThresholds | None = None,
+        watchlist_hits: Sequence[WatchlistHit] = (),
+        pad: PadVerdict | None = None,
+    ) -> VerificationView:
+        """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
+        scored (opted out, locked, not enrolled) a threshold would mean nothing."""
+        score = None if result is None else result.score
+        row = repo.add_verification(
+            session,
+            speaker_ref=speaker.speaker_ref,
+            decision=outcome.decision.value,
+            # Rounded to what the numbers can mean: an IVR needs no 16 digits.
+            score=None if score is None else round(score, 3),
+            raw_score=None if result is None else round(result.raw, 4),
+            llr=None if result is None or result.llr is None else round(result.llr, 2),
+            norm=None if result is None else result.norm,
+            calibration=None if result is None else result.calibration_id,
+            accept_threshold=None if result is None or applied is None else applied.thresholds.accept,
+            reject_threshold=None if result is None or applied is None else applied.thresholds.reject,
+            threshold_scale=None if result is None or applied is None else applied.scale.value,
+            net_speech_s=None if utterance is None else round(utterance.quality.net_speech_s, 3),
+            reasons=[r.value for r in outcome.reasons],
+            model_version=self.ctx.model_version if utterance is None else utterance.model_version,
+            channel=None if utterance is None else utterance.quality.channel,
+            quality=None if utterance is None else utterance.quality.to_dict(),
+            api_key_id=api_key_id,
+            created_at=now,
+            watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
+            **(pad.log_fields if pad is not None else {}),
+        )
+        self.ctx.counters.on_decision(outcome.decision.value)
+        return VerificationView.from_row(row)
