@@ -173,8 +173,10 @@ def main() -> None:
             print(f"{channel:10s} cohort {label:>16s}: EER {entry['eer'] * 100:.2f} %", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("| channel | probe | EER | genuine ACCEPT / INCONCL. / REJECT (shipped) | impostor ACCEPT (shipped) "
-          "| genuine ACCEPT (cross-validated) | impostor ACCEPT (cross-validated) |")
+    print(
+        "| channel | probe | EER | genuine ACCEPT / INCONCL. / REJECT (shipped) | impostor ACCEPT (shipped) "
+        "| genuine ACCEPT (cross-validated) | impostor ACCEPT (cross-validated) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in report["rows"]:
         s, cv = r.get("shipped"), r["cross_validated"]

@@ -753,13 +753,12 @@ def index_status() -> None:
 def purge() -> None:
     """Delete attempt embeddings past VOICEID_ATTEMPT_RETENTION_DAYS and erase voiceprints unused for
     VOICEID_VOICEPRINT_RETENTION_DAYS (the server also does both periodically)."""
-    from voiceid.fraud.desk import FraudDesk
-    from voiceid.privacy.retention import expire_voiceprints
+    from voiceid.worker.jobs import expire_voiceprints  # the worker's job, run here once
 
     service = _service(load_model=False)
     try:
-        removed = FraudDesk(service).purge_expired()
-        expired = expire_voiceprints(service)
+        removed = service.desk.purge_expired()
+        expired = expire_voiceprints(service.ctx.app_context())
     finally:
         service.close()
     typer.echo(json.dumps({"purged_attempt_embeddings": removed, "expired_voiceprints": expired}))

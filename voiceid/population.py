@@ -77,9 +77,12 @@ def refresh_cohort(session: Session, model_version: str, size: int, now: datetim
     )
     session.add(snapshot)
     session.flush()
-    old = select(CohortSnapshot.id).where(CohortSnapshot.model_version == model_version).order_by(
-        CohortSnapshot.id.desc()
-    ).offset(KEEP_SNAPSHOTS)
+    old = (
+        select(CohortSnapshot.id)
+        .where(CohortSnapshot.model_version == model_version)
+        .order_by(CohortSnapshot.id.desc())
+        .offset(KEEP_SNAPSHOTS)
+    )
     session.execute(delete(CohortSnapshot).where(CohortSnapshot.id.in_(old.scalar_subquery())))
     return snapshot
 

@@ -5,7 +5,11 @@ services the adapters call:
 - `speakers`: consent, status, opt-out, reset, erasure, unlock (voiceid/speakers.py);
 - `enrolment`: audio -> voiceprint (voiceid/enrolments.py);
 - `verifications`: probe -> decision and score-log row, stream previews (voiceid/verifications.py);
-- `score_log`: logged decisions read back (voiceid/scorelog.py); `keys`: API keys (security/apikeys.py).
+- `score_log`: logged decisions read back (voiceid/scorelog.py); `keys`: API keys (security/apikeys.py);
+- `desk`: the fraud analyst's watchlist, review queue and linked calls (fraud/desk.py).
+
+The telephony adapter's call registry is built by the adapters from `ctx` and `speakers`
+(telephony_adapter/calls.py), so that nothing here points up at an adapter.
 
 The HTTP API, the CLI and the telephony streams go through these; none talks to the engine or the
 database on its own.
@@ -22,6 +26,7 @@ from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.enrolments import Enrolment
 from voiceid.fraud.checks import FraudChecks
+from voiceid.fraud.desk import FraudDesk
 from voiceid.inference import InferencePool
 from voiceid.models.selection import resolve_service_backend
 from voiceid.population import CohortCache, refresh_all_cohorts
@@ -69,6 +74,7 @@ class VoiceIdService:
         self.verifications = Verifications(self.ctx, self.speakers, self.scorer, self.policy, self.cohort)
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
+        self.desk = FraudDesk(self.ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:

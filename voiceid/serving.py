@@ -10,6 +10,7 @@ from datetime import datetime
 
 from voiceid.antispoof.checks import PadChecks
 from voiceid.config import Settings
+from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.fraud.checks import FraudChecks
 from voiceid.inference import InferencePool
@@ -34,6 +35,11 @@ class ServingContext:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def app_context(self) -> AppContext:
+        """The model-free part, for the worker's jobs run in this process (`voiceid purge`, the
+        fraud desk's purge): the same database, vault and (swappable) clock."""
+        return AppContext(self.settings, self.db, self.cipher, self.now)
 
     @property
     def model_version(self) -> str:

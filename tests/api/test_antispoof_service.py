@@ -25,7 +25,6 @@ from voiceid.audio import g711
 from voiceid.audio.decode import AudioLimits, decode_audio
 from voiceid.audio.quality import QualityReport
 from voiceid.engine import EmbeddedUtterance
-from voiceid.fraud.desk import FraudDesk
 from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import models as m
 
@@ -191,7 +190,7 @@ def test_fingerprints_are_encrypted_erased_with_the_speaker_and_expire(make_api,
     mine = m.VoiceFingerprint.speaker_id == speaker_id
     # retention: the attempt's fingerprint goes with its embedding, the enrolment one stays
     api.service.clock = lambda: m.utcnow() + timedelta(days=api.service.settings.attempt_retention_days + 1)
-    assert FraudDesk(api.service).purge_expired() >= 2  # the attempt embedding and its fingerprint (at least)
+    assert api.service.desk.purge_expired() >= 2  # the attempt embedding and its fingerprint (at least)
     assert count(api.service.db, m.VoiceFingerprint, mine, m.VoiceFingerprint.kind == "attempt") == 0
     assert count(api.service.db, m.VoiceFingerprint, mine, m.VoiceFingerprint.kind == "enrolment") == 1
     # erasure: opting out removes every fingerprint of the speaker

@@ -285,13 +285,12 @@ def test_retention_purge_removes_exactly_the_expired_embeddings(make_api):
     # Past its time an embedding is unusable even before the purge runs.
     r = api.client.post("/v1/watchlist", json={"verification_id": ids[0], "label": "x"}, headers=api.h("analyst"))
     assert r.json()["code"] == "EMBEDDING_NOT_AVAILABLE"
-    from voiceid.fraud.desk import FraudDesk
 
-    assert FraudDesk(api.service).purge_expired() == 2
+    assert api.service.desk.purge_expired() == 2
     with api.service.db.transaction() as session:
         left = {row.verification_id for row in session.query(m.AttemptEmbedding)}
     assert left == {ids[25]}
-    assert FraudDesk(api.service).purge_expired() == 0
+    assert api.service.desk.purge_expired() == 0
     assert count(api.service.db, m.Verification) == 3  # the score log itself is not touched
 
 

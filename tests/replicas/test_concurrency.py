@@ -61,7 +61,7 @@ def test_concurrent_puts_over_http_answer_201_once_and_200_otherwise(make_api):
 def test_concurrent_binds_of_one_call_create_it_once(make_api):
     api = make_api()
     api.put_speaker("caller-1")
-    registry = CallRegistry(api.service)
+    registry = CallRegistry(api.service.ctx, api.service.speakers)
     call = uuid.uuid4()
     results, errors = _race(lambda i: registry.bind(call, "caller-1", Mode.VERIFY, None, None))
     assert errors == []

@@ -180,7 +180,7 @@ def test_outcome_and_webhook_are_stored_together_then_delivered_signed_with_retr
         f"/v1/calls/{call}", json={"speaker_id": "caller-1", "webhook_url": hook.url}, headers=api.h("ivr")
     )
     assert r.status_code == 201, r.text
-    registry = CallRegistry(api.service)
+    registry = CallRegistry(api.service.ctx, api.service.speakers)
     registry.claim(call)
     registry.finish(call, {"event": "decision", "decision": "ACCEPT"})
     [row] = _outbox(api)
@@ -213,7 +213,7 @@ def test_delivery_rechecks_the_target_and_gives_up_after_max_attempts(make_api, 
     hook = receiver([500] * 10)
     api = make_api(**_webhook_settings(webhook_allowed_networks=["127.0.0.1/32"], webhook_max_attempts=2))
     api.put_speaker("caller-1")
-    registry = CallRegistry(api.service)
+    registry = CallRegistry(api.service.ctx, api.service.speakers)
     first, second = uuid.uuid4(), uuid.uuid4()
     for call in (first, second):
         registry.bind(call, "caller-1", registry_mode(), hook.url, None)
@@ -263,7 +263,7 @@ def test_gives_up_after_max_attempts(make_api, receiver):
     hook = receiver([500] * 10)
     api = make_api(**_webhook_settings(webhook_allowed_networks=["127.0.0.1/32"], webhook_max_attempts=2))
     api.put_speaker("caller-1")
-    registry = CallRegistry(api.service)
+    registry = CallRegistry(api.service.ctx, api.service.speakers)
     call = uuid.uuid4()
     registry.bind(call, "caller-1", registry_mode(), hook.url, None)
     registry.claim(call)

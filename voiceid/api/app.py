@@ -96,9 +96,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     # Declared as secured (a scraper token or an admin key, unless VOICEID_METRICS_ACCESS=open), so
     # "Try it out" sends the key and the 401/403/404 answers are documented.
-    @app.get(
-        "/metrics", tags=["operations"], response_class=Response, openapi_extra={"security": [{"bearerAuth": []}]}
-    )
+    @app.get("/metrics", tags=["operations"], response_class=Response, openapi_extra={"security": [{"bearerAuth": []}]})
     async def prometheus(request: Request) -> Response:
         """Prometheus metrics; who may read them is set by VOICEID_METRICS_ACCESS (off | open | key)."""
         await metrics_module.check_access(request, settings)

@@ -134,9 +134,7 @@ class FeedCache:
             else:
                 assert self._revision is not None
                 ids = (
-                    changes.changed_since(session, self.kind, self._revision, target)
-                    if target > self._revision
-                    else []
+                    changes.changed_since(session, self.kind, self._revision, target) if target > self._revision else []
                 )
                 pending = [i for i in dict.fromkeys([*ids, *self._recheck]) if i not in skip]
                 if pending:

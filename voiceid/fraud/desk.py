@@ -1,7 +1,7 @@
 """What a fraud analyst does: watchlist entries, the review queue, attempt details, the retention purge.
 
-The HTTP routes, the review page and the CLI all call `FraudDesk`; it works through the one
-`VoiceIdService` of the process (its database, cipher, clock, inference pool and fraud caches).
+The HTTP routes, the review page and the CLI all call `FraudDesk` (`VoiceIdService.desk`); it works on
+the process's `ServingContext` (its database, cipher, clock, inference pool and fraud caches).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud import checks
 from voiceid.fraud.links import Link, identities_within
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
-from voiceid.service import VoiceIdService
+from voiceid.serving import ServingContext
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
@@ -145,8 +144,8 @@ def _entry_of_verification(session: Session, verification_id: str) -> WatchlistE
 
 
 class FraudDesk:
-    def __init__(self, service: VoiceIdService) -> None:
-        self.service = service
+    def __init__(self, ctx: ServingContext) -> None:
+        self.ctx = ctx
 
     # --- watchlist -------------------------------------------------------------------------
 
@@ -167,13 +166,13 @@ class FraudDesk:
         """Pool `vector` into the voice it belongs to (the entry `entry_id`, else the entry with the
         same label, model and channel), or start a new entry. A call that is already a sample of an
         entry changes nothing: flagging is idempotent."""
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             if verification_id is not None:
                 existing = _entry_of_verification(session, verification_id)
                 if existing is not None:
                     return WatchlistEntryView.from_row(existing, created=False)
-            now = service.clock()
+            now = ctx.now()
             if entry_id is not None:
                 row = fraud_repo.get_watchlist_entry(session, entry_id)
                 if row is None:
@@ -190,7 +189,7 @@ class FraudDesk:
             if row is None:
                 row = fraud_repo.add_watchlist_entry(
                     session,
-                    service.cipher,
+                    ctx.cipher,
                     vector,
                     model_version,
                     created_at=now,
@@ -204,7 +203,7 @@ class FraudDesk:
                     samples=1,
                 )
                 fraud_repo.add_watchlist_sample(
-                    session, service.cipher, row.id, vector, model_version, channel, verification_id, now
+                    session, ctx.cipher, row.id, vector, model_version, channel, verification_id, now
                 )
                 pooled = vector
             else:
@@ -213,27 +212,27 @@ class FraudDesk:
                     samples = [
                         fraud_repo.add_watchlist_sample(
                             session,
-                            service.cipher,
+                            ctx.cipher,
                             row.id,
-                            fraud_repo.watchlist_vector(service.cipher, row),
+                            fraud_repo.watchlist_vector(ctx.cipher, row),
                             row.model_version,
                             row.channel,
                             row.verification_id,
                             row.created_at,
                         )
                     ]
-                if len(samples) >= service.settings.watchlist_max_samples:
+                if len(samples) >= ctx.settings.watchlist_max_samples:
                     raise VoiceIdError(
                         ErrorCode.CONFLICT,
                         f"entry {row.id!r} already pools {len(samples)} calls "
-                        f"(VOICEID_WATCHLIST_MAX_SAMPLES={service.settings.watchlist_max_samples})",
+                        f"(VOICEID_WATCHLIST_MAX_SAMPLES={ctx.settings.watchlist_max_samples})",
                     )
                 fraud_repo.add_watchlist_sample(
-                    session, service.cipher, row.id, vector, model_version, channel, verification_id, now
+                    session, ctx.cipher, row.id, vector, model_version, channel, verification_id, now
                 )
-                vectors = [fraud_repo.sample_vector(service.cipher, x) for x in samples] + [vector]
+                vectors = [fraud_repo.sample_vector(ctx.cipher, x) for x in samples] + [vector]
                 pooled = pool_voice(np.stack(vectors))
-                fraud_repo.replace_watchlist_vector(session, service.cipher, row, pooled, len(vectors))
+                fraud_repo.replace_watchlist_vector(session, ctx.cipher, row, pooled, len(vectors))
                 if note and not row.note:
                     row.note = note
             generation = fraud_repo.bump_watchlist_generation(session)
@@ -243,9 +242,9 @@ class FraudDesk:
                 AuditAction.WATCHLIST_ADDED,
                 row.id,
                 {"label": row.label, "source": row.source},
-                service.clock(),
+                ctx.now(),
             )
-        service.fraud.watchlist.added(row, pooled, generation)
+        ctx.fraud.watchlist.added(row, pooled, generation)
         return view
 
     def add_from_verification(
@@ -259,21 +258,21 @@ class FraudDesk:
         """Flag an attempt as fraud: its kept embedding joins the watchlist voice `label` (or the
         entry `entry_id`), pooled with the other flagged calls of that voice on its channel."""
         label, note = _text(label, note)
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             verification = repo.get_verification(session, verification_id)
             if verification is None:
                 raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
             existing = _entry_of_verification(session, verification_id)
             if existing is not None:
                 return WatchlistEntryView.from_row(existing, created=False)
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
             if kept is None:
                 raise VoiceIdError(
                     ErrorCode.EMBEDDING_NOT_AVAILABLE,
                     "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
                 )
-            vector = fraud_repo.attempt_vector(service.cipher, kept)
+            vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
         return self._add(
             vector,
@@ -299,7 +298,7 @@ class FraudDesk:
     ) -> WatchlistEntryView:
         """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
         label, note = _text(label, note)
-        utterance = self.service.embed(data, content_type)
+        utterance = self.ctx.embed(data, content_type)
         return self._add(
             utterance.vector,
             utterance.model_version,
@@ -314,30 +313,30 @@ class FraudDesk:
         )
 
     def list_watchlist(self) -> list[WatchlistEntryView]:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             return [WatchlistEntryView.from_row(r) for r in fraud_repo.list_watchlist(session)]
 
     def delete_watchlist_entry(self, entry_id: str) -> None:
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             row = fraud_repo.get_watchlist_entry(session, entry_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
             fraud_repo.delete_watchlist_entry(session, row)
             generation = fraud_repo.bump_watchlist_generation(session)
-            audit.append(session, AuditAction.WATCHLIST_DELETED, entry_id, {"label": row.label}, service.clock())
-        service.fraud.watchlist.removed(entry_id, generation)
-        service.db.flush_erased()
+            audit.append(session, AuditAction.WATCHLIST_DELETED, entry_id, {"label": row.label}, ctx.now())
+        ctx.fraud.watchlist.removed(entry_id, generation)
+        ctx.db.flush_erased()
 
     # --- attempts and retention ---------------------------------------------------------------
 
     def attempt(self, verification_id: str) -> AttemptDetail:
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             row = repo.get_verification(session, verification_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
             entries = [
                 WatchlistEntryView.from_row(e)
                 for e in fraud_repo.list_watchlist(session)
@@ -349,40 +348,39 @@ class FraudDesk:
         """Delete every attempt embedding past its retention; the number removed."""
         from voiceid.worker.jobs import purge_attempts  # the worker's job: one implementation
 
-        service = self.service
-        return purge_attempts(AppContext(service.settings, service.db, service.cipher, lambda: service.clock()))
+        return purge_attempts(self.ctx.app_context())
 
     # --- review queue ------------------------------------------------------------------------
 
     def review_item(self, item_id: str) -> ReviewItemView:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             item = fraud_repo.get_review_item(session, item_id)
             if item is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
             return ReviewItemView.from_row(item)
 
     def watchlist_entry(self, entry_id: str) -> WatchlistEntryView:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             row = fraud_repo.get_watchlist_entry(session, entry_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
             return WatchlistEntryView.from_row(row)
 
     def review_queue(self, status: str | None = checks.OPEN) -> list[ReviewItemView]:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             return [ReviewItemView.from_row(r) for r in fraud_repo.list_review_items(session, status)]
 
     def resolve(self, item_id: str, approve: bool, resolved_by: str | None) -> ReviewItemView:
         """Approve: the held speaker becomes ENROLLED (once no other item holds them). Reject: their
         biometric data is erased and they are back to ENROLLING (consent kept)."""
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             item = fraud_repo.get_review_item(session, item_id, for_update=True)
             if item is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
             if item.status != checks.OPEN:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"review item is already {item.status}")
-            now = service.clock()
+            now = ctx.now()
             speaker = repo.get_speaker(session, item.speaker_ref, for_update=True)
             if speaker is None and item.kind != checks.KIND_LINKED:
                 # Erased since the item was queued: there is nobody left to approve or reject.
@@ -417,29 +415,29 @@ class FraudDesk:
                 now,
             )
         if not approve:
-            service.db.flush_erased()
+            ctx.db.flush_erased()
         return view
 
     # --- linked calls (fraud-ring view) ---------------------------------------------------------
 
     def linked(self, verification_id: str) -> LinkedCalls:
         """The other retained attempts whose voice matches this one under other identities."""
-        service = self.service
-        with service.db.transaction() as session:
+        ctx = self.ctx
+        with ctx.db.transaction() as session:
             row = repo.get_verification(session, verification_id)
             if row is None:
                 raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, service.clock())
+            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
             if kept is None:
                 raise VoiceIdError(
                     ErrorCode.EMBEDDING_NOT_AVAILABLE,
                     "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
                 )
-            vector = fraud_repo.attempt_vector(service.cipher, kept)
-            found = service.fraud.links(
+            vector = fraud_repo.attempt_vector(ctx.cipher, kept)
+            found = ctx.fraud.links(
                 session, vector, row.channel, row.speaker_ref, kept.model_version, exclude=verification_id
             )
-            s = service.settings
+            s = ctx.settings
             return LinkedCalls(
                 verification=VerificationView.from_row(row),
                 links=found,

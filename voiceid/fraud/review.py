@@ -27,7 +27,7 @@ from sqlalchemy import Select, select
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import VoiceIdError
-from voiceid.fraud.desk import AttemptDetail, FraudDesk
+from voiceid.fraud.desk import AttemptDetail
 from voiceid.fraud.export import safe_row
 from voiceid.fraud.histogram import daily_svg, histogram_svg
 from voiceid.fraud.links import Link
@@ -405,7 +405,7 @@ async def attempt(request: Request, verification_id: str) -> Response:
     if session is None:
         return _to_login()
     try:
-        detail = await run_in_threadpool(FraudDesk(_service(request)).attempt, verification_id)
+        detail = await run_in_threadpool(_service(request).desk.attempt, verification_id)
     except VoiceIdError as exc:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=404
@@ -419,7 +419,7 @@ async def flag(request: Request, verification_id: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
-    desk = FraudDesk(_service(request))
+    desk = _service(request).desk
     try:
         view = await run_in_threadpool(
             desk.add_from_verification, verification_id, form.get("label", ""), form.get("note"), session.key_id
@@ -452,7 +452,7 @@ async def voice_cluster(request: Request, verification_id: str) -> Response:
     if session is None:
         return _to_login()
     try:
-        found = await run_in_threadpool(FraudDesk(_service(request)).linked, verification_id)
+        found = await run_in_threadpool(_service(request).desk.linked, verification_id)
     except VoiceIdError as exc:
         status = 404 if exc.code == "VERIFICATION_NOT_FOUND" else 409
         return templates.TemplateResponse(
@@ -472,7 +472,7 @@ async def watchlist_page(request: Request) -> Response:
     session = await _session(request)
     if session is None:
         return _to_login()
-    entries = await run_in_threadpool(FraudDesk(_service(request)).list_watchlist)
+    entries = await run_in_threadpool(_service(request).desk.list_watchlist)
     return _render(request, "watchlist.html", session, entries=entries)
 
 
@@ -486,7 +486,7 @@ async def confirm_delete_entry(request: Request, entry_id: str) -> Response:
     if session is None:
         return _to_login()
     try:
-        entry = await run_in_threadpool(FraudDesk(_service(request)).watchlist_entry, entry_id)
+        entry = await run_in_threadpool(_service(request).desk.watchlist_entry, entry_id)
     except VoiceIdError as exc:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=404
@@ -513,7 +513,7 @@ async def delete_entry(request: Request, entry_id: str) -> Response:
     if form.get("confirm") != "yes":  # only the confirmation page's button removes
         return RedirectResponse(f"/review/watchlist/{entry_id}/delete", status_code=303)
     try:
-        await run_in_threadpool(FraudDesk(_service(request)).delete_watchlist_entry, entry_id)
+        await run_in_threadpool(_service(request).desk.delete_watchlist_entry, entry_id)
     except VoiceIdError as exc:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=404
@@ -543,7 +543,7 @@ async def queue_page(request: Request, status: str = "OPEN") -> Response:
             },
             status_code=422,
         )
-    items = await run_in_threadpool(FraudDesk(_service(request)).review_queue, None if status == "ALL" else status)
+    items = await run_in_threadpool(_service(request).desk.review_queue, None if status == "ALL" else status)
     return _render(
         request, "queue.html", session, items=items, status=status, statuses=QUEUE_STATUSES, kinds=KIND_TEXT, error=None
     )
@@ -555,7 +555,7 @@ async def confirm_reject(request: Request, item_id: str) -> Response:
     if session is None:
         return _to_login()
     try:
-        item = await run_in_threadpool(FraudDesk(_service(request)).review_item, item_id)
+        item = await run_in_threadpool(_service(request).desk.review_item, item_id)
     except VoiceIdError:
         item = None
     if item is None or item.status != "OPEN":
@@ -590,7 +590,7 @@ async def resolve(request: Request, item_id: str) -> Response:
     if not approve and form.get("confirm") != "yes":  # rejecting erases: only from the confirmation page
         return RedirectResponse(f"/review/queue/{item_id}/reject", status_code=303)
     try:
-        await run_in_threadpool(FraudDesk(_service(request)).resolve, item_id, approve, session.key_id)
+        await run_in_threadpool(_service(request).desk.resolve, item_id, approve, session.key_id)
     except VoiceIdError as exc:
         return templates.TemplateResponse(
             request, "error.html", {"message": exc.message, "session": session}, status_code=409

@@ -14,7 +14,6 @@ in batches of bounded size so one run never holds a long transaction.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -25,9 +24,6 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker
 from voiceid.views import SpeakerStatus
-
-if TYPE_CHECKING:
-    from voiceid.service import VoiceIdService
 
 EXPIRED = SpeakerStatus.EXPIRED.value
 
@@ -66,8 +62,3 @@ def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float
     if expired:
         db.flush_erased()
     return expired
-
-
-def expire_voiceprints(service: VoiceIdService) -> int:
-    """The periodic job (server purge loop, `voiceid purge`, later `voiceid worker`)."""
-    return expire_unused_voiceprints(service.db, service.clock(), service.settings.voiceprint_retention_days)

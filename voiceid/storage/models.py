@@ -269,6 +269,7 @@ class PinnedDecisionData(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 # --- decision policy (migration 0004_policy) ---------------------------------------------------
 
 
@@ -286,6 +287,8 @@ class CohortSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_cohort_snapshots_model_id", "model_version", "id"),)
+
+
 # --- consent ledger and audit trail (migration 0005) -----------------------------------------
 
 
@@ -328,6 +331,8 @@ class AuditHead(Base):
     name: Mapped[str] = mapped_column(String(16), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
 class ReviewSessionRow(Base):
     """A signed-in review-page session. The cookie is signed and carries a random id; the page
     honours it only while this row exists, so signing out (or an admin ending sessions) takes
@@ -356,6 +361,8 @@ class WatchlistSample(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- presentation-attack detection (migration 0006_antispoof) ------------------------------
 
 
@@ -403,8 +410,6 @@ class IndexSnapshotChunk(Base):
     """One sealed piece (at most VOICEID_INDEX_SNAPSHOT_CHUNK_BYTES of plaintext) of a snapshot."""
 
     __tablename__ = "index_snapshot_chunks"
-    snapshot_id: Mapped[str] = mapped_column(
-        ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)

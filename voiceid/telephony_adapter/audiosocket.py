@@ -47,7 +47,7 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
 class AudioSocketServer:
     def __init__(self, service: VoiceIdService) -> None:
         self.service = service
-        self.registry = CallRegistry(service)
+        self.registry = CallRegistry(service.ctx, service.speakers)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.slots = StreamSlots(service.settings.max_streams)

@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import VoiceIdService
+from voiceid.serving import ServingContext
+from voiceid.speakers import Speakers
 from voiceid.storage.models import Call
 from voiceid.storage.repositories import insert_if_absent
 from voiceid.telephony_adapter.call import Event, Mode
@@ -87,18 +88,19 @@ def status_for(outcome: Event | None) -> CallStatus:
 class CallRegistry:
     """The repository of the `calls` table, one short transaction per method."""
 
-    def __init__(self, service: VoiceIdService) -> None:
-        self.service = service
+    def __init__(self, ctx: ServingContext, speakers: Speakers) -> None:
+        self.ctx = ctx
+        self.speakers = speakers
 
     def bind(
         self, call_id: uuid.UUID, speaker_id: str, mode: Mode, webhook_url: str | None, api_key_id: str | None
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
-        self.service.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
-        now = self.service.clock()
+        self.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
+        now = self.ctx.now()
         if webhook_url is not None:
-            check_target(webhook_url, WebhookPolicy.from_settings(self.service.settings))  # no SSRF
-        with self.service.db.transaction() as session:
+            check_target(webhook_url, WebhookPolicy.from_settings(self.ctx.settings))  # no SSRF
+        with self.ctx.db.transaction() as session:
             # Idempotent under concurrency: one PUT creates the row, a concurrent one re-binds it.
             created = insert_if_absent(
                 session,
@@ -133,7 +135,7 @@ class CallRegistry:
             return CallView.from_row(row), created
 
     def get(self, call_id: uuid.UUID) -> CallView:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             row = session.get(Call, str(call_id))
             if row is None:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
@@ -141,24 +143,24 @@ class CallRegistry:
 
     def claim(self, call_id: uuid.UUID) -> CallView:
         """BOUND -> IN_PROGRESS for the connection that carries the call; a UUID serves one call."""
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             row = session.get(Call, str(call_id), with_for_update=True)
             if row is None:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
             if row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}, not BOUND")
             row.status = CallStatus.IN_PROGRESS.value
-            row.updated_at = self.service.clock()
+            row.updated_at = self.ctx.now()
             return CallView.from_row(row)
 
     def finish(self, call_id: uuid.UUID, outcome: Event | None) -> CallView:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             row = session.get(Call, str(call_id), with_for_update=True)
             if row is None:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id}")
             row.status = status_for(outcome).value
             row.outcome = outcome
-            row.updated_at = self.service.clock()
+            row.updated_at = self.ctx.now()
             view = CallView.from_row(row)
             if view.webhook_url:
                 # Same transaction as the outcome: the worker delivers it, surviving restarts.

@@ -55,7 +55,7 @@ async def bind_call(
         raise VoiceIdError(ErrorCode.FORBIDDEN, f"a '{body.mode}' call needs the '{needed}' role")
     webhook = None if body.webhook_url is None else str(body.webhook_url)
     view, created = await run_in_threadpool(
-        CallRegistry(service).bind, call_id, body.speaker_id, body.mode, webhook, principal.key_id
+        CallRegistry(service.ctx, service.speakers).bind, call_id, body.speaker_id, body.mode, webhook, principal.key_id
     )
     response.status_code = 201 if created else 200
     return CallOut.model_validate(view.to_json())
@@ -63,5 +63,5 @@ async def bind_call(
 
 @router.get("/{call_id}", response_model=CallOut, dependencies=[Depends(require(Role.IVR, Role.ENROLMENT))])
 async def get_call(call_id: uuid.UUID, service: VoiceIdService = Depends(get_service)) -> CallOut:
-    view = await run_in_threadpool(CallRegistry(service).get, call_id)
+    view = await run_in_threadpool(CallRegistry(service.ctx, service.speakers).get, call_id)
     return CallOut.model_validate(view.to_json())

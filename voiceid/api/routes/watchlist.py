@@ -71,7 +71,7 @@ class ResolveIn(BaseModel):
 
 
 def desk(service: VoiceIdService = Depends(get_service)) -> FraudDesk:
-    return FraudDesk(service)
+    return service.desk
 
 
 WATCHLIST_BODY = {
@@ -109,7 +109,7 @@ async def add_watchlist_entry(
         if not label:
             raise VoiceIdError(ErrorCode.INVALID_REQUEST, "label (query parameter) is required with an audio body")
         data, content_type = await read_audio(
-            request, fraud.service.settings.max_upload_bytes, fraud.service.settings.body_timeout_s
+            request, fraud.ctx.settings.max_upload_bytes, fraud.ctx.settings.body_timeout_s
         )
         view = await run_in_threadpool(
             fraud.add_from_audio, data, content_type, label, note, principal.key_id, entry_id
