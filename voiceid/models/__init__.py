@@ -1,0 +1,1 @@
+"""The speaker-embedding model: verified files, export, and the inference backends."""
