@@ -27,8 +27,10 @@ test: model
 	bash scripts/ensure-services.sh
 	$(BIN)/ruff check voiceid tests bench
 	$(BIN)/mypy voiceid
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check voiceid tests bench
 	$(BIN)/mypy voiceid
+	$(BIN)/lint-imports

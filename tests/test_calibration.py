@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from voiceid.evaluation import metrics
+from voiceid.verify import metrics
 from voiceid.verify.calibration import (
     BAND_EDGES,
     Calibration,

@@ -22,7 +22,6 @@ from voiceid.audio.vad import VadConfig, speech_segments
 from voiceid.config import InferenceBackend, Settings, VadBackend
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.evaluation.channel import through_channel
-from voiceid.evaluation.metrics import eer
 from voiceid.evaluation.protocol import build_protocol, read_manifest
 from voiceid.evaluation.runner import score_protocol
 from voiceid.models.bf16_backend import bf16_version, cpu_has_native_bf16
@@ -38,6 +37,7 @@ from voiceid.models.onnx_export import (
     load_exported,
     onnx_dir,
 )
+from voiceid.verify.metrics import eer
 
 COSINE_FLOOR = {InferenceBackend.TORCH_BF16: 0.9999, InferenceBackend.ONNX_INT8: 0.98}
 needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="CPU without native bfloat16")

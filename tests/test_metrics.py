@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from voiceid.evaluation import metrics
+from voiceid.verify import metrics
 
 
 def test_perfect_separation_has_zero_eer() -> None:

@@ -288,12 +288,12 @@ def eval_command(
 ) -> None:
     """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve,
     and what the shipped decision policy does (ACCEPT / INCONCLUSIVE / REJECT per net-speech band)."""
-    from voiceid.evaluation.metrics import cllr as cllr_of
     from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
     from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
+    from voiceid.verify.metrics import cllr as cllr_of
     from voiceid.verify.normalisation import NORM_METHODS
     from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 

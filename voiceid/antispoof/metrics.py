@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.evaluation.metrics import eer as _eer
-from voiceid.evaluation.metrics import threshold_at_fnmr
+from voiceid.verify.metrics import eer as _eer
+from voiceid.verify.metrics import threshold_at_fnmr
 
 Scores = npt.NDArray[np.floating]
 

@@ -14,10 +14,10 @@ import numpy.typing as npt
 
 from voiceid.config import Settings
 from voiceid.errors import VoiceIdError
-from voiceid.evaluation import metrics
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.embedders import EmbedFn, SpeechFn
 from voiceid.evaluation.protocol import Protocol, Utterance
+from voiceid.verify import metrics
 from voiceid.verify.calibration import Calibration
 from voiceid.verify.cohort import WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod

@@ -37,8 +37,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
 
-from voiceid.evaluation.metrics import cllr as cllr_of
-from voiceid.evaluation.metrics import min_cllr as min_cllr_of
+from voiceid.verify.metrics import cllr as cllr_of
+from voiceid.verify.metrics import min_cllr as min_cllr_of
 
 Scores = npt.NDArray[np.floating]
 FORMAT_VERSION = 2
