@@ -14,7 +14,8 @@ Per N it reports what the worker and a replica pay, through the product's own co
 - worker build: incremental `VectorIndex.add` in batches of 10 k then the graph completed
   (`build_graph`): the per-process build a replica used to pay on every cold start;
 - snapshot: size, and serialise (`FeedCache`-free `VectorIndex.to_snapshot`) + seal + store time
-  (`index_repo.write_snapshot`, SQLite in a temporary directory, 8 MiB chunks);
+  (`index_repo.write_snapshot`, 8 MiB chunks; SQLite in a temporary directory, or with `--postgres DSN`
+  a PostgreSQL database of its own on that server, created and dropped by the run);
 - replica load: read + open + verify SHA-256 (`index_repo.read_payload`) + deserialise
   (`VectorIndex.from_snapshot`), against the alternative of a full reload (decrypting every vector:
   `decrypt_s`, measured on 20 k vectors and scaled) plus the worker's build time;
@@ -25,12 +26,15 @@ Per N it reports what the worker and a replica pay, through the product's own co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +113,38 @@ def decrypt_rate(vault: Vault, vectors: np.ndarray, n: int = 2_000) -> float:
     return (time.perf_counter() - started) / len(blobs)
 
 
-def run(size: int, speakers: dict[str, list[np.ndarray]], queries: int, seed: int, workdir: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def database(workdir: Path, size: int, postgres_dsn: str | None) -> Iterator[Database]:
+    """SQLite in `workdir`, or a PostgreSQL database of its own (dropped on exit) on `postgres_dsn`."""
+    if postgres_dsn is None:
+        db = Database(f"sqlite:///{workdir / f'ann-{size}.db'}")
+        try:
+            yield db
+        finally:
+            db.dispose()
+        return
+    import psycopg
+
+    name = f"voiceid_bench_ann_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        info = admin.info
+        db = Database(f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}")
+        try:
+            yield db
+        finally:
+            db.dispose()
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(
+    size: int,
+    speakers: dict[str, list[np.ndarray]],
+    queries: int,
+    seed: int,
+    workdir: Path,
+    postgres_dsn: str | None = None,
+) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     names = sorted(speakers)
     planted = np.stack([speakers[s][0] for s in names])
@@ -128,8 +163,24 @@ def run(size: int, speakers: dict[str, list[np.ndarray]], queries: int, seed: in
     index.build_graph()
     build_s = time.perf_counter() - started
 
-    db = Database(f"sqlite:///{workdir / f'ann-{size}.db'}")
-    db.migrate()
+    with database(workdir, size, postgres_dsn) as db:
+        db.migrate()
+        return _store_and_load(db, index, build_s, matrix, names, speakers, real, rng, queries, workdir)
+
+
+def _store_and_load(
+    db: Database,
+    index: VectorIndex,
+    build_s: float,
+    matrix: np.ndarray,
+    names: list[str],
+    speakers: dict[str, list[np.ndarray]],
+    real: np.ndarray,
+    rng: np.random.Generator,
+    queries: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    size = len(index)
     vault = vault_in(workdir)
     started = time.perf_counter()
     payload = index.to_snapshot({"bench": True})
@@ -173,10 +224,10 @@ def run(size: int, speakers: dict[str, list[np.ndarray]], queries: int, seed: in
         if i < len(genuine):
             top1_graph += bool(approx) and approx[0].key == genuine[i][0]
             top1_exact += bool(exact) and exact[0].key == genuine[i][0]
-    db.dispose()
     vault.close()
     return {
         "n": size,
+        "store": db.engine.dialect.name,
         "real_speakers": len(names),
         "real_vectors": len(real),
         "build_s": round(build_s, 2),
@@ -204,6 +255,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=300, help="genuine probes, and as many Gaussian ones")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="store the snapshot in a PostgreSQL database of its own on this server (libpq DSN of an admin "
+        "connection, e.g. 'host=127.0.0.1 user=postgres dbname=postgres'); default SQLite",
+    )
     parser.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
     args = parser.parse_args()
     speakers = real_embeddings()
@@ -213,7 +270,7 @@ def main() -> None:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores", file=sys.stderr)
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="voiceid-ann-") as tmp:
-            print(json.dumps(run(size, speakers, args.queries, args.seed, Path(tmp))), flush=True)
+            print(json.dumps(run(size, speakers, args.queries, args.seed, Path(tmp), args.postgres)), flush=True)
 
 
 if __name__ == "__main__":
