@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors, first_start, openapi, security_headers
+from voiceid.api import errors, first_start, openapi, review, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
 from voiceid.api.routes import audit as audit_routes
@@ -17,7 +17,6 @@ from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
-from voiceid.fraud import review
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
