@@ -12,6 +12,7 @@ import typer
 
 from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
+from voiceid.views import SpeakerStatus
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)
@@ -907,7 +908,7 @@ def speakers_enrol(
         for path in files:
             step = service.enrolment.add_audio(speaker_id, path.read_bytes(), _content_type(path))
             typer.echo(f"{path.name}: {step.status} {step.net_speech_s:.1f}/{step.required_speech_s:.0f} s net speech")
-            if step.status == "ENROLLED":
+            if step.status is SpeakerStatus.ENROLLED:
                 break
         else:
             typer.secho("not enough speech yet: send more files", err=True, fg=typer.colors.YELLOW)

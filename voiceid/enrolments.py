@@ -66,7 +66,7 @@ class Enrolment:
                     speaker.status = held or SpeakerStatus.ENROLLED.value
             speaker.updated_at = ctx.now()
             step = EnrolmentStep(
-                status=speaker.status,
+                status=SpeakerStatus(speaker.status),
                 net_speech_s=round(state.net_speech_s, 3),
                 required_speech_s=state.required_speech_s,
                 quality=utterance.quality.to_dict(),

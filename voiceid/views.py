@@ -28,6 +28,22 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class ReviewKind(StrEnum):
+    """What put an item on the analyst's review queue."""
+
+    DUPLICATE_IDENTITY = "DUPLICATE_IDENTITY"  # the same voice enrolled under another identity
+    WATCHLIST_MATCH = "WATCHLIST_MATCH"  # an enrolment voice matched the watchlist
+    LINKED_VOICE = "LINKED_VOICE"  # one voice heard on several identities within days
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "OPEN"
+    REFUSED = "REFUSED"  # the enrolment was refused outright (VOICEID_*_ACTION=refuse); kept for the record
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    CLOSED = "CLOSED"  # the speaker was erased while the item was open
+
+
 class SpeakerStatus(StrEnum):
     ENROLLING = "ENROLLING"
     ENROLLED = "ENROLLED"
@@ -59,11 +75,11 @@ class SpeakerView:
 
 @dataclass(frozen=True)
 class EnrolmentStep:
-    status: str
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[ReviewKind] = field(default_factory=list)
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
 
 

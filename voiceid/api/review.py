@@ -26,7 +26,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import Select, select
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.errors import VoiceIdError
+from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.desk import AttemptDetail
 from voiceid.fraud.export import safe_row
 from voiceid.fraud.histogram import daily_svg, histogram_svg
@@ -50,7 +50,7 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import load_or_create_key_file
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import Role
+from voiceid.views import ReviewKind, ReviewStatus, Role
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -136,7 +136,14 @@ async def _signed_post(request: Request) -> tuple[ReviewSession, dict[str, str]]
 
 
 def _forbidden(request: Request, message: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, "error.html", {"message": message, "session": None}, status_code=403)
+    return _error_page(request, None, message, 403)
+
+
+def _error_page(request: Request, session: ReviewSession | None, message: str, status_code: int) -> HTMLResponse:
+    """The desk's error page, inside the signed-in layout (the JSON API answers with its error body)."""
+    return templates.TemplateResponse(
+        request, "error.html", {"message": message, "session": session}, status_code=status_code
+    )
 
 
 def _render(
@@ -358,9 +365,7 @@ async def export_csv(request: Request) -> Response:
     service = _service(request)
     f, values, error = _parse_filters(dict(request.query_params))
     if error:
-        return templates.TemplateResponse(
-            request, "error.html", {"message": error, "session": session}, status_code=422
-        )
+        return _error_page(request, session, error, 422)
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "review:export.csv", values)
     rows = await run_in_threadpool(service.score_log.all, f)
     out = io.StringIO()
@@ -407,9 +412,7 @@ async def attempt(request: Request, verification_id: str) -> Response:
     try:
         detail = await run_in_threadpool(_service(request).desk.attempt, verification_id)
     except VoiceIdError as exc:
-        return templates.TemplateResponse(
-            request, "error.html", {"message": exc.message, "session": session}, status_code=404
-        )
+        return _error_page(request, session, exc.message, 404)
     return _render(request, "attempt.html", session, error=None, notice=None, **_attempt_context(detail))
 
 
@@ -428,14 +431,10 @@ async def flag(request: Request, verification_id: str) -> Response:
         try:
             detail = await run_in_threadpool(desk.attempt, verification_id)
         except VoiceIdError:
-            return templates.TemplateResponse(
-                request, "error.html", {"message": exc.message, "session": session}, status_code=404
-            )
-        return templates.TemplateResponse(
-            request,
-            "attempt.html",
-            {"session": session, "error": exc.message, "notice": None, **_attempt_context(detail)},
-            status_code=409 if exc.code != "INVALID_REQUEST" else 422,
+            return _error_page(request, session, exc.message, 404)
+        status = 422 if exc.code is ErrorCode.INVALID_REQUEST else 409
+        return _render(
+            request, "attempt.html", session, status, error=exc.message, notice=None, **_attempt_context(detail)
         )
     if not view.created:
         # Flagging is idempotent: say so instead of pretending a second entry was made.
@@ -454,10 +453,8 @@ async def voice_cluster(request: Request, verification_id: str) -> Response:
     try:
         found = await run_in_threadpool(_service(request).desk.linked, verification_id)
     except VoiceIdError as exc:
-        status = 404 if exc.code == "VERIFICATION_NOT_FOUND" else 409
-        return templates.TemplateResponse(
-            request, "error.html", {"message": exc.message, "session": session}, status_code=status
-        )
+        status = 404 if exc.code is ErrorCode.VERIFICATION_NOT_FOUND else 409
+        return _error_page(request, session, exc.message, status)
     by_identity: dict[str, list[Link]] = {}
     for link in found.links:
         by_identity.setdefault(link.speaker_ref, []).append(link)
@@ -488,9 +485,7 @@ async def confirm_delete_entry(request: Request, entry_id: str) -> Response:
     try:
         entry = await run_in_threadpool(_service(request).desk.watchlist_entry, entry_id)
     except VoiceIdError as exc:
-        return templates.TemplateResponse(
-            request, "error.html", {"message": exc.message, "session": session}, status_code=404
-        )
+        return _error_page(request, session, exc.message, 404)
     return _confirm(
         request,
         session,
@@ -515,13 +510,11 @@ async def delete_entry(request: Request, entry_id: str) -> Response:
     try:
         await run_in_threadpool(_service(request).desk.delete_watchlist_entry, entry_id)
     except VoiceIdError as exc:
-        return templates.TemplateResponse(
-            request, "error.html", {"message": exc.message, "session": session}, status_code=404
-        )
+        return _error_page(request, session, exc.message, 404)
     return RedirectResponse("/review/watchlist", status_code=303)
 
 
-QUEUE_STATUSES = ("OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED", "ALL")
+QUEUE_STATUSES = (*(s.value for s in ReviewStatus), "ALL")
 
 
 @router.get("/queue", response_class=HTMLResponse)
@@ -543,7 +536,9 @@ async def queue_page(request: Request, status: str = "OPEN") -> Response:
             },
             status_code=422,
         )
-    items = await run_in_threadpool(_service(request).desk.review_queue, None if status == "ALL" else status)
+    items = await run_in_threadpool(
+        _service(request).desk.review_queue, None if status == "ALL" else ReviewStatus(status)
+    )
     return _render(
         request, "queue.html", session, items=items, status=status, statuses=QUEUE_STATUSES, kinds=KIND_TEXT, error=None
     )
@@ -558,11 +553,9 @@ async def confirm_reject(request: Request, item_id: str) -> Response:
         item = await run_in_threadpool(_service(request).desk.review_item, item_id)
     except VoiceIdError:
         item = None
-    if item is None or item.status != "OPEN":
-        return templates.TemplateResponse(
-            request, "error.html", {"message": f"no open review item {item_id!r}", "session": session}, status_code=404
-        )
-    erases = item.kind != "LINKED_VOICE"
+    if item is None or item.status != ReviewStatus.OPEN:
+        return _error_page(request, session, f"no open review item {item_id!r}", 404)
+    erases = item.kind != ReviewKind.LINKED_VOICE
     return _confirm(
         request,
         session,
@@ -592,7 +585,5 @@ async def resolve(request: Request, item_id: str) -> Response:
     try:
         await run_in_threadpool(_service(request).desk.resolve, item_id, approve, session.key_id)
     except VoiceIdError as exc:
-        return templates.TemplateResponse(
-            request, "error.html", {"message": exc.message, "session": session}, status_code=409
-        )
+        return _error_page(request, session, exc.message, 409)
     return RedirectResponse("/review/queue", status_code=303)

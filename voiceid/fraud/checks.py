@@ -32,20 +32,11 @@ from voiceid.storage.crypto import DecryptionError
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
 from voiceid.verify.scoring import build_voiceprint
+from voiceid.views import ReviewKind, ReviewStatus
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
 SYNC_BATCH = 500  # ids per IN (...) query when syncing caches
-
-# Review-queue vocabulary.
-KIND_DUPLICATE = "DUPLICATE_IDENTITY"
-KIND_WATCHLIST = "WATCHLIST_MATCH"
-KIND_LINKED = "LINKED_VOICE"  # one voice heard on several identities within days
-OPEN = "OPEN"
-REFUSED = "REFUSED"
-APPROVED = "APPROVED"
-REJECTED = "REJECTED"
-CLOSED = "CLOSED"  # the speaker was erased while the item was open
 
 # A linked-calls search ranks this many nearest attempts by cosine before scoring them on the
 # pairs' channels, and reports at most MAX_LINKS.
@@ -154,9 +145,9 @@ class EnrolmentScreen:
     refusal: VoiceIdError | None = None
 
     @property
-    def reasons(self) -> list[str]:
-        return (["WATCHLIST_MATCH"] if self.watchlist_hits else []) + (
-            ["DUPLICATE_IDENTITY"] if self.duplicates else []
+    def reasons(self) -> list[ReviewKind]:
+        return ([ReviewKind.WATCHLIST_MATCH] if self.watchlist_hits else []) + (
+            [ReviewKind.DUPLICATE_IDENTITY] if self.duplicates else []
         )
 
 
@@ -273,7 +264,7 @@ class FraudChecks:
             *(link.verification_id for link in check.links if abs(link.created_at - now) <= window),
         ]
         best = max(link.llr for link in check.links)
-        for item in fraud_repo.open_items_of_kind(session, KIND_LINKED, now - window):
+        for item in fraud_repo.open_items_of_kind(session, ReviewKind.LINKED_VOICE, now - window):
             known_calls = set(item.details.get("verification_ids", []))
             known_ids = set(item.details.get("identities", []))
             if (
@@ -292,8 +283,8 @@ class FraudChecks:
                 return
         fraud_repo.add_review_item(
             session,
-            kind=KIND_LINKED,
-            status=OPEN,
+            kind=ReviewKind.LINKED_VOICE,
+            status=ReviewStatus.OPEN,
             speaker_ref=speaker_ref,
             matched_ref=verification_id,
             score=best,
@@ -319,8 +310,8 @@ class FraudChecks:
             refuse = self.watchlist_forces_reject
             fraud_repo.upsert_review_item(
                 session,
-                kind=KIND_WATCHLIST,
-                status=REFUSED if refuse else OPEN,
+                kind=ReviewKind.WATCHLIST_MATCH,
+                status=ReviewStatus.REFUSED if refuse else ReviewStatus.OPEN,
                 speaker_ref=speaker.speaker_ref,
                 matched_ref=best.entry_id,
                 score=best.llr,
@@ -331,7 +322,7 @@ class FraudChecks:
                 result.refusal = VoiceIdError(
                     ErrorCode.ENROLMENT_REFUSED,
                     "the enrolment audio matches the fraud watchlist",
-                    reasons=["WATCHLIST_MATCH"],
+                    reasons=[ReviewKind.WATCHLIST_MATCH],
                     watchlist_hits=[h.to_dict() for h in result.watchlist_hits],
                 )
         return result
@@ -362,8 +353,8 @@ class FraudChecks:
         refuse = self.settings.duplicate_action == "refuse"
         fraud_repo.upsert_review_item(
             session,
-            kind=KIND_DUPLICATE,
-            status=REFUSED if refuse else OPEN,
+            kind=ReviewKind.DUPLICATE_IDENTITY,
+            status=ReviewStatus.REFUSED if refuse else ReviewStatus.OPEN,
             speaker_ref=speaker.speaker_ref,
             matched_ref=best.speaker_ref,
             score=best.llr,
@@ -375,7 +366,7 @@ class FraudChecks:
             result.refusal = VoiceIdError(
                 ErrorCode.ENROLMENT_REFUSED,
                 "this voice is already enrolled under another speaker id",
-                reasons=["DUPLICATE_IDENTITY"],
+                reasons=[ReviewKind.DUPLICATE_IDENTITY],
             )
             return "ENROLLING"
         return "REVIEW_REQUIRED"

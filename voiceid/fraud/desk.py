@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud import checks
 from voiceid.fraud.links import Link, identities_within
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
@@ -25,7 +24,7 @@ from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
 from voiceid.verify.scoring import build_voiceprint
-from voiceid.views import SpeakerStatus, VerificationView
+from voiceid.views import ReviewKind, ReviewStatus, SpeakerStatus, VerificationView
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -366,7 +365,7 @@ class FraudDesk:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no watchlist entry {entry_id!r}")
             return WatchlistEntryView.from_row(row)
 
-    def review_queue(self, status: str | None = checks.OPEN) -> list[ReviewItemView]:
+    def review_queue(self, status: ReviewStatus | None = ReviewStatus.OPEN) -> list[ReviewItemView]:
         with self.ctx.db.transaction() as session:
             return [ReviewItemView.from_row(r) for r in fraud_repo.list_review_items(session, status)]
 
@@ -378,20 +377,20 @@ class FraudDesk:
             item = fraud_repo.get_review_item(session, item_id, for_update=True)
             if item is None:
                 raise VoiceIdError(ErrorCode.NOT_FOUND, f"no review item {item_id!r}")
-            if item.status != checks.OPEN:
+            if item.status != ReviewStatus.OPEN:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"review item is already {item.status}")
             now = ctx.now()
             speaker = repo.get_speaker(session, item.speaker_ref, for_update=True)
-            if speaker is None and item.kind != checks.KIND_LINKED:
+            if speaker is None and item.kind != ReviewKind.LINKED_VOICE:
                 # Erased since the item was queued: there is nobody left to approve or reject.
-                item.status, item.resolved_at, item.resolved_by = checks.CLOSED, now, "erasure"
+                item.status, item.resolved_at, item.resolved_by = ReviewStatus.CLOSED, now, "erasure"
                 return ReviewItemView.from_row(item)
-            item.status = checks.APPROVED if approve else checks.REJECTED
+            item.status = ReviewStatus.APPROVED if approve else ReviewStatus.REJECTED
             item.resolved_at, item.resolved_by = now, resolved_by
             session.flush()
             # A linked-voice alert is a finding about calls, not a hold on an enrolment: resolving it
             # records the analyst's conclusion and changes no speaker.
-            if speaker is not None and item.kind != checks.KIND_LINKED:
+            if speaker is not None and item.kind != ReviewKind.LINKED_VOICE:
                 if not approve:
                     repo.erase_biometrics(session, speaker)
                     if speaker.status != SpeakerStatus.OPTED_OUT:

@@ -11,6 +11,7 @@ from typing import Any
 
 from voiceid.fraud.histogram import Threshold
 from voiceid.verify.decision import Reason
+from voiceid.views import ReviewKind
 
 REASON_TEXT: dict[str, str] = {
     Reason.SCORE_ABOVE_ACCEPT_THRESHOLD: "Score at or above the accept threshold: the voice matches the voiceprint.",
@@ -28,9 +29,9 @@ REASON_TEXT: dict[str, str] = {
 }
 
 KIND_TEXT = {
-    "DUPLICATE_IDENTITY": "Same voice enrolled under another identity",
-    "WATCHLIST_MATCH": "Enrolment voice matches the watchlist",
-    "LINKED_VOICE": "One voice on several identities",
+    ReviewKind.DUPLICATE_IDENTITY: "Same voice enrolled under another identity",
+    ReviewKind.WATCHLIST_MATCH: "Enrolment voice matches the watchlist",
+    ReviewKind.LINKED_VOICE: "One voice on several identities",
 }
 
 QUALITY_ROWS = (

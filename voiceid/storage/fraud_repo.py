@@ -25,6 +25,7 @@ from voiceid.storage.models import (
     WatchlistSample,
 )
 from voiceid.storage.repositories import new_id
+from voiceid.views import ReviewKind, ReviewStatus
 
 WATCHLIST = "watchlist"
 
@@ -157,14 +158,11 @@ def get_review_item(session: Session, item_id: str, for_update: bool = False) ->
 
 def open_review_items(session: Session, speaker_ref: str) -> Sequence[ReviewItem]:
     return session.scalars(
-        select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == "OPEN")
+        select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == ReviewStatus.OPEN)
     ).all()
 
 
 # --- fraud desk (0008): pooled watchlist samples, one review item per cause, linked attempts --------
-
-OPEN_STATUS = "OPEN"
-CLOSED_STATUS = "CLOSED"
 
 
 def add_watchlist_sample(
@@ -253,10 +251,10 @@ def upsert_review_item(session: Session, **fields: Any) -> tuple[ReviewItem, boo
             ReviewItem.kind == fields["kind"],
             ReviewItem.speaker_ref == fields["speaker_ref"],
             ReviewItem.matched_ref == fields["matched_ref"],
-            ReviewItem.status == OPEN_STATUS,
+            ReviewItem.status == ReviewStatus.OPEN,
         )
     ).first()
-    if existing is None or fields.get("status") != OPEN_STATUS:
+    if existing is None or fields.get("status") != ReviewStatus.OPEN:
         return add_review_item(session, **fields), True
     existing.score = max(existing.score, float(fields["score"]))
     existing.details = dict(fields["details"])
@@ -264,10 +262,10 @@ def upsert_review_item(session: Session, **fields: Any) -> tuple[ReviewItem, boo
     return existing, False
 
 
-def open_items_of_kind(session: Session, kind: str, since: datetime) -> Sequence[ReviewItem]:
+def open_items_of_kind(session: Session, kind: ReviewKind, since: datetime) -> Sequence[ReviewItem]:
     return session.scalars(
         select(ReviewItem).where(
-            ReviewItem.kind == kind, ReviewItem.status == OPEN_STATUS, ReviewItem.created_at >= since
+            ReviewItem.kind == kind, ReviewItem.status == ReviewStatus.OPEN, ReviewItem.created_at >= since
         )
     ).all()
 
@@ -275,10 +273,10 @@ def open_items_of_kind(session: Session, kind: str, since: datetime) -> Sequence
 def close_review_items(session: Session, speaker_ref: str, now: datetime, why: str) -> int:
     """Close the OPEN items about an erased speaker: nothing is left to approve or reject."""
     rows = session.scalars(
-        select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == OPEN_STATUS)
+        select(ReviewItem).where(ReviewItem.speaker_ref == speaker_ref, ReviewItem.status == ReviewStatus.OPEN)
     ).all()
     for row in rows:
-        row.status = CLOSED_STATUS
+        row.status = ReviewStatus.CLOSED
         row.resolved_at = now
         row.resolved_by = why
     session.flush()

@@ -14,7 +14,7 @@ from voiceid.api.body import read_audio
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.desk import FraudDesk
 from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.views import ReviewKind, ReviewStatus, Role
 
 analyst = Depends(require(Role.ANALYST))
 router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])
@@ -51,10 +51,8 @@ class WatchlistEntryOut(BaseModel):
 class ReviewItemOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     item_id: str
-    kind: Literal["DUPLICATE_IDENTITY", "WATCHLIST_MATCH", "LINKED_VOICE"]
-    status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED"] = Field(
-        description="CLOSED: the speaker was erased while the item was open."
-    )
+    kind: ReviewKind
+    status: ReviewStatus = Field(description="CLOSED: the speaker was erased while the item was open.")
     speaker_id: str
     matched_ref: str = Field(
         description="The other speaker id (duplicates), watchlist entry id, or the call that raised a linked alert."
@@ -135,7 +133,7 @@ async def review_queue(
     status: Literal["OPEN", "REFUSED", "APPROVED", "REJECTED", "CLOSED", "ALL"] = "OPEN",
     fraud: FraudDesk = Depends(desk),
 ) -> list[ReviewItemOut]:
-    items = await run_in_threadpool(fraud.review_queue, None if status == "ALL" else status)
+    items = await run_in_threadpool(fraud.review_queue, None if status == "ALL" else ReviewStatus(status))
     return [ReviewItemOut.model_validate(v) for v in items]
 
 
