@@ -18,23 +18,17 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
+from http_harness import bench_app, enrol, role_headers  # bench/http_harness.py: run from bench/ as a script
 
-from voiceid.api.app import create_app
 from voiceid.config import get_settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import read_manifest
-from voiceid.storage.crypto import generate_key_text
 from voiceid.verify.calibration import band_labels, band_of
-
-ADMIN = "bench-admin-key-0123456789abcdef"
 
 
 class MemoEngine:
@@ -66,59 +60,36 @@ def main() -> None:
         by_speaker.setdefault(utt.speaker_id, []).append(utt)
     speakers = list(by_speaker)[: args.speakers]
     engine = MemoEngine(Engine.from_settings(base))
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = base.model_copy(
-            update={
-                "data_dir": Path(tmp),
-                "database_url": None,
-                "admin_key": SecretStr(ADMIN),
-                "encryption_key": SecretStr(generate_key_text()),
-                "attempt_rate_limit": 10_000,
-                "lockout_rejects": 10_000,
-            }
-        )
-        with TestClient(create_app(settings, engine=engine)) as client:  # type: ignore[arg-type]
-            admin = {"Authorization": f"Bearer {ADMIN}"}
-            keys = {
-                role: client.post("/v1/api-keys", json={"role": role}, headers=admin).json()["key"]
-                for role in ("ivr", "enrolment")
-            }
-            enrolled: dict[str, int] = {}
-            for speaker in speakers:
-                h = {"Authorization": f"Bearer {keys['enrolment']}"}
-                consent = {"consent": {"granted": True, "text_version": "v1"}}
-                client.put(f"/v1/speakers/{speaker}", json=consent, headers=h)
-                for k, utt in enumerate(by_speaker[speaker]):
-                    body, ctype = through_channel(utt.path, args.channel)
-                    r = client.post(
-                        f"/v1/speakers/{speaker}/enrolment-audio", content=body, headers={**h, "Content-Type": ctype}
+    with bench_app(base, engine) as client:
+        keys = role_headers(client)
+        enrolled: dict[str, int] = {}
+        for speaker in speakers:
+            used = enrol(client, keys["enrolment"], speaker, by_speaker[speaker], args.channel)
+            if used is not None:
+                enrolled[speaker] = used
+        client.app.state.service.refresh_cohort()  # type: ignore[attr-defined]
+        order = [s for s in speakers if s in enrolled]
+        partner = dict(zip(order, order[1:] + order[:1], strict=True))
+        rng = random.Random(20261126)
+        rng.shuffle(order)
+        results: list[dict[str, Any]] = []
+        ivr = keys["ivr"]
+        for speaker in order:
+            for utt in by_speaker[speaker][enrolled[speaker] :]:
+                body, ctype = through_channel(utt.path, args.channel)
+                for claimed, kind in ((speaker, "genuine"), (partner[speaker], "impostor")):
+                    headers = {**ivr, "Content-Type": ctype}
+                    r = client.post(f"/v1/speakers/{claimed}/verifications", content=body, headers=headers)
+                    got = r.json()
+                    results.append(
+                        {
+                            "kind": kind,
+                            "status": r.status_code,
+                            "decision": got.get("decision", got.get("code")),
+                            "net_speech_s": got.get("net_speech_s"),
+                            "llr": got.get("llr"),
+                        }
                     )
-                    if r.status_code == 200 and r.json()["status"] == "ENROLLED":
-                        enrolled[speaker] = k + 1
-                        break
-            client.app.state.service.refresh_cohort()  # type: ignore[attr-defined]
-            order = [s for s in speakers if s in enrolled]
-            partner = dict(zip(order, order[1:] + order[:1], strict=True))
-            rng = random.Random(20261126)
-            rng.shuffle(order)
-            results: list[dict[str, Any]] = []
-            ivr = {"Authorization": f"Bearer {keys['ivr']}"}
-            for speaker in order:
-                for utt in by_speaker[speaker][enrolled[speaker] :]:
-                    body, ctype = through_channel(utt.path, args.channel)
-                    for claimed, kind in ((speaker, "genuine"), (partner[speaker], "impostor")):
-                        headers = {**ivr, "Content-Type": ctype}
-                        r = client.post(f"/v1/speakers/{claimed}/verifications", content=body, headers=headers)
-                        got = r.json()
-                        results.append(
-                            {
-                                "kind": kind,
-                                "status": r.status_code,
-                                "decision": got.get("decision", got.get("code")),
-                                "net_speech_s": got.get("net_speech_s"),
-                                "llr": got.get("llr"),
-                            }
-                        )
     report: dict[str, Any] = {"manifest": str(manifest), "channel": args.channel, "enrolled": len(enrolled)}
     for kind in ("genuine", "impostor"):
         rows = [r for r in results if r["kind"] == kind]

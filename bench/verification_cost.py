@@ -1,6 +1,6 @@
 """CPU per verification through the whole service: the capacity model's main input (docs/deploy.md).
 
-    VOICEID_DEV_DATA_DIR=../shared/data PYTHONPATH=. python bench/verification_cost.py [--channel g711-ulaw]
+    VOICEID_DEV_DATA_DIR=../shared/data python bench/verification_cost.py [--channel g711-ulaw]
 
 In one process, the HTTP app on a temporary SQLite database with default settings (the `auto`
 backend, the spoofing countermeasure on, one inference worker of one thread) except the two a lab
@@ -19,22 +19,15 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import soundfile as sf
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
+from http_harness import bench_app, enrol, role_headers  # bench/http_harness.py: run from bench/ as a script
 
-from voiceid.api.app import create_app
 from voiceid.config import Settings, get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
-from voiceid.storage.crypto import generate_key_text
-
-ADMIN = "bench-admin-key-0123456789abcdef"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,58 +36,31 @@ def pct(values: list[float], q: float) -> float:
 
 
 def measure(base: Settings, speakers: dict[str, list[Utterance]], channel: str, cm: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = base.model_copy(
-            update={
-                "data_dir": Path(tmp),
-                "database_url": None,
-                "admin_key": SecretStr(ADMIN),
-                "encryption_key": SecretStr(generate_key_text()),
-                "attempt_rate_limit": 10_000,
-                "lockout_rejects": 10_000,
-                "inference_workers": 1,
-                "torch_threads": 1,
-                "cm_enabled": cm,
-            }
-        )
-        # The app builds its own engine, as `voiceid serve` does (backend resolved, CM stage or none).
-        with TestClient(create_app(settings)) as client:
-            model_version = client.app.state.service.engine.model_version  # type: ignore[attr-defined]
-            admin = {"Authorization": f"Bearer {ADMIN}"}
-            keys = {
-                role: client.post("/v1/api-keys", json={"role": role}, headers=admin).json()["key"]
-                for role in ("ivr", "enrolment")
-            }
-            enrol = {"Authorization": f"Bearer {keys['enrolment']}"}
-            probes: list[tuple[str, Utterance]] = []
-            for speaker, utterances in speakers.items():
-                consent = {"consent": {"granted": True, "text_version": "v1"}}
-                client.put(f"/v1/speakers/{speaker}", json=consent, headers=enrol)
-                for k, utt in enumerate(utterances):
-                    body, ctype = through_channel(utt.path, channel)
-                    r = client.post(
-                        f"/v1/speakers/{speaker}/enrolment-audio",
-                        content=body,
-                        headers={**enrol, "Content-Type": ctype},
-                    )
-                    if r.status_code == 200 and r.json()["status"] == "ENROLLED":
-                        probes += [(speaker, u) for u in utterances[k + 1 :]]
-                        break
-            ivr = {"Authorization": f"Bearer {keys['ivr']}"}
-            cpu, wall, audio, decisions = [], [], [], []
-            for i, (speaker, utt) in enumerate(probes):
-                body, ctype = through_channel(utt.path, channel)
-                c0, w0 = time.process_time(), time.perf_counter()
-                r = client.post(
-                    f"/v1/speakers/{speaker}/verifications", content=body, headers={**ivr, "Content-Type": ctype}
-                )
-                c1, w1 = time.process_time(), time.perf_counter()
-                if i < 3:
-                    continue  # warm-up: first calls load lazily built state
-                cpu.append(c1 - c0)
-                wall.append(w1 - w0)
-                audio.append(sf.info(str(utt.path)).duration)
-                decisions.append(r.json().get("decision", r.json().get("code")))
+    overrides = {"inference_workers": 1, "torch_threads": 1, "cm_enabled": cm}
+    # The app builds its own engine, as `voiceid serve` does (backend resolved, CM stage or none).
+    with bench_app(base, **overrides) as client:
+        model_version = client.app.state.service.engine.model_version  # type: ignore[attr-defined]
+        keys = role_headers(client)
+        probes: list[tuple[str, Utterance]] = []
+        for speaker, utterances in speakers.items():
+            used = enrol(client, keys["enrolment"], speaker, utterances, channel)
+            if used is not None:
+                probes += [(speaker, u) for u in utterances[used:]]
+        ivr = keys["ivr"]
+        cpu, wall, audio, decisions = [], [], [], []
+        for i, (speaker, utt) in enumerate(probes):
+            body, ctype = through_channel(utt.path, channel)
+            c0, w0 = time.process_time(), time.perf_counter()
+            r = client.post(
+                f"/v1/speakers/{speaker}/verifications", content=body, headers={**ivr, "Content-Type": ctype}
+            )
+            c1, w1 = time.process_time(), time.perf_counter()
+            if i < 3:
+                continue  # warm-up: first calls load lazily built state
+            cpu.append(c1 - c0)
+            wall.append(w1 - w0)
+            audio.append(sf.info(str(utt.path)).duration)
+            decisions.append(r.json().get("decision", r.json().get("code")))
     mean_cpu = statistics.fmean(cpu)
     return {
         "cm_enabled": cm,
