@@ -12,7 +12,7 @@ import typer
 
 from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
-from voiceid.views import SpeakerStatus
+from voiceid.statuses import SpeakerStatus
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)

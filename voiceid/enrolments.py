@@ -12,9 +12,10 @@ from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
-from voiceid.views import EnrolmentStep, SpeakerStatus, SpeakerView
+from voiceid.views import EnrolmentStep, SpeakerView
 
 
 def check_consented(speaker: Speaker) -> None:
@@ -63,7 +64,7 @@ class Enrolment:
                 speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (privacy/retention.py)
                 held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
-                    speaker.status = held or SpeakerStatus.ENROLLED.value
+                    speaker.status = held or SpeakerStatus.ENROLLED
             speaker.updated_at = ctx.now()
             step = EnrolmentStep(
                 status=SpeakerStatus(speaker.status),

@@ -27,10 +27,10 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import CohortSnapshot, Speaker
-from voiceid.views import SpeakerStatus
 
 FloatArray = npt.NDArray[np.float32]
 KEEP_SNAPSHOTS = 3  # older snapshots are deleted; a replica mid-reload can still read the previous one
@@ -57,7 +57,7 @@ def refresh_cohort(session: Session, model_version: str, size: int, now: datetim
             .where(
                 Speaker.voiceprint_model_version == model_version,
                 Speaker.voiceprint.is_not(None),
-                Speaker.status == SpeakerStatus.ENROLLED.value,
+                Speaker.status == SpeakerStatus.ENROLLED,
             )
             .order_by(Speaker.id)
             .limit(size)

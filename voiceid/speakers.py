@@ -14,11 +14,12 @@ from voiceid.privacy.consent import ConsentAction
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.serving import ServingContext
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.views import Consent, SpeakerStatus, SpeakerView, validate_speaker_id
+from voiceid.views import Consent, SpeakerView, validate_speaker_id
 
 
 def lock_state(speaker: Speaker) -> lockout.LockState:
@@ -75,7 +76,7 @@ class Speakers:
         with self.ctx.db.transaction() as session:
             # INSERT ... ON CONFLICT DO NOTHING: of two concurrent first PUTs one creates, the other
             # waits for it and then finds the row (a SELECT ... FOR UPDATE cannot lock a missing row).
-            created = repo.insert_speaker_if_absent(session, speaker_id, SpeakerStatus.ENROLLING.value, now)
+            created = repo.insert_speaker_if_absent(session, speaker_id, SpeakerStatus.ENROLLING, now)
             speaker = repo.get_speaker(session, speaker_id, for_update=True)
             if speaker is None:  # deleted between the two statements by a concurrent DELETE
                 raise VoiceIdError(ErrorCode.CONFLICT, f"speaker {speaker_id!r} changed concurrently; retry")
@@ -87,7 +88,7 @@ class Speakers:
                 speaker.consent_withdrawn_at = None
                 consent.record(session, speaker_id, ConsentAction.GRANTED, text_version, channel, api_key_id, now)
             if speaker.status == SpeakerStatus.OPTED_OUT:
-                speaker.status = SpeakerStatus.ENROLLING.value
+                speaker.status = SpeakerStatus.ENROLLING
             speaker.updated_at = now
             session.flush()
             return self.view(session, speaker), created
@@ -102,7 +103,7 @@ class Speakers:
             repo.erase_biometrics(session, speaker)
             fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.ctx.now())
             if speaker.status != SpeakerStatus.OPTED_OUT:
-                speaker.status = SpeakerStatus.ENROLLING.value
+                speaker.status = SpeakerStatus.ENROLLING
             speaker.updated_at = self.ctx.now()
             view = self.view(session, speaker)
         self.ctx.db.flush_erased()
@@ -114,7 +115,7 @@ class Speakers:
             speaker = self.load(session, speaker_id, for_update=True)
             repo.erase_biometrics(session, speaker)
             fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, now)
-            speaker.status = SpeakerStatus.OPTED_OUT.value
+            speaker.status = SpeakerStatus.OPTED_OUT
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
             speaker.updated_at = now

@@ -20,13 +20,14 @@ from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.population import CohortCache
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers, lock_state
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
-from voiceid.views import UNUSABLE_AUDIO, Preview, SpeakerStatus, VerificationView
+from voiceid.views import UNUSABLE_AUDIO, Preview, VerificationView
 
 
 class Verifications:

@@ -1,6 +1,7 @@
-"""The service's vocabulary and what it returns: roles, speaker statuses and the frozen views the API,
+"""The service's vocabulary and what it returns: roles and the frozen views the API,
 the CLI and the telephony adapters serialise. Kept apart from `service.py` so that adapters and small
 services (population cohort, consent ledger, fraud desk) can name them without importing the service.
+The statuses stored in the database are in `statuses.py`, beside the tables that use them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.statuses import ReviewKind, SpeakerStatus
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Outcome
 
@@ -28,30 +30,6 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-class ReviewKind(StrEnum):
-    """What put an item on the analyst's review queue."""
-
-    DUPLICATE_IDENTITY = "DUPLICATE_IDENTITY"  # the same voice enrolled under another identity
-    WATCHLIST_MATCH = "WATCHLIST_MATCH"  # an enrolment voice matched the watchlist
-    LINKED_VOICE = "LINKED_VOICE"  # one voice heard on several identities within days
-
-
-class ReviewStatus(StrEnum):
-    OPEN = "OPEN"
-    REFUSED = "REFUSED"  # the enrolment was refused outright (VOICEID_*_ACTION=refuse); kept for the record
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-    CLOSED = "CLOSED"  # the speaker was erased while the item was open
-
-
-class SpeakerStatus(StrEnum):
-    ENROLLING = "ENROLLING"
-    ENROLLED = "ENROLLED"
-    OPTED_OUT = "OPTED_OUT"
-    REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
-    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
-
-
 @dataclass(frozen=True)
 class Consent:
     granted: bool
@@ -64,7 +42,7 @@ class Consent:
 @dataclass(frozen=True)
 class SpeakerView:
     speaker_id: str
-    status: str
+    status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     model_version: str | None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 from voiceid.errors import ErrorCode
+from voiceid.statuses import SpeakerStatus
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import SpeakerStatus
 
 ERROR_REF = "#/components/schemas/ErrorBody"
 

@@ -84,3 +84,27 @@ def test_inference_pool_bounds():
         t.join(10)
     assert results == ["done", "done"] and pool.admitted == 0
     pool.shutdown()
+
+
+def test_stored_statuses_load_as_enums_and_unknown_ones_are_refused(tmp_path):
+    from sqlalchemy.exc import StatementError
+
+    from voiceid.statuses import SpeakerStatus
+    from voiceid.storage import repositories as repo
+    from voiceid.storage.db import Database
+    from voiceid.storage.models import utcnow
+
+    db = Database(f"sqlite:///{tmp_path / 'enum.db'}")
+    db.migrate()
+    with db.transaction() as session:
+        assert repo.insert_speaker_if_absent(session, "caller-1", SpeakerStatus.ENROLLING, utcnow())
+    with db.transaction() as session:
+        speaker = repo.get_speaker(session, "caller-1")
+        assert speaker is not None and speaker.status is SpeakerStatus.ENROLLING
+    with pytest.raises(StatementError, match="BOGUS"), db.transaction() as session:
+        speaker = repo.get_speaker(session, "caller-1", for_update=True)
+        assert speaker is not None
+        speaker.status = "BOGUS"  # type: ignore[assignment]
+    with db.transaction() as session:
+        assert repo.get_speaker(session, "caller-1").status is SpeakerStatus.ENROLLING  # nothing stored
+    db.dispose()

@@ -46,11 +46,12 @@ from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
+from voiceid.statuses import ReviewKind, ReviewStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import load_or_create_key_file
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import ReviewKind, ReviewStatus, Role
+from voiceid.views import Role
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from voiceid.statuses import SpeakerStatus
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import Role, SpeakerStatus
+from voiceid.views import Role
 
 
 class ErrorBody(BaseModel):

@@ -26,13 +26,13 @@ from voiceid.fraud.index import VectorIndex
 from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours, merge_links
 from voiceid.fraud.scale import load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
+from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import DecryptionError
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
 from voiceid.verify.scoring import build_voiceprint
-from voiceid.views import ReviewKind, ReviewStatus
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
@@ -329,9 +329,9 @@ class FraudChecks:
 
     def check_duplicates(
         self, session: Session, speaker: Speaker, voiceprint: FloatArray, model_version: str, result: EnrolmentScreen
-    ) -> str | None:
+    ) -> SpeakerStatus | None:
         """Called once a voiceprint is built. Returns the status the speaker must take instead of
-        ENROLLED ("REVIEW_REQUIRED"), or None; on refusal sets `result.refusal` after erasing the
+        ENROLLED (REVIEW_REQUIRED), or None; on refusal sets `result.refusal` after erasing the
         speaker's biometric data, so nothing of a refused enrolment stays."""
         index, refs = self.voiceprints.current(session, model_version, exclude_id=speaker.id)
         # The new voiceprint's channel: the one most of its enrolment audio came through (flushed
@@ -368,5 +368,5 @@ class FraudChecks:
                 "this voice is already enrolled under another speaker id",
                 reasons=[ReviewKind.DUPLICATE_IDENTITY],
             )
-            return "ENROLLING"
-        return "REVIEW_REQUIRED"
+            return SpeakerStatus.ENROLLING
+        return SpeakerStatus.REVIEW_REQUIRED

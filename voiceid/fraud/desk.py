@@ -20,11 +20,12 @@ from voiceid.fraud.links import Link, identities_within
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.serving import ServingContext
+from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
 from voiceid.verify.scoring import build_voiceprint
-from voiceid.views import ReviewKind, ReviewStatus, SpeakerStatus, VerificationView
+from voiceid.views import VerificationView
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -394,15 +395,13 @@ class FraudDesk:
                 if not approve:
                     repo.erase_biometrics(session, speaker)
                     if speaker.status != SpeakerStatus.OPTED_OUT:
-                        speaker.status = SpeakerStatus.ENROLLING.value
+                        speaker.status = SpeakerStatus.ENROLLING
                     speaker.updated_at = now
                 elif speaker.status == SpeakerStatus.REVIEW_REQUIRED and not fraud_repo.open_review_items(
                     session, item.speaker_ref
                 ):
                     speaker.status = (
-                        SpeakerStatus.ENROLLED.value
-                        if speaker.voiceprint is not None
-                        else SpeakerStatus.ENROLLING.value
+                        SpeakerStatus.ENROLLED if speaker.voiceprint is not None else SpeakerStatus.ENROLLING
                     )
                     speaker.updated_at = now
             view = ReviewItemView.from_row(item)

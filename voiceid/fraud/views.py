@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from voiceid.fraud.histogram import Threshold
+from voiceid.statuses import ReviewKind
 from voiceid.verify.decision import Reason
-from voiceid.views import ReviewKind
 
 REASON_TEXT: dict[str, str] = {
     Reason.SCORE_ABOVE_ACCEPT_THRESHOLD: "Score at or above the accept threshold: the voice matches the voiceprint.",

@@ -19,13 +19,11 @@ from sqlalchemy import func, select
 
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.models import Speaker
-from voiceid.views import SpeakerStatus
-
-EXPIRED = SpeakerStatus.EXPIRED.value
 
 
 def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float, batch: int = 500) -> int:
@@ -47,7 +45,7 @@ def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float
                     used = speaker.voiceprint_used_at or speaker.updated_at
                     repo.erase_biometrics(session, speaker)
                     fraud_repo.erase_attempts(session, speaker.speaker_ref)
-                    speaker.status = EXPIRED
+                    speaker.status = SpeakerStatus.EXPIRED
                     speaker.updated_at = now
                     audit.append(
                         session,

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from voiceid.statuses import ReviewKind, ReviewStatus
 from voiceid.storage.crypto import DecryptionError, associated_data
 from voiceid.storage.keys import Vault, mark_for_shredding, speaker_owner, watchlist_owner
 from voiceid.storage.models import (
@@ -25,7 +26,6 @@ from voiceid.storage.models import (
     WatchlistSample,
 )
 from voiceid.storage.repositories import new_id
-from voiceid.views import ReviewKind, ReviewStatus
 
 WATCHLIST = "watchlist"
 

@@ -4,7 +4,8 @@ both encrypted; the score log (`verifications`) holds no vector and survives spe
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +21,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E], Generic[E]):
+    """A StrEnum stored as its value in a VARCHAR (the columns' type since their migration, so no
+    schema change): rows load as enum members, and a value outside the enum is refused on write."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,7 +90,7 @@ class Speaker(Base):
     __tablename__ = "speakers"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     speaker_ref: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[SpeakerStatus] = mapped_column(EnumText(SpeakerStatus, 16))
     consent_granted: Mapped[bool]
     consent_text_version: Mapped[str | None] = mapped_column(String(128))
     consent_channel: Mapped[str | None] = mapped_column(String(32))
@@ -189,8 +212,8 @@ class ReviewItem(Base):
 
     __tablename__ = "review_items"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[ReviewKind] = mapped_column(EnumText(ReviewKind, 32))
+    status: Mapped[ReviewStatus] = mapped_column(EnumText(ReviewStatus, 16))
     speaker_ref: Mapped[str] = mapped_column(String(128))
     matched_ref: Mapped[str] = mapped_column(String(128))
     score: Mapped[float] = mapped_column(Float)

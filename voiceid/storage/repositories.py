@@ -17,6 +17,7 @@ from sqlalchemy import Select, String, and_, cast, delete, func, inspect, or_, s
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
+from voiceid.statuses import SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
@@ -79,7 +80,7 @@ def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any])
     return session.execute(statement.returning(key)).first() is not None
 
 
-def insert_speaker_if_absent(session: Session, ref: str, status: str, now: datetime) -> bool:
+def insert_speaker_if_absent(session: Session, ref: str, status: SpeakerStatus, now: datetime) -> bool:
     values = {
         "id": new_id(),
         "speaker_ref": ref,

@@ -14,7 +14,8 @@ from voiceid.api.body import read_audio
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.desk import FraudDesk
 from voiceid.service import VoiceIdService
-from voiceid.views import ReviewKind, ReviewStatus, Role
+from voiceid.statuses import ReviewKind, ReviewStatus
+from voiceid.views import Role
 
 analyst = Depends(require(Role.ANALYST))
 router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])
