@@ -26,3 +26,26 @@ class SpeakerStatus(StrEnum):
     OPTED_OUT = "OPTED_OUT"
     REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
     EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
+
+
+class CallMode(StrEnum):
+    """What a bound telephone call does with its audio."""
+
+    VERIFY = "verify"
+    ENROL = "enrol"
+
+
+class CallStatus(StrEnum):
+    BOUND = "BOUND"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABANDONED = "ABANDONED"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook outbox row."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"  # gave up after webhook_max_attempts, or the target became forbidden

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from sqlalchemy import event
 
 from tests.api.conftest import ScriptedEngine, unit
+from voiceid.statuses import CallMode
 from voiceid.storage import changes
 from voiceid.storage.crypto import generate_key_text
-from voiceid.telephony_adapter.call import Mode
 from voiceid.telephony_adapter.calls import CallRegistry
 
 THREADS = 8
@@ -63,7 +63,7 @@ def test_concurrent_binds_of_one_call_create_it_once(make_api):
     api.put_speaker("caller-1")
     registry = CallRegistry(api.service.ctx, api.service.speakers)
     call = uuid.uuid4()
-    results, errors = _race(lambda i: registry.bind(call, "caller-1", Mode.VERIFY, None, None))
+    results, errors = _race(lambda i: registry.bind(call, "caller-1", CallMode.VERIFY, None, None))
     assert errors == []
     assert sorted(created for _, created in results) == [False] * (THREADS - 1) + [True]  # type: ignore[misc]
 

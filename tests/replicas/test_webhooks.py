@@ -16,10 +16,11 @@ from pydantic import SecretStr
 from voiceid.config import Settings
 from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.statuses import DeliveryStatus
 from voiceid.storage.models import WebhookDelivery
 from voiceid.telephony_adapter.calls import CallRegistry
 from voiceid.webhooks import signing
-from voiceid.webhooks.outbox import DeliveryStatus, backoff_s, deliver_due, enqueue, pin
+from voiceid.webhooks.outbox import backoff_s, deliver_due, enqueue, pin
 from voiceid.webhooks.targets import WebhookPolicy, check_target
 
 SECRET = "webhook-test-secret-0123456789"
@@ -282,6 +283,6 @@ def test_gives_up_after_max_attempts(make_api, receiver):
 
 
 def registry_mode():
-    from voiceid.telephony_adapter.call import Mode
+    from voiceid.statuses import CallMode
 
-    return Mode.VERIFY
+    return CallMode.VERIFY

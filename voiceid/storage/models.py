@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
+from voiceid.statuses import CallMode, CallStatus, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -162,8 +162,8 @@ class Call(Base):
     __tablename__ = "calls"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the call UUID, canonical lower-case form
     speaker_ref: Mapped[str] = mapped_column(String(128))
-    mode: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[CallMode] = mapped_column(EnumText(CallMode, 8))
+    status: Mapped[CallStatus] = mapped_column(EnumText(CallStatus, 16))
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[dict[str, Any] | None]
@@ -273,7 +273,7 @@ class WebhookDelivery(Base):
     call_id: Mapped[str] = mapped_column(String(36), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     payload: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[DeliveryStatus] = mapped_column(EnumText(DeliveryStatus, 16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(String(512))

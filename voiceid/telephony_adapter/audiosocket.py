@@ -20,7 +20,8 @@ import uuid
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
-from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, Mode, error_event
+from voiceid.statuses import CallMode
+from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.calls import CallRegistry, CallView
 from voiceid.telephony_adapter.frames import HEADER, Frame, FrameError, Kind, check_frame, encode_frame
 from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
@@ -157,7 +158,7 @@ class AudioSocketServer:
             elif event["event"] == "decision":
                 await self._send(writer, encode_frame(Kind.HANGUP))
 
-        session = CallSession(self.service, call.speaker_id, Mode(call.mode), PCM16LE_8K, emit, call.api_key_id)
+        session = CallSession(self.service, call.speaker_id, CallMode(call.mode), PCM16LE_8K, emit, call.api_key_id)
         clean = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.wall_s
@@ -171,7 +172,7 @@ class AudioSocketServer:
                     # The line went quiet (or the call outlived VOICEID_STREAM_MAX_WALL_S): a
                     # verification is decided on the audio it has, an enrolment is abandoned.
                     log.info("call %s: no frame within %.1f s", call_id, wait)
-                    clean = session.mode is Mode.VERIFY
+                    clean = session.mode is CallMode.VERIFY
                     if not clean:
                         await session.end(clean=False)
                         await emit(error_event(VoiceIdError(ErrorCode.REQUEST_TIMEOUT, "the call went silent")))

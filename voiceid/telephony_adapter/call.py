@@ -14,15 +14,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from voiceid.api.schemas import EnrolmentOut, VerificationOut
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
+from voiceid.statuses import CallMode
 from voiceid.verify.decision import Decision
-from voiceid.views import VerificationView
+from voiceid.views import Role, VerificationView
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ FINAL_RETRY_S = 10.0
 FINAL_RETRY_STEP_S = 0.1
 
 
-class Mode(StrEnum):
-    VERIFY = "verify"
-    ENROL = "enrol"
+# The API-key role a call's mode needs, on every transport (HTTP binding, Twilio, AudioSocket).
+ROLE_FOR_MODE = {CallMode.VERIFY: Role.IVR, CallMode.ENROL: Role.ENROLMENT}
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class CallSession:
         self,
         service: VoiceIdService,
         speaker_id: str,
-        mode: Mode,
+        mode: CallMode,
         fmt: StreamFormat,
         emit: Emit,
         api_key_id: str | None = None,
@@ -124,7 +123,7 @@ class CallSession:
         """Checks that need no audio, before the caller's voice is processed at all: the speaker
         must exist; a verification of a speaker who is opted out, locked or not enrolled is decided
         (and logged) right here; an enrolment needs consent. Raises VoiceIdError otherwise."""
-        if self.mode is Mode.VERIFY:
+        if self.mode is CallMode.VERIFY:
             view = await asyncio.to_thread(self.service.verifications.precheck, self.speaker_id, self.api_key_id)
             if view is not None:
                 await self._conclude(decision_event(view, 0.0, early=True))
@@ -136,7 +135,7 @@ class CallSession:
             return
         self._audio += chunk[: max(0, self._max_bytes - len(self._audio))]
         if len(self._audio) >= self._max_bytes:
-            if self.mode is Mode.VERIFY:
+            if self.mode is CallMode.VERIFY:
                 await self.end(clean=True)
             # An enrolment stream at its limit waits for its clean end; later audio is ignored.
             return
@@ -159,7 +158,7 @@ class CallSession:
             self.finished = True
             data = bytes(self._audio)
             try:
-                if self.mode is Mode.VERIFY:
+                if self.mode is CallMode.VERIFY:
                     utterance = self._latest[1] if self._latest and self._latest[0] == len(data) else None
                     if utterance is None:
                         utterance = await self._final(self.service.embed, data, self.fmt.content_type)
@@ -200,7 +199,7 @@ class CallSession:
     async def _run_interim(self, data: bytes) -> None:
         audio_s = len(data) / self.fmt.bytes_per_second
         try:
-            if self.mode is Mode.ENROL:
+            if self.mode is CallMode.ENROL:
                 quality = await asyncio.to_thread(self.service.enrolment.measure_speech, data, self.fmt.content_type)
                 if not self.finished:
                     await self._emit(
@@ -250,7 +249,7 @@ class CallSession:
             # Not enough speech yet to score: report progress, keep listening.
             net = float(exc.details.get("net_speech_s", 0.0))
             event: Event = {"event": "interim", "audio_s": round(audio_s, 3), "net_speech_s": round(net, 3)}
-            if self.mode is Mode.VERIFY:
+            if self.mode is CallMode.VERIFY:
                 event["state"] = "UNDECIDED"
             await self._emit(event)
             return

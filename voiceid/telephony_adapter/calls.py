@@ -16,35 +16,27 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers
+from voiceid.statuses import CallMode, CallStatus
 from voiceid.storage.models import Call
 from voiceid.storage.repositories import insert_if_absent
-from voiceid.telephony_adapter.call import Event, Mode
+from voiceid.telephony_adapter.call import Event
 from voiceid.webhooks import outbox
 from voiceid.webhooks.targets import WebhookPolicy, check_target
 
 log = logging.getLogger(__name__)
 
 
-class CallStatus(StrEnum):
-    BOUND = "BOUND"
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    ABANDONED = "ABANDONED"
-
-
 @dataclass(frozen=True)
 class CallView:
     call_id: str
     speaker_id: str
-    mode: str
-    status: str
+    mode: CallMode
+    status: CallStatus
     webhook_url: str | None
     outcome: dict[str, Any] | None
     created_at: datetime
@@ -93,7 +85,7 @@ class CallRegistry:
         self.speakers = speakers
 
     def bind(
-        self, call_id: uuid.UUID, speaker_id: str, mode: Mode, webhook_url: str | None, api_key_id: str | None
+        self, call_id: uuid.UUID, speaker_id: str, mode: CallMode, webhook_url: str | None, api_key_id: str | None
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
         self.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
@@ -108,8 +100,8 @@ class CallRegistry:
                 {
                     "id": str(call_id),
                     "speaker_ref": speaker_id,
-                    "mode": mode.value,
-                    "status": CallStatus.BOUND.value,
+                    "mode": mode,
+                    "status": CallStatus.BOUND,
                     "api_key_id": api_key_id,
                     "created_at": now,
                     "updated_at": now,
@@ -125,8 +117,8 @@ class CallRegistry:
             if row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}; it can no longer be re-bound")
             row.speaker_ref = speaker_id
-            row.mode = mode.value
-            row.status = CallStatus.BOUND.value
+            row.mode = mode
+            row.status = CallStatus.BOUND
             row.webhook_url = webhook_url
             row.api_key_id = api_key_id
             row.outcome = None
@@ -149,7 +141,7 @@ class CallRegistry:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
             if row.status != CallStatus.BOUND:
                 raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}, not BOUND")
-            row.status = CallStatus.IN_PROGRESS.value
+            row.status = CallStatus.IN_PROGRESS
             row.updated_at = self.ctx.now()
             return CallView.from_row(row)
 
@@ -158,7 +150,7 @@ class CallRegistry:
             row = session.get(Call, str(call_id), with_for_update=True)
             if row is None:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id}")
-            row.status = status_for(outcome).value
+            row.status = status_for(outcome)
             row.outcome = outcome
             row.updated_at = self.ctx.now()
             view = CallView.from_row(row)

@@ -29,9 +29,9 @@ from starlette.websockets import WebSocketDisconnect
 from voiceid.api.auth import authorise
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
-from voiceid.telephony_adapter.call import ULAW_8K, CallSession, Event, Mode, error_event
+from voiceid.statuses import CallMode
+from voiceid.telephony_adapter.call import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
-from voiceid.views import Role
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
-
-ROLE_FOR_MODE = {Mode.VERIFY: Role.IVR, Mode.ENROL: Role.ENROLMENT}
 
 
 class _Message(BaseModel):
@@ -114,7 +112,7 @@ class StreamParameters(BaseModel):
     """The TwiML <Parameter>s this service needs on a stream."""
 
     speaker_id: str = Field(min_length=1, max_length=128)
-    mode: Mode = Mode.VERIFY
+    mode: CallMode = CallMode.VERIFY
     api_key: str = Field(min_length=1)
 
 
@@ -178,7 +176,7 @@ class TwilioStream:
         """Nothing came in time. A verification is decided on the audio it has (the IVR is waiting
         for an answer); a stream that never started, or an enrolment, is abandoned."""
         session = self.session
-        if session is not None and session.mode is Mode.VERIFY:
+        if session is not None and session.mode is CallMode.VERIFY:
             await session.end(clean=True)
             async with self._send_lock:
                 with contextlib.suppress(RuntimeError, OSError):

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.context import AppContext
 from voiceid.errors import VoiceIdError
+from voiceid.statuses import DeliveryStatus
 from voiceid.storage.models import WebhookDelivery
 from voiceid.storage.repositories import new_id
 from voiceid.webhooks import signing
@@ -33,19 +33,13 @@ from voiceid.webhooks.targets import Resolver, WebhookPolicy, check_target, reso
 log = logging.getLogger(__name__)
 
 
-class DeliveryStatus(StrEnum):
-    PENDING = "PENDING"
-    DELIVERED = "DELIVERED"
-    FAILED = "FAILED"  # gave up after webhook_max_attempts, or the target became forbidden
-
-
 def enqueue(session: Session, call_id: str, url: str, payload: dict[str, Any], now: datetime) -> WebhookDelivery:
     row = WebhookDelivery(
         id=new_id(),
         call_id=call_id,
         url=url,
         payload=payload,
-        status=DeliveryStatus.PENDING.value,
+        status=DeliveryStatus.PENDING,
         attempts=0,
         next_attempt_at=now,
         created_at=now,
@@ -108,7 +102,7 @@ def _claim(ctx: AppContext, now: datetime) -> list[Claimed]:
     with ctx.db.transaction() as session:
         rows = session.scalars(
             select(WebhookDelivery)
-            .where(WebhookDelivery.status == DeliveryStatus.PENDING.value, WebhookDelivery.next_attempt_at <= now)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(settings.webhook_batch)
             .with_for_update(skip_locked=True)
@@ -160,11 +154,11 @@ def deliver_due(ctx: AppContext, post: Poster = http_post, resolver: Resolver = 
             if row is None:
                 continue
             if delivered:
-                row.status, row.delivered_at, row.last_error = DeliveryStatus.DELIVERED.value, now, None
+                row.status, row.delivered_at, row.last_error = DeliveryStatus.DELIVERED, now, None
                 continue
             row.last_error = error
             if permanent or item.attempts >= settings.webhook_max_attempts:
-                row.status = DeliveryStatus.FAILED.value
+                row.status = DeliveryStatus.FAILED
                 log.warning("webhook %s for call %s failed for good: %s", item.id, row.call_id, error)
             else:
                 delay = backoff_s(item.attempts, settings.webhook_backoff_s, settings.webhook_backoff_max_s)

@@ -12,18 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.api.auth import Principal, get_service, require
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
-from voiceid.telephony_adapter.call import Mode
+from voiceid.statuses import CallMode
+from voiceid.telephony_adapter.call import ROLE_FOR_MODE
 from voiceid.telephony_adapter.calls import CallRegistry
 from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
-ROLE_FOR_MODE = {Mode.VERIFY: Role.IVR, Mode.ENROL: Role.ENROLMENT}
-
 
 class CallIn(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
-    mode: Mode = Mode.VERIFY
+    mode: CallMode = CallMode.VERIFY
     webhook_url: AnyHttpUrl | None = Field(None, description="Receives the call (with its outcome) as a JSON POST.")
 
 
