@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from voiceid.api.schemas import EnrolmentOut, VerificationOut
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.verify.decision import Decision
 from voiceid.views import Role, VerificationView
+from voiceid.wire import EnrolmentOut, VerificationOut
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,11 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
 from voiceid.api.body import read_audio
-from voiceid.api.schemas import ConsentEventOut, EnrolmentOut, SpeakerIn, SpeakerOut, VerificationOut
+from voiceid.api.schemas import ConsentEventOut, SpeakerIn, SpeakerOut
 from voiceid.privacy.consent import consent_history
 from voiceid.service import VoiceIdService
 from voiceid.views import Role
+from voiceid.wire import EnrolmentOut, VerificationOut
 
 router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
 

@@ -1,0 +1,83 @@
+"""The JSON bodies a call's outcome travels in, whatever the transport: the HTTP answers of
+`POST .../enrolment-audio` and `POST .../verifications`, and the `enrolment` / `decision` events of the
+telephony streams (Twilio, AudioSocket, and the call-outcome webhook) carry exactly these. They are
+defined once, here, below both adapters (api/ and telephony_adapter/), from the domain views."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from voiceid.statuses import SpeakerStatus
+from voiceid.verify.decision import Decision, Reason
+
+
+class WatchlistHitOut(BaseModel):
+    entry_id: str
+    label: str
+    llr: float | None = Field(
+        description="Calibrated LLR (natural log), probe vs watchlist voice, on the pair's channel scale "
+        "(null only on hits logged before calibrated screening)."
+    )
+    raw_score: float = Field(description="Cosine between the probe and the watchlist voice, for diagnosis.")
+    scale: str | None = Field(
+        None, description="phone | wideband | cross: the channel calibration the pair was scored with."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        # Hits logged before calibrated screening carry only the raw cosine, as "score".
+        if isinstance(data, dict) and "raw_score" not in data and "score" in data:
+            return {**data, "raw_score": data["score"], "llr": None}
+        return data
+
+
+class EnrolmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    status: SpeakerStatus
+    net_speech_s: float
+    required_speech_s: float
+    quality: dict[str, Any]
+    reasons: list[Literal["WATCHLIST_MATCH", "DUPLICATE_IDENTITY"]] = Field(default_factory=list)
+    watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
+
+
+class VerificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    verification_id: str
+    decision: Decision
+    score: float | None = Field(
+        description="Normalised score (AS-norm), before calibration; null if nothing was scored"
+    )
+    accept_threshold: float | None = Field(
+        description="ACCEPT when the value on `threshold_scale` is >= this; the same on every call of a channel. "
+        "Null where nothing was scored."
+    )
+    reject_threshold: float | None = Field(description="REJECT when the value on `threshold_scale` is < this")
+    threshold_scale: str | None = Field(
+        None, description="What the thresholds are on: llr (calibrated, the default) or cosine (uncalibrated)"
+    )
+    net_speech_s: float | None
+    reasons: list[Reason]
+    model_version: str
+    channel: str | None = Field(description="phone (G.711 / <= 8 kHz) or wideband; selects cohort and calibration")
+    raw_score: float | None = Field(None, description="Cosine similarity before normalisation")
+    llr: float | None = Field(
+        None,
+        description="Calibrated log-likelihood ratio (natural log), same vs different speaker, weighing the score "
+        "by the net speech behind it; the decision is taken on it",
+    )
+    norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
+    calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
+    watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
+    cm_score: float | None = Field(
+        None,
+        description="Spoofing countermeasure: calibrated log-likelihood ratio (nats) bona fide vs spoof; higher = more "
+        "likely a live human voice, 0 = no evidence either way; SPOOF_SUSPECTED below the channel threshold",
+    )
+    cm_version: str | None = Field(None, description="Countermeasure model and back-end that gave cm_score")
+    replay_score: float | None = Field(
+        None, description="Best share of fingerprint landmarks lining up with audio heard before (REPLAY_SUSPECTED)"
+    )
