@@ -145,7 +145,7 @@ def test_the_next_snapshot_holds_no_erased_voice_and_the_old_one_is_shredded(wor
     erased = VoiceprintCache(world.vault, EXACT_MAX)
     with world.db.transaction() as session:
         held, _ = erased.current(session, VERSION, exclude_id="")
-        ids = {r: i for i, r in erased._refs.items()}
+        ids = {r: i for i, r in erased._names.items()}
         stored = held._index.vectors([ids["caller-3"]])[0].astype("<f4").tobytes()
         kept = held._index.vectors([ids["caller-4"]])[0].astype("<f4").tobytes()
         assert stored in index_repo.read_payload(session, world.vault, old)  # the check can fail

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -73,9 +73,11 @@ class IndexView:
 
 
 class FeedCache:
-    """Shared sync logic; subclasses load and drop their objects."""
+    """Shared sync logic; subclasses load and drop their objects. Beside each vector the cache keeps
+    the object's name (a speaker's reference, a watchlist entry's label) and channel."""
 
     kind: ChangeKind
+    names_key: ClassVar[str]  # what the names are called in a snapshot's metadata (kept stable)
 
     def __init__(
         self,
@@ -99,6 +101,8 @@ class FeedCache:
         self._recheck: set[str] = set()
         self._indexes: dict[str, VectorIndex] = {}
         self._versions: dict[str, str] = {}  # object id -> model version of its vector
+        self._names: dict[str, str] = {}
+        self.channels: dict[str, str | None] = {}  # object id -> channel of its audio
 
     @property
     def revision(self) -> int | None:
@@ -230,20 +234,24 @@ class FeedCache:
 
     def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
         """What besides the vectors the cache holds for `ids` (JSON), stored in their snapshot."""
-        raise NotImplementedError
+        return {self.names_key: {i: self._names[i] for i in ids}, "channels": {i: self.channels.get(i) for i in ids}}
 
     def _restore(self, meta: dict[str, Any]) -> None:
-        raise NotImplementedError
+        self._names.update(meta[self.names_key])
+        self.channels.update(meta["channels"])
 
     def _forget(self, object_id: str) -> None:
-        raise NotImplementedError
+        self._names.pop(object_id, None)
+        self.channels.pop(object_id, None)
 
     def _clear(self) -> None:
-        raise NotImplementedError
+        self._names = {}
+        self.channels = {}
 
 
 class VoiceprintCache(FeedCache):
     kind = ChangeKind.VOICEPRINT
+    names_key = "refs"  # speaker id -> the customer's reference
 
     def __init__(
         self,
@@ -254,15 +262,13 @@ class VoiceprintCache(FeedCache):
         load_snapshots: bool = True,
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
-        self._refs: dict[str, str] = {}
-        self.channels: dict[str, str | None] = {}  # speaker id -> channel of most of the enrolment audio
 
     def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[IndexView, dict[str, str]]:
         """Every enrolled voiceprint of `model_version` except `exclude_id`'s, and id -> reference."""
         self.sync(session)
         with self._lock:
             index = self._indexes.setdefault(model_version, self._new_index())
-        return IndexView(index, exclude_id), self._refs
+        return IndexView(index, exclude_id), self._names
 
     def _store(self, speaker: Speaker, channel: str | None = None) -> None:
         try:
@@ -276,8 +282,8 @@ class VoiceprintCache(FeedCache):
             self._drop(speaker.id)
             return
         self._put(speaker.id, speaker.voiceprint_model_version, vector)
-        self._refs[speaker.id] = speaker.speaker_ref
-        self.channels[speaker.id] = channel
+        self._names[speaker.id] = speaker.speaker_ref
+        self.channels[speaker.id] = channel  # the channel most of the enrolment audio came through
 
     def _apply(self, session: Session, ids: list[str]) -> None:
         found: set[str] = set()
@@ -308,24 +314,10 @@ class VoiceprintCache(FeedCache):
         with contextlib.suppress(DecryptionError):
             self._cipher.prefetch(s.voiceprint for s in speakers if s.voiceprint is not None)
 
-    def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
-        return {"refs": {i: self._refs[i] for i in ids}, "channels": {i: self.channels.get(i) for i in ids}}
-
-    def _restore(self, meta: dict[str, Any]) -> None:
-        self._refs.update(meta["refs"])
-        self.channels.update(meta["channels"])
-
-    def _forget(self, object_id: str) -> None:
-        self._refs.pop(object_id, None)
-        self.channels.pop(object_id, None)
-
-    def _clear(self) -> None:
-        self._refs = {}
-        self.channels = {}
-
 
 class WatchlistCache(FeedCache):
     kind = ChangeKind.WATCHLIST
+    names_key = "labels"  # entry id -> its label
 
     def __init__(
         self,
@@ -336,13 +328,11 @@ class WatchlistCache(FeedCache):
         load_snapshots: bool = True,
     ) -> None:
         super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
-        self._labels: dict[str, str] = {}
-        self.channels: dict[str, str | None] = {}  # entry id -> the channel its calls came through
 
     def current(self, session: Session, model_version: str) -> tuple[VectorIndex | None, dict[str, str]]:
         self.sync(session)
         with self._lock:
-            return self._indexes.get(model_version), self._labels
+            return self._indexes.get(model_version), self._names
 
     # The fraud desk calls these after its commits; the feed carries the change, so they only make
     # the next screen look at the database at once.
@@ -354,7 +344,7 @@ class WatchlistCache(FeedCache):
 
     def _store(self, row: WatchlistEntry) -> None:
         self._put(row.id, row.model_version, fraud_repo.watchlist_vector(self._cipher, row))
-        self._labels[row.id] = row.label
+        self._names[row.id] = row.label
         self.channels[row.id] = row.channel
 
     def _apply(self, session: Session, ids: list[str]) -> None:
@@ -373,18 +363,3 @@ class WatchlistCache(FeedCache):
         for row in session.scalars(query.execution_options(yield_per=2000)):
             if row.id not in skip:
                 self._store(row)
-
-    def _meta(self, ids: Sequence[str]) -> dict[str, Any]:
-        return {"labels": {i: self._labels[i] for i in ids}, "channels": {i: self.channels.get(i) for i in ids}}
-
-    def _restore(self, meta: dict[str, Any]) -> None:
-        self._labels.update(meta["labels"])
-        self.channels.update(meta["channels"])
-
-    def _forget(self, object_id: str) -> None:
-        self._labels.pop(object_id, None)
-        self.channels.pop(object_id, None)
-
-    def _clear(self) -> None:
-        self._labels = {}
-        self.channels = {}
