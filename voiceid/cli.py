@@ -759,7 +759,7 @@ def purge() -> None:
     service = _service(load_model=False)
     try:
         removed = service.desk.purge_expired()
-        expired = expire_voiceprints(service.ctx.app_context())
+        expired = expire_voiceprints(service.ctx)
     finally:
         service.close()
     typer.echo(json.dumps({"purged_attempt_embeddings": removed, "expired_voiceprints": expired}))

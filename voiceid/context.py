@@ -63,6 +63,10 @@ class AppContext:
     # What a job keeps in this process between its ticks (the index-snapshot job's caches), by job name.
     job_state: dict[str, Any] = field(default_factory=dict)
 
+    def now(self) -> datetime:
+        """Read through here (or `clock()`) at each use: tests and the purge swap the clock later."""
+        return self.clock()
+
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         check_shared_configuration(settings)

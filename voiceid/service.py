@@ -63,15 +63,26 @@ class VoiceIdService:
         # The checks read the time through the context, so swapping `clock` later reaches them.
         fraud = FraudChecks(settings, cipher, lambda: self.clock())
         pad = PadChecks(settings, cipher, lambda: self.clock(), getattr(engine, "cm_version", None))
-        self.ctx = ServingContext(settings, db, cipher, engine, pool, fraud, pad, counters or ServiceCounters(), clock)
+        self.ctx = ServingContext(
+            settings,
+            db,
+            cipher,
+            clock,
+            engine=engine,
+            pool=pool,
+            fraud=fraud,
+            pad=pad,
+            counters=counters or ServiceCounters(),
+        )
         # Cohorts and calibration are loaded once; a missing or mismatched one fails start-up
         # rather than letting the service decide on thresholds that do not fit its scores.
         self.scorer = scorer or build_scorer(settings, engine.model_version)
         self.policy: DecisionPolicy = build_policy(settings, self.scorer)
-        self.cohort = CohortCache(cipher, settings.change_poll_s)
         self.speakers = Speakers(self.ctx)
         self.enrolment = Enrolment(self.ctx, self.speakers)
-        self.verifications = Verifications(self.ctx, self.speakers, self.scorer, self.policy, self.cohort)
+        self.verifications = Verifications(
+            self.ctx, self.speakers, self.scorer, self.policy, CohortCache(cipher, settings.change_poll_s)
+        )
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
         self.desk = FraudDesk(self.ctx)
@@ -149,6 +160,11 @@ class VoiceIdService:
     def embed(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full)."""
         return self.ctx.embed(data, content_type)
+
+    @property
+    def cohort(self) -> CohortCache:
+        """The population cohort the verifications normalise with (readiness reports what it holds)."""
+        return self.verifications.cohort
 
     @property
     def thresholds(self) -> Thresholds:

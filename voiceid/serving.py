@@ -4,42 +4,26 @@ presentation-attack checks. DESIGN.md: one context, several services."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from voiceid.antispoof.checks import PadChecks
-from voiceid.config import Settings
 from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.fraud.checks import FraudChecks
 from voiceid.inference import InferencePool
-from voiceid.storage.db import Database
-from voiceid.storage.keys import Vault
-from voiceid.storage.models import utcnow
 from voiceid.views import ServiceCounters
 
 
-@dataclass
-class ServingContext:
-    settings: Settings
-    db: Database
-    cipher: Vault  # the envelope vault: every biometric blob is sealed through it
+@dataclass(kw_only=True)
+class ServingContext(AppContext):
+    """An `AppContext` (settings, database, vault, swappable clock), so the worker's jobs run on it
+    as they are (`voiceid purge`, the fraud desk's purge, the in-process worker on SQLite)."""
+
     engine: Engine
     pool: InferencePool
     fraud: FraudChecks
     pad: PadChecks
     counters: ServiceCounters = field(default_factory=ServiceCounters)
-    # Read through `now()` everywhere: tests (and the purge) swap the clock after start-up.
-    clock: Callable[[], datetime] = field(default=utcnow)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    def app_context(self) -> AppContext:
-        """The model-free part, for the worker's jobs run in this process (`voiceid purge`, the
-        fraud desk's purge): the same database, vault and (swappable) clock."""
-        return AppContext(self.settings, self.db, self.cipher, self.now)
 
     @property
     def model_version(self) -> str:

@@ -91,10 +91,10 @@ def test_unused_voiceprints_expire_and_used_ones_stay(make_api):
     clock[0] = start + timedelta(days=1000)  # busy calls in; idle does not
     assert api.verify(busy, engine.register(b"busy-call", unit(12)), "audio/basic")["decision"] == "ACCEPT"
     clock[0] = start + timedelta(days=1094)
-    assert expire_voiceprints(api.service.ctx.app_context()) == 0
+    assert expire_voiceprints(api.service.ctx) == 0
     clock[0] = start + timedelta(days=1096)
-    assert expire_voiceprints(api.service.ctx.app_context()) == 1
-    assert expire_voiceprints(api.service.ctx.app_context()) == 0  # idempotent
+    assert expire_voiceprints(api.service.ctx) == 1
+    assert expire_voiceprints(api.service.ctx) == 0  # idempotent
 
     got = api.client.get(f"/v1/speakers/{idle}", headers=api.h("enrolment")).json()
     assert got["status"] == "EXPIRED" and got["net_speech_s"] == 0 and got["consent"]["granted"] is True

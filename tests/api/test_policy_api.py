@@ -184,7 +184,7 @@ def test_a_snapshot_taken_elsewhere_is_picked_up_within_the_poll_interval_not_pe
     api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000)
     service = api.service
     clock = [0.0]
-    service.cohort = service.verifications.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])
+    service.verifications.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])
     api.seed_voiceprint("caller", BASE)
     _population(api, 5)
     probe = engine.register(b"probe", at_cosine(0.7))

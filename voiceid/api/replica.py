@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voiceid.context import AppContext
 from voiceid.service import VoiceIdService
 from voiceid.storage.upgrade import check_decision_data
 from voiceid.verify.versions import decision_versions
@@ -32,8 +31,7 @@ class Replica:
             service.fraud.watchlist.sync(session)
         jobs = None
         if settings.jobs_in_process:
-            context = AppContext(settings, service.db, service.cipher, lambda: service.clock())
-            jobs = BackgroundWorker(Worker(context, JOBS))
+            jobs = BackgroundWorker(Worker(service.ctx, JOBS))
             jobs.start()
         return cls(service, versions, jobs)
 

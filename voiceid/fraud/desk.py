@@ -348,7 +348,7 @@ class FraudDesk:
         """Delete every attempt embedding past its retention; the number removed."""
         from voiceid.worker.jobs import purge_attempts  # the worker's job: one implementation
 
-        return purge_attempts(self.ctx.app_context())
+        return purge_attempts(self.ctx)
 
     # --- review queue ------------------------------------------------------------------------
 
