@@ -67,7 +67,7 @@ class Enrolment:
                     speaker.status = held or SpeakerStatus.ENROLLED
             speaker.updated_at = ctx.now()
             step = EnrolmentStep(
-                status=SpeakerStatus(speaker.status),
+                status=speaker.status,
                 net_speech_s=round(state.net_speech_s, 3),
                 required_speech_s=state.required_speech_s,
                 quality=utterance.quality.to_dict(),

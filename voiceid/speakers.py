@@ -6,6 +6,8 @@ enrolment and verification services find speakers through `load` and describe th
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -24,6 +26,13 @@ from voiceid.views import Consent, SpeakerView, validate_speaker_id
 
 def lock_state(speaker: Speaker) -> lockout.LockState:
     return lockout.LockState(speaker.lockout_weight, speaker.locked_at)
+
+
+def _erase_biometrics(session: Session, speaker: Speaker, now: datetime) -> None:
+    """Reset and opt-out keep the speaker's row but nothing of their voice: embeddings, voiceprint,
+    fingerprints and attempt embeddings go (data key shredded at commit), open review items close."""
+    repo.erase_biometrics(session, speaker)
+    fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, now)
 
 
 class Speakers:
@@ -98,13 +107,13 @@ class Speakers:
             return self.view(session, self.load(session, speaker_id))
 
     def reset_enrolment(self, speaker_id: str) -> SpeakerView:
+        now = self.ctx.now()
         with self.ctx.db.transaction() as session:
             speaker = self.load(session, speaker_id, for_update=True)
-            repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, self.ctx.now())
+            _erase_biometrics(session, speaker, now)
             if speaker.status != SpeakerStatus.OPTED_OUT:
                 speaker.status = SpeakerStatus.ENROLLING
-            speaker.updated_at = self.ctx.now()
+            speaker.updated_at = now
             view = self.view(session, speaker)
         self.ctx.db.flush_erased()
         return view
@@ -113,8 +122,7 @@ class Speakers:
         now = self.ctx.now()
         with self.ctx.db.transaction() as session:
             speaker = self.load(session, speaker_id, for_update=True)
-            repo.erase_biometrics(session, speaker)
-            fraud_repo.erase_speaker_fraud_data(session, speaker.speaker_ref, now)
+            _erase_biometrics(session, speaker, now)
             speaker.status = SpeakerStatus.OPTED_OUT
             speaker.consent_granted = False
             speaker.consent_withdrawn_at = now
