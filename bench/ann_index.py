@@ -143,7 +143,7 @@ def run(
     queries: int,
     seed: int,
     workdir: Path,
-    postgres_dsn: str | None = None,
+    db: Database,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     names = sorted(speakers)
@@ -163,24 +163,7 @@ def run(
     index.build_graph()
     build_s = time.perf_counter() - started
 
-    with database(workdir, size, postgres_dsn) as db:
-        db.migrate()
-        return _store_and_load(db, index, build_s, matrix, names, speakers, real, rng, queries, workdir)
-
-
-def _store_and_load(
-    db: Database,
-    index: VectorIndex,
-    build_s: float,
-    matrix: np.ndarray,
-    names: list[str],
-    speakers: dict[str, list[np.ndarray]],
-    real: np.ndarray,
-    rng: np.random.Generator,
-    queries: int,
-    workdir: Path,
-) -> dict[str, Any]:
-    size = len(index)
+    db.migrate()
     vault = vault_in(workdir)
     started = time.perf_counter()
     payload = index.to_snapshot({"bench": True})
@@ -269,8 +252,8 @@ def main() -> None:
         return
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores", file=sys.stderr)
     for size in args.sizes:
-        with tempfile.TemporaryDirectory(prefix="voiceid-ann-") as tmp:
-            print(json.dumps(run(size, speakers, args.queries, args.seed, Path(tmp), args.postgres)), flush=True)
+        with tempfile.TemporaryDirectory(prefix="voiceid-ann-") as tmp, database(Path(tmp), size, args.postgres) as db:
+            print(json.dumps(run(size, speakers, args.queries, args.seed, Path(tmp), db)), flush=True)
 
 
 if __name__ == "__main__":
