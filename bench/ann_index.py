@@ -14,8 +14,8 @@ Per N it reports what the worker and a replica pay, through the product's own co
 - worker build: incremental `VectorIndex.add` in batches of 10 k then the graph completed
   (`build_graph`): the per-process build a replica used to pay on every cold start;
 - snapshot: size, and serialise (`FeedCache`-free `VectorIndex.to_snapshot`) + seal + store time
-  (`index_repo.write_snapshot`, 8 MiB chunks; SQLite in a temporary directory, or with `--postgres DSN`
-  a PostgreSQL database of its own on that server, created and dropped by the run);
+  (`index_repo.write_snapshot`, 8 MiB chunks; SQLite in a temporary directory, or with `--postgres`
+  a PostgreSQL database of its own, created and dropped by the run as the test suite's are);
 - replica load: read + open + verify SHA-256 (`index_repo.read_payload`) + deserialise
   (`VectorIndex.from_snapshot`), against the alternative of a full reload (decrypting every vector:
   `decrypt_s`, measured on 20 k vectors and scaled) plus the worker's build time;
@@ -33,13 +33,15 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ below
+
+from tests.conftest import postgres_database  # one helper makes test and bench databases
 from voiceid.config import get_settings
 from voiceid.fraud.index import VectorIndex
 from voiceid.storage import index_repo
@@ -114,27 +116,22 @@ def decrypt_rate(vault: Vault, vectors: np.ndarray, n: int = 2_000) -> float:
 
 
 @contextlib.contextmanager
-def database(workdir: Path, size: int, postgres_dsn: str | None) -> Iterator[Database]:
-    """SQLite in `workdir`, or a PostgreSQL database of its own (dropped on exit) on `postgres_dsn`."""
-    if postgres_dsn is None:
-        db = Database(f"sqlite:///{workdir / f'ann-{size}.db'}")
-        try:
-            yield db
-        finally:
-            db.dispose()
+def database(workdir: Path, size: int, postgres: bool) -> Iterator[Database]:
+    """SQLite in `workdir`, or a PostgreSQL database of its own, created and dropped by the test
+    suite's helper (server from VOICEID_TEST_POSTGRES_DSN, default the local one)."""
+    if postgres:
+        with postgres_database("voiceid_bench_ann") as url:
+            db = Database(url)
+            try:
+                yield db
+            finally:
+                db.dispose()
         return
-    import psycopg
-
-    name = f"voiceid_bench_ann_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        info = admin.info
-        db = Database(f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}")
-        try:
-            yield db
-        finally:
-            db.dispose()
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db = Database(f"sqlite:///{workdir / f'ann-{size}.db'}")
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def run(
@@ -240,9 +237,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--postgres",
-        metavar="DSN",
-        help="store the snapshot in a PostgreSQL database of its own on this server (libpq DSN of an admin "
-        "connection, e.g. 'host=127.0.0.1 user=postgres dbname=postgres'); default SQLite",
+        action="store_true",
+        help="store the snapshot in a PostgreSQL database of its own (VOICEID_TEST_POSTGRES_DSN, default the "
+        "local server); default SQLite",
     )
     parser.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
     args = parser.parse_args()
