@@ -6,13 +6,15 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
 from voiceid.statuses import SpeakerStatus
+from voiceid.verify.calibration import DEFAULT_REGIMES
+from voiceid.verify.normalisation import NormMethod
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)
@@ -280,8 +282,19 @@ def eval_command(
         Path | None, typer.Option(help="Impostor cohort (default: <dev data>/dev_cohort/manifest.csv)")
     ] = None,
     calibration: Annotated[
-        Path | None,
-        typer.Option(help="calibration.json for Cllr and the policy section (default: the service's calibration)"),
+        str,
+        typer.Option(
+            help="Policy section: shipped (the service's calibration file) | self (also the self-calibration the "
+            "worker fits on the population's own non-target trials, 2 folds by speaker) | a calibration.json path"
+        ),
+    ] = "shipped",
+    population: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Decide as a deployment with this many enrolled callers would (its normalisation regime); "
+            "default: the whole manifest",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
     plots: Annotated[Path | None, typer.Option(help="Directory for DET and histogram PNGs")] = None,
@@ -290,13 +303,14 @@ def eval_command(
     """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve,
     and what the shipped decision policy does (ACCEPT / INCONCLUSIVE / REJECT per net-speech band)."""
     from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
+    from voiceid.evaluation.regimes import CALIBRATIONS, policy_by_calibration, regime_for, regime_trials
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
     from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.metrics import cllr as cllr_of
     from voiceid.verify.normalisation import NORM_METHODS
-    from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
+    from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
 
     settings = get_settings()
     norm = norm or settings.score_norm
@@ -333,26 +347,39 @@ def eval_command(
         report["warning"] = (
             f"only {len(trials.speakers)} speakers: error rates, Cllr and the policy figures are not reliable"
         )
-    calibration_path = calibration or settings.calibration_file or BUILTIN_CALIBRATION
-    matching = [
-        c
-        for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
-        if c.channel == run.service_channel and c.norm == norm and c.model_version == report["model_version"]
-    ]
-    if matching and embedder == "voiceid":
-        cal = matching[0]
+    mode = calibration if calibration in CALIBRATIONS else "file"
+    calibration_path = Path(calibration) if mode == "file" else settings.calibration_file or BUILTIN_CALIBRATION
+    if mode == "file" and not calibration_path.is_file():
+        raise typer.BadParameter(f"--calibration is shipped, self or a calibration.json file; {calibration} is none")
+    regimes = channel_regimes(
+        [
+            c
+            for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
+            if c.channel == run.service_channel and c.model_version == report["model_version"]
+        ],
+        norm,
+    )
+    if regimes and embedder == "voiceid":
+        regime = regime_for(regimes, settings, population)
+        cal = regime.calibration
+        if population is not None or cal.norm != norm:
+            trials = regime_trials(run, regime, settings)  # the regime's own scores (raw or normalised)
         llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
         report["cllr"] = cllr_of(llr[trials.is_target], llr[~trials.is_target])
         report["cllr_calibration"] = str(calibration_path)
-        pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
+        report["population"] = population
         report["policy"] = {
             "target_fmr": settings.target_fmr,
             "target_fnmr": settings.target_fnmr,
             "calibration": cal.calibration_id,
-            **operating_point(llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s),
+            **operating_point(
+                llr, trials.is_target, trials.probe_speech_s, regime.thresholds, settings.verify_min_speech_s
+            ),
         }
+        if mode == "self":
+            report["policy_by_calibration"] = policy_by_calibration(run, regime, settings)
     else:
-        if calibration is not None:
+        if mode == "file":
             raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration for this model")
         report["cllr"] = cross_validated_cllr(trials)
         report["cllr_calibration"] = "2-fold cross-validation by test speaker (no matching calibration: no policy)"
@@ -381,6 +408,12 @@ def eval_command(
     )
     if "policy" in report:
         typer.echo(format_table(report["policy"]))
+    for name, point in report.get("policy_by_calibration", {}).get("by_calibration", {}).items():
+        typer.echo(
+            f"{name:>8} calibration, within-fold trials: genuine ACCEPT {point['genuine_accept_rate'] * 100:.1f} %  "
+            f"impostor ACCEPT {point['impostor']['accept']} of {point['impostor']['n']} "
+            f"({point['impostor_accept_rate'] * 100:.3f} %)"
+        )
 
 
 @app.command("calibrate")
@@ -401,6 +434,14 @@ def calibrate_command(
         str, typer.Option(help="Comma-separated probe lengths in utterances pooled into the fit, e.g. 1,2,3")
     ] = "1,2,3",
     cohort_manifest: Annotated[Path | None, typer.Option()] = None,
+    regimes: Annotated[
+        str,
+        typer.Option(
+            help="Regimes to fit (population cohort only): 'none' is the raw cosine a deployment scores with "
+            "until its population is large enough; a number N fits the normalised scores of a cohort of N "
+            "enrolled voiceprints, the regime from N enrolled callers on"
+        ),
+    ] = ",".join(str(k) for k in DEFAULT_REGIMES),
 ) -> None:
     """Fit the quality-aware score -> LLR calibration of one channel from a trial manifest, pooling
     probes of several lengths so every net-speech band is represented; prints Cllr and minCllr per band."""
@@ -411,48 +452,62 @@ def calibrate_command(
 
     settings = get_settings()
     norm = norm or settings.score_norm
+    source = cohort or settings.cohort_source
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    parts: list[tuple[Any, Any, Any]] = []
-    service_channel = None
-    for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()}):
-        run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
-        service_channel = run.service_channel
-        trials = run.trials(
-            norm, top_n or settings.score_top_n, cohort or settings.cohort_source, cohort_size or settings.cohort_size
-        )
-        probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
-        parts.append((trials.scores, probe, trials.is_target))
-    if service_channel is None:
+    # (normalisation, population limit) of each regime to fit: "none" is the raw-cosine regime.
+    specs: list[tuple[str, int | None]] = [(norm, None)]
+    if norm != "none" and source == "population":
+        tokens = [v.strip() for v in regimes.split(",") if v.strip()]
+        specs = [("none", None) if v == "none" else (norm, int(v)) for v in tokens]
+    runs = [
+        _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
+        for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()})
+    ]
+    if not runs:
         raise typer.BadParameter("--probe-utts names no probe length")
-    scores, probe, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
-    is_target = is_target.astype(bool)
-    fitted = fit_calibration(
-        scores[is_target],
-        scores[~is_target],
-        target_probe_s=probe[is_target],
-        nontarget_probe_s=probe[~is_target],
-        channel=service_channel,
-        norm=norm,
-        model_version=backend_model_version(settings.model_dir, settings.inference_backend),
-        fitted_on=f"{manifest.parent.name}:{channel}",
-    )
     existing = load_calibrations(out) if out.is_file() else []
-    save_calibrations(merge_calibration(existing, fitted), out)
-    accept, reject = fitted.thresholds(settings.target_fmr, settings.target_fnmr)
-    typer.echo(
-        f"{fitted.calibration_id}: weights {json.dumps({k: round(v, 4) for k, v in fitted.weights.items()})} "
-        f"bias {fitted.bias:.4f}; Cllr {fitted.cllr:.4f} minCllr {fitted.min_cllr:.4f} "
-        f"({fitted.n_target} target / {fitted.n_nontarget} non-target trials)"
-    )
-    for band in fitted.bands:
-        typer.echo(
-            f"  {band.label:>7}: {band.n_target:>5} target {band.n_nontarget:>7} non-target  "
-            f"Cllr {band.cllr}  minCllr {band.min_cllr}"
+    for regime_norm, limit in specs:
+        parts: list[tuple[Any, Any, Any]] = []
+        for run in runs:
+            trials = run.trials(
+                cast(NormMethod, regime_norm),
+                top_n or settings.score_top_n,
+                source,
+                cohort_size or settings.cohort_size,
+                limit,
+            )
+            probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
+            parts.append((trials.scores, probe, trials.is_target))
+        scores, probe, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
+        is_target = is_target.astype(bool)
+        fitted = fit_calibration(
+            scores[is_target],
+            scores[~is_target],
+            target_probe_s=probe[is_target],
+            nontarget_probe_s=probe[~is_target],
+            channel=runs[0].service_channel,
+            norm=regime_norm,
+            model_version=backend_model_version(settings.model_dir, settings.inference_backend),
+            fitted_on=f"{manifest.parent.name}:{channel}",
+            population_min=limit or 0,
         )
-    typer.echo(
-        f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
-        f"reject LLR < {reject:.2f}"
-    )
+        existing = merge_calibration(existing, fitted)
+        accept, reject = fitted.thresholds(settings.target_fmr, settings.target_fnmr)
+        typer.echo(
+            f"{fitted.calibration_id}: weights {json.dumps({k: round(v, 4) for k, v in fitted.weights.items()})} "
+            f"bias {fitted.bias:.4f}; Cllr {fitted.cllr:.4f} minCllr {fitted.min_cllr:.4f} "
+            f"({fitted.n_target} target / {fitted.n_nontarget} non-target trials)"
+        )
+        for band in fitted.bands:
+            typer.echo(
+                f"  {band.label:>7}: {band.n_target:>5} target {band.n_nontarget:>7} non-target  "
+                f"Cllr {band.cllr}  minCllr {band.min_cllr}"
+            )
+        typer.echo(
+            f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
+            f"reject LLR < {reject:.2f}"
+        )
+    save_calibrations(existing, out)
 
 
 @app.command("eval-pad")

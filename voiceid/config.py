@@ -147,6 +147,42 @@ class Settings(BaseSettings):
     calibration_file: Path | None = Field(
         None, description="calibration.json from `voiceid calibrate`; default: the one shipped in the package."
     )
+    # Self-calibration (verify/selfcal.py): the calibration corrected on the population's own
+    # non-target trials (enrolled voiceprints against other identities' enrolment audio), a worker job.
+    self_calibration: bool = Field(
+        True, description="Correct the calibration on the enrolled population's own non-target trials."
+    )
+    selfcal_interval_s: float = Field(300.0, gt=0, description="How often the self-calibration is refitted.")
+    selfcal_max_speakers: int = Field(
+        2000, ge=2, le=100_000, description="Enrolled identities (a stable sample) whose audio the fit reads."
+    )
+    selfcal_probes_per_speaker: int = Field(
+        3, ge=1, le=50, description="Enrolment utterances per identity in the fit (no one weighs more)."
+    )
+    selfcal_max_trials: int = Field(
+        20_000, ge=100, le=1_000_000, description="Non-target trials scored per channel per fit (bounds its cost)."
+    )
+    selfcal_min_trials: int = Field(30, ge=1, description="Fewer non-target trials in a band: no estimate there.")
+    selfcal_tail_errors: float = Field(
+        10.0, ge=1, description="Impostor pairs expected above the threshold before a band's own tail is read."
+    )
+    selfcal_prior_pairs: int = Field(
+        200, ge=0, description="Blend of the mean estimate with the shipped calibration: n pairs weigh n / (n + this)."
+    )
+    selfcal_max_lower: float = Field(
+        0.5, ge=0, le=5, description="Nats: the most the self-calibration may lower the accept threshold (a floor)."
+    )
+    selfcal_max_raise: float = Field(4.0, ge=0, le=20, description="Nats: the most it may raise it.")
+    selfcal_min_speakers_to_lower: int = Field(
+        30, ge=2, description="Distinct identities the fit must rest on before it may lower the threshold at all."
+    )
+    selfcal_same_person_cosine: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Pairs of enrolled voiceprints at least this similar may be one person (a duplicate the "
+        "checks missed) and are left out of the non-target trials.",
+    )
     # One policy stated in error rates; the calibration turns it into LLR thresholds per channel.
     target_fmr: float = Field(
         0.001, gt=0, lt=0.5, description="False-match rate the ACCEPT threshold is set for (in every net-speech band)."

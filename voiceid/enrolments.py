@@ -7,9 +7,14 @@ refusal is raised after its review item committed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
 from voiceid.audio.quality import QualityReport
 from voiceid.enrolment.session import progress
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.population import follow_enrolment
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers
 from voiceid.statuses import SpeakerStatus
@@ -27,9 +32,21 @@ def check_consented(speaker: Speaker) -> None:
 
 
 class Enrolment:
-    def __init__(self, ctx: ServingContext, speakers: Speakers) -> None:
+    def __init__(
+        self, ctx: ServingContext, speakers: Speakers, on_cohort_change: Callable[[], None] | None = None
+    ) -> None:
         self.ctx = ctx
         self.speakers = speakers
+        # this process's cohort cache looks again at once (other replicas within their poll interval)
+        self.on_cohort_change = on_cohort_change
+
+    def cohort_follows(self, session: Session, model_version: str) -> None:
+        """A small population's cohort takes the new voiceprint at once (population.follow_enrolment)."""
+        settings = self.ctx.settings
+        if settings.score_norm == "none" or settings.cohort_source != "population":
+            return
+        if follow_enrolment(session, model_version, settings.cohort_size, self.ctx.now()) and self.on_cohort_change:
+            self.on_cohort_change()
 
     def add_audio(self, speaker_id: str, data: bytes, content_type: str | None) -> EnrolmentStep:
         ctx = self.ctx
@@ -65,6 +82,9 @@ class Enrolment:
                 held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
                     speaker.status = held or SpeakerStatus.ENROLLED
+                if speaker.status == SpeakerStatus.ENROLLED:
+                    session.flush()
+                    self.cohort_follows(session, version)
             speaker.updated_at = ctx.now()
             step = EnrolmentStep(
                 status=speaker.status,

@@ -87,6 +87,25 @@ def refresh_cohort(session: Session, model_version: str, size: int, now: datetim
     return snapshot
 
 
+def follow_enrolment(session: Session, model_version: str, size: int, now: datetime) -> bool:
+    """After an enrolment: while the population is smaller than the cohort, every enrolled voiceprint is
+    a member, so the snapshot is refreshed in the enrolment's own transaction instead of waiting for
+    the worker's interval. The first callers of a deployment are then normalised against each other
+    at once, in the regime the calibration of that population size was fitted on (issue 19: with a
+    300 s refresh the first 30 callers were scored against the shipped cohort alone and 8.7 % of
+    impostor calls were accepted). Once the cohort is full the periodic job keeps it; one enrolment
+    then changes at most one member. True when a new snapshot was written."""
+    latest = session.scalars(
+        select(CohortSnapshot)
+        .where(CohortSnapshot.model_version == model_version)
+        .order_by(CohortSnapshot.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.size >= size:
+        return False
+    return refresh_cohort(session, model_version, size, now) is not None
+
+
 def refresh_all_cohorts(session: Session, size: int, now: datetime) -> int:
     """Refresh the snapshot of every model version that has voiceprints; the number of new snapshots."""
     versions = session.scalars(

@@ -18,6 +18,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.population import CohortCache
+from voiceid.selfcalibration import SelfCalibrationCache
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers, lock_state
 from voiceid.statuses import SpeakerStatus
@@ -38,12 +39,14 @@ class Verifications:
         scorer: Scorer,
         policy: DecisionPolicy,
         cohort: CohortCache,
+        self_calibration: SelfCalibrationCache | None = None,
     ) -> None:
         self.ctx = ctx
         self.speakers = speakers
         self.scorer = scorer
         self.policy = policy
         self.cohort = cohort
+        self.self_calibration = self_calibration or SelfCalibrationCache(ctx.settings.change_poll_s)
 
     def verify(
         self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
@@ -193,14 +196,19 @@ class Verifications:
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
         quality = utterance.quality
-        population = None
+        population, correction = None, None
         if ctx.settings.score_norm != "none" and ctx.settings.cohort_source == "population":
             ctx.fraud.voiceprints.sync(session)
             population = self.cohort.members_for(
                 session, utterance.model_version, exclude_id=speaker.id, alive=ctx.fraud.voiceprints.holds
             )
-        result = self.scorer.score(utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population)
-        applied = self.policy.thresholds(quality.channel)
+        if ctx.settings.self_calibration:
+            correction = self.self_calibration.current(session, utterance.model_version)
+        # voice score: the cohort's regime picks the calibration, the population's own fit corrects it
+        result = self.scorer.score(
+            utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population, correction
+        )
+        applied = self.policy.thresholds(quality.channel, result.calibration_id)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         outcome = decide(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s)
         hits = ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
@@ -233,7 +241,7 @@ class Verifications:
             raw_score=None if result is None else round(result.raw, 4),
             llr=None if result is None or result.llr is None else round(result.llr, 2),
             norm=None if result is None else result.norm,
-            calibration=None if result is None else result.calibration_id,
+            calibration=None if result is None else result.logged_calibration,
             accept_threshold=None if result is None or applied is None else applied.thresholds.accept,
             reject_threshold=None if result is None or applied is None else applied.thresholds.reject,
             threshold_scale=None if result is None or applied is None else applied.scale.value,

@@ -57,6 +57,7 @@ def db(db_url: str) -> Iterator[Database]:
             m.ApiKey,
             m.PinnedDecisionData,
             m.WebhookDelivery,
+            m.SelfCalibrationSnapshot,
             # A snapshot names objects the deletes above remove without the change feed.
             m.IndexSnapshotChunk,
             m.IndexSnapshotRow,
@@ -144,7 +145,7 @@ def count(db: Database, model: type, *where: object) -> int:
 def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Api]]:
     opened: list[TestClient] = []
 
-    def make(engine: object | None = None, **overrides: object) -> Api:
+    def make(engine: object | None = None, pin_thresholds: bool = True, **overrides: object) -> Api:
         values: dict[str, object] = {
             "data_dir": tmp_path / "data",
             "database_url": db_url,
@@ -162,7 +163,9 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
         if not isinstance(engine, Engine):
             # Scripted vectors are raw cosine material: no cohort normalisation, and thresholds
             # pinned so the decision tests do not move when the shipped calibration is refitted.
-            values.update(score_norm="none", accept_threshold=0.45, reject_threshold=0.30)
+            values.update(score_norm="none")
+            if pin_thresholds:
+                values.update(accept_threshold=0.45, reject_threshold=0.30)
         values.update(overrides)
         app_settings = settings.model_copy(update=values)
         if engine is None:

@@ -192,10 +192,12 @@ def score_population(
     scorer: Scorer,
     channel: str,
     speech: dict[str, float] | None = None,
+    population_limit: int | None = None,
 ) -> TrialScores:
     """Trials normalised as the service does it: against a fixed-size cohort of up to
     `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
-    topped up from the shipped cohort.
+    topped up from the shipped cohort. `population_limit` puts at most that many enrolled
+    voiceprints in each cohort: the regime of a deployment with that many callers enrolled.
 
     The claimed speaker is never in their own cohort (as in the service), and neither is the
     test speaker's own voiceprint: in the field most impostors are not enrolled, and leaving their
@@ -219,6 +221,7 @@ def score_population(
     raw = cosine_matrix(probes, voiceprints).astype(np.float64)
     scores = np.zeros((len(tests), len(speakers)), dtype=np.float32)
     n_pop, size = len(speakers), scorer.cohort_size
+    limit = size if population_limit is None else min(size, population_limit)
     for j in range(len(speakers)):
         for o in np.unique(owner):
             rows = np.flatnonzero(owner == o)
@@ -226,7 +229,7 @@ def score_population(
             keep[rank[j]] = False
             if o >= 0:
                 keep[rank[o]] = False
-            taken = np.flatnonzero(keep)[:size]
+            taken = np.flatnonzero(keep)[:limit]
             members = np.concatenate([taken, n_pop + np.arange(min(len(shipped), max(0, size - len(taken))))])
             scores[rows, j] = normalise_scores(
                 raw[rows, j : j + 1],
@@ -284,14 +287,21 @@ class EvalRun:
         return Scorer(norm, top_n, cohorts, calibrations or {}, cohort_size)
 
     def trials(
-        self, norm: NormMethod, top_n: int, cohort_source: str = "builtin", cohort_size: int = 1000
+        self,
+        norm: NormMethod,
+        top_n: int,
+        cohort_source: str = "builtin",
+        cohort_size: int = 1000,
+        population_limit: int | None = None,
     ) -> TrialScores:
         scorer = self.scorer(norm, top_n, cohort_size=cohort_size)
         if cohort_source == "builtin" or norm == "none":
             return score_protocol(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
-        return score_population(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
+        return score_population(
+            self.protocol, self.vectors, scorer, self.service_channel, self.speech, population_limit
+        )
 
 
 def embed_run(

@@ -296,6 +296,20 @@ class PinnedDecisionData(Base):
 # --- decision policy (migration 0004_policy) ---------------------------------------------------
 
 
+class SelfCalibrationSnapshot(Base):
+    """The self-calibration fitted on the population's own non-target trials (verify/selfcal.py):
+    per channel and band, the shift of the regime calibration it corrects. No biometric data: counts,
+    shifts and the ids of what it was fitted against. Every replica applies the newest one."""
+
+    __tablename__ = "self_calibrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(32))  # content hash of `body`
+    cohort_snapshot_id: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CohortSnapshot(Base):
     """The members of the score-normalisation cohort, as refreshed in the background: speaker ids,
     not vectors, so an erased speaker drops out of the cohort at once and no copy of a voiceprint
