@@ -77,7 +77,10 @@ def empty_db_url(request, tmp_path, fresh_postgres) -> str:
 
 def test_concurrent_db_upgrades_with_admin_bootstrap_do_not_race(empty_db_url: str, settings: Settings):
     cfg = settings.model_copy(
-        update={"database_url": empty_db_url, "admin_key": SecretStr("bootstrap-admin-key-0123456789")}
+        update={
+            "database_url": empty_db_url,
+            "admin_key": SecretStr("bootstrap-admin-key-3XDnmjCq5MGE9TXlvL4h7Rl1kR8PVZFg"),
+        }
     )
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []

@@ -24,7 +24,7 @@ from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.simulator import RATE, phone_line
 from voiceid.views import Role
 
-ADMIN_KEY = "admin-telephony-key-0123456789"
+ADMIN_KEY = "admin-telephony-key-8c6jdvqNWjf6E08HhmJBznvVkhwoG9RD"
 
 
 @dataclass
