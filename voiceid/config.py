@@ -399,6 +399,36 @@ class Settings(BaseSettings):
         description="`voiceid serve`: open connections (HTTP and WebSocket) per process; above it uvicorn answers 503. "
         "Keep it well below the file-descriptor limit (ulimit -n).",
     )
+    # --- hostile traffic, round two (issue 20; docs/security.md) -----------------------------------
+    # One Asterisk host (or a few Twilio egress addresses) carries every call, so the per-address
+    # cap must allow a burst of call set-ups; waiting lasts until the first message (milliseconds
+    # for a real client, VOICEID_STREAM_START_TIMEOUT_S at most for an idle one).
+    preauth_per_address: int = Field(
+        32, ge=1, description="Telephony connections (Twilio, AudioSocket) from one address waiting to authenticate."
+    )
+    max_preauth_connections: int = Field(
+        256,
+        ge=1,
+        description="Telephony connections waiting to authenticate, all addresses; they hold no stream slot, and "
+        "each waits at most VOICEID_STREAM_START_TIMEOUT_S.",
+    )
+    json_max_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest JSON or form body; larger ones get 413 before they are read."
+    )
+    json_body_timeout_s: float = Field(
+        5.0, gt=0, description="Time allowed to receive a whole JSON or form body; slower ones get 408."
+    )
+    max_buffered_upload_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Audio upload bytes held in memory across all requests of a process; new uploads get "
+        "503 OVERLOADED (Retry-After) above it.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="`voiceid serve`: comma-separated addresses or networks whose X-Forwarded-For / "
+        "X-Forwarded-Proto are believed (the client address the throttles count); empty: none.",
+    )
     metrics_access: Literal["off", "open", "key"] = Field(
         "key", description="/metrics: off (404), open to anyone, or key (VOICEID_METRICS_KEY or an admin API key)."
     )
