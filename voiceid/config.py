@@ -337,6 +337,11 @@ class Settings(BaseSettings):
         None, description="Comma-separated older master keys that may still unwrap data keys (during a rotation)."
     )
     keystore_busy_timeout_s: float = Field(30.0, gt=0, description="How long a key-store write waits for readers.")
+    keystore_checkpoint_after_erase: bool = Field(
+        False,
+        description="PostgreSQL key store: CHECKPOINT after each erasure so WAL holding destroyed keys can be "
+        "removed at once (needs superuser or pg_checkpoint; docs/security.md).",
+    )
     keystore_cache_keys: int = Field(10_000, ge=0, description="Unwrapped data keys kept in memory per process.")
     keystore_cache_s: float = Field(300.0, ge=0, description="How long an unwrapped data key stays in memory.")
     admin_key_min_bits: float = Field(
