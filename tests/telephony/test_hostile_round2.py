@@ -234,49 +234,48 @@ def test_authenticated_json_is_bounded_in_size_and_time(serve: Callable[..., Liv
         assert r.status_code == 201, r.text
 
 
+def _upload(live: Live, length: int, sent: int) -> socket.socket:
+    """An authenticated audio upload declaring `length` bytes that sends `sent` of them, then holds."""
+    auth = b"Authorization: Bearer " + live.keys["ivr"].encode() + b"\r\n"
+    return _raw(
+        live,
+        b"POST /v1/speakers/x/verifications HTTP/1.1\r\nHost: x\r\nContent-Type: audio/basic\r\n"
+        + auth
+        + f"Content-Length: {length}\r\n\r\n".encode(),
+        b"\xff" * sent,
+    )
+
+
 def test_aggregate_upload_bytes_are_bounded(serve: Callable[..., Live]) -> None:
     live = serve(http_header_timeout_s=30.0, body_timeout_s=20.0, max_buffered_upload_bytes=150_000)
-    auth = b"Authorization: Bearer " + live.keys["ivr"].encode() + b"\r\n"
-
-    def upload(length: int) -> socket.socket:
-        return _raw(
-            live,
-            b"POST /v1/speakers/x/verifications HTTP/1.1\r\nHost: x\r\nContent-Type: audio/basic\r\n"
-            + auth
-            + f"Content-Length: {length}\r\n\r\n".encode(),
-            b"\xff" * 1000,  # then held open
-        )
-
-    first = upload(100_000)
+    first = _upload(live, 120_000, 100_000)  # held: 100 000 bytes buffered
     time.sleep(0.5)
-    second = upload(100_000)
+    second = _upload(live, 120_000, 60_000)  # would pass 150 000: refused at the chunk that crosses
     answer = _answer(second)
     assert answer.startswith(b"HTTP/1.1 503") and b"OVERLOADED" in answer, answer[:300]
     assert b"retry-after: 1" in answer.lower()
     second.close()
+    small = _upload(live, 1_000, 1_000)  # under the bound: still served while the first is held
+    assert not _answer(small, 30).startswith(b"HTTP/1.1 503")
+    small.close()
     first.close()
     time.sleep(0.5)
     # The first upload's bytes are released when its request ends: the budget is whole again.
-    third = upload(100_000)
-    third.sendall(b"\xff" * 99_000)
+    third = _upload(live, 120_000, 120_000)
     answer = _answer(third, 30)
-    assert not answer.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert answer.startswith(b"HTTP/1.1") and not answer.startswith(b"HTTP/1.1 503"), answer[:300]
     third.close()
 
 
 def test_readyz_says_saturated_when_the_upload_budget_is_spent(serve: Callable[..., Live]) -> None:
     live = serve(http_header_timeout_s=30.0, body_timeout_s=20.0, max_buffered_upload_bytes=100_000)
-    auth = b"Authorization: Bearer " + live.keys["ivr"].encode() + b"\r\n"
-    held = _raw(
-        live,
-        b"POST /v1/speakers/x/verifications HTTP/1.1\r\nHost: x\r\nContent-Type: audio/basic\r\n"
-        + auth
-        + b"Content-Length: 100000\r\n\r\n",
-        b"\xff" * 10,
-    )
+    held = _upload(live, 120_000, 100_000)
     time.sleep(0.5)
     ready = httpx.get(live.http_url + "/readyz", timeout=10)
     assert ready.status_code == 503 and ready.json()["saturated"] == ["upload_bytes"], ready.text
+    refused = _upload(live, 1_000, 1_000)  # a new upload is refused before it is read
+    assert _answer(refused).startswith(b"HTTP/1.1 503")
+    refused.close()
     held.close()
     time.sleep(0.5)
     assert httpx.get(live.http_url + "/readyz", timeout=10).status_code == 200

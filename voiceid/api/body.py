@@ -3,8 +3,9 @@ bound on audio bytes held across all requests of the process.
 
 Each upload is bounded (VOICEID_MAX_UPLOAD_BYTES, VOICEID_BODY_TIMEOUT_S), but forty slow 16 MiB
 uploads held at once still added 650 MB before their 408s: `UploadBudget` counts the bytes every
-request in progress has buffered and refuses a new upload (503 OVERLOADED with Retry-After) while
-the total is at VOICEID_MAX_BUFFERED_UPLOAD_BYTES. A request's bytes stay counted until its
+request in progress has buffered and refuses an upload (503 OVERLOADED with Retry-After) when the
+total is at VOICEID_MAX_BUFFERED_UPLOAD_BYTES: a new one before it is read, one in progress at the
+chunk that would pass the bound. A request's bytes stay counted until its
 response is sent (the decoder still holds them), released by `guard.BodyGuard`.
 """
 
@@ -82,11 +83,9 @@ async def read_audio(request: Request, max_bytes: int, timeout_s: float | None =
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
-    if declared is not None and declared.isdigit():
-        _reserve(request, int(declared))  # the whole body up front: refused before a byte is read
-        reserved = int(declared)
-    else:
-        reserved = 0
+    budget: UploadBudget | None = getattr(request.app.state, "upload_budget", None)
+    if budget is not None and budget.full:
+        _reserve(request, 1)  # refused before a byte is read: OVERLOADED with Retry-After
     chunks: list[bytes] = []
     total = 0
     try:
@@ -95,9 +94,9 @@ async def read_audio(request: Request, max_bytes: int, timeout_s: float | None =
                 total += len(chunk)
                 if total > max_bytes:
                     raise too_large
-                if total > reserved:  # chunked, or more than declared
-                    _reserve(request, total - reserved)
-                    reserved = total
+                # Counted as they arrive (what is held, not what is declared: a client declaring
+                # 16 MiB and sending 1 KiB holds 1 KiB), released when the response is over.
+                _reserve(request, len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
         raise VoiceIdError(
