@@ -255,6 +255,10 @@ async def idle_websockets(url: str, n: int, duration_s: float, addresses: int) -
     return [f"attacker sockets closed by the server with: {dict(closes)}"]
 
 
+async def _both(*attacks: Coroutine[Any, Any, list[str]]) -> list[str]:
+    return [row for rows in await asyncio.gather(*attacks) for row in rows]
+
+
 async def run_all(url: str, keys: dict[str, str], pid: int | None, args: argparse.Namespace) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         r = await http.put(
@@ -288,6 +292,14 @@ async def run_all(url: str, keys: dict[str, str], pid: int | None, args: argpars
         (
             f"slot holding: {args.ws} WebSockets that never send start, reopened for {args.hold_s:.0f} s",
             lambda: idle_websockets(url, args.ws, args.hold_s, n_addr),
+        ),
+        (
+            f"combined: {args.ws} idle WebSockets and {args.slow_n} trickled bodies (no key) at once, for "
+            f"{args.hold_s:.0f} s",
+            lambda: _both(
+                idle_websockets(url, args.ws, args.hold_s, n_addr),
+                slow_json(url, args.slow_n, args.hold_s, None, n_addr),
+            ),
         ),
     ]
     for name, attack in attacks:
