@@ -32,23 +32,9 @@ class Principal:
     role: Role
 
 
-def get_throttle(request: Request) -> FailureThrottle | None:
-    throttle: FailureThrottle | None = getattr(request.app.state, "auth_throttle", None)
-    return throttle
-
-
 def get_service(request: Request) -> VoiceIdService:
     service: VoiceIdService = request.app.state.service
     return service
-
-
-def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
-    """The key's principal when its role is one of `roles` (admin may do everything); for HTTP
-    requests and for streams, whose key arrives in the first message instead of a header."""
-    found = service.keys.authenticate(secret)
-    if found is None:
-        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
-    return permitted(found, roles)
 
 
 def permitted(found: tuple[str, Role], roles: tuple[Role, ...]) -> Principal:
@@ -79,13 +65,21 @@ async def identify(state: Any, host: str | None, authorization: str) -> tuple[st
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
-    service: VoiceIdService = state.service
+    return secret, await authenticate(state.service, throttle, host, secret)
+
+
+async def authenticate(
+    service: VoiceIdService, throttle: FailureThrottle | None, host: str | None, secret: str
+) -> tuple[str, Role]:
+    """(key id, role) of `secret`, for every transport (HTTP header, a stream's first message): a
+    throttled address is refused before the key is looked up, a wrong key counts toward it."""
+    check_throttle(throttle, host)
     found = await run_in_threadpool(service.keys.authenticate, secret)
     if found is None:
         if throttle is not None:
             throttle.failed(host)
         raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
-    return secret, found
+    return found
 
 
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:

@@ -29,9 +29,9 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from voiceid.api.auth import permitted
+from voiceid.api.auth import authenticate, permitted
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.security.throttle import FailureThrottle, check_throttle
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
@@ -171,12 +171,7 @@ class TwilioStream:
     async def _authenticate(self, secret: str, mode: CallMode) -> str:
         """The key id of `secret` for a call in `mode`; a wrong key counts toward this address's
         auth throttle, a throttled address is refused before its key is looked at."""
-        check_throttle(self.throttle, self.host)
-        found = await asyncio.to_thread(self.service.keys.authenticate, secret)
-        if found is None:
-            if self.throttle is not None:
-                self.throttle.failed(self.host)
-            raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
+        found = await authenticate(self.service, self.throttle, self.host, secret)
         return permitted(found, (ROLE_FOR_MODE[mode],)).key_id
 
     async def emit(self, event: Event) -> None:
