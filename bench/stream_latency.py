@@ -62,7 +62,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             update={
                 "data_dir": Path(tmp),
                 "database_url": None,
-                "admin_key": SecretStr("bench-admin-key"),
+                "admin_key": SecretStr("bench-admin-key-HAkI9kxnXnp0TBTcAxVpfYBftFb546xh"),
                 "encryption_key": SecretStr(generate_key_text()),
             }
         )

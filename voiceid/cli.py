@@ -687,17 +687,20 @@ def db_upgrade(
     ] = False,
 ) -> None:
     """Migrations, admin-key bootstrap and decision-data pins, under a database lock (idempotent)."""
+    from sqlalchemy.orm import Session
+
     from voiceid.context import AppContext
-    from voiceid.models.files import MODEL_VERSION
-    from voiceid.storage.upgrade import upgrade
-    from voiceid.verify.policy import build_policy, build_scorer
-    from voiceid.verify.versions import decision_versions
+    from voiceid.storage.upgrade import replica_decision_versions, upgrade
 
     settings = get_settings()
+
+    def pins(session: Session) -> dict[str, str]:
+        # The decision data of the backend the replicas will run with these settings (`auto` is
+        # resolved as a replica resolves it, from what is enrolled), not always the fp32 model's.
+        return replica_decision_versions(settings, session)
+
     try:
         context = AppContext.from_settings(settings)
-        scorer = build_scorer(settings, MODEL_VERSION)
-        pins = decision_versions(scorer, build_policy(settings, scorer))
         report = upgrade(context.db, settings, pins, repin=repin)
     except VoiceIdError as exc:
         _fail(exc)

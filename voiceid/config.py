@@ -373,6 +373,11 @@ class Settings(BaseSettings):
         None, description="Comma-separated older master keys that may still unwrap data keys (during a rotation)."
     )
     keystore_busy_timeout_s: float = Field(30.0, gt=0, description="How long a key-store write waits for readers.")
+    keystore_checkpoint_after_erase: bool = Field(
+        False,
+        description="PostgreSQL key store: CHECKPOINT after each erasure so WAL holding destroyed keys can be "
+        "removed at once (needs superuser or pg_checkpoint; docs/security.md).",
+    )
     keystore_cache_keys: int = Field(10_000, ge=0, description="Unwrapped data keys kept in memory per process.")
     keystore_cache_s: float = Field(300.0, ge=0, description="How long an unwrapped data key stays in memory.")
     admin_key_min_bits: float = Field(
@@ -434,6 +439,36 @@ class Settings(BaseSettings):
         ge=8,
         description="`voiceid serve`: open connections (HTTP and WebSocket) per process; above it uvicorn answers 503. "
         "Keep it well below the file-descriptor limit (ulimit -n).",
+    )
+    # --- hostile traffic, round two (issue 20; docs/security.md) -----------------------------------
+    # One Asterisk host (or a few Twilio egress addresses) carries every call, so the per-address
+    # cap must allow a burst of call set-ups; waiting lasts until the first message (milliseconds
+    # for a real client, VOICEID_STREAM_START_TIMEOUT_S at most for an idle one).
+    preauth_per_address: int = Field(
+        32, ge=1, description="Telephony connections (Twilio, AudioSocket) from one address waiting to authenticate."
+    )
+    max_preauth_connections: int = Field(
+        256,
+        ge=1,
+        description="Telephony connections waiting to authenticate, all addresses; they hold no stream slot, and "
+        "each waits at most VOICEID_STREAM_START_TIMEOUT_S.",
+    )
+    json_max_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest JSON or form body; larger ones get 413 before they are read."
+    )
+    json_body_timeout_s: float = Field(
+        5.0, gt=0, description="Time allowed to receive a whole JSON or form body; slower ones get 408."
+    )
+    max_buffered_upload_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Audio upload bytes held in memory across all requests of a process; new uploads get "
+        "503 OVERLOADED (Retry-After) above it.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="`voiceid serve`: comma-separated addresses or networks whose X-Forwarded-For / "
+        "X-Forwarded-Proto are believed (the client address the throttles count); empty: none.",
     )
     metrics_access: Literal["off", "open", "key"] = Field(
         "key", description="/metrics: off (404), open to anyone, or key (VOICEID_METRICS_KEY or an admin API key)."

@@ -25,7 +25,7 @@ from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, apply_watchlist, decide
+from voiceid.verify.decision import Decision, Outcome, Reason, abandon, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
 from voiceid.views import UNUSABLE_AUDIO, Preview, VerificationView
@@ -75,8 +75,11 @@ class Verifications:
                 return self._log(session, speaker, early, api_key_id, now)
         return None
 
-    def decide(self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None) -> VerificationView:
-        """Decide on an already embedded probe, update the lockout state and log the decision."""
+    def decide(
+        self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None, abandoned: bool = False
+    ) -> VerificationView:
+        """Decide on an already embedded probe, update the lockout state and log the decision.
+        `abandoned`: a stream that ended before its decision (`verify.decision.abandon`)."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -91,6 +94,8 @@ class Verifications:
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
             outcome = mark_linked(outcome, bool(linked.alert_identities))
+            if abandoned:
+                outcome = abandon(outcome)
             state = lockout.after_decision(
                 lock_state(speaker),
                 outcome.decision,

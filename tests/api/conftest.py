@@ -24,7 +24,7 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 
-ADMIN_KEY = "admin-test-key-0123456789"
+ADMIN_KEY = "admin-test-key-qQ8VZiyFywhqdUeN6p8JNxcddg2-msDt"
 SESSION_SECRET = "test-session-secret-0123456789-abcdef"
 ROLES = ("ivr", "enrolment", "analyst", "admin")
 

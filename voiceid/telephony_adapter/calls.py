@@ -133,6 +133,16 @@ class CallRegistry:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
             return CallView.from_row(row)
 
+    def check_claimable(self, call_id: uuid.UUID) -> None:
+        """CALL_NOT_FOUND / CONFLICT as `claim` would raise them, without claiming: the AudioSocket
+        server takes a stream slot only for a call that exists."""
+        with self.ctx.db.transaction() as session:
+            row = session.get(Call, str(call_id))
+            if row is None:
+                raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
+            if row.status != CallStatus.BOUND:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}, not BOUND")
+
     def claim(self, call_id: uuid.UUID) -> CallView:
         """BOUND -> IN_PROGRESS for the connection that carries the call; a UUID serves one call."""
         with self.ctx.db.transaction() as session:

@@ -60,7 +60,15 @@ async def bind_call(
     return CallOut.model_validate(view.to_json())
 
 
-@router.get("/{call_id}", response_model=CallOut, dependencies=[Depends(require(Role.IVR, Role.ENROLMENT))])
-async def get_call(call_id: uuid.UUID, service: VoiceIdService = Depends(get_service)) -> CallOut:
+@router.get("/{call_id}", response_model=CallOut)
+async def get_call(
+    call_id: uuid.UUID,
+    principal: Principal = Depends(require(Role.IVR, Role.ENROLMENT)),
+    service: VoiceIdService = Depends(get_service),
+) -> CallOut:
+    """The call and its outcome; readable by the key that bound it (or an admin key) only: an outcome
+    names a speaker and a decision, which another tenant's IVR has no business reading."""
     view = await run_in_threadpool(CallRegistry(service.ctx, service.speakers).get, call_id)
+    if principal.role is not Role.ADMIN and view.api_key_id != principal.key_id:
+        raise VoiceIdError(ErrorCode.FORBIDDEN, f"call {call_id} was bound by another API key")
     return CallOut.model_validate(view.to_json())
