@@ -1,0 +1,150 @@
+"""Voiceprints that follow the caller, and what a second chance does: the shipped policy on the dev set
+when enrolment and calls come over different channels, and when an INCONCLUSIVE call is extended.
+
+Rows (each for single-utterance probes and 3-utterance probes, as `voiceid eval --probe-utts`):
+- same channel: clean -> clean and G.711 -> G.711 (the README's policy table);
+- cross-channel: wideband (clean) enrolment, G.711 calls, scored against the wideband voiceprint
+  (`voiceid eval --enrol-channel clean --channel g711-ulaw --no-phone-view`, the service before
+  the phone view) and against the voiceprint of the enrolment audio's G.711 view (`--phone-view`,
+  the service's default now);
+- the reverse: G.711 enrolment, wideband calls (no view can add the missing band).
+
+The service picks cohort and calibration by the probe's channel, and so does every row here: the
+cross-channel rows are decided with the shipped phone calibration and policy. The population cohort
+holds the other speakers' main voiceprints (enrolled through the enrolment channel), as
+`voiceid.population` does.
+
+Second chance: each probe that has a next utterance of its speaker and ends INCONCLUSIVE is decided
+again on the probe joined with that utterance (`voiceid eval --second-chance`); the columns count
+only probes that have a next utterance, before and after alike.
+
+Usage: python bench/cross_channel.py [--probe-utts 1,3] [--out bench/out/cross_channel.json]
+Embeddings and net speech are cached under the data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voiceid.config import get_settings
+from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
+from voiceid.evaluation.operating_point import operating_point, trial_llrs
+from voiceid.evaluation.protocol import Protocol, build_protocol, extend_tests, join_tests, read_manifest
+from voiceid.evaluation.runner import EmbeddingCache, embed_run, summarise
+from voiceid.evaluation.second_chance import second_chance_of
+from voiceid.models.embedder import backend_model_version
+from voiceid.verify.calibration import load_calibrations
+from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
+
+# (label, enrolment channel, probe channel, phone view)
+ROWS = (
+    ("clean -> clean", "clean", "clean", False),
+    ("G.711 -> G.711", "g711-ulaw", "g711-ulaw", False),
+    ("clean -> G.711, wideband voiceprint", "clean", "g711-ulaw", False),
+    ("clean -> G.711, phone-view voiceprint", "clean", "g711-ulaw", True),
+    ("G.711 -> clean", "g711-ulaw", "clean", False),
+)
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, default=None)
+    parser.add_argument("--probe-utts", default="1,3")
+    parser.add_argument("--rows", default=",".join(str(i) for i in range(len(ROWS))), help="indices into ROWS")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/cross_channel.json"))
+    args = parser.parse_args()
+
+    settings = get_settings()
+    manifest = args.manifest or settings.dev_data_dir / "dev" / "manifest.csv"
+    cohort = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")
+    base = build_protocol(read_manifest(manifest), 3)
+    embed = voiceid_embedder(settings)[0]
+    speech = speech_meter(settings)
+    cache = EmbeddingCache.for_embedder(settings, "voiceid")
+    version = backend_model_version(settings.model_dir, settings.inference_backend)
+    shipped = {
+        c.channel: c
+        for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)
+        if c.model_version == version and c.norm == settings.score_norm
+    }
+    report: dict[str, Any] = {
+        "manifest": str(manifest),
+        "model_version": version,
+        "target_fmr": settings.target_fmr,
+        "rows": [],
+    }
+    trial_args = (settings.score_norm, settings.score_top_n, settings.cohort_source, settings.cohort_size)
+    for index in (int(v) for v in args.rows.split(",")):
+        label, enrol_channel, channel, view = ROWS[index]
+        for n in (int(v) for v in args.probe_utts.split(",")):
+            kwargs: dict[str, Any] = {"speech": speech, "enrol_channel": enrol_channel, "phone_view": view}
+            run = embed_run(join_tests(base, n), channel, embed, cache, cohort, **kwargs)
+            trials = run.trials(*trial_args)
+            cal = shipped[run.service_channel]
+            pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
+            llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
+            policy = operating_point(llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s)
+            extensions = extend_tests(base, n)
+            extended = embed_run(
+                Protocol(base.enrolment, list(extensions.values())), channel, embed, cache, cohort, **kwargs
+            )
+            chance = second_chance_of(
+                trials,
+                extended.trials(*trial_args),
+                {probe: ext.utt_id for probe, ext in extensions.items()},
+                cal,
+                pair,
+                settings.verify_min_speech_s,
+            )
+            row = {
+                "label": label,
+                "enrol_channel": enrol_channel,
+                "channel": channel,
+                "phone_view_voiceprint": run.claim_vectors is not None,
+                "service_channel": run.service_channel,
+                "calibration": cal.calibration_id,
+                "probe_utts": n,
+                **summarise(trials.target, trials.nontarget),
+                "policy": policy,
+                "second_chance": chance,
+            }
+            report["rows"].append(row)
+            print(
+                f"{label:40s} {n} utt: EER {row['eer'] * 100:.2f} %  genuine ACCEPT "
+                f"{_pct(policy['genuine_accept_rate'])} %  impostor ACCEPT {_pct(policy['impostor_accept_rate'], 3)} %"
+                f"  | second chance: genuine {_pct(chance['genuine_accept_rate_before'])} -> "
+                f"{_pct(chance['genuine_accept_rate_after'])} %  impostor "
+                f"{_pct(chance['impostor_accept_rate_before'], 3)} -> "
+                f"{_pct(chance['impostor_accept_rate_after'], 3)} %",
+                file=sys.stderr,
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        "| enrolment -> call | probe | EER | genuine ACCEPT / INCONCL. / REJECT | impostor ACCEPT "
+        "| 2nd chance: genuine ACCEPT / INCONCL. | 2nd chance: impostor ACCEPT |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in report["rows"]:
+        p, c = r["policy"], r["second_chance"]
+        gb, ga, ib, ia = c["genuine"]["before"], c["genuine"]["after"], c["impostor"]["before"], c["impostor"]["after"]
+        print(
+            f"| {r['label']} | {r['probe_utts']} utt | {r['eer'] * 100:.2f} % | "
+            f"{_pct(p['genuine_accept_rate'])} / {_pct(p['genuine_inconclusive_rate'])} / "
+            f"{_pct(p['genuine_reject_rate'])} % | {p['impostor']['accept']} of {p['impostor']['n']} "
+            f"({_pct(p['impostor_accept_rate'], 3)} %) | {_pct(gb['accept_rate'])} → {_pct(ga['accept_rate'])} / "
+            f"{_pct(ga['inconclusive_rate'])} % | {ib['accept']} → {ia['accept']} of {ia['n']} "
+            f"({_pct(ia['accept_rate'], 3)} %) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
