@@ -68,7 +68,7 @@ def _speaker(api, ref: str) -> m.Speaker:
 
 def test_phone_calls_meet_the_phone_view_and_wideband_calls_the_voiceprint(make_api) -> None:
     engine = TwoChannelEngine()
-    api = make_api(engine=engine, enrol_min_speech_s=10.0)
+    api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True)
     native, views = [unit(1), unit(2)], [unit(11), unit(12)]
     bodies = [engine.register_wideband(f"wb-enrol-{i}".encode(), native[i], views[i]) for i in range(2)]
     _enrol(api, "mobile-app", bodies)
@@ -102,7 +102,7 @@ def test_phone_calls_meet_the_phone_view_and_wideband_calls_the_voiceprint(make_
 
 def test_phone_enrolment_and_the_setting_off_keep_one_voiceprint(make_api) -> None:
     engine = TwoChannelEngine()
-    api = make_api(engine=engine, enrol_min_speech_s=10.0)
+    api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True)
     _enrol(api, "ivr-caller", [engine.register(f"ph-{i}".encode(), unit(40 + i)) for i in range(2)])
     assert engine.view_calls == [] and _speaker(api, "ivr-caller").phone_voiceprint is None
 
@@ -115,7 +115,7 @@ def test_phone_enrolment_and_the_setting_off_keep_one_voiceprint(make_api) -> No
 
 def test_a_view_without_speech_still_enrols_the_utterance(make_api) -> None:
     engine = TwoChannelEngine()
-    api = make_api(engine=engine, enrol_min_speech_s=10.0)
+    api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True)
     native = [unit(70), unit(71)]
     bodies = [
         engine.register_wideband(b"wb-a", native[0], unit(80)),
