@@ -126,6 +126,21 @@ def test_second_chance_counts_only_probes_with_a_next_utterance(fake_eval, tmp_p
         report["policy"]["accept_threshold"],
         report["policy"]["reject_threshold"],
     )
+    assert chance["retry_accept_threshold"] == chance["accept_threshold"]
+    stricter = _eval(
+        manifest,
+        cohort,
+        tmp_path / "x.json",
+        "--channel",
+        "g711-ulaw",
+        "--second-chance",
+        "--second-chance-fmr",
+        "0.0005",
+    )["second_chance"]
+    assert stricter["retry_accept_threshold"] > stricter["accept_threshold"] == chance["accept_threshold"]
+    assert stricter["genuine"]["before"] == g["before"]  # the first try is the same policy
+    assert stricter["genuine"]["after"]["accept"] <= g["after"]["accept"]
+    assert stricter["impostor"]["after"]["accept"] <= i["after"]["accept"]
     three = _eval(manifest, cohort, tmp_path / "t.json", "--probe-utts", "2", "--second-chance")
     assert three["second_chance"]["genuine"]["before"]["n"] == N_SPEAKERS  # probe 3+4 extended by 5
 

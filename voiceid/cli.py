@@ -281,7 +281,13 @@ def _default_cohort_manifest() -> Path:
 
 
 def _second_chance(
-    run: Any, trials: Any, embed_args: tuple[Any, ...], trial_args: tuple[Any, ...], cal: Any, pair: Any
+    run: Any,
+    trials: Any,
+    embed_args: tuple[Any, ...],
+    trial_args: tuple[Any, ...],
+    cal: Any,
+    pair: Any,
+    retry_pair: Any = None,
 ) -> dict[str, Any]:
     """The `second_chance` section of `voiceid eval`: the probes extended with the call's next
     utterance, embedded and scored like the first ones, decided by the same policy."""
@@ -306,7 +312,7 @@ def _second_chance(
         extended=True,
     )
     second = extended.trials(*trial_args)
-    return second_chance_of(trials, second, extension_of, cal, pair, get_settings().verify_min_speech_s)
+    return second_chance_of(trials, second, extension_of, cal, pair, get_settings().verify_min_speech_s, retry_pair)
 
 
 @app.command("eval")
@@ -331,6 +337,13 @@ def eval_command(
             "and report the decisions after it"
         ),
     ] = False,
+    second_chance_fmr: Annotated[
+        float | None,
+        typer.Option(
+            help="Decide the second chance by the thresholds for this false-match rate (default: the same "
+            "thresholds as the first try, VOICEID_TARGET_FMR)"
+        ),
+    ] = None,
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
     probe_utts: Annotated[
         int, typer.Option(help="Join N test utterances of a speaker into one probe, as a longer call would be")
@@ -430,6 +443,9 @@ def eval_command(
                 (norm, top_n, cohort_source, size),
                 cal,
                 pair,
+                None
+                if second_chance_fmr is None
+                else policy_from_calibrations({cal.channel: cal}, second_chance_fmr, settings.target_fnmr)[cal.channel],
             )
     else:
         if second_chance:

@@ -72,7 +72,8 @@ def format_second_chance(report: dict[str, Any]) -> str:
 
     return "\n".join(
         [
-            f"second chance (INCONCLUSIVE probe + the call's next utterance), {g['before']['n']} genuine / "
+            f"second chance (INCONCLUSIVE probe + the call's next utterance, decided at accept LLR >= "
+            f"{report['retry_accept_threshold']}), {g['before']['n']} genuine / "
             f"{i['before']['n']} impostor trials with a next utterance:",
             f"  genuine ACCEPT {pct(g['before']['accept_rate'])} -> {pct(g['after']['accept_rate'])}  "
             f"INCONCLUSIVE {pct(g['before']['inconclusive_rate'])} -> {pct(g['after']['inconclusive_rate'])}  "
@@ -107,9 +108,12 @@ def second_chance_of(
     calibration: Calibration,
     thresholds: Thresholds,
     min_speech_s: float,
+    retry_thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
     """`second_chance_report` of a trial set (`first`) and the trials of its extended probes
-    (`second`, probe ids mapped by `extension_of`), decided by one calibration and threshold pair."""
+    (`second`, probe ids mapped by `extension_of`), decided by one calibration; the extended probes
+    by `retry_thresholds` when given (a stricter pair, so that two tries together let fewer impostors
+    through), else by the same pair as the first try."""
     if first.speakers != second.speakers:
         raise ValueError("the extended probes were scored against other voiceprints")
     index = {probe_id: i for i, probe_id in enumerate(second.test_ids)}
@@ -119,7 +123,9 @@ def second_chance_of(
     rows_first = np.array([a for a, _ in pairs], dtype=np.int64)
     rows_second = np.array([b for _, b in pairs], dtype=np.int64)
     before = policy_decisions(first, rows_first, calibration, thresholds, min_speech_s)
-    retry = policy_decisions(second, rows_second, calibration, thresholds, min_speech_s)
+    retry_pair = retry_thresholds or thresholds
+    retry = policy_decisions(second, rows_second, calibration, retry_pair, min_speech_s)
     report = second_chance_report(before, retry, first.is_target[rows_first])
     report["accept_threshold"], report["reject_threshold"] = thresholds.accept, thresholds.reject
+    report["retry_accept_threshold"], report["retry_reject_threshold"] = retry_pair.accept, retry_pair.reject
     return report
