@@ -163,9 +163,6 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
             # Scripted vectors are raw cosine material: no cohort normalisation, and thresholds
             # pinned so the decision tests do not move when the shipped calibration is refitted.
             values.update(score_norm="none", accept_threshold=0.45, reject_threshold=0.30)
-            # A scripted engine has no audio to hear over a phone line: no phone view of enrolments
-            # (tests/api/test_phone_view.py scripts one and turns it back on).
-            values.update(enrol_phone_view=False)
         values.update(overrides)
         app_settings = settings.model_copy(update=values)
         if engine is None:

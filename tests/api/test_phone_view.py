@@ -105,6 +105,12 @@ def test_phone_enrolment_and_the_setting_off_keep_one_voiceprint(make_api) -> No
     api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True)
     _enrol(api, "ivr-caller", [engine.register(f"ph-{i}".encode(), unit(40 + i)) for i in range(2)])
     assert engine.view_calls == [] and _speaker(api, "ivr-caller").phone_voiceprint is None
+    # off by default until the population cohort serves phone views (docs/decision-policy.md)
+    default = make_api(engine=engine, enrol_min_speech_s=10.0)
+    _enrol(
+        default, "default", [engine.register_wideband(f"wb-d-{i}".encode(), unit(90 + i), unit(95 + i)) for i in (0, 1)]
+    )
+    assert engine.view_calls == [] and _speaker(default, "default").phone_voiceprint is None
 
     off = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=False)
     _enrol(
@@ -143,7 +149,7 @@ def test_api_phone_call_against_wideband_enrolment_scores_as_eval_phone_view(mak
     from voiceid.verify.cohort import BUILTIN_DIR, find_cohort
 
     claimed, others = "so762_0135", ["so762_0036"]
-    api = make_api(engine=engine, enrol_min_speech_s=1.0)
+    api = make_api(engine=engine, enrol_min_speech_s=1.0, enrol_phone_view=True)
     for speaker in [*others, claimed]:
         api.put_speaker(speaker)
         for path in dev_files[speaker][:2]:
