@@ -27,6 +27,7 @@ Embeddings and net speech are cached under the data dir.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ ROWS = (
     ("G.711 -> G.711", "g711-ulaw", "g711-ulaw", False),
     ("clean -> G.711, wideband voiceprint", "clean", "g711-ulaw", False),
     ("clean -> G.711, phone-view voiceprint", "clean", "g711-ulaw", True),
+    ("clean -> G.711, phone view, phone-view cohort", "clean", "g711-ulaw", True),
     ("G.711 -> clean", "g711-ulaw", "clean", False),
 )
 
@@ -89,6 +91,8 @@ def main() -> None:
         for n in (int(v) for v in args.probe_utts.split(",")):
             kwargs: dict[str, Any] = {"speech": speech, "enrol_channel": enrol_channel, "phone_view": view}
             run = embed_run(join_tests(base, n), channel, embed, cache, cohort, **kwargs)
+            # The population cohort serving phone views to phone calls (not in the service yet).
+            run = dataclasses.replace(run, view_cohort="phone-view cohort" in label)
             trials = run.trials(*trial_args)
             cal = shipped[run.service_channel]
             pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
@@ -98,6 +102,7 @@ def main() -> None:
             extended = embed_run(
                 Protocol(base.enrolment, list(extensions.values())), channel, embed, cache, cohort, **kwargs
             )
+            extended = dataclasses.replace(extended, view_cohort=run.view_cohort)
             second = extended.trials(*trial_args)
             extension_of = {probe: ext.utt_id for probe, ext in extensions.items()}
             chance = second_chance_of(trials, second, extension_of, cal, pair, settings.verify_min_speech_s)
@@ -110,6 +115,7 @@ def main() -> None:
                 "enrol_channel": enrol_channel,
                 "channel": channel,
                 "phone_view_voiceprint": run.claim_vectors is not None,
+                "phone_view_cohort": run.view_cohort,
                 "service_channel": run.service_channel,
                 "calibration": cal.calibration_id,
                 "probe_utts": n,

@@ -210,6 +210,7 @@ def score_population(
     channel: str,
     speech: dict[str, float] | None = None,
     claim_vectors: dict[str, FloatArray] | None = None,
+    view_cohort: bool = False,
 ) -> TrialScores:
     """Trials normalised as the service does it: against a fixed-size cohort of up to
     `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
@@ -219,7 +220,9 @@ def score_population(
     test speaker's own voiceprint: in the field most impostors are not enrolled, and leaving their
     voiceprint in the cohort would flatter the figures. With `claim_vectors` the claimed voiceprint
     is built from them (`claimed_voiceprints`) while the cohort keeps the population's voiceprints,
-    as the service's cohort holds each member's main voiceprint.
+    as the service's cohort holds each member's main voiceprint; with `view_cohort` the cohort's
+    population members are those claimed voiceprints too (a cohort that serves phone views to phone
+    calls, which the service does not do yet).
     """
     from voiceid.verify.cohort import sample_order
     from voiceid.verify.normalisation import normalise_scores
@@ -233,8 +236,9 @@ def score_population(
     index = {s: i for i, s in enumerate(speakers)}
     owner = np.array([index.get(u.speaker_id, -1) for u in tests])
     shipped = scorer.cohorts[channel]
-    union = np.concatenate([voiceprints[order], shipped])  # population in sampling order, then shipped
     claimed = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
+    members = claimed if view_cohort else voiceprints
+    union = np.concatenate([members[order], shipped])  # population in sampling order, then shipped
     vp_vs_union = cosine_matrix(claimed, union)
     probe_vs_union = cosine_matrix(probes, union)
     raw = cosine_matrix(probes, claimed).astype(np.float64)
@@ -297,6 +301,7 @@ class EvalRun:
     # Enrolment embeddings the claimed voiceprint is built from instead (the service's phone view of
     # wideband enrolment audio, scored against phone calls); None: the voiceprint itself.
     claim_vectors: dict[str, FloatArray] | None = None
+    view_cohort: bool = False  # the population cohort holds the claim voiceprints too (score_population)
 
     def scorer(
         self,
@@ -319,7 +324,7 @@ class EvalRun:
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
         return score_population(
-            self.protocol, self.vectors, scorer, self.service_channel, self.speech, self.claim_vectors
+            self.protocol, self.vectors, scorer, self.service_channel, self.speech, self.claim_vectors, self.view_cohort
         )
 
 
