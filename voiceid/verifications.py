@@ -190,8 +190,8 @@ class Verifications:
         watchlist screen and presentation-attack checks included."""
         ctx = self.ctx
         quality = utterance.quality
-        # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views).
-        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel)
+        # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
+        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view)
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
         population = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from tests.api.conftest import ScriptedEngine, unit
@@ -16,6 +17,7 @@ from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
+from voiceid.storage.crypto import generate_key_text
 from voiceid.verify.scoring import build_voiceprint
 
 
@@ -68,7 +70,8 @@ def _speaker(api, ref: str) -> m.Speaker:
 
 def test_phone_calls_meet_the_phone_view_and_wideband_calls_the_voiceprint(make_api) -> None:
     engine = TwoChannelEngine()
-    api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True)
+    key = SecretStr(generate_key_text())
+    api = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=True, encryption_key=key)
     native, views = [unit(1), unit(2)], [unit(11), unit(12)]
     bodies = [engine.register_wideband(f"wb-enrol-{i}".encode(), native[i], views[i]) for i in range(2)]
     _enrol(api, "mobile-app", bodies)
@@ -84,6 +87,10 @@ def test_phone_calls_meet_the_phone_view_and_wideband_calls_the_voiceprint(make_
     assert wide_call["channel"] == "wideband"
     assert wide_call["raw_score"] == pytest.approx(float(probe @ main), abs=1e-4)
     assert abs(float(probe @ phone) - float(probe @ main)) > 1e-3  # the two really differ
+    # turned off, the stored phone voiceprint is no longer used: phone calls meet the voiceprint
+    off = make_api(engine=engine, enrol_min_speech_s=10.0, enrol_phone_view=False, encryption_key=key)
+    again = off.verify("mobile-app", engine.register(b"phone-call-2", probe), content_type="audio/basic")
+    assert again["raw_score"] == pytest.approx(float(probe @ main), abs=1e-4)
 
     # stored sealed, under the speaker's key, and gone with the erasure
     speaker = _speaker(api, "mobile-app")

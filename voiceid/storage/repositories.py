@@ -211,11 +211,14 @@ def set_phone_voiceprint(
     session.flush()
 
 
-def voiceprint_for_channel(vault: Vault, speaker: Speaker, channel: str) -> npt.NDArray[np.float32] | None:
+def voiceprint_for_channel(
+    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True
+) -> npt.NDArray[np.float32] | None:
     """The voiceprint a call on `channel` is scored against: the phone-view voiceprint for a phone
-    call when the enrolment had one (wideband enrolment audio), else the voiceprint."""
+    call when the enrolment had one (wideband enrolment audio) and `phone_view` is on, else the
+    voiceprint."""
     version = speaker.voiceprint_model_version
-    if channel == PHONE and speaker.phone_voiceprint is not None and version is not None:
+    if phone_view and channel == PHONE and speaker.phone_voiceprint is not None and version is not None:
         try:
             return vault.open_vector(speaker.phone_voiceprint, associated_data("phone_voiceprint", speaker.id, version))
         except KeyShreddedError:
