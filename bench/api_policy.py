@@ -49,6 +49,9 @@ class MemoEngine:
             self.memo[data] = self.engine.embed_bytes(data, content_type)
         return self.memo[data]
 
+    def embed_phone_view(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        return self.engine.embed_phone_view(data, content_type)  # enrolment only: each body once anyway
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

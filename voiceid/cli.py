@@ -225,22 +225,33 @@ def _embed_run(
     cohort_manifest: Path | None,
     cache: bool,
     probe_utts: int = 1,
+    enrol_channel: str | None = None,
+    phone_view: bool = False,
+    extended: bool = False,
 ) -> Any:
-    """Embed a manifest (and the cohort) through a channel with the chosen embedder; net speech too."""
+    """Embed a manifest (and the cohort) through a channel with the chosen embedder; net speech too.
+
+    `enrol_channel`: the channel of the enrolment audio (default: `channel`); `phone_view`: score phone
+    probes against the G.711 view of wideband enrolment audio, as the service does; `extended`: the
+    probes are the second-chance extensions of the `probe_utts` probes (`extend_tests`)."""
     from tqdm import tqdm
 
     from voiceid.evaluation.channel import CHANNELS
     from voiceid.evaluation.embedders import EMBEDDERS, speech_meter, speechbrain_bare_embedder, voiceid_embedder
-    from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
+    from voiceid.evaluation.protocol import Protocol, build_protocol, extend_tests, join_tests, read_manifest
     from voiceid.evaluation.runner import EmbeddingCache, embed_run
 
-    if channel not in CHANNELS:
+    if channel not in CHANNELS or (enrol_channel is not None and enrol_channel not in CHANNELS):
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     if embedder not in EMBEDDERS:
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
     try:
-        protocol = join_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts)
+        base = build_protocol(read_manifest(manifest), enrol_utts)
+        if extended:
+            protocol = Protocol(base.enrolment, list(extend_tests(base, probe_utts).values()))
+        else:
+            protocol = join_tests(base, probe_utts)
         cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
     except ValueError as exc:  # a manifest naming files that are not there: say so, no traceback
         raise typer.BadParameter(str(exc)) from None
@@ -254,17 +265,87 @@ def _embed_run(
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"embedding ({channel})", unit="utt", disable=not sys.stderr.isatty())
 
-    return embed_run(protocol, channel, embed, cache_store, cohort, progress, speech=speech_meter(settings))
+    return embed_run(
+        protocol,
+        channel,
+        embed,
+        cache_store,
+        cohort,
+        progress,
+        speech=speech_meter(settings),
+        enrol_channel=enrol_channel,
+        phone_view=phone_view,
+    )
 
 
 def _default_cohort_manifest() -> Path:
     return get_settings().dev_data_dir / "dev_cohort" / "manifest.csv"
 
 
+def _second_chance(
+    run: Any,
+    trials: Any,
+    embed_args: tuple[Any, ...],
+    trial_args: tuple[Any, ...],
+    cal: Any,
+    pair: Any,
+    retry_pair: Any = None,
+) -> dict[str, Any]:
+    """The `second_chance` section of `voiceid eval`: the probes extended with the call's next
+    utterance, embedded and scored like the first ones, decided by the same policy."""
+    from voiceid.evaluation.protocol import build_protocol, extend_tests, read_manifest
+    from voiceid.evaluation.second_chance import second_chance_of
+
+    manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts = embed_args
+    extension_of = {
+        probe: ext.utt_id
+        for probe, ext in extend_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts).items()
+    }
+    extended = _embed_run(
+        manifest,
+        channel,
+        enrol_utts,
+        embedder,
+        cohort_utts,
+        cache,
+        probe_utts,
+        run.enrol_channel,
+        run.claim_vectors is not None,
+        extended=True,
+    )
+    second = extended.trials(*trial_args)
+    return second_chance_of(trials, second, extension_of, cal, pair, get_settings().verify_min_speech_s, retry_pair)
+
+
 @app.command("eval")
 def eval_command(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv (utt_id,speaker_id,path)")],
     channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    enrol_channel: Annotated[
+        str | None,
+        typer.Option(help="Channel of the enrolment audio, e.g. clean with a G.711 --channel (default: --channel)"),
+    ] = None,
+    phone_view: Annotated[
+        bool | None,
+        typer.Option(
+            help="Wideband enrolment, phone probes: score against the voiceprint of the enrolment audio's G.711 "
+            "view, as the service does (default: VOICEID_ENROL_PHONE_VIEW)"
+        ),
+    ] = None,
+    second_chance: Annotated[
+        bool,
+        typer.Option(
+            help="Policy section: give INCONCLUSIVE probes a second chance with the call's next utterance "
+            "and report the decisions after it"
+        ),
+    ] = False,
+    second_chance_fmr: Annotated[
+        float | None,
+        typer.Option(
+            help="Decide the second chance by the thresholds for this false-match rate (default: the same "
+            "thresholds as the first try, VOICEID_TARGET_FMR)"
+        ),
+    ] = None,
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
     probe_utts: Annotated[
         int, typer.Option(help="Join N test utterances of a speaker into one probe, as a longer call would be")
@@ -310,7 +391,7 @@ def eval_command(
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.metrics import cllr as cllr_of
     from voiceid.verify.normalisation import NORM_METHODS
-    from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
+    from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes, thresholds_by_calibration
 
     settings = get_settings()
     norm = norm or settings.score_norm
@@ -320,11 +401,14 @@ def eval_command(
     cohort_source = cohort or settings.cohort_source
     size = cohort_size or settings.cohort_size
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts)
+    view = settings.enrol_phone_view if phone_view is None else phone_view
+    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts, enrol_channel, view)
     trials = run.trials(norm, top_n, cohort_source, size)
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": channel,
+        "enrol_channel": enrol_channel or channel,
+        "phone_view_voiceprint": run.claim_vectors is not None,
         "service_channel": run.service_channel,
         "embedder": embedder,
         "norm": norm,
@@ -378,7 +462,23 @@ def eval_command(
         }
         if mode == "self":
             report["policy_by_calibration"] = policy_by_calibration(run, regime, settings)
+        if second_chance:
+            report["second_chance"] = _second_chance(
+                run,
+                trials,
+                (manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts),
+                (cal.norm, top_n, cohort_source, size),
+                cal,
+                regime.thresholds,
+                None
+                if second_chance_fmr is None
+                else thresholds_by_calibration({cal.channel: [cal]}, second_chance_fmr, settings.target_fnmr)[
+                    cal.calibration_id
+                ],
+            )
     else:
+        if second_chance:
+            raise typer.BadParameter("--second-chance needs a calibration for this channel and norm (a policy)")
         if mode == "file":
             raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration for this model")
         report["cllr"] = cross_validated_cllr(trials)
@@ -414,6 +514,10 @@ def eval_command(
             f"impostor ACCEPT {point['impostor']['accept']} of {point['impostor']['n']} "
             f"({point['impostor_accept_rate'] * 100:.3f} %)"
         )
+    if "second_chance" in report:
+        from voiceid.evaluation.second_chance import format_second_chance
+
+        typer.echo(format_second_chance(report["second_chance"]))
 
 
 @app.command("calibrate")

@@ -114,6 +114,15 @@ class Settings(BaseSettings):
 
     # --- service: enrolment and decisions ---------------------------------------------------
     enrol_min_speech_s: float = Field(20.0, gt=0, description="Net speech needed before a speaker is ENROLLED.")
+    # Enrolled on a good line, verified over the phone: the voiceprint of the enrolment audio's G.711 view
+    # matches phone calls better (dev EER 4.06 -> 2.71 %), but off until the population cohort serves
+    # phone views too: normalised against wideband voiceprints its scores run high and 3.9 % of impostors
+    # passed (docs/decision-policy.md, cross-channel).
+    enrol_phone_view: bool = Field(
+        False,
+        description="Also embed wideband enrolment audio as a G.711 line carries it and score phone calls "
+        "against that view's voiceprint (one more inference per wideband enrolment utterance).",
+    )
     # The calibration already discounts short probes (their LLRs stay near 0 unless the evidence is
     # strong), so the floor is the embedding floor: a higher one turns genuine short calls away for
     # nothing (on the dev set 59 % of single utterances have < 3 s of net speech).

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from voiceid.antispoof.stage import PadEvidence, PadStage
 from voiceid.audio.decode import DecodedAudio
 from voiceid.audio.frontend import FrontEnd, FrontEndConfig
+from voiceid.audio.phone_line import phone_line
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
 from voiceid.models.embedder import Embedder, shared_embedder
@@ -66,3 +67,11 @@ class Engine:
 
     def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         return self.embed_decoded(self.front_end.decode(data, content_type))
+
+    def embed_phone_view(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        """The embedding of wideband audio as a G.711 line would deliver it (`voiceid.enrolment.views`):
+        band-limited, μ-law coded and decoded again through the same front end as a phone call. No
+        countermeasure: the view is derived from audio the countermeasure has already judged."""
+        decoded = self.front_end.decode(data, content_type)
+        prepared = self.front_end.prepare(*phone_line(decoded.samples, decoded.sample_rate))
+        return EmbeddedUtterance(self.embedder.embed(prepared.speech), self.embedder.model_version, prepared.quality)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from voiceid.audio.quality import QualityReport
+from voiceid.engine import EmbeddedUtterance
 from voiceid.enrolment.session import progress
+from voiceid.enrolment.views import phone_voiceprint
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.population import follow_enrolment
 from voiceid.serving import ServingContext
@@ -20,7 +24,8 @@ from voiceid.speakers import Speakers
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
-from voiceid.views import EnrolmentStep, SpeakerView
+from voiceid.verify.cohort import WIDEBAND
+from voiceid.views import UNUSABLE_AUDIO, EnrolmentStep, SpeakerView
 
 
 def check_consented(speaker: Speaker) -> None:
@@ -53,6 +58,7 @@ class Enrolment:
         with ctx.db.transaction() as session:
             check_consented(self.speakers.load(session, speaker_id))
         utterance = ctx.embed(data, content_type)
+        view = self._phone_view(data, content_type, utterance)
         with ctx.db.transaction() as session:
             # Re-read under lock: the speaker may have opted out or been deleted during inference.
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -71,6 +77,7 @@ class Enrolment:
                     version,
                     utterance.quality.net_speech_s,
                     utterance.quality.to_dict(),
+                    phone_view=view,
                 )
                 ctx.pad.keep_enrolment(session, speaker, utterance)
             state = progress(
@@ -78,6 +85,8 @@ class Enrolment:
             )
             if state.voiceprint is not None and fraud.refusal is None:
                 repo.set_voiceprint(session, ctx.cipher, speaker, state.voiceprint, version)
+                phone = phone_voiceprint(repo.enrolment_channel_samples(session, ctx.cipher, speaker, version))
+                repo.set_phone_voiceprint(session, ctx.cipher, speaker, phone, version)
                 speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (privacy/retention.py)
                 held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 if speaker.status != SpeakerStatus.REVIEW_REQUIRED:  # only an analyst releases a hold
@@ -97,6 +106,21 @@ class Enrolment:
         if fraud.refusal is not None:
             raise fraud.refusal
         return step
+
+    def _phone_view(
+        self, data: bytes, content_type: str | None, utterance: EmbeddedUtterance
+    ) -> npt.NDArray[np.float32] | None:
+        """The embedding of wideband enrolment audio's G.711 view (`voiceid.enrolment.views`), None
+        for phone audio, with the setting off, or when the view leaves too little speech to embed."""
+        if not self.ctx.settings.enrol_phone_view or utterance.quality.channel != WIDEBAND:
+            return None
+        try:
+            view = self.ctx.pool.run(self.ctx.engine.embed_phone_view, data, content_type)
+        except VoiceIdError as exc:
+            if exc.code in UNUSABLE_AUDIO:
+                return None  # the utterance still enrols; phone calls score it by its own embedding
+            raise
+        return view.vector
 
     def check_can_enrol(self, speaker_id: str) -> SpeakerView:
         """Raise unless the speaker exists and has consented; a stream checks before taking audio."""

@@ -197,10 +197,11 @@ class Verifications:
         """The one place a probe becomes a score and an outcome (final decisions and stream previews),
         watchlist screen and presentation-attack checks included."""
         ctx = self.ctx
-        voiceprint = repo.get_voiceprint(ctx.cipher, speaker)
+        quality = utterance.quality
+        # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
+        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view)
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
-        quality = utterance.quality
         population, correction = None, None
         if ctx.settings.score_norm != "none" and ctx.settings.cohort_source == "population":
             ctx.fraud.voiceprints.sync(session)

@@ -52,9 +52,20 @@ def _score(run: EvalRun, protocol: Protocol, regime: Regime, settings: Settings)
     norm = cast(NormMethod, regime.calibration.norm)
     scorer = run.scorer(norm, settings.score_top_n, cohort_size=settings.cohort_size)
     if norm == "none":
-        return score_protocol(protocol, run.vectors, scorer, run.service_channel, run.speech)
+        return score_protocol(
+            protocol, run.vectors, scorer, run.service_channel, run.speech, claim_vectors=run.claim_vectors
+        )
     limit = None if regime.population is None else max(regime.population - 1, 0)
-    return score_population(protocol, run.vectors, scorer, run.service_channel, run.speech, limit)
+    return score_population(
+        protocol,
+        run.vectors,
+        scorer,
+        run.service_channel,
+        run.speech,
+        claim_vectors=run.claim_vectors,
+        view_cohort=run.view_cohort,
+        population_limit=limit,
+    )
 
 
 def regime_trials(run: EvalRun, regime: Regime, settings: Settings) -> TrialScores:

@@ -1,5 +1,6 @@
-"""SQLAlchemy tables. Biometric blobs live only in `enrolment_embeddings` and `speakers.voiceprint`,
-both encrypted; the score log (`verifications`) holds no vector and survives speaker erasure."""
+"""SQLAlchemy tables. Biometric blobs live only in `enrolment_embeddings` (`ciphertext`, `phone_view`) and
+`speakers` (`voiceprint`, `phone_voiceprint`), all encrypted; the score log (`verifications`) holds no
+vector and survives speaker erasure."""
 
 from __future__ import annotations
 
@@ -104,6 +105,9 @@ class Speaker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     voiceprint_used_at: Mapped[datetime | None] = mapped_column(default=None)  # 0005: retention clock
+    # 0019b: the voiceprint of the enrolment audio's G.711 view, scored against phone calls when the
+    # enrolment came over a wideband line (sealed like `voiceprint`, same model version and key).
+    phone_voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class EnrolmentEmbedding(Base):
@@ -115,6 +119,8 @@ class EnrolmentEmbedding(Base):
     net_speech_s: Mapped[float] = mapped_column(Float)
     quality: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0019b: the sealed embedding of this utterance's G.711 view (wideband audio only).
+    phone_view: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class Verification(Base):
