@@ -24,7 +24,7 @@ from typing import Any
 
 from http_harness import bench_app, role_headers  # bench/http_harness.py: run from bench/ as a script
 
-from voiceid.antispoof.calibration import is_held_out
+from voiceid.antispoof.calibration import held_out_speakers
 from voiceid.antispoof.evaluate import PadItem, read_pad_manifest
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
@@ -40,13 +40,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     base = get_settings()
+    items = [i for manifest in args.manifest for i in read_pad_manifest(manifest) if i.is_bonafide]
+    kept_out = held_out_speakers({(i.source, i.speaker_id) for i in items}, args.holdout_share)
     by_speaker: dict[str, list[PadItem]] = defaultdict(list)
-    for manifest in args.manifest:
-        for item in read_pad_manifest(manifest):
-            if item.is_bonafide and (
-                not args.held_out_only or is_held_out(item.source, item.speaker_id, args.holdout_share)
-            ):
-                by_speaker[item.speaker_id].append(item)
+    for item in items:
+        if not args.held_out_only or (item.source, item.speaker_id) in kept_out:
+            by_speaker[item.speaker_id].append(item)
     speakers = list(by_speaker)[: args.max_speakers]
     rows: list[dict[str, Any]] = []
     with bench_app(base) as client:

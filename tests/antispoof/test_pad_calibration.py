@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voiceid.antispoof.calibration import BonafideScore, fit_thresholds, is_held_out
+from voiceid.antispoof.calibration import BonafideScore, fit_thresholds, held_out_speakers
 from voiceid.antispoof.detector import CmOutput
 from voiceid.antispoof.evaluate import (
     CmCache,
@@ -59,9 +59,10 @@ def test_a_source_too_small_for_its_own_threshold_only_counts_in_the_pooled_fit(
 def test_held_out_speakers_are_kept_out_of_the_fit_and_reported() -> None:
     scores = _scores("A", "phone", [float(v) for v in range(400)], speakers=40)
     thresholds, report = fit_thresholds(scores, "cm-x", 0.05, holdout_share=0.3)
-    held = [s for s in scores if is_held_out(s.source, s.speaker_id, 0.3)]
-    fit = [s for s in scores if not is_held_out(s.source, s.speaker_id, 0.3)]
-    assert 0 < len(held) < len(scores)
+    kept_out = held_out_speakers({(s.source, s.speaker_id) for s in scores}, 0.3)
+    held = [s for s in scores if (s.source, s.speaker_id) in kept_out]
+    fit = [s for s in scores if (s.source, s.speaker_id) not in kept_out]
+    assert len({s.speaker_id for s in held}) == 12  # round(0.3 x 40)
     assert {s.speaker_id for s in held}.isdisjoint({s.speaker_id for s in fit})  # whole speakers
     expected = np.sort([s.score for s in fit])[int(0.05 * len(fit))]
     assert thresholds.threshold("phone") == expected
@@ -72,6 +73,13 @@ def test_held_out_speakers_are_kept_out_of_the_fit_and_reported() -> None:
     # the file round-trips with the held-out figures
     again = PadThresholds.from_dict(thresholds.to_dict())
     assert again.channels["phone"].bpcer_held_out == thresholds.channels["phone"].bpcer_held_out
+
+
+def test_a_small_source_still_has_one_speaker_held_out() -> None:
+    six = {("8k", f"spk{i}") for i in range(6)}
+    assert len(held_out_speakers(six, 0.05)) == 1  # round(0.05 x 6) = 0, raised to 1
+    assert held_out_speakers({("x", "a"), ("x", "b")}, 0.3) == set()  # two speakers: both needed to fit
+    assert held_out_speakers(six, 0.0) == set()
 
 
 def _item(utt: str, label: str, attack: str = "bonafide", source: str = "s") -> PadItem:

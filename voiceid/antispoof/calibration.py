@@ -9,15 +9,16 @@ the speakers it was fitted on; a pooled threshold over the rest bounds the sourc
 count on their own.
 
 AASIST's false alarms cluster by speaker (docs/antispoof.md), so a BPCER measured on the speakers a
-threshold was fitted on flatters it. A share of each source's speakers (chosen by a hash of the
-speaker id, stable across runs) is held out of the fit, and the report gives the BPCER on them.
+threshold was fitted on flatters it. A share of each source's speakers (ranked by a hash of the
+speaker id, stable across runs; at least one where a source has three or more speakers) is held out
+of the fit, and the report gives the BPCER on them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +42,22 @@ class BonafideScore:
     score: float  # calibrated CM score, higher = bona fide
 
 
-def is_held_out(source: str, speaker_id: str, share: float) -> bool:
-    """Whether a speaker is kept out of the fit: a stable hash of (source, speaker) below `share`."""
-    if share <= 0.0:
-        return False
-    digest = hashlib.sha256(f"{source}|{speaker_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+def _rank(source: str, speaker_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{source}|{speaker_id}".encode()).digest()[:8], "big")
+
+
+def held_out_speakers(speakers: Iterable[tuple[str, str]], share: float) -> set[tuple[str, str]]:
+    """The (source, speaker) pairs kept out of the fit: per source, the round(share x n) speakers
+    ranking first by a stable hash; at least one where the source has three or more speakers, none
+    where it has fewer (that would leave too little to fit the source on)."""
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for source, speaker in speakers:
+        by_source[source].add(speaker)
+    held: set[tuple[str, str]] = set()
+    for source, names in by_source.items():
+        count = 0 if share <= 0.0 or len(names) < 3 else max(1, round(share * len(names)))
+        held |= {(source, s) for s in sorted(names, key=lambda s: _rank(source, s))[:count]}
+    return held
 
 
 def channel_threshold(scores: Sequence[BonafideScore], target_bpcer: float, min_source_files: int) -> float:
@@ -75,7 +86,8 @@ def fit_thresholds(
 ) -> tuple[PadThresholds, dict[str, Any]]:
     """Per-channel thresholds fitted on the speakers not held out, and the BPCER they give per channel
     and per (source, how it was sent), on the fitted and on the held-out speakers."""
-    held = {s.utt_id: is_held_out(s.source, s.speaker_id, holdout_share) for s in scores}
+    kept_out = held_out_speakers(((s.source, s.speaker_id) for s in scores), holdout_share)
+    held = {s.utt_id: (s.source, s.speaker_id) in kept_out for s in scores}
     channels: dict[str, ChannelThreshold] = {}
     per_channel: dict[str, Any] = {}
     for channel in sorted({s.channel for s in scores}):
