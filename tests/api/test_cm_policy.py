@@ -58,7 +58,7 @@ class DeferringEngine(Engine):
 
     def with_cm(self, utterance: EmbeddedUtterance) -> EmbeddedUtterance:
         self.cm_runs += 1
-        cm_score = next(cm for v, cm in self.probes.values() if np.array_equal(v, utterance.vector))
+        cm_score = next(cm for v, cm in self.probes.values() if np.array_equal(v.astype(np.float32), utterance.vector))
         assert utterance.pad is not None
         return replace(utterance, pad=replace(utterance.pad, cm_raw=cm_score, cm_score=cm_score), cm_audio=None)
 
@@ -103,6 +103,13 @@ def test_the_cm_is_skipped_exactly_on_reject_and_the_log_says_so(api) -> None:  
     genuine = client.verify("cust", engine.register(b"genuine", VOICE.copy() * 1.0), "audio/basic")
     assert genuine["decision"] == "ACCEPT" and engine.cm_runs == runs + 1  # a would-be ACCEPT is always scored
     assert (genuine["cm_score"], genuine["cm_threshold"], genuine["cm_check"]) == (GENUINE_CM, 0.0, "PASSED")
+    # Between the thresholds (cosine 0.38): INCONCLUSIVE on the voice, which the CM can still turn into
+    # REJECT under VOICEID_CM_ACTION=reject (and a challenge into ACCEPT), so it is scored.
+    other = unit(11) - float(unit(11) @ VOICE) * VOICE
+    between = 0.38 * VOICE + np.sqrt(1 - 0.38**2) * other / np.linalg.norm(other)
+    middle = client.verify("cust", engine.register(b"between", between), "audio/basic")
+    assert middle["decision"] == "INCONCLUSIVE" and engine.cm_runs == runs + 2
+    assert middle["cm_check"] == "PASSED"
     [logged] = [v for v in _log(client) if v["verification_id"] == impostor["verification_id"]]
     assert logged["cm_check"] == "SKIPPED" and logged["cm_score"] is None
 
