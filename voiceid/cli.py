@@ -624,15 +624,18 @@ def eval_pad_command(
     cache: Annotated[bool, typer.Option(help="Reuse CM outputs cached under the data dir")] = True,
 ) -> None:
     """Presentation-attack detection accuracy: EER, APCER at BPCER 1 % / 5 %, per attack and per source."""
-    from voiceid.antispoof.evaluate import DETECTORS, pad_report, run_pad
+    from voiceid.antispoof.evaluate import DETECTORS, at_thresholds, pad_report, run_pad
+    from voiceid.antispoof.policy import load_thresholds
     from voiceid.evaluation.channel import CHANNELS
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     if detector not in DETECTORS:
         raise typer.BadParameter(f"detector must be one of {', '.join(DETECTORS)}")
+    settings = get_settings()
     try:
-        run = run_pad(manifest, channel, detector, get_settings(), cache)
+        run = run_pad(manifest, channel, detector, settings, cache)
+        thresholds = load_thresholds(settings.cm_thresholds_file)
     except VoiceIdError as exc:
         _fail(exc)
         return
@@ -643,6 +646,12 @@ def eval_pad_command(
         "score": "higher = more likely bona fide; flagged as an attack below the threshold",
         **pad_report(run.items, run.scores),
     }
+    # The shipped thresholds hold for the shipped detector's scores only (the raw AASIST score is on
+    # another scale), each file judged by the threshold of the channel it arrives on.
+    report["at_shipped_thresholds"] = (
+        at_thresholds(run.items, run.scores, run.channels, thresholds) if detector == "shipped" else None
+    )
+    report["problems"] = [p.to_dict() for p in run.problems]
     if plot is not None:
         import numpy as np
 
@@ -650,6 +659,8 @@ def eval_pad_command(
 
         bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
         spoof = np.array([run.scores[i.utt_id] for i in run.items if not i.is_bonafide and i.utt_id in run.scores])
+        if len(bona) == 0 or len(spoof) == 0:
+            raise typer.BadParameter("a DET plot needs both bona fide and spoof rows")
         plot.parent.mkdir(parents=True, exist_ok=True)
         label = f"{detector} {channel}"
         report["det_plot"] = str(plot_det({label: (bona, spoof)}, plot, label, ("APCER (%)", "BPCER (%)")))
@@ -657,48 +668,104 @@ def eval_pad_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f} %"
+
+    shipped = report["at_shipped_thresholds"] or {}
     typer.echo(
-        f"{run.detector} {channel}: EER {report['eer'] * 100:.2f} %  APCER@BPCER1% "
-        f"{report['apcer_at_bpcer_1pct'] * 100:.1f} %  APCER@BPCER5% {report['apcer_at_bpcer_5pct'] * 100:.1f} %  "
-        f"bona fide {report['n_bonafide']}  spoof {report['n_spoof']}"
+        f"{run.detector} {channel}: EER {pct(report['eer'])}  APCER@BPCER1% {pct(report['apcer_at_bpcer_1pct'])}  "
+        f"APCER@BPCER5% {pct(report['apcer_at_bpcer_5pct'])}  bona fide {report['n_bonafide']}  "
+        f"spoof {report['n_spoof']}; at the shipped thresholds BPCER {pct(shipped.get('bpcer'))} "
+        f"APCER {pct(shipped.get('apcer'))}; {len(run.problems)} file(s) truncated or skipped"
     )
 
 
 @app.command("calibrate-pad")
 def calibrate_pad_command(
-    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="dev_spoof-style manifest.csv")],
-    channel: Annotated[str, typer.Option(help="clean (-> wideband) | g711-ulaw / g711-alaw (-> phone)")] = "clean",
+    manifest: Annotated[
+        list[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Repeatable. dev_spoof-style manifest, or a speaker-verification manifest (all bona fide)",
+        ),
+    ],
+    channel: Annotated[
+        list[str],
+        typer.Option(help="Repeatable. clean (-> wideband, or phone for 8 kHz files) | g711-ulaw | g711-alaw"),
+    ] = ["clean", "g711-ulaw"],  # noqa: B006 (typer reads the default; it is never mutated)
     target_bpcer: Annotated[
         float | None, typer.Option(help="Share of genuine callers flagged (default: VOICEID_CM_TARGET_BPCER)")
     ] = None,
-    out: Annotated[Path, typer.Option(help="pad_thresholds.json (this channel's entry is replaced)")] = Path(
-        "pad_thresholds.json"
-    ),
+    holdout_share: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of each source's speakers kept out of the fit")
+    ] = 0.3,
+    out: Annotated[Path, typer.Option(help="pad_thresholds.json to write")] = Path("pad_thresholds.json"),
+    report: Annotated[Path | None, typer.Option(help="Write the BPCER per source (fit and held out) as JSON")] = None,
 ) -> None:
-    """Fit the countermeasure threshold of one channel for a target BPCER on the manifest's bona fide."""
-    import numpy as np
-
-    from voiceid.antispoof.evaluate import run_pad, service_channel
-    from voiceid.antispoof.policy import PadThresholds, fit_channel_threshold, load_thresholds, save_thresholds
+    """Fit the countermeasure thresholds per channel for a target BPCER on genuine callers' speech from
+    several manifests; report the BPCER per data source on fitted and held-out speakers."""
+    from voiceid.antispoof.calibration import BonafideScore, fit_thresholds
+    from voiceid.antispoof.evaluate import at_thresholds, run_pad
+    from voiceid.antispoof.policy import save_thresholds
     from voiceid.evaluation.channel import CHANNELS
 
-    if channel not in CHANNELS:
-        raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    for name in channel:
+        if name not in CHANNELS:
+            raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     settings = get_settings()
     bpcer = target_bpcer if target_bpcer is not None else settings.cm_target_bpcer
+    scores: list[BonafideScore] = []
+    runs = []
+    backend_id = ""
+    problems: list[dict[str, str]] = []
     try:
-        run = run_pad(manifest, channel, "shipped", settings)
-        backend_id = run.detector.split(":", 1)[1]
-        existing = load_thresholds(out) if out.is_file() else None
+        for path in manifest:
+            for name in channel:
+                run = run_pad(path, name, "shipped", settings)
+                runs.append((path, run))
+                backend_id = run.detector.split(":", 1)[1]
+                problems += [{"manifest": str(path), "channel": name, **p.to_dict()} for p in run.problems]
+                scores += [
+                    BonafideScore(
+                        f"{path}|{name}|{i.utt_id}",
+                        i.speaker_id,
+                        i.source,
+                        name,
+                        run.channels[i.utt_id],
+                        run.scores[i.utt_id],
+                    )
+                    for i in run.items
+                    if i.is_bonafide and i.utt_id in run.scores
+                ]
     except VoiceIdError as exc:
         _fail(exc)
         return
-    bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
-    entry = fit_channel_threshold(bona, bpcer)
-    channels = dict(existing.channels) if existing is not None and existing.backend_id == backend_id else {}
-    channels[service_channel(channel)] = entry
-    save_thresholds(PadThresholds(backend_id, channels), out)
-    typer.echo(json.dumps(PadThresholds(backend_id, channels).to_dict(), indent=2))
+    if not scores:
+        raise typer.BadParameter("the manifests hold no bona fide file that could be scored")
+    thresholds, fit_report = fit_thresholds(scores, backend_id, bpcer, holdout_share)
+    save_thresholds(thresholds, out)
+    # Attacks in the manifests (dev_spoof) are not used for the fit; the APCER they meet is reported.
+    attacks = {
+        f"{path.parent.name} [{run.channel}]": at_thresholds(run.items, run.scores, run.channels, thresholds)[
+            "apcer_per_attack"
+        ]
+        for path, run in runs
+        if any(not i.is_bonafide for i in run.items)
+    }
+    full = {"thresholds": thresholds.to_dict(), **fit_report, "apcer_per_attack": attacks, "problems": problems}
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(full, indent=2) + "\n")
+    typer.echo(json.dumps(thresholds.to_dict(), indent=2))
+    for key, row in fit_report["per_source"].items():
+        held = "-" if row["bpcer_held_out"] is None else f"{row['bpcer_held_out'] * 100:.1f} %"
+        fitted = "-" if row["bpcer_fit"] is None else f"{row['bpcer_fit'] * 100:.1f} %"
+        typer.echo(
+            f"  {key:55s} {row['channel']:8s} BPCER fit {fitted:>7} (n={row['n_fit']})  "
+            f"held out {held:>7} (n={row['n_held_out']})"
+        )
 
 
 cohort_app = typer.Typer(help="Impostor cohorts for score normalisation.", no_args_is_help=True)

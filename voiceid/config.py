@@ -506,7 +506,14 @@ class Settings(BaseSettings):
         "inconclusive", description="What a call the countermeasure flags becomes (never ACCEPT either way)."
     )
     cm_target_bpcer: float = Field(
-        0.05, gt=0, lt=0.5, description="`voiceid calibrate-pad` default: share of genuine callers flagged."
+        0.01, gt=0, lt=0.5, description="`voiceid calibrate-pad` default: share of genuine callers flagged."
+    )
+    cm_enrol_max_flagged: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Flagged files an enrolment in doubt keeps out of its voiceprint before it is built from all "
+        "its audio and held for an analyst (review item SPOOF_SUSPECTED).",
     )
     replay_enabled: bool = Field(True, description="Fingerprint audio and flag a probe that replays earlier audio.")
     replay_threshold: float = Field(

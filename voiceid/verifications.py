@@ -55,11 +55,18 @@ class Verifications:
         if early is not None:
             return early
         try:
-            utterance = self.ctx.embed(data, content_type)
+            utterance = self.ctx.embed(data, content_type, defer_cm=True)
         except VoiceIdError as exc:
             if exc.code in UNUSABLE_AUDIO:
                 self.count_unusable_attempt(speaker_id)
             raise
+        if utterance.cm_pending:
+            # The countermeasure only runs where its answer can change the decision: a call that is
+            # REJECT without it (voice, watchlist, replay) stays REJECT, so its score log row shows
+            # cm_score null and cm_check SKIPPED. Every call that could be ACCEPT is scored.
+            preview = self.preview(speaker_id, utterance)
+            needed = preview.score is not None and preview.outcome.decision != Decision.REJECT
+            utterance = self.ctx.complete_cm(utterance, needed)
         return self.decide(speaker_id, utterance, api_key_id)
 
     def precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:

@@ -55,8 +55,9 @@ ERROR_HELP: dict[ErrorCode, str] = {
     "VOICEID_JSON_BODY_TIMEOUT_S (JSON, forms).",
     ErrorCode.WEBHOOK_NOT_ALLOWED: "The webhook URL's host is not in VOICEID_WEBHOOK_ALLOWED_HOSTS, or it resolves "
     "to a loopback, private or link-local address; nothing was stored.",
-    ErrorCode.ENROLMENT_SPOOF_SUSPECTED: "The countermeasure flagged this enrolment audio as synthetic or replayed; "
-    "nothing was stored. Enrol with live speech.",
+    ErrorCode.ENROLMENT_SPOOF_SUSPECTED: "This enrolment audio replays a recording already heard for this speaker; "
+    "nothing was stored. Enrol with live speech. (The synthetic-speech countermeasure alone never refuses "
+    "enrolment audio: see `countermeasure` and `next_step` in the enrolment answer.)",
     ErrorCode.DATABASE_UNAVAILABLE: "The database cannot be reached; nothing was changed. Retry after Retry-After.",
 }
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from voiceid.statuses import CallMode, CallStatus, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
+from voiceid.statuses import CallMode, CallStatus, CmCheck, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -153,9 +153,13 @@ class Verification(Base):
     cm_score: Mapped[float | None] = mapped_column(Float, default=None)
     cm_version: Mapped[str | None] = mapped_column(String(64), default=None)
     replay_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # 0018_cm_check: the CM threshold of the call's channel, and FLAGGED / PASSED / SKIPPED (CmCheck).
+    cm_threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    cm_check: Mapped[CmCheck | None] = mapped_column(EnumText(CmCheck, 8), default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
+        Index("ix_verifications_cm_check_created", "cm_check", "created_at"),
         Index("ix_verifications_speaker_created", "speaker_ref", "created_at"),
     )
 

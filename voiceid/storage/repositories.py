@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.enrolment.views import ChannelSample
-from voiceid.statuses import SpeakerStatus
+from voiceid.statuses import CmCheck, SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
@@ -151,7 +151,22 @@ def add_enrolment_embedding(
     return row
 
 
-def enrolment_samples(session: Session, vault: Vault, speaker: Speaker, model_version: str) -> list[EnrolmentSample]:
+def enrolment_qualities(session: Session, speaker: Speaker, model_version: str) -> list[dict[str, Any]]:
+    """The quality record of each enrolment file (it holds the file's countermeasure result)."""
+    return list(
+        session.scalars(
+            select(EnrolmentEmbedding.quality).where(
+                EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version
+            )
+        ).all()
+    )
+
+
+def enrolment_samples(
+    session: Session, vault: Vault, speaker: Speaker, model_version: str, exclude_cm_flagged: bool = False
+) -> list[EnrolmentSample]:
+    """The enrolment embeddings; `exclude_cm_flagged` leaves out files the countermeasure flagged
+    (kept out of the voiceprint while the enrolment as a whole is in doubt, antispoof/checks.py)."""
     rows = session.scalars(
         select(EnrolmentEmbedding)
         .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)
@@ -159,6 +174,8 @@ def enrolment_samples(session: Session, vault: Vault, speaker: Speaker, model_ve
     ).all()
     samples = []
     for row in rows:
+        if exclude_cm_flagged and (row.quality or {}).get("cm_flagged"):
+            continue
         try:
             vector = vault.open_vector(
                 row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)
@@ -302,6 +319,7 @@ class VerificationFilter:
     min_score: float | None = None
     max_score: float | None = None
     reason: str | None = None  # one of voiceid.verify.decision.Reason (validated by the callers)
+    cm_flagged: bool | None = None  # True: cm_check FLAGGED; False: PASSED (skipped / off match neither)
 
 
 def encode_cursor(row: Verification) -> str:
@@ -335,6 +353,8 @@ def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
         # Reasons are a JSON list of fixed upper-case codes; matching the quoted code in its text
         # works the same on SQLite and PostgreSQL.
         query = query.where(cast(Verification.reasons, String).like(f'%"{f.reason}"%'))
+    if f.cm_flagged is not None:
+        query = query.where(Verification.cm_check == (CmCheck.FLAGGED if f.cm_flagged else CmCheck.PASSED))
     return query
 
 

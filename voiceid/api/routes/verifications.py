@@ -46,6 +46,11 @@ def filters(
     min_score: float | None = None,
     max_score: float | None = None,
     reason: Reason | None = Query(None, description="Only decisions that give this reason, e.g. WATCHLIST_MATCH"),
+    cm_flagged: bool | None = Query(
+        None,
+        description="true: only calls the countermeasure flagged; false: only calls it scored and passed "
+        "(calls where it was skipped or off match neither)",
+    ),
 ) -> VerificationFilter:
     return VerificationFilter(
         speaker_ref=speaker_id,
@@ -55,6 +60,7 @@ def filters(
         min_score=min_score,
         max_score=max_score,
         reason=None if reason is None else reason.value,
+        cm_flagged=cm_flagged,
     )
 
 
