@@ -112,6 +112,7 @@ def main() -> None:
                             "net_speech_s": got.get("net_speech_s"),
                             "llr": got.get("llr"),
                             "calibration": got.get("calibration"),
+                            "reasons": got.get("reasons"),
                         }
                     )
     report: dict[str, Any] = {

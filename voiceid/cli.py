@@ -570,7 +570,12 @@ def calibrate_command(
     if not runs:
         raise typer.BadParameter("--probe-utts names no probe length")
     existing = load_calibrations(out) if out.is_file() else []
+    n_speakers = len(runs[0].protocol.speakers)
     for regime_norm, limit in specs:
+        if limit is not None and limit > n_speakers - 2:
+            # Each trial's cohort leaves out the claimed and the test speaker: fewer would mislabel the regime.
+            typer.echo(f"regime {limit}: needs at least {limit + 2} speakers in the manifest ({n_speakers}); skipped")
+            continue
         parts: list[tuple[Any, Any, Any]] = []
         for run in runs:
             trials = run.trials(
