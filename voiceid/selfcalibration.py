@@ -36,7 +36,8 @@ from voiceid.statuses import SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault
 from voiceid.storage.models import EnrolmentEmbedding, SelfCalibrationSnapshot, Speaker
-from voiceid.storage.repositories import get_voiceprint
+from voiceid.storage.repositories import get_voiceprint, voiceprint_for_channel
+from voiceid.verify.cohort import PHONE
 from voiceid.verify.policy import DecisionPolicy
 from voiceid.verify.scorer import Scorer
 from voiceid.verify.selfcal import SelfCalibration, SelfCalLimits, cap_per_owner, fit_channel_shift
@@ -62,6 +63,7 @@ class Population:
 
     ids: list[str]
     voiceprints: FloatArray  # (n, d), rows in `ids` order
+    phone_voiceprints: FloatArray  # what a phone call meets: the phone view where there is one
     probe_owner: list[int]  # index into `ids` of each probe's identity
     probes: FloatArray  # (m, d)
     probe_channel: list[str]
@@ -80,12 +82,14 @@ def read_population(session: Session, vault: Vault, settings: Settings, model_ve
         .order_by(Speaker.id)
         .limit(settings.selfcal_max_speakers)
     ).all()
-    ids, prints = [], []
+    ids, prints, phones = [], [], []
     for speaker in speakers:
         vector = get_voiceprint(vault, speaker)
-        if vector is not None:
+        phone = voiceprint_for_channel(vault, speaker, PHONE, phone_view=True)
+        if vector is not None and phone is not None:
             ids.append(speaker.id)
             prints.append(vector)
+            phones.append(phone)
     index = {sid: k for k, sid in enumerate(ids)}
     rows = session.scalars(
         select(EnrolmentEmbedding).where(
@@ -110,6 +114,7 @@ def read_population(session: Session, vault: Vault, settings: Settings, model_ve
     return Population(
         ids,
         np.stack(prints) if prints else np.zeros((0, dim), dtype=np.float32),
+        np.stack(phones) if phones else np.zeros((0, dim), dtype=np.float32),
         owner,
         np.stack(probes) if probes else np.zeros((0, dim), dtype=np.float32),
         channel,
@@ -149,18 +154,22 @@ def fit_population(
     position = {sid: k for k, sid in enumerate(members)}
     channels = []
     for channel in sorted(scorer.calibrations):
+        # A phone call meets phone views (voiceprint and cohort alike) when the service serves them.
+        view = settings.enrol_phone_view and channel == PHONE
+        prints = population.phone_voiceprints if view else population.voiceprints
+        cohort_vectors = cohort.for_channel(channel, settings.enrol_phone_view)
         probes = [k for k, c in enumerate(population.probe_channel) if c == channel]
         pairs = _pairs(population, probes, settings.selfcal_same_person_cosine, settings.selfcal_max_trials)
         by_calibration: dict[str, list[tuple[float, float, int, int]]] = {}
         for p, a in pairs:
             claimed_id, owner_id = population.ids[a], population.ids[population.probe_owner[p]]
             keep = [k for k, sid in enumerate(members) if sid != claimed_id and sid != owner_id]
-            cohort_part = cohort.vectors[keep] if keep else None
+            cohort_part = cohort_vectors[keep] if keep else None
             # The regime as the service counts it for this claimed speaker (only they are left out).
             regime = min(len(members) - (claimed_id in position), scorer.cohort_size)
             result = scorer.score(
                 population.probes[p],
-                population.voiceprints[a],
+                prints[a],
                 channel,
                 float(population.probe_speech_s[p]),
                 cohort_part,

@@ -213,7 +213,12 @@ class Verifications:
         if ctx.settings.score_norm != "none" and ctx.settings.cohort_source == "population":
             ctx.fraud.voiceprints.sync(session)
             population = self.cohort.members_for(
-                session, utterance.model_version, exclude_id=speaker.id, alive=ctx.fraud.voiceprints.holds
+                session,
+                utterance.model_version,
+                exclude_id=speaker.id,
+                alive=ctx.fraud.voiceprints.holds,
+                channel=quality.channel,
+                phone_view=ctx.settings.enrol_phone_view,
             )
         if ctx.settings.self_calibration:
             correction = self.self_calibration.current(session, utterance.model_version)
