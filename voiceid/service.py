@@ -83,6 +83,7 @@ class VoiceIdService:
         self.verifications = Verifications(
             self.ctx, self.speakers, self.scorer, self.policy, CohortCache(cipher, settings.change_poll_s)
         )
+        self.challenges = self.verifications.challenges  # spoken challenges (issue 22): issue, recognise, settle
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
         self.desk = FraudDesk(self.ctx)

@@ -84,6 +84,17 @@ class VerificationView:
     cm_score: float | None = None  # calibrated bona fide LLR (nats), higher = more likely bona fide
     cm_version: str | None = None
     replay_score: float | None = None  # best fingerprint match with earlier audio of the speaker (0..1)
+    challenge_id: str | None = None  # the spoken challenge this call answered (issue 22)
+    challenge_status: str | None = None
+    challenge_prompt: str | None = None
+    challenge_heard: str | None = None
+    challenge_score: float | None = None
+
+    @property
+    def challenge(self) -> ChallengeResult | None:
+        if self.challenge_status is None:
+            return None
+        return ChallengeResult(self.challenge_status, self.challenge_heard, self.challenge_score)
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -109,7 +120,21 @@ class VerificationView:
             cm_score=row.cm_score,
             cm_version=row.cm_version,
             replay_score=row.replay_score,
+            challenge_id=row.challenge_id,
+            challenge_status=row.challenge_status,
+            challenge_prompt=row.challenge_prompt,
+            challenge_heard=row.challenge_heard,
+            challenge_score=row.challenge_score,
         )
+
+
+@dataclass(frozen=True)
+class ChallengeResult:
+    """A verification's spoken challenge as the API returns it."""
+
+    status: str  # PASSED | MISMATCH | EXPIRED | USED | UNKNOWN
+    heard: str | None
+    confidence: float | None
 
 
 @dataclass(frozen=True)

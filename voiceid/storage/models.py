@@ -147,6 +147,12 @@ class Verification(Base):
     cm_score: Mapped[float | None] = mapped_column(Float, default=None)
     cm_version: Mapped[str | None] = mapped_column(String(64), default=None)
     replay_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # 0011_challenges (issue 22): the spoken challenge of this call, the prompt and what was heard.
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    challenge_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_prompt: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_heard: Mapped[str | None] = mapped_column(String(64), default=None)
+    challenge_score: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
@@ -436,3 +442,21 @@ class IndexSnapshotChunk(Base):
     snapshot_id: Mapped[str] = mapped_column(ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Challenge(Base):
+    """A spoken challenge issued to one speaker (issue 22): a random prompt, single use, short-lived.
+    `speaker_ref` is the client's reference; erasing the speaker deletes its challenges (speakers.py)."""
+
+    __tablename__ = "challenges"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # secrets.token_hex(16)
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(String(16))  # digits, e.g. "471902"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    verification_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    __table_args__ = (Index("ix_challenges_speaker_expires", "speaker_ref", "expires_at"),)

@@ -36,6 +36,13 @@ class Reason(StrEnum):
     LINKED_VOICE = "LINKED_VOICE"
     SPOOF_SUSPECTED = "SPOOF_SUSPECTED"  # the countermeasure flags synthetic / converted speech
     REPLAY_SUSPECTED = "REPLAY_SUSPECTED"  # the audio replays a recording already heard for this speaker
+    # Spoken challenge (voiceid/challenge/): the words of the call against the prompt the IVR played.
+    CHALLENGE_PASSED = "CHALLENGE_PASSED"
+    CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    CHALLENGE_USED = "CHALLENGE_USED"
+    CHALLENGE_UNKNOWN = "CHALLENGE_UNKNOWN"
+    CHALLENGE_REQUIRED = "CHALLENGE_REQUIRED"  # policy: this call needs a challenge before it can be accepted
 
 
 @dataclass(frozen=True)
