@@ -173,6 +173,7 @@ class Call(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[dict[str, Any] | None]
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)  # 0011_challenges
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

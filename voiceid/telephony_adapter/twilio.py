@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from voiceid.api.auth import authorise
+from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
@@ -114,6 +115,9 @@ class StreamParameters(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     api_key: str = Field(min_length=1)
+    # A spoken challenge issued for this speaker (POST /v1/speakers/{id}/challenges): the caller's
+    # audio must say its prompt. A malformed id closes the stream as an invalid message.
+    challenge_id: str | None = Field(None, pattern=CHALLENGE_ID.pattern)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -246,7 +250,15 @@ class TwilioStream:
             return
         try:
             principal = await asyncio.to_thread(authorise, self.service, params.api_key, ROLE_FOR_MODE[params.mode])
-            session = CallSession(self.service, params.speaker_id, params.mode, ULAW_8K, self.emit, principal.key_id)
+            session = CallSession(
+                self.service,
+                params.speaker_id,
+                params.mode,
+                ULAW_8K,
+                self.emit,
+                principal.key_id,
+                challenge_id=params.challenge_id,
+            )
             self.session = session
             await session.open()
         except VoiceIdError as exc:

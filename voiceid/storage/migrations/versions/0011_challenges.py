@@ -35,9 +35,12 @@ def upgrade() -> None:
     op.add_column("verifications", sa.Column("challenge_prompt", sa.String(16), nullable=True))
     op.add_column("verifications", sa.Column("challenge_heard", sa.String(64), nullable=True))
     op.add_column("verifications", sa.Column("challenge_score", sa.Float(), nullable=True))
+    op.add_column("calls", sa.Column("challenge_id", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("calls") as batch:
+        batch.drop_column("challenge_id")
     with op.batch_alter_table("verifications") as batch:
         for column in ("challenge_score", "challenge_heard", "challenge_prompt", "challenge_status", "challenge_id"):
             batch.drop_column(column)
