@@ -178,15 +178,23 @@ class DigitRecogniser:
 
     def recognise(self, samples: npt.NDArray[np.floating], rate: int, prompt: str) -> Recognition:
         """Check `samples` (mono float at `rate`) against `prompt` (a digit string, e.g. "471902")."""
-        if not prompt.isdigit():
+        return self.recognise_many(samples, rate, [prompt])[0]
+
+    def recognise_many(self, samples: npt.NDArray[np.floating], rate: int, prompts: list[str]) -> list[Recognition]:
+        """One free-loop pass, then one alignment per prompt (the evaluation's mismatch trials)."""
+        if not all(p.isdigit() for p in prompts):
             raise ValueError("a digit prompt holds digits only")
         decoder = self._decoder()
         pcm = self._pcm(samples, rate)
         heard_words, loop_score, _ = self._run(decoder, "loop", pcm)
         frames = max(int(decoder.n_frames()), 1)
-        decoder.add_jsgf_string("prompt", _grammar("prompt", words_of(prompt)))
-        aligned_words, align_score, found = self._run(decoder, "prompt", pcm)
-        # FSG search returns its best partial path when no path reached the grammar's end: a prompt
-        # only counts as aligned when every one of its words was.
-        score = -math.inf if not found or digits_of(aligned_words) != prompt else (align_score - loop_score) / frames
-        return Recognition(prompt, digits_of(heard_words), score, frames)
+        out = []
+        for prompt in prompts:
+            decoder.add_jsgf_string("prompt", _grammar("prompt", words_of(prompt)))
+            aligned_words, align_score, found = self._run(decoder, "prompt", pcm)
+            # FSG search returns its best partial path when no path reached the grammar's end: a
+            # prompt only counts as aligned when every one of its words was.
+            aligned = found and digits_of(aligned_words) == prompt
+            score = (align_score - loop_score) / frames if aligned else -math.inf
+            out.append(Recognition(prompt, digits_of(heard_words), score, frames))
+        return out

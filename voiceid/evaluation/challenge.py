@@ -88,20 +88,23 @@ def run_trials(
     limits: AudioLimits,
     progress: Callable[[Iterable[TextRow]], Iterable[TextRow]] = lambda rows: rows,
 ) -> tuple[list[Trial], float]:
-    """All trials, and the real-time factor (recogniser CPU seconds per second of audio, per trial)."""
+    """All trials, and the real-time factor (recogniser CPU seconds per second of audio, per call)."""
     trials: list[Trial] = []
     busy = 0.0
     audio_s = 0.0
     for row in progress(rows):
         data, content_type = through_channel(row.path, channel)
         decoded = decode_audio(data, content_type, limits)
-        prompts = [(row.text, True)] + [(p, False) for p in mismatch_prompts(row, rows, mismatch_per_row)]
-        for prompt, genuine in prompts:
-            started = time.process_time()
-            result: Recognition = recogniser.recognise(decoded.samples, decoded.sample_rate, prompt)
-            busy += time.process_time() - started
-            audio_s += decoded.duration_s
-            trials.append(Trial(row.utt_id, row.speaker_id, prompt, genuine, result.heard, result.score))
+        # The genuine trial is timed as the service runs it (free loop + one alignment): that is
+        # the cost per call. The mismatch trials reuse the free-loop pass of the same audio.
+        started = time.process_time()
+        genuine = recogniser.recognise(decoded.samples, decoded.sample_rate, row.text)
+        busy += time.process_time() - started
+        audio_s += decoded.duration_s
+        others = mismatch_prompts(row, rows, mismatch_per_row)
+        results: list[Recognition] = [genuine, *recogniser.recognise_many(decoded.samples, decoded.sample_rate, others)]
+        for result, is_genuine in zip(results, [True] + [False] * len(others), strict=True):
+            trials.append(Trial(row.utt_id, row.speaker_id, result.prompt, is_genuine, result.heard, result.score))
     return trials, (busy / audio_s if audio_s else 0.0)
 
 
