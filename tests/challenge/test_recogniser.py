@@ -167,7 +167,8 @@ def test_on_risk_policy_arithmetic() -> None:
     assert not at_risk(cm_score=None, cm_threshold=None, band=0.5, linked=False)  # no CM, no link
 
     required = (*ACCEPT.reasons, Reason.CHALLENGE_REQUIRED)
-    assert apply_challenge(ACCEPT, None, ChallengePolicy.ON_RISK, risky=True) == Outcome(Decision.INCONCLUSIVE, required)
+    stepped_up = Outcome(Decision.INCONCLUSIVE, required)
+    assert apply_challenge(ACCEPT, None, ChallengePolicy.ON_RISK, risky=True) == stepped_up
     assert apply_challenge(ACCEPT, None, ChallengePolicy.ON_RISK, risky=False) == ACCEPT
     assert apply_challenge(BETWEEN, None, ChallengePolicy.ON_RISK, risky=True) == BETWEEN  # only would-be ACCEPTs
     assert apply_challenge(ACCEPT, None, ChallengePolicy.OFF, risky=True) == ACCEPT
