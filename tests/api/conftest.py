@@ -57,6 +57,7 @@ def db(db_url: str) -> Iterator[Database]:
             m.ApiKey,
             m.PinnedDecisionData,
             m.WebhookDelivery,
+            m.Challenge,
             # A snapshot names objects the deletes above remove without the change feed.
             m.IndexSnapshotChunk,
             m.IndexSnapshotRow,
