@@ -6,6 +6,7 @@ the body is a real recorded digit string (dev_8k) that the real recogniser hears
 from __future__ import annotations
 
 import csv
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -189,3 +190,15 @@ def test_policy_off_never_asks(make_api, digit_recordings) -> None:
     api, engine = customer(make_api, challenge_policy="off")
     engine.register(own_body, unit(1))
     assert verify(api, "cust-1", own_body)["decision"] == "ACCEPT"
+
+
+def test_an_audiosocket_call_binds_a_challenge(make_api) -> None:
+    api, _ = customer(make_api)
+    challenge = issue(api, "cust-1")
+    call = str(uuid.uuid4())
+    body = {"speaker_id": "cust-1", "mode": "verify", "challenge_id": challenge["challenge_id"]}
+    r = api.client.put(f"/v1/calls/{call}", json=body, headers=api.h("ivr"))
+    assert r.status_code == 201, r.text
+    assert r.json()["challenge_id"] == challenge["challenge_id"]
+    r = api.client.put(f"/v1/calls/{call}", json={**body, "challenge_id": "nope"}, headers=api.h("ivr"))
+    assert r.status_code == 422 and r.json()["code"] == "INVALID_REQUEST"
