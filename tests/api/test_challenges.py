@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.api.conftest import Api, ScriptedEngine, unit
+from tests.fraud.test_review_page import sign_in
 from voiceid.config import Settings
 from voiceid.storage.models import Challenge, Verification
 
@@ -118,6 +119,12 @@ def test_own_digits_pass_and_the_same_voice_saying_other_digits_is_never_accept(
     record = r.json()
     assert record["challenge_prompt"] == other_digits and record["challenge_id"] == replay["challenge_id"]
     assert record["challenge"]["heard"] == body["challenge"]["heard"]
+    # ...and the review desk's attempt page shows them side by side.
+    assert sign_in(api).status_code == 303
+    page = api.client.get(f"/review/attempts/{body['verification_id']}").text
+    assert f'id="challenge-prompt">{other_digits}<' in page
+    assert f'id="challenge-heard">{body["challenge"]["heard"] or "\u2013"}<' in page
+    assert "CHALLENGE_MISMATCH" in page
 
 
 def test_single_use_expiry_and_another_speakers_challenge(make_api, digit_recordings) -> None:

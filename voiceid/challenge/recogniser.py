@@ -39,7 +39,7 @@ from voiceid.models.files import verify_file
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACOUSTIC_MODEL = "en-us"  # the wheel's model/en-us/en-us
-# SHA-256 of the acoustic model files of pocketsphinx 5.0 / 5.1 wheels (the model has not changed
+# SHA-256 of the acoustic model files of the pocketsphinx 5.1.1 wheel (pyproject pins the minor version;
 # between them). README and feat.params are listed: feat.params sets the front end the model expects.
 MODEL_FILES: dict[str, str] = {
     "feat.params": "c982c5f75e2a30c34d2c9ef1f6b129a5a00e67e3e927565076b58664cc2404c9",

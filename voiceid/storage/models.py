@@ -447,7 +447,7 @@ class IndexSnapshotChunk(Base):
 
 class Challenge(Base):
     """A spoken challenge issued to one speaker (issue 22): a random prompt, single use, short-lived.
-    `speaker_ref` is the client's reference; erasing the speaker deletes its challenges (speakers.py)."""
+    `speaker_ref` is the client's reference, like the score log's: a row holds no biometric data."""
 
     __tablename__ = "challenges"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # secrets.token_hex(16)
