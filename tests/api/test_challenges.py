@@ -123,7 +123,8 @@ def test_own_digits_pass_and_the_same_voice_saying_other_digits_is_never_accept(
     assert sign_in(api).status_code == 303
     page = api.client.get(f"/review/attempts/{body['verification_id']}").text
     assert f'id="challenge-prompt">{other_digits}<' in page
-    assert f'id="challenge-heard">{body["challenge"]["heard"] or "\u2013"}<' in page
+    heard = body["challenge"]["heard"] or "\u2013"  # an en dash when nothing was heard
+    assert f'id="challenge-heard">{heard}<' in page
     assert "CHALLENGE_MISMATCH" in page
 
 
