@@ -119,6 +119,8 @@ def test_own_digits_pass_and_the_same_voice_saying_other_digits_is_never_accept(
     record = r.json()
     assert record["challenge_prompt"] == other_digits and record["challenge_id"] == replay["challenge_id"]
     assert record["challenge"]["heard"] == body["challenge"]["heard"]
+    exported = api.client.get("/v1/verifications.csv", headers=api.h("analyst")).text
+    assert f"MISMATCH,{other_digits}," in exported
     # ...and the review desk's attempt page shows them side by side.
     assert sign_in(api).status_code == 303
     page = api.client.get(f"/review/attempts/{body['verification_id']}").text
