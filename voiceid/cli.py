@@ -686,6 +686,60 @@ def eval_pad_command(
     )
 
 
+@app.command("eval-challenge")
+def eval_challenge_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv with a `text` column")],
+    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    out: Annotated[Path | None, typer.Option(help="Write the report (and every trial) as JSON")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Recogniser threshold (default: VOICEID_CHALLENGE_THRESHOLD)")
+    ] = None,
+    fit_speakers: Annotated[
+        bool,
+        typer.Option(help="Fit the threshold on the first half of the speakers, report on the others"),
+    ] = False,
+    target_false_pass: Annotated[float, typer.Option(help="With --fit-speakers: mismatch pass rate aimed at")] = 0.01,
+    mismatch_per_row: Annotated[int, typer.Option(min=1, help="Mismatch trials per row (other rows' texts)")] = 10,
+) -> None:
+    """Spoken-challenge recogniser: genuine and mismatch pass rates per kind, and its real-time factor."""
+    from voiceid.audio.frontend import FrontEndConfig
+    from voiceid.challenge.recogniser import DigitRecogniser
+    from voiceid.evaluation.challenge import evaluate, read_text_rows, split_speakers
+    from voiceid.evaluation.channel import CHANNELS
+
+    if channel not in CHANNELS:
+        raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    settings = get_settings()
+    try:
+        rows = read_text_rows(manifest)
+        fit = split_speakers(rows)[0] if fit_speakers else None
+        report = evaluate(
+            rows,
+            DigitRecogniser(),
+            channel,
+            settings.challenge_threshold if threshold is None else threshold,
+            mismatch_per_row,
+            FrontEndConfig.from_settings(settings).limits,
+            fit_speakers=fit,
+            target_false_pass=target_false_pass,
+        )
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    report = {"manifest": str(manifest), **report}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    for kind, figures in report["kinds"].items():
+        typer.echo(
+            f"{kind} {channel}: genuine pass {figures['genuine_pass_rate']}  mismatch pass "
+            f"{figures['mismatch_pass_rate']}  ({figures['n_genuine']} genuine, {figures['n_mismatch']} mismatch, "
+            f"threshold {report['threshold']:.4f}, real-time factor {figures['real_time_factor']})"
+        )
+
+
 @app.command("calibrate-pad")
 def calibrate_pad_command(
     manifest: Annotated[

@@ -27,6 +27,11 @@ DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
 DEFAULT_LINK_POOLED_LLR = 8.0
 
+# Spoken-challenge recogniser score (per-frame LLR, prompt alignment vs free digit loop) from which the
+# words pass: `voiceid eval-challenge --fit-speakers` fitted 0.080 (clean) and 0.100 (G.711 u-law) for 1 %
+# false pass on the fit speaker of dev_8k; the stricter one is the default (docs/challenge.md).
+DEFAULT_CHALLENGE_THRESHOLD = 0.10
+
 
 class InferenceBackend(StrEnum):
     """Where the ECAPA network runs (docs/performance.md). Features always come from torch."""
@@ -521,6 +526,35 @@ class Settings(BaseSettings):
     )
     replay_max_fingerprints: int = Field(
         200, ge=1, description="Stored fingerprints compared per speaker at most (newest first)."
+    )
+
+    # --- spoken challenges: prompted digits checked by an offline recogniser (issue 22, docs/challenge.md) ---
+    challenge_policy: Literal["off", "on-risk", "always"] = Field(
+        "on-risk",
+        description="When a verification without a challenge is INCONCLUSIVE CHALLENGE_REQUIRED: never, when a "
+        "would-be ACCEPT is risky (countermeasure near its threshold, linked voice), or always.",
+    )
+    challenge_cm_band: float = Field(
+        0.5,
+        ge=0,
+        le=50,
+        description="on-risk: a countermeasure score less than this (nats) above its channel threshold is risky.",
+    )
+    challenge_digits: int = Field(6, ge=4, le=12, description="Digits in a prompt.")
+    challenge_ttl_s: float = Field(
+        120.0, gt=0, le=3600, description="A challenge expires this long after it is issued (single use before)."
+    )
+    challenge_max_open: int = Field(
+        3, ge=1, le=100, description="Open (unused, unexpired) challenges per speaker; more are refused (429)."
+    )
+    challenge_lockout_weight: float = Field(
+        1.0, ge=0, le=100, description="Lockout weight of a failed challenge (a REJECT counts 1)."
+    )
+    challenge_threshold: float = Field(
+        DEFAULT_CHALLENGE_THRESHOLD,
+        ge=-50,
+        le=50,
+        description="Recogniser score (per-frame log-likelihood ratio, nats) from which the words match the prompt.",
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from voiceid.antispoof.checks import PadVerdict
+from voiceid.challenge.policy import ChallengeCheck
+from voiceid.challenge.recogniser import Recognition
+from voiceid.challenge.service import Challenges, check_challenge_id
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import mark_linked
@@ -40,6 +43,7 @@ class Verifications:
         policy: DecisionPolicy,
         cohort: CohortCache,
         self_calibration: SelfCalibrationCache | None = None,
+        challenges: Challenges | None = None,
     ) -> None:
         self.ctx = ctx
         self.speakers = speakers
@@ -47,10 +51,18 @@ class Verifications:
         self.policy = policy
         self.cohort = cohort
         self.self_calibration = self_calibration or SelfCalibrationCache(ctx.settings.change_poll_s)
+        self.challenges = challenges or Challenges(ctx)
 
     def verify(
-        self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
+        self,
+        speaker_id: str,
+        data: bytes,
+        content_type: str | None,
+        api_key_id: str | None = None,
+        challenge_id: str | None = None,
     ) -> VerificationView:
+        if challenge_id is not None:
+            check_challenge_id(challenge_id)  # a malformed id is a 422 before anything is logged
         early = self.precheck(speaker_id, api_key_id)
         if early is not None:
             return early
@@ -67,7 +79,16 @@ class Verifications:
             preview = self.preview(speaker_id, utterance)
             needed = preview.score is not None and preview.outcome.decision != Decision.REJECT
             utterance = self.ctx.complete_cm(utterance, needed)
-        return self.decide(speaker_id, utterance, api_key_id)
+        heard = self.hear(speaker_id, challenge_id, data, content_type)
+        return self.decide(speaker_id, utterance, api_key_id, challenge_id, heard)
+
+    def hear(
+        self, speaker_id: str, challenge_id: str | None, data: bytes, content_type: str | None
+    ) -> Recognition | None:
+        """The probe's words against its challenge's prompt (None: no challenge, or one that
+        `decide` will refuse anyway, so nothing is worth recognising)."""
+        prompt = None if challenge_id is None else self.challenges.prompt_of(speaker_id, challenge_id)
+        return None if prompt is None else self.challenges.recognise(data, content_type, prompt)
 
     def precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
         """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
@@ -83,10 +104,17 @@ class Verifications:
         return None
 
     def decide(
-        self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None, abandoned: bool = False
+        self,
+        speaker_id: str,
+        utterance: EmbeddedUtterance,
+        api_key_id: str | None = None,
+        challenge_id: str | None = None,
+        heard: Recognition | None = None,
+        abandoned: bool = False,
     ) -> VerificationView:
-        """Decide on an already embedded probe, update the lockout state and log the decision.
-        `abandoned`: a stream that ended before its decision (`verify.decision.abandon`)."""
+        """Decide on an already embedded probe (and its words, when it answers a challenge), update
+        the lockout state and log the decision. `abandoned`: a stream that ended before its decision
+        (`verify.decision.abandon`)."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -100,12 +128,16 @@ class Verifications:
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
+            outcome, challenge = self.challenges.step(
+                session, speaker, utterance, outcome, bool(linked.alert_identities), challenge_id, heard, now
+            )
             outcome = mark_linked(outcome, bool(linked.alert_identities))
             if abandoned:
                 outcome = abandon(outcome)
-            state = lockout.after_decision(
+            failed_challenge = challenge is not None and challenge.failed
+            state = lockout.after_attempt(
                 lock_state(speaker),
-                outcome.decision,
+                lockout.Attempt.CHALLENGE_FAILED if failed_challenge else lockout.attempt_of(outcome.decision),
                 now,
                 ctx.settings.lockout_rejects,
                 ctx.settings.lockout_window_s,
@@ -124,7 +156,9 @@ class Verifications:
                 applied=applied,
                 watchlist_hits=hits,
                 pad=pad,
+                challenge=challenge,
             )
+            self.challenges.link(session, challenge, view.verification_id)
             ctx.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
@@ -163,7 +197,9 @@ class Verifications:
 
     def _lockout_weights(self) -> lockout.Weights:
         settings = self.ctx.settings
-        return lockout.Weights(settings.lockout_inconclusive_weight, settings.lockout_unusable_weight)
+        return lockout.Weights(
+            settings.lockout_inconclusive_weight, settings.lockout_unusable_weight, settings.challenge_lockout_weight
+        )
 
     def _without_audio(self, speaker: Speaker, now: datetime) -> Outcome | None:
         """A decision that needs no audio, or None when the probe must be scored.
@@ -246,6 +282,7 @@ class Verifications:
         applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
         pad: PadVerdict | None = None,
+        challenge: ChallengeCheck | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
         scored (opted out, locked, not enrolled) a threshold would mean nothing."""
@@ -272,6 +309,7 @@ class Verifications:
             created_at=now,
             watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
             **(pad.log_fields if pad is not None else {}),
+            **(challenge.log_fields if challenge is not None else {}),
         )
         self.ctx.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)

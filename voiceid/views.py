@@ -101,6 +101,18 @@ class VerificationView:
     def cm_flagged(self) -> bool | None:
         return None if self.cm_check in (None, "SKIPPED") else self.cm_check == "FLAGGED"
 
+    challenge_id: str | None = None  # the spoken challenge this call answered (issue 22)
+    challenge_status: str | None = None
+    challenge_prompt: str | None = None
+    challenge_heard: str | None = None
+    challenge_score: float | None = None
+
+    @property
+    def challenge(self) -> ChallengeResult | None:
+        if self.challenge_status is None:
+            return None
+        return ChallengeResult(self.challenge_status, self.challenge_heard, self.challenge_score)
+
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
         return cls(
@@ -127,7 +139,21 @@ class VerificationView:
             replay_score=row.replay_score,
             cm_threshold=row.cm_threshold,
             cm_check=None if row.cm_check is None else str(row.cm_check),
+            challenge_id=row.challenge_id,
+            challenge_status=row.challenge_status,
+            challenge_prompt=row.challenge_prompt,
+            challenge_heard=row.challenge_heard,
+            challenge_score=row.challenge_score,
         )
+
+
+@dataclass(frozen=True)
+class ChallengeResult:
+    """A verification's spoken challenge as the API returns it."""
+
+    status: str  # PASSED | MISMATCH | EXPIRED | USED | UNKNOWN
+    heard: str | None
+    confidence: float | None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from voiceid.challenge.policy import ChallengeStatus
 from voiceid.statuses import SpeakerStatus
 from voiceid.verify.decision import Decision, Reason
 
@@ -68,6 +69,17 @@ class EnrolmentOut(BaseModel):
     )
 
 
+class ChallengeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    status: ChallengeStatus = Field(description="PASSED, or why the challenge did not pass")
+    heard: str | None = Field(None, description="Digits the recogniser heard (a free digit loop), for the record")
+    confidence: float | None = Field(
+        None,
+        description="Recogniser score: per-frame log-likelihood ratio (nats) of the prompt against the best digit "
+        "string; the words pass from VOICEID_CHALLENGE_THRESHOLD up; null when the prompt could not be aligned",
+    )
+
+
 class VerificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     verification_id: str
@@ -115,4 +127,7 @@ class VerificationOut(BaseModel):
     )
     replay_score: float | None = Field(
         None, description="Best share of fingerprint landmarks lining up with audio heard before (REPLAY_SUSPECTED)"
+    )
+    challenge: ChallengeOut | None = Field(
+        None, description="The spoken challenge this call answered (?challenge_id=...); null without one"
     )

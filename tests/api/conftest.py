@@ -58,6 +58,7 @@ def db(db_url: str) -> Iterator[Database]:
             m.PinnedDecisionData,
             m.WebhookDelivery,
             m.SelfCalibrationSnapshot,
+            m.Challenge,
             # A snapshot names objects the deletes above remove without the change feed.
             m.IndexSnapshotChunk,
             m.IndexSnapshotRow,

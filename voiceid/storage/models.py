@@ -156,6 +156,12 @@ class Verification(Base):
     # 0018_cm_check: the CM threshold of the call's channel, and FLAGGED / PASSED / SKIPPED (CmCheck).
     cm_threshold: Mapped[float | None] = mapped_column(Float, default=None)
     cm_check: Mapped[CmCheck | None] = mapped_column(EnumText(CmCheck, 8), default=None)
+    # 0022_challenges (issue 22): the spoken challenge of this call, the prompt and what was heard.
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    challenge_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_prompt: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_heard: Mapped[str | None] = mapped_column(String(64), default=None)
+    challenge_score: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
@@ -177,6 +183,7 @@ class Call(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[dict[str, Any] | None]
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)  # 0022_challenges
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -460,3 +467,21 @@ class IndexSnapshotChunk(Base):
     snapshot_id: Mapped[str] = mapped_column(ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Challenge(Base):
+    """A spoken challenge issued to one speaker (issue 22): a random prompt, single use, short-lived.
+    `speaker_ref` is the client's reference, like the score log's: a row holds no biometric data."""
+
+    __tablename__ = "challenges"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # secrets.token_hex(16)
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(String(16))  # digits, e.g. "471902"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    verification_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    __table_args__ = (Index("ix_challenges_speaker_expires", "speaker_ref", "expires_at"),)

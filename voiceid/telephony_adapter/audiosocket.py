@@ -190,7 +190,9 @@ class AudioSocketServer:
             elif event["event"] == "decision":
                 await self._send(writer, encode_frame(Kind.HANGUP))
 
-        session = CallSession(self.service, call.speaker_id, call.mode, PCM16LE_8K, emit, call.api_key_id)
+        session = CallSession(
+            self.service, call.speaker_id, call.mode, PCM16LE_8K, emit, call.api_key_id, challenge_id=call.challenge_id
+        )
         clean = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.wall_s

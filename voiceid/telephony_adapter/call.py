@@ -85,10 +85,14 @@ class CallSession:
         fmt: StreamFormat,
         emit: Emit,
         api_key_id: str | None = None,
+        challenge_id: str | None = None,
     ) -> None:
         self.service = service
         self.speaker_id = speaker_id
         self.mode = mode
+        # A call answering a spoken challenge is decided on all its audio (the whole prompt must
+        # be heard), never early on an interim.
+        self.challenge_id = challenge_id
         self.fmt = fmt
         self.api_key_id = api_key_id
         self._emit = emit
@@ -167,8 +171,16 @@ class CallSession:
                     utterance = self._latest[1] if self._latest and self._latest[0] == len(data) else None
                     if utterance is None:
                         utterance = await self._final(self.service.embed, data, self.fmt.content_type)
+                    heard = await self._final(
+                        self.service.verifications.hear, self.speaker_id, self.challenge_id, data, self.fmt.content_type
+                    )
                     view = await self._final(
-                        self.service.verifications.decide, self.speaker_id, utterance, self.api_key_id
+                        self.service.verifications.decide,
+                        self.speaker_id,
+                        utterance,
+                        self.api_key_id,
+                        self.challenge_id,
+                        heard,
                     )
                     event = decision_event(view, len(data) / self.fmt.bytes_per_second, early=False)
                 else:
@@ -193,8 +205,15 @@ class CallSession:
                 return
             utterance = self._latest[1]
             try:
+                # A challenge it was answering is spent unheard: a dropped call is no free retry.
                 self.abandoned = await self._final(
-                    self.service.verifications.decide, self.speaker_id, utterance, self.api_key_id, True
+                    self.service.verifications.decide,
+                    self.speaker_id,
+                    utterance,
+                    self.api_key_id,
+                    self.challenge_id,
+                    None,
+                    True,
                 )
             except VoiceIdError as exc:
                 log.warning("abandoned stream for %s could not be logged: %s", self.speaker_id, exc.code)
@@ -249,7 +268,7 @@ class CallSession:
                 "state": preview.leaning.value,
             }
         )
-        if preview.outcome.decision is not Decision.INCONCLUSIVE:
+        if preview.outcome.decision is not Decision.INCONCLUSIVE and self.challenge_id is None:
             async with self._lock:
                 if self.finished:
                     return

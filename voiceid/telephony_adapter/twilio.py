@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from voiceid.api.auth import authenticate, permitted
+from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
@@ -118,6 +119,9 @@ class StreamParameters(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     api_key: str = Field(min_length=1)
+    # A spoken challenge issued for this speaker (POST /v1/speakers/{id}/challenges): the caller's
+    # audio must say its prompt. A malformed id closes the stream as an invalid message.
+    challenge_id: str | None = Field(None, pattern=CHALLENGE_ID.pattern)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -294,7 +298,15 @@ class TwilioStream:
             await self.fail(exc, CLOSE_TRY_AGAIN_LATER)
         self._holds_slot = True
         try:
-            session = CallSession(self.service, params.speaker_id, params.mode, ULAW_8K, self.emit, key_id)
+            session = CallSession(
+                self.service,
+                params.speaker_id,
+                params.mode,
+                ULAW_8K,
+                self.emit,
+                key_id,
+                challenge_id=params.challenge_id,
+            )
             self.session = session
             await session.open()
         except VoiceIdError as exc:

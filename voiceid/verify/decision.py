@@ -38,6 +38,13 @@ class Reason(StrEnum):
     REPLAY_SUSPECTED = "REPLAY_SUSPECTED"  # the audio replays a recording already heard for this speaker
     # A stream scored audio, then ended without its decision (dropped, abandoned): counted all the same.
     STREAM_ABANDONED = "STREAM_ABANDONED"
+    # Spoken challenge (voiceid/challenge/): the words of the call against the prompt the IVR played.
+    CHALLENGE_PASSED = "CHALLENGE_PASSED"
+    CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    CHALLENGE_USED = "CHALLENGE_USED"
+    CHALLENGE_UNKNOWN = "CHALLENGE_UNKNOWN"
+    CHALLENGE_REQUIRED = "CHALLENGE_REQUIRED"  # policy: this call needs a challenge before it can be accepted
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
+from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
@@ -24,6 +25,11 @@ class CallIn(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     webhook_url: AnyHttpUrl | None = Field(None, description="Receives the call (with its outcome) as a JSON POST.")
+    challenge_id: str | None = Field(
+        None,
+        pattern=CHALLENGE_ID.pattern,
+        description="verify: a spoken challenge issued for this speaker; the call's audio must say its prompt",
+    )
 
 
 class CallOut(BaseModel):
@@ -32,6 +38,7 @@ class CallOut(BaseModel):
     mode: str
     status: str = Field(description="BOUND | IN_PROGRESS | COMPLETED | FAILED | ABANDONED")
     webhook_url: str | None
+    challenge_id: str | None = None
     outcome: dict[str, Any] | None = Field(
         description="The stream's final event: a `decision` (its `verification` is the HTTP verification body), "
         "an `enrolment`, or an `error`"
@@ -54,7 +61,13 @@ async def bind_call(
         raise VoiceIdError(ErrorCode.FORBIDDEN, f"a '{body.mode}' call needs the '{needed}' role")
     webhook = None if body.webhook_url is None else str(body.webhook_url)
     view, created = await run_in_threadpool(
-        CallRegistry(service.ctx, service.speakers).bind, call_id, body.speaker_id, body.mode, webhook, principal.key_id
+        CallRegistry(service.ctx, service.speakers).bind,
+        call_id,
+        body.speaker_id,
+        body.mode,
+        webhook,
+        principal.key_id,
+        body.challenge_id,
     )
     response.status_code = 201 if created else 200
     return CallOut.model_validate(view.to_json())

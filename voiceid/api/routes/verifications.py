@@ -35,6 +35,9 @@ CSV_FIELDS = [
     "llr",
     "norm",
     "calibration",
+    "challenge_status",
+    "challenge_prompt",
+    "challenge_heard",
 ]
 
 
@@ -110,6 +113,9 @@ async def verifications_csv(
                 "llr": "" if v.llr is None else v.llr,
                 "norm": v.norm or "",
                 "calibration": v.calibration or "",
+                "challenge_status": v.challenge_status or "",
+                "challenge_prompt": v.challenge_prompt or "",
+                "challenge_heard": v.challenge_heard or "",
             }
         )
     return Response(
