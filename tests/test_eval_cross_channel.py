@@ -100,13 +100,8 @@ def test_cross_channel_eval_embeds_enrolment_and_probes_through_their_channels(f
     assert types.count("audio/basic") == N_SPEAKERS * (N_UTTS - 3) + 6
 
     seen.clear()
-    default = _eval(manifest, cohort, tmp_path / "d.json", "--enrol-channel", "clean", "--channel", "g711-ulaw")
-    assert default["phone_view_voiceprint"] is False  # the service's default (VOICEID_ENROL_PHONE_VIEW)
-    seen.clear()
-    viewed = _eval(
-        manifest, cohort, tmp_path / "v.json", "--enrol-channel", "clean", "--channel", "g711-ulaw", "--phone-view"
-    )
-    assert viewed["phone_view_voiceprint"] is True
+    viewed = _eval(manifest, cohort, tmp_path / "v.json", "--enrol-channel", "clean", "--channel", "g711-ulaw")
+    assert viewed["phone_view_voiceprint"] is True  # the service's default (VOICEID_ENROL_PHONE_VIEW)
     assert viewed["n_target"] == report["n_target"] and viewed["eer"] <= report["eer"]
     # only the enrolment audio's G.711 views were new: every other embedding came from the cache
     assert [t for _, t in seen] == ["audio/basic"] * (N_SPEAKERS * 3)

@@ -164,7 +164,8 @@ def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> I
         if not isinstance(engine, Engine):
             # Scripted vectors are raw cosine material: no cohort normalisation, and thresholds
             # pinned so the decision tests do not move when the shipped calibration is refitted.
-            values.update(score_norm="none")
+            # A scripted engine has no G.711 view of its audio to embed: no phone view either.
+            values.update(score_norm="none", enrol_phone_view=False)
             if pin_thresholds:
                 values.update(accept_threshold=0.45, reject_threshold=0.30)
         values.update(overrides)

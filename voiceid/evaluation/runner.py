@@ -391,6 +391,9 @@ def embed_run(
         net_speech,
         enrol_channel if enrol_channel != channel else None,
         claim_vectors,
+        # The service serves phone calls the phone views of the cohort's members too
+        # (population.CohortState.for_channel), so the evaluation normalises the same way.
+        view_cohort=claim_vectors is not None,
     )
 
 
