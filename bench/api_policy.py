@@ -126,6 +126,7 @@ def main() -> None:
         rows = [r for r in results if r["kind"] == kind]
         counts = Counter(r["decision"] for r in rows)
         report[kind] = {"n": len(rows), **counts, "accept_rate": counts["ACCEPT"] / max(1, len(rows))}
+        report[kind]["reasons"] = dict(Counter(r for row in rows for r in row["reasons"] or []))
         bands = band_of([r["net_speech_s"] or 0.0 for r in rows])
         report[kind]["bands"] = {
             label: {

@@ -66,6 +66,12 @@ class Live:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
+# A one-caller deployment decides in the raw-cosine regime, where a 6 s enrolment's genuine probe scores
+# an LLR of about 2 (INCONCLUSIVE at the shipped pair): these tests are about when a stream decides, so
+# they pin a pair the probes clear (the decision itself is tested on the calibrated policy elsewhere).
+EARLY_PAIR = {"accept_threshold": 1.0, "reject_threshold": -1.0}
+
+
 @pytest.fixture
 def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Live]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from tests.telephony.conftest import EARLY_PAIR
 from voiceid.storage.models import EnrolmentEmbedding, Verification
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Frame, Kind, encode_frame, parse_frames
@@ -90,7 +91,7 @@ async def test_streamed_score_equals_http_mulaw_score_and_webhook(audiosocket, l
 
 
 async def test_early_decision_hangs_up_before_the_caller_does(audiosocket, line, two_speakers):
-    live, port = await audiosocket()
+    live, port = await audiosocket(**EARLY_PAIR)  # when a stream decides, not what (conftest.EARLY_PAIR)
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     for speaker, index, expected in ((a, 6, "ACCEPT"), (b, 2, "REJECT")):

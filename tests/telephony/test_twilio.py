@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
+from tests.telephony.conftest import EARLY_PAIR
 from voiceid.storage.models import EnrolmentEmbedding, Speaker, Verification
 from voiceid.telephony_adapter.simulator import simulate_twilio
 
@@ -43,7 +44,7 @@ def test_streamed_score_equals_http_mulaw_score(start_server, line, two_speakers
 
 
 def test_early_accept_and_reject_before_the_caller_stops(start_server, line, two_speakers):
-    live = start_server()
+    live = start_server(**EARLY_PAIR)
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     for speaker, expected in ((a, "ACCEPT"), (b, "REJECT")):
