@@ -67,9 +67,10 @@ class Live:
 
 
 # A one-caller deployment decides in the raw-cosine regime, where a 6 s enrolment's genuine probe scores
-# an LLR of about 2 (INCONCLUSIVE at the shipped pair): these tests are about when a stream decides, so
-# they pin a pair the probes clear (the decision itself is tested on the calibrated policy elsewhere).
-EARLY_PAIR = {"accept_threshold": 1.0, "reject_threshold": -1.0}
+# an LLR of about 2 (INCONCLUSIVE at the shipped pair): these tests are about how calls travel and when
+# a stream decides, so the servers pin a pair the probes clear unless a test sets its own (the decision
+# on the calibrated policy is tested in tests/api; the stream's score equals the HTTP score here).
+TRANSPORT_PAIR = {"accept_threshold": 1.0, "reject_threshold": -1.0}
 
 
 @pytest.fixture
@@ -93,6 +94,7 @@ def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator
             "webhook_allow_http": True,
             "webhook_secret": SecretStr("telephony-webhook-secret-0123456789"),
             "webhook_poll_s": 0.2,
+            **TRANSPORT_PAIR,
         }
         values.update(overrides)
         app = create_app(settings.model_copy(update=values), engine=engine)
@@ -160,6 +162,7 @@ def serve(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callab
             "admin_key": SecretStr(ADMIN_KEY),
             "encryption_key": SecretStr(generate_key_text()),
             "enrol_min_speech_s": 4.0,
+            **TRANSPORT_PAIR,
             **FAST,
             **overrides,
         }

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.telephony.conftest import EARLY_PAIR
 from voiceid.storage.models import EnrolmentEmbedding, Verification
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Frame, Kind, encode_frame, parse_frames
@@ -91,7 +90,7 @@ async def test_streamed_score_equals_http_mulaw_score_and_webhook(audiosocket, l
 
 
 async def test_early_decision_hangs_up_before_the_caller_does(audiosocket, line, two_speakers):
-    live, port = await audiosocket(**EARLY_PAIR)  # when a stream decides, not what (conftest.EARLY_PAIR)
+    live, port = await audiosocket()
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     for speaker, index, expected in ((a, 6, "ACCEPT"), (b, 2, "REJECT")):
@@ -188,8 +187,9 @@ async def test_webhook_receiver_down_does_not_fail_the_call(audiosocket, line, t
 
 async def test_ten_concurrent_calls(audiosocket, line, two_speakers):
     # The same recording sent five times is a replay attack by design (REPLAY_SUSPECTED); this test is
-    # about concurrency, so replay detection is off here (tests/api/test_antispoof_service.py covers it).
-    live, port = await audiosocket(replay_enabled=False)
+    # about concurrency, so replay detection is off here (tests/api/test_antispoof_service.py covers it),
+    # and so is the lockout: five impostor REJECTs may land before the genuine calls, in any order.
+    live, port = await audiosocket(replay_enabled=False, lockout_rejects=100)
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     probes = [(line(a, 6, 6.0), "ACCEPT") if i % 2 == 0 else (line(b, 2, 6.0), "REJECT") for i in range(10)]

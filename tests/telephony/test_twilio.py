@@ -10,7 +10,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from tests.telephony.conftest import EARLY_PAIR
 from voiceid.storage.models import EnrolmentEmbedding, Speaker, Verification
 from voiceid.telephony_adapter.simulator import simulate_twilio
 
@@ -44,7 +43,7 @@ def test_streamed_score_equals_http_mulaw_score(start_server, line, two_speakers
 
 
 def test_early_accept_and_reject_before_the_caller_stops(start_server, line, two_speakers):
-    live = start_server(**EARLY_PAIR)
+    live = start_server()
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     for speaker, expected in ((a, "ACCEPT"), (b, "REJECT")):
@@ -195,8 +194,9 @@ def test_malformed_messages_and_refused_keys_get_an_error_event_and_a_close_code
 
 def test_ten_concurrent_calls(start_server, line, two_speakers):
     # The same recording sent five times is a replay attack by design (REPLAY_SUSPECTED); this test is
-    # about concurrency, so replay detection is off here (tests/api/test_antispoof_service.py covers it).
-    live = start_server(replay_enabled=False)
+    # about concurrency, so replay detection is off here (tests/api/test_antispoof_service.py covers it),
+    # and so is the lockout: five impostor REJECTs may land before the genuine calls, in any order.
+    live = start_server(replay_enabled=False, lockout_rejects=100)
     a, b = two_speakers
     live.enrol(a, line(a, 0, 6.0))
     probes = [(line(a, 6, 6.0), "ACCEPT") if i % 2 == 0 else (line(b, 2, 6.0), "REJECT") for i in range(10)]
