@@ -21,7 +21,9 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 speakers_app = typer.Typer(help="Enrol and verify speakers locally (same service as the API).", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
-telephony_app = typer.Typer(help="Phone-line protocols: Asterisk AudioSocket server.", no_args_is_help=True)
+telephony_app = typer.Typer(
+    help="Phone-line protocols: Asterisk AudioSocket server, SIP/SIPREC server.", no_args_is_help=True
+)
 app.add_typer(telephony_app, name="telephony")
 ivr_app = typer.Typer(help="IVR simulator: play audio files as a phone call.", no_args_is_help=True)
 app.add_typer(ivr_app, name="ivr")
@@ -958,6 +960,30 @@ def telephony_audiosocket(
         asyncio.run(
             serve(service, host or settings.audiosocket_host, settings.audiosocket_port if port is None else port)
         )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+@telephony_app.command("sip")
+def telephony_sip(
+    host: Annotated[str | None, typer.Option(help="Interface (default: VOICEID_SIP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="UDP and TCP port (default: VOICEID_SIP_PORT)")] = None,
+) -> None:
+    """Run the SIP user agent / SIPREC recording server (UDP and TCP). Calls are bound with
+    PUT /v1/calls/{uuid} on the API, which shares this server's database; the INVITE names the
+    call with an X-Voiceid-Call header (or its Call-ID, or the SIPREC metadata's call id)."""
+    import asyncio
+    import logging
+
+    from voiceid.telephony_adapter.sip import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    service = _service()
+    try:
+        asyncio.run(serve(service, host or settings.sip_host, settings.sip_port if port is None else port))
     except KeyboardInterrupt:
         pass
     finally:

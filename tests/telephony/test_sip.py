@@ -1,0 +1,133 @@
+"""SIP and SIPREC against real SIP software: SIPp (Debian's sip-tester) drives voiceid's SIP server
+over real UDP on loopback, streaming μ-law recordings with `rtp_stream`; the real model scores them.
+
+The SIPp scenarios are under tests/telephony/sipp/. SIPp 3.6 streams RTP to the *first* audio
+stream of an answer only, so in the two-stream SIPREC session the second stream (the agent's
+leg of the fork) is sent by `RtpSender` below to the port SIPp read from voiceid's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from voiceid.statuses import CallStatus
+from voiceid.storage.models import Verification
+from voiceid.telephony_adapter.sip import SipServer
+
+pytestmark = [pytest.mark.model, pytest.mark.devdata]
+SIPP = shutil.which("sipp")
+needs_sipp = pytest.mark.skipif(
+    SIPP is None, reason="SIPp is not installed (Debian package sip-tester; scripts/ensure-services.sh installs it)"
+)
+SCENARIOS = Path(__file__).parent / "sipp"
+FAST = {"sip_rtp_timeout_s": 1.0}  # the scenario's stream ends, voiceid decides on all of it 1 s later
+
+
+def ulaw_file(path: Path, ulaw: bytes) -> Path:
+    """Headerless 8 kHz μ-law, what SIPp 3.6's rtp_stream needs: it sends a file's bytes from the
+    very first one (a WAV header would go out as 44 bytes of noise)."""
+    path.write_bytes(ulaw)
+    return path
+
+
+def packets(ulaw: bytes) -> bytes:
+    """Whole 20 ms packets: SIPp fills a short last packet from the file's start (it loops)."""
+    return ulaw[: len(ulaw) // 160 * 160]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run_sipp(scenario: str, sip_port: int, keys: dict[str, str], tmp: Path, calls: int = 1, rate: int = 10):
+    """SIPp as a UAC against voiceid: returns (exit code, its screen/err logs)."""
+    args = [SIPP, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate)]
+    args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port() & ~1)]
+    args += ["-bg", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
+    args = [a for a in args if a != "-bg"]  # foreground: the exit code is the verdict
+    for name, value in keys.items():
+        args += ["-key", name, value]
+    args += ["-trace_err", "-error_file", str(tmp / f"{scenario}.err"), "-trace_screen"]
+    args += ["-screen_file", str(tmp / f"{scenario}.screen")]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    logs = out.decode(errors="replace")
+    for name in (f"{scenario}.err", f"{scenario}.screen"):
+        if (tmp / name).exists():
+            logs += f"\n--- {name}\n" + (tmp / name).read_text(errors="replace")[-4000:]
+    return proc.returncode, logs
+
+
+@pytest.fixture
+async def sip(start_server):
+    """start(**settings) -> (live HTTP server, SIP server) on one service."""
+    servers: list[SipServer] = []
+
+    async def start(**overrides):
+        live = start_server(**{**FAST, **overrides})
+        server = SipServer(live.service)
+        await server.start("127.0.0.1", 0)
+        servers.append(server)
+        return live, server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+def bind(live, call_id: uuid.UUID, speaker: str, mode: str = "verify", role: str = "ivr") -> None:
+    with live.http(role) as http:
+        r = http.put(f"/v1/calls/{call_id}", json={"speaker_id": speaker, "mode": mode})
+        assert r.status_code == 201, r.text
+
+
+async def call_outcome(live, call_id: uuid.UUID, timeout_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(
+        base_url=live.http_url, headers={"Authorization": f"Bearer {live.keys['ivr']}"}
+    ) as http:
+        while True:
+            call = (await http.get(f"/v1/calls/{call_id}")).json()
+            if call["status"] not in {"BOUND", "IN_PROGRESS"} or time.monotonic() > deadline:
+                return call
+            await asyncio.sleep(0.05)
+
+
+@needs_sipp
+async def test_plain_sip_leg_score_equals_the_http_score(sip, line, two_speakers, tmp_path):
+    # Thresholds wide open: nothing decides early, voiceid decides on the whole stream once it stops.
+    live, server = await sip(accept_threshold=100.0, reject_threshold=-100.0)
+    a, _ = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    probe = packets(line(a, 2, 4.0))
+    call_id = uuid.uuid4()
+    bind(live, call_id, a)
+    ulaw_file(tmp_path / "caller.ulaw", probe)
+    keys = {"call": str(call_id)}
+    keys["decision_file"] = str(tmp_path / "decision")
+    code, logs = await run_sipp("uac_verify.xml", server.port, keys, tmp_path)
+    assert code == 0, logs
+    call = await call_outcome(live, call_id)
+    assert call["status"] == CallStatus.COMPLETED, call
+    outcome = call["outcome"]
+    assert outcome["event"] == "decision" and outcome["early"] is False
+    assert outcome["audio_s"] == pytest.approx(len(probe) / 8000, )  # every sample, in order
+    http = live.verify_http(a, probe)
+    streamed = outcome["verification"]
+    assert streamed["score"] == pytest.approx(http["score"], abs=1e-3)
+    assert streamed["decision"] == http["decision"] == "INCONCLUSIVE"
+    # voiceid hung up with its decision in the BYE, read by SIPp from the message.
+    assert (tmp_path / "decision").read_text().strip() == "X-Voiceid-Decision: INCONCLUSIVE"
+    assert live.count(Verification) == 2
