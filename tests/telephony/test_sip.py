@@ -20,6 +20,7 @@ import pytest
 
 from voiceid.statuses import CallStatus
 from voiceid.storage.models import Verification
+from voiceid.telephony_adapter.rtp import build_rtp
 from voiceid.telephony_adapter.sip import SipServer
 
 pytestmark = [pytest.mark.model, pytest.mark.devdata]
@@ -123,11 +124,64 @@ async def test_plain_sip_leg_score_equals_the_http_score(sip, line, two_speakers
     assert call["status"] == CallStatus.COMPLETED, call
     outcome = call["outcome"]
     assert outcome["event"] == "decision" and outcome["early"] is False
-    assert outcome["audio_s"] == pytest.approx(len(probe) / 8000, )  # every sample, in order
+    assert outcome["audio_s"] == pytest.approx(
+        len(probe) / 8000,
+    )  # every sample, in order
     http = live.verify_http(a, probe)
     streamed = outcome["verification"]
     assert streamed["score"] == pytest.approx(http["score"], abs=1e-3)
     assert streamed["decision"] == http["decision"] == "INCONCLUSIVE"
     # voiceid hung up with its decision in the BYE, read by SIPp from the message.
     assert (tmp_path / "decision").read_text().strip() == "X-Voiceid-Decision: INCONCLUSIVE"
+    assert live.count(Verification) == 2
+
+
+async def send_stream(server: SipServer, call_id: uuid.UUID, label: str, ulaw: bytes) -> int:
+    """The second stream of a SIPREC fork (SIPp feeds only the first): 20 ms μ-law RTP packets in
+    real time to the port voiceid answered for `label`, until the dialog ends. Returns packets sent."""
+    deadline = time.monotonic() + 30
+    receiver = None
+    while receiver is None:
+        assert time.monotonic() < deadline, "the SIPREC dialog never came up"
+        dialog = next((d for d in server.dialogs.values() if d.binding == call_id), None)
+        if dialog is not None:
+            receiver = next(r for r in dialog.receivers if r.stream.label == label)
+        await asyncio.sleep(0.01)
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        start = time.monotonic()
+        for i, offset in enumerate(range(0, len(ulaw) - 159, 160)):
+            if not any(d.binding == call_id for d in server.dialogs.values()):
+                break
+            sock.sendto(
+                build_rtp(0, i, 8000 + offset, 0x5EC0AD, ulaw[offset : offset + 160]), ("127.0.0.1", receiver.port)
+            )
+            sent += 1
+            await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+    return sent
+
+
+@needs_sipp
+async def test_siprec_two_streams_the_callers_stream_decides_and_swapping_flips_it(sip, line, two_speakers, tmp_path):
+    live, server = await sip()
+    a, b = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    customer, impostor = packets(line(a, 6, 8.0)), packets(line(b, 2, 8.0))
+    for caller, agent, expected in ((customer, impostor, "ACCEPT"), (impostor, customer, "REJECT")):
+        call_id = uuid.uuid4()
+        bind(live, call_id, a)  # the binding is found through the metadata's sipSessionID
+        ulaw_file(tmp_path / "caller.ulaw", caller)
+        decision_file = tmp_path / "decision"
+        decision_file.unlink(missing_ok=True)
+        keys = {"call": str(call_id), "decision_file": str(decision_file)}
+        (code, logs), sent = await asyncio.gather(
+            run_sipp("siprec_src.xml", server.port, keys, tmp_path), send_stream(server, call_id, "2", agent)
+        )
+        assert code == 0, logs
+        assert sent > 25  # the agent's stream was flowing while the caller's was scored
+        call = await call_outcome(live, call_id)
+        assert call["status"] == CallStatus.COMPLETED, call
+        assert call["outcome"]["event"] == "decision" and call["outcome"]["early"] is True, call
+        assert call["outcome"]["verification"]["decision"] == expected
+        assert decision_file.read_text().strip() == f"X-Voiceid-Decision: {expected}"
     assert live.count(Verification) == 2
