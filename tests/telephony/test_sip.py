@@ -185,3 +185,92 @@ async def test_siprec_two_streams_the_callers_stream_decides_and_swapping_flips_
         assert call["outcome"]["verification"]["decision"] == expected
         assert decision_file.read_text().strip() == f"X-Voiceid-Decision: {expected}"
     assert live.count(Verification) == 2
+
+
+SDP = """v=0
+o=SRC 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+{m}
+a=rtpmap:0 PCMU/8000
+a=label:1
+a=sendonly"""
+METADATA = """<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+<session session_id="s"><sipSessionID>{call}</sipSessionID></session>
+<participant participant_id="p1"><nameID aor="sip:+441632960001@example.com"/></participant>
+<stream stream_id="st1" session_id="s"><label>{label}</label></stream>
+<participantstreamassoc participant_id="p1"><send>st1</send></participantstreamassoc>
+</recording>"""
+
+
+def siprec_body(sdp: str, metadata: str) -> str:
+    return (
+        "--b1\nContent-Type: application/sdp\n\n" + sdp + "\n--b1\nContent-Type: application/rs-metadata+xml\n"
+        "Content-Disposition: recording-session\n\n" + metadata + "\n--b1--"
+    )
+
+
+def malformed_cases(call: str) -> list[tuple[str, int, str, str, str]]:
+    """(name, expected status, extra headers, content type, body) for every fault."""
+    multipart = "multipart/mixed;boundary=b1"
+    sdp = SDP.format(m="m=audio 4000 RTP/AVP 0")
+    ok_meta = METADATA.format(call=call, label="1")
+    require = "Require: siprec"
+    deep = "<recording>" + "<a>" * 40 + "</a>" * 40 + "</recording>"
+    # SIPp reads [...] as its keywords, so DTDs with an internal subset (entity definitions) are
+    # sent by tests/telephony/test_siprec_parsing.py instead; an external DTD is refused as well.
+    external_dtd = '<?xml version="1.0"?><!DOCTYPE recording SYSTEM "http://203.0.113.9/r.dtd"><recording/>'
+    entity = '<?xml version="1.0"?><recording>&unknown;</recording>'
+    huge = "<recording>" + "<participant participant_id='p'/>" * 700 + "</recording>"
+    return [
+        ("bad m= port", 400, require, multipart, siprec_body(SDP.format(m="m=audio notaport RTP/AVP 0"), ok_meta)),
+        (
+            "SDP without c=",
+            400,
+            require,
+            "application/sdp",
+            "v=0\no=x 1 1 IN IP4 127.0.0.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0",
+        ),
+        ("external DTD", 400, require, multipart, siprec_body(sdp, external_dtd)),
+        ("undefined entity", 400, require, multipart, siprec_body(sdp, entity)),
+        ("nesting too deep", 400, require, multipart, siprec_body(sdp, deep)),
+        ("not XML", 400, require, multipart, siprec_body(sdp, "<recording><participant")),
+        ("wrong root", 400, require, multipart, siprec_body(sdp, "<foo/>")),
+        ("no participant", 400, require, multipart, siprec_body(sdp, "<recording/>")),
+        ("metadata too large", 413, require, multipart, siprec_body(sdp, huge)),
+        ("no metadata part", 400, require, multipart, "--b1\nContent-Type: application/sdp\n\n" + sdp + "\n--b1--"),
+        ("labels match no stream", 400, require, multipart, siprec_body(sdp, METADATA.format(call=call, label="9"))),
+        ("broken multipart", 400, require, "multipart/mixed;boundary=other", siprec_body(sdp, ok_meta)),
+        ("body type", 415, require, "text/plain", "hello"),
+        ("unknown extension", 420, "Require: siprec, 100rel-foo", multipart, siprec_body(sdp, ok_meta)),
+        ("G.729 only", 488, require, multipart, siprec_body(SDP.format(m="m=audio 4000 RTP/AVP 18"), ok_meta)),
+        ("no binding", 404, require, multipart, siprec_body(sdp, METADATA.format(call=uuid.uuid4(), label="1"))),
+    ]
+
+
+@needs_sipp
+async def test_a_hundred_malformed_invites_get_4xx_and_change_nothing(sip, two_speakers, tmp_path):
+    live, server = await sip(sip_invite_burst=1000)
+    a, _ = two_speakers
+    live.enrol(a, b"")
+    call_id = uuid.uuid4()
+    bind(live, call_id, a)
+    template = (SCENARIOS / "malformed_invite.xml").read_text()
+    cases = malformed_cases(str(call_id))
+    per_case = -(-100 // len(cases))
+    for name, status, headers, content_type, body in cases:
+        indent = lambda text: "\n".join("      " + line for line in text.splitlines())  # noqa: E731
+        scenario = template.replace("@@HEADERS@@", indent(headers)).replace("@@CONTENT_TYPE@@", content_type)
+        scenario = scenario.replace("@@BODY@@", indent(body)).replace("@@STATUS@@", str(status))
+        path = tmp_path / "malformed.xml"
+        path.write_text(scenario)
+        code, logs = await run_sipp(str(path), server.port, {"call": str(call_id)}, tmp_path, calls=per_case, rate=50)
+        assert code == 0, (name, status, logs)
+    assert server.stats["answered"] == 0 and not server.dialogs and server.rtp_sessions == 0
+    with live.http("ivr") as http:
+        assert http.get("/readyz").status_code == 200
+        call = http.get(f"/v1/calls/{call_id}").json()
+    assert call["status"] == CallStatus.BOUND and call["outcome"] is None  # no state from any of them
+    assert live.count(Verification) == 0
