@@ -99,7 +99,9 @@ class JitterBuffer:
     silence: bytes  # one sample of line silence in the stream's codec
     stats: JitterStats = field(default_factory=JitterStats)
     _base: int | None = None  # timestamp of relative offset 0
-    _played: int = 0  # samples released so far (relative offset of the next one)
+    # Relative offset of the next sample to release; None until the first release, so packets
+    # that arrive before the first one sent (reordered at the very start) still find their place.
+    _played: int | None = None
     _newest_end: int = 0
     _packets: dict[int, bytes] = field(default_factory=dict)
 
@@ -112,13 +114,13 @@ class JitterBuffer:
         if offset >= TIMESTAMP_MOD // 2:
             offset -= TIMESTAMP_MOD  # a little before the first packet (reordered at the start)
         released = b""
-        if offset - max(self._newest_end, self._played) > self.max_gap:
+        if offset - max(self._newest_end, self._played or 0) > self.max_gap:
             # A discontinuity, not a loss: play out what is held, continue right after it.
             released = self.flush()
-            self._base = (timestamp - self._played) % TIMESTAMP_MOD
-            offset = self._played
+            offset = self._played if self._played is not None else self._newest_end
+            self._base = (timestamp - offset) % TIMESTAMP_MOD
             self.stats.rebased += 1
-        if offset < self._played or offset in self._packets:
+        if (self._played is not None and offset < self._played) or offset in self._packets:
             self.stats.late += 1
             return released
         self._packets[offset] = payload
@@ -132,6 +134,10 @@ class JitterBuffer:
 
     def _release(self, target: int) -> bytes:
         out = bytearray()
+        if self._played is None:
+            if not self._packets or min(self._packets) >= target:
+                return b""
+            self._played = min(self._packets)
         for offset in sorted(o for o in self._packets if o < target):
             payload = self._packets.pop(offset)
             if offset > self._played:
