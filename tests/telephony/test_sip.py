@@ -50,12 +50,13 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run_sipp(scenario: str, sip_port: int, keys: dict[str, str], tmp: Path, calls: int = 1, rate: int = 10):
-    """SIPp as a UAC against voiceid: returns (exit code, its screen/err logs)."""
+async def run_sipp(
+    scenario: str, sip_port: int, keys: dict[str, str], tmp: Path, calls: int = 1, rate: int = 10, tcp: bool = False
+):
+    """SIPp as a UAC against voiceid, in the foreground: returns (exit code, its screen/err logs)."""
     args = [SIPP, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate)]
     args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port() & ~1)]
-    args += ["-bg", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
-    args = [a for a in args if a != "-bg"]  # foreground: the exit code is the verdict
+    args += ["-t", "t1" if tcp else "u1", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
     for name, value in keys.items():
         args += ["-key", name, value]
     args += ["-trace_err", "-error_file", str(tmp / f"{scenario}.err"), "-trace_screen"]
@@ -133,6 +134,31 @@ async def test_plain_sip_leg_score_equals_the_http_score(sip, line, two_speakers
     assert streamed["decision"] == http["decision"] == "INCONCLUSIVE"
     # voiceid hung up with its decision in the BYE, read by SIPp from the message.
     assert (tmp_path / "decision").read_text().strip() == "X-Voiceid-Decision: INCONCLUSIVE"
+    assert live.count(Verification) == 2
+
+
+@needs_sipp
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_plain_sip_leg_decides_early_and_hangs_up_with_the_decision(sip, line, two_speakers, tmp_path, tcp):
+    live, server = await sip()
+    a, b = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    for speaker, expected in ((a, "ACCEPT"), (b, "REJECT")):
+        probe = packets(line(speaker, 6 if speaker == a else 2, 8.0))
+        call_id = uuid.uuid4()
+        bind(live, call_id, a)
+        ulaw_file(tmp_path / "caller.ulaw", probe)
+        keys = {"call": str(call_id), "decision_file": str(tmp_path / "decision")}
+        started = time.monotonic()
+        code, logs = await run_sipp("uac_verify.xml", server.port, keys, tmp_path, tcp=tcp)
+        assert code == 0, logs
+        call = await call_outcome(live, call_id)
+        outcome = call["outcome"]
+        assert outcome["event"] == "decision" and outcome["early"] is True, call
+        assert outcome["verification"]["decision"] == expected
+        assert (tmp_path / "decision").read_text().strip() == f"X-Voiceid-Decision: {expected}"
+        # Decided (and hung up) while the caller was still talking: before the recording's end.
+        assert outcome["audio_s"] < len(probe) / 8000 and time.monotonic() - started < len(probe) / 8000 + 1.0
     assert live.count(Verification) == 2
 
 

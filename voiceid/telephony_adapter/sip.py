@@ -90,7 +90,7 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 T1_S = 0.5  # RFC 3261 timer T1
 TIMER_H_S = 64 * T1_S  # how long a 2xx is retransmitted waiting for the ACK
 TRANSACTION_CACHE = 512  # recent (Call-ID, CSeq, method) -> response, for retransmitted requests
-CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 class Transport(StrEnum):
