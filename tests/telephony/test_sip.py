@@ -300,3 +300,44 @@ async def test_a_hundred_malformed_invites_get_4xx_and_change_nothing(sip, two_s
         call = http.get(f"/v1/calls/{call_id}").json()
     assert call["status"] == CallStatus.BOUND and call["outcome"] is None  # no state from any of them
     assert live.count(Verification) == 0
+
+
+def request(method: str, call_id: str, body: str = "", headers: str = "") -> bytes:
+    content = "Content-Type: application/sdp\r\n" if body else ""
+    branch = f"z9hG4bK{uuid.uuid4().hex}"
+    return (
+        f"{method} sip:voiceid@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch={branch}\r\n"
+        f"From: <sip:ivr@127.0.0.1>;tag=1\r\nTo: <sip:voiceid@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+        f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{headers}{content}Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+async def exchange(port: int, message: bytes, final: bool = True) -> str:
+    """Send one request over UDP; the first final (non-1xx) response, as text."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect(("127.0.0.1", port))
+        await loop.sock_sendall(sock, message)
+        while True:
+            text = (await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)).decode("latin-1")
+            if not final or not text.startswith("SIP/2.0 1"):
+                return text
+
+
+async def test_refusals_allow_list_flood_methods(sip):
+    offer = SDP.format(m="m=audio 4000 RTP/AVP 0")
+    live, server = await sip(sip_allowed_networks=["10.0.0.0/8"])
+    assert (await exchange(server.port, request("INVITE", str(uuid.uuid4()), offer))).startswith("SIP/2.0 403")
+    live, server = await sip(sip_invite_burst=2, sip_invite_rate=0.001)
+    for _ in range(2):  # within the burst: refused for what they are (no binding)
+        assert (await exchange(server.port, request("INVITE", str(uuid.uuid4()), offer))).startswith("SIP/2.0 404")
+    flooded = await exchange(server.port, request("INVITE", str(uuid.uuid4()), offer))
+    assert flooded.startswith("SIP/2.0 503") and "retry-after: 1" in flooded.lower()
+    options = await exchange(server.port, request("OPTIONS", "o1"))
+    assert options.startswith("SIP/2.0 200") and "INVITE" in options  # SBC keep-alive pings
+    assert (await exchange(server.port, request("BYE", "nope"))).startswith("SIP/2.0 481")
+    assert (await exchange(server.port, request("MESSAGE", "m1"))).startswith("SIP/2.0 405")
+    garbage = await exchange(server.port, request("INVITE", "x").replace(b"CSeq: 1 INVITE", b"CSeq: one INVITE"))
+    assert garbage.startswith("SIP/2.0 400")
+    assert live.count(Verification) == 0
