@@ -51,12 +51,20 @@ def free_udp_port() -> int:
 
 
 async def run_sipp(
-    scenario: str, sip_port: int, keys: dict[str, str], tmp: Path, calls: int = 1, rate: int = 10, tcp: bool = False
+    scenario: str,
+    sip_port: int,
+    keys: dict[str, str],
+    tmp: Path,
+    calls: int = 1,
+    rate: int = 10,
+    tcp: bool = False,
+    extra: tuple[str, ...] = (),
 ):
     """SIPp as a UAC against voiceid, in the foreground: returns (exit code, its screen/err logs)."""
     args = [SIPP, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate)]
     args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port() & ~1)]
     args += ["-t", "t1" if tcp else "u1", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
+    args += list(extra)
     for name, value in keys.items():
         args += ["-key", name, value]
     args += ["-trace_err", "-error_file", str(tmp / f"{scenario}.err"), "-trace_screen"]
@@ -300,6 +308,29 @@ async def test_a_hundred_malformed_invites_get_4xx_and_change_nothing(sip, two_s
         call = http.get(f"/v1/calls/{call_id}").json()
     assert call["status"] == CallStatus.BOUND and call["outcome"] is None  # no state from any of them
     assert live.count(Verification) == 0
+
+
+@needs_sipp
+async def test_siprec_hold_resume_by_update_and_bye_from_the_src(sip, line, two_speakers, tmp_path):
+    # Thresholds wide open: the decision comes at the SRC's BYE, on the whole caller stream.
+    live, server = await sip(accept_threshold=100.0, reject_threshold=-100.0)
+    a, _ = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    probe = packets(line(a, 2, 4.0))
+    call_id = uuid.uuid4()
+    bind(live, call_id, a)
+    ulaw_file(tmp_path / "caller.ulaw", probe)
+    play_ms = str(int(len(probe) / 8) + 500)  # the recording, then half a second for the last packets
+    code, logs = await run_sipp(
+        "siprec_hold_update.xml", server.port, {"call": str(call_id)}, tmp_path, extra=("-d", play_ms)
+    )
+    assert code == 0, logs  # the 2 s on hold (RTP timeout 1 s) did not end the call; BYE got its 200
+    call = await call_outcome(live, call_id)
+    outcome = call["outcome"]
+    assert outcome["event"] == "decision" and outcome["early"] is False, call
+    assert outcome["audio_s"] == pytest.approx(len(probe) / 8000)  # hold added no audio
+    http = live.verify_http(a, probe)
+    assert outcome["verification"]["score"] == pytest.approx(http["score"], abs=1e-3)
 
 
 def request(method: str, call_id: str, body: str = "", headers: str = "") -> bytes:
