@@ -994,13 +994,14 @@ def telephony_sip(
 def ivr_simulate(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Audio the caller speaks")],
     speaker: Annotated[str, typer.Option(help="The speaker the caller claims to be")],
-    protocol: Annotated[str, typer.Option(help="twilio | audiosocket | http")] = "twilio",
+    protocol: Annotated[str, typer.Option(help="twilio | audiosocket | sip | http")] = "twilio",
     mode: Annotated[str, typer.Option(help="verify | enrol")] = "verify",
     speed: Annotated[float, typer.Option(help="1 = real time; N = N times faster")] = 1.0,
     url: Annotated[str, typer.Option(help="The voiceid HTTP API")] = "http://127.0.0.1:8000",
     audiosocket: Annotated[str | None, typer.Option(help="host:port of the AudioSocket server")] = None,
     api_key: Annotated[str, typer.Option(envvar="VOICEID_API_KEY", help="ivr key (verify) or enrolment key")] = "",
-    webhook_url: Annotated[str | None, typer.Option(help="AudioSocket: webhook for the call outcome")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="AudioSocket/SIP: webhook for the call outcome")] = None,
+    sip: Annotated[str | None, typer.Option(help="host:port of the SIP server (UDP)")] = None,
 ) -> None:
     """Play FILEs as a phone call (8 kHz G.711 μ-law, 20 ms frames) and print the events, the
     decision and the time from the first frame to the decision."""
@@ -1029,6 +1030,11 @@ def ivr_simulate(
     if protocol == "twilio":
         ws_url = url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/v1/streams/twilio"
         run = simulator.simulate_twilio(ws_url, speaker, mode, ulaw, api_key, speed, on_event=show)
+    elif protocol == "sip":
+        sip_host, _, sip_port = (sip or f"{settings.sip_host}:{settings.sip_port}").rpartition(":")
+        run = simulator.simulate_sip(
+            url, sip_host, int(sip_port), speaker, mode, ulaw, api_key, speed, on_event=show, webhook_url=webhook_url
+        )
     elif protocol == "audiosocket":
         run = simulator.simulate_audiosocket(
             url, host, int(port), speaker, mode, ulaw, api_key, speed, on_event=show, webhook_url=webhook_url

@@ -21,6 +21,7 @@ import pytest
 from voiceid.statuses import CallStatus
 from voiceid.storage.models import Verification
 from voiceid.telephony_adapter.rtp import build_rtp
+from voiceid.telephony_adapter.simulator import simulate_sip
 from voiceid.telephony_adapter.sip import SipServer
 
 pytestmark = [pytest.mark.model, pytest.mark.devdata]
@@ -372,3 +373,16 @@ async def test_refusals_allow_list_flood_methods(sip):
     garbage = await exchange(server.port, request("INVITE", "x").replace(b"CSeq: 1 INVITE", b"CSeq: one INVITE"))
     assert garbage.startswith("SIP/2.0 400")
     assert live.count(Verification) == 0
+
+
+async def test_ivr_simulator_over_sip(sip, line, two_speakers):
+    live, server = await sip()
+    a, _ = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    result = await simulate_sip(
+        live.http_url, "127.0.0.1", server.port, a, "verify", line(a, 6, 8.0), live.keys["ivr"], speed=1.0
+    )
+    assert result.decision is not None and result.decision["decision"] == "ACCEPT", result.events
+    assert result.outcome["early"] is True and result.outcome_before_end is True
+    bye = next(e for e in result.events if e["event"] == "bye")
+    assert bye["header"] == f"X-Voiceid-Decision: ACCEPT; verification_id={result.decision['verification_id']}"
