@@ -89,7 +89,7 @@ def test_timestamp_wraparound_and_a_jump_rebases_instead_of_minutes_of_silence()
 
 def _receiver(payload_type: int = 0) -> RtpReceiver:
     stream = MediaStream(0, "1", "127.0.0.1", 4000, payload_type, 101, Direction.SENDONLY, ("0", "101"))
-    receiver = RtpReceiver(stream, "127.0.0.1", JitterBuffer(0, 16000, SILENCE))
+    receiver = RtpReceiver(stream, frozenset({"127.0.0.1"}), JitterBuffer(0, 16000, SILENCE))
     got: list[bytes] = []
     receiver.deliver = got.append
     receiver.got = got  # type: ignore[attr-defined]

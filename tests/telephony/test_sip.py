@@ -9,8 +9,10 @@ leg of the fork) is sent by `RtpSender` below to the port SIPp read from voiceid
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -386,3 +388,110 @@ async def test_ivr_simulator_over_sip(sip, line, two_speakers):
     assert result.outcome["early"] is True and result.outcome_before_end is True
     bye = next(e for e in result.events if e["event"] == "bye")
     assert bye["header"] == f"X-Voiceid-Decision: ACCEPT; verification_id={result.decision['verification_id']}"
+
+
+KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None)
+BARESIP = shutil.which("baresip")
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+disable_tcp=yes
+listen=udp:127.0.0.1:{port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "maxfwd.so"
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); }}
+        exit;
+    }}
+    if (is_method("INVITE") && $rU == "voiceid") {{
+        record_route();
+        append_hf("X-Voiceid-Call: {call}\\r\\n");
+        $du = "sip:127.0.0.1:{voiceid}";
+        t_relay();
+        exit;
+    }}
+    if (is_method("ACK|CANCEL")) {{ t_relay(); exit; }}
+    sl_send_reply("404", "Not here");
+}}
+"""
+
+
+@pytest.mark.skipif(
+    KAMAILIO is None or BARESIP is None,
+    reason="kamailio/baresip are not installed (Debian packages; scripts/ensure-services.sh installs them)",
+)
+async def test_baresip_call_through_kamailio_to_the_plain_sip_leg(sip, line, two_speakers, tmp_path):
+    """A real SIP user agent (baresip, playing the caller's speech from a WAV through its own G.711
+    encoder) calls voiceid through a real proxy (kamailio) that record-routes and adds the
+    binding header; voiceid's decision BYE goes back through the proxy and hangs baresip up."""
+    import soundfile as sf
+
+    from voiceid.audio import g711
+
+    live, server = await sip()
+    a, _ = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    call_id = uuid.uuid4()
+    bind(live, call_id, a)
+    proxy_port, ua_port = free_udp_port(), free_udp_port()
+    (tmp_path / "kamailio.cfg").write_text(KAMAILIO_CFG.format(port=proxy_port, call=call_id, voiceid=server.port))
+    sf.write(tmp_path / "caller.wav", g711.ulaw_to_pcm16(line(a, 6, 8.0)), 8000, subtype="PCM_16")
+    ua = tmp_path / "baresip"
+    ua.mkdir()
+    (ua / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0;audio_codecs=PCMU/8000/1\n")
+    (ua / "config").write_text(
+        f"sip_listen 127.0.0.1:{ua_port}\nmodule_path /usr/lib/baresip/modules\nmodule menu.so\n"
+        "module account.so\nmodule g711.so\nmodule aufile.so\nmodule ausine.so\n"
+        f"audio_source aufile,{tmp_path / 'caller.wav'}\naudio_player ausine,\naudio_alert ausine,\n"
+        "audio_srate 8000\naudio_channels 1\nrtp_timeout 0\n"
+    )
+    stack = contextlib.ExitStack()
+    logs = {name: stack.enter_context((tmp_path / f"{name}.log").open("wb")) for name in ("kamailio", "baresip")}
+    kamailio = await asyncio.create_subprocess_exec(
+        KAMAILIO,
+        "-f",
+        str(tmp_path / "kamailio.cfg"),
+        "-DD",
+        "-E",
+        "-Y",
+        str(tmp_path),
+        "-w",
+        str(tmp_path),
+        stdout=logs["kamailio"],
+        stderr=subprocess.STDOUT,
+    )
+    baresip = None
+    try:
+        await asyncio.sleep(1.0)  # kamailio binds its socket
+        assert kamailio.returncode is None, (tmp_path / "kamailio.log").read_text()
+        baresip = await asyncio.create_subprocess_exec(
+            BARESIP,
+            "-f",
+            str(ua),
+            "-e",
+            f"/dial sip:voiceid@127.0.0.1:{proxy_port}",
+            "-t",
+            "30",
+            stdout=logs["baresip"],
+            stderr=subprocess.STDOUT,
+        )
+        call = await call_outcome(live, call_id, timeout_s=40)
+        debug = {n: (tmp_path / f"{n}.log").read_text(errors="replace")[-3000:] for n in logs}
+        assert call["status"] == CallStatus.COMPLETED, (call, debug)
+        assert call["outcome"]["early"] is True and call["outcome"]["verification"]["decision"] == "ACCEPT", call
+    finally:
+        for proc in (baresip, kamailio):
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
+        stack.close()

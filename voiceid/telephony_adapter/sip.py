@@ -125,13 +125,15 @@ class TokenBucket:
 
 
 class RtpReceiver(asyncio.DatagramProtocol):
-    """One offered audio stream. Packets from another address than the offer's, or from another
-    SSRC than the first one seen, are ignored; so are comfort noise, telephone-events and any
-    payload type not negotiated. Only the caller's receiver hands its audio on (`deliver`)."""
+    """One offered audio stream. Packets from an address other than the offer's connection address
+    or the SIP peer's own (a UA behind NAT, or one whose SDP names another interface, sends from
+    the address it signals from), or from another port or SSRC than the first packet, are ignored;
+    so are comfort noise, telephone-events and any payload type not negotiated (as audio). Only the
+    caller's receiver hands its audio on (`deliver`)."""
 
-    def __init__(self, stream: MediaStream, expected_ip: str, jitter: JitterBuffer) -> None:
+    def __init__(self, stream: MediaStream, expected_ips: frozenset[str], jitter: JitterBuffer) -> None:
         self.stream = stream
-        self.expected_ip = expected_ip
+        self.expected_ips = expected_ips
         self.jitter = jitter
         self.deliver: Callable[[bytes], None] | None = None
         self.transport: asyncio.DatagramTransport | None = None
@@ -150,7 +152,7 @@ class RtpReceiver(asyncio.DatagramProtocol):
         return port
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        if addr[0] != self.expected_ip or (self.peer is not None and addr != self.peer):
+        if addr[0] not in self.expected_ips or (self.peer is not None and addr != self.peer):
             self.ignored += 1
             return
         try:
@@ -169,10 +171,10 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if audio and self.deliver is not None:
             self.deliver(audio)
 
-    def relatch(self, stream: MediaStream, expected_ip: str) -> None:
+    def relatch(self, stream: MediaStream, expected_ips: frozenset[str]) -> None:
         """A re-INVITE/UPDATE may move the sender (new address, new SSRC after a transfer)."""
         self.stream = stream
-        self.expected_ip = expected_ip
+        self.expected_ips = expected_ips
         self.ssrc = None
         self.peer = None
 
@@ -539,7 +541,7 @@ class SipServer:
             for stream in offer.streams:
                 if stream.payload_type is None:
                     continue
-                expected = stream.address if stream.address not in {"0.0.0.0", "::"} else source.address[0]
+                expected = _media_sources(stream, source)
                 jitter = JitterBuffer(
                     depth=self.settings.sip_jitter_ms * 8,
                     max_gap=int(self.settings.sip_max_gap_s * 8000),
@@ -665,9 +667,7 @@ class SipServer:
         for stream in offer.streams:
             receiver = by_index.get(stream.index)
             if receiver is not None:
-                receiver.relatch(
-                    stream, stream.address if stream.address not in {"0.0.0.0", "::"} else source.address[0]
-                )
+                receiver.relatch(stream, _media_sources(stream, source))
         caller_stream = self._caller_stream(offer, dialog.caller_aor)
         if caller_stream is not None and caller_stream.index in by_index:
             if by_index[caller_stream.index] is not dialog.caller:
@@ -750,6 +750,11 @@ class SipServer:
             host = contact.getHost() if hasattr(contact, "getHost") else contact.host
             port = contact.getPort() if hasattr(contact, "getPort") else contact.port
             self._udp.sendto(bye, (str(host), int(port or 5060)))
+
+
+def _media_sources(stream: MediaStream, source: Source) -> frozenset[str]:
+    """Where a stream's RTP may come from: the SDP's connection address, or the SIP peer itself."""
+    return frozenset({stream.address, source.address[0]} - {"0.0.0.0", "::"})
 
 
 def _outcome_header(event: Event | None) -> str | None:
