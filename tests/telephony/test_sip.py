@@ -495,3 +495,50 @@ async def test_baresip_call_through_kamailio_to_the_plain_sip_leg(sip, line, two
                 proc.terminate()
                 await proc.wait()
         stack.close()
+
+
+def rtp_pcap(path: Path, ulaw: bytes, order: list[int]) -> Path:
+    """A capture of the stream's 20 ms PCMU packets, written in `order` (indices; missing ones are
+    lost) at evenly spaced capture times: SIPp's play_pcap_audio sends them in file order, so the
+    receiver sees them reordered and lossy exactly as given. Ethernet/IPv4/UDP framing by hand:
+    the pcap format is a 24-byte header and a 16-byte header per packet."""
+    import struct
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for slot, index in enumerate(order):
+        rtp = build_rtp(0, index, 4000 + index * 160, 0xC0FFEE, ulaw[index * 160 : (index + 1) * 160])
+        udp = struct.pack("!HHHH", 7078, 7078, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), slot, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1")
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        usec = 1_000_000 + slot * 20_000
+        out.append(struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+@needs_sipp
+async def test_reordered_and_lost_rtp_from_a_doctored_capture(sip, line, two_speakers, tmp_path):
+    live, server = await sip(accept_threshold=100.0, reject_threshold=-100.0, replay_enabled=False)
+    a, _ = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    probe = packets(line(a, 2, 4.0))
+    n = len(probe) // 160
+    reordered = list(range(n))
+    for i in range(0, n - 2, 3):  # each packet at most 40 ms out of place (jitter buffer: 60 ms)
+        reordered[i], reordered[i + 2] = reordered[i + 2], reordered[i]
+    lost = set(range(5, n - 1, 20))  # 5 % of the packets, never the last one
+    http = {"reordered": live.verify_http(a, probe)}
+    concealed = b"".join(b"\xff" * 160 if i in lost else probe[i * 160 : (i + 1) * 160] for i in range(n))
+    http["lossy"] = live.verify_http(a, concealed)
+    for name, order in (("reordered", reordered), ("lossy", [i for i in reordered if i not in lost])):
+        call_id = uuid.uuid4()
+        bind(live, call_id, a)
+        rtp_pcap(tmp_path / "caller.pcap", probe, order)
+        keys = {"call": str(call_id), "decision_file": str(tmp_path / "decision")}
+        code, logs = await run_sipp("uac_verify_pcap.xml", server.port, keys, tmp_path)
+        assert code == 0, logs
+        outcome = (await call_outcome(live, call_id))["outcome"]
+        assert outcome["event"] == "decision", outcome
+        # Every sample in its place by RTP timestamp; each lost packet is exactly 20 ms of silence.
+        assert outcome["audio_s"] == pytest.approx(len(probe) / 8000), name
+        assert outcome["verification"]["score"] == pytest.approx(http[name]["score"], abs=1e-3), name
