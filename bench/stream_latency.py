@@ -4,8 +4,9 @@ Starts the real service in this process (HTTP API + WebSocket under uvicorn on 1
 AudioSocket and SIP servers on the same service, SQLite in a temporary directory, default settings),
 enrols the speaker over HTTP with two utterances as 8 kHz μ-law, then plays one probe utterance
 with the IVR simulator at real time (speed 1) over each protocol, `--repeats` times:
-- twilio / audiosocket / sip (INVITE + PCMU RTP over UDP): streaming; the decision comes as soon as there is enough speech and the
-  score is outside the INCONCLUSIVE band (early), while the caller is still talking;
+- twilio / audiosocket / sip (INVITE + PCMU RTP over UDP): streaming; the decision comes as soon
+  as there is enough speech and the score is outside the INCONCLUSIVE band (early), while the
+  caller is still talking;
 - http: the whole utterance is spoken first, then uploaded (the baseline an IVR has without streams).
 
 Usage: python bench/stream_latency.py [--speaker ls_1688] [--enrol 0,1] [--probe 6] [--repeats 3]
@@ -18,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import tempfile
@@ -63,7 +65,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             update={
                 "data_dir": Path(tmp),
                 "database_url": None,
-                "admin_key": SecretStr("bench-admin-key"),
+                "admin_key": SecretStr(secrets.token_urlsafe(32)),  # VOICEID_ADMIN_KEY needs >= 128 bits
+                # The same probe is played on every protocol and repeat: by design that is a replay
+                # (REPLAY_SUSPECTED) and, past 10 attempts, a rate-limited speaker; this bench times
+                # the protocols, so both guards are off here (their own tests cover them).
+                "replay_enabled": False,
+                "attempt_rate_limit": 1000,
                 "encryption_key": SecretStr(generate_key_text()),
             }
         )
