@@ -542,3 +542,35 @@ async def test_reordered_and_lost_rtp_from_a_doctored_capture(sip, line, two_spe
         # Every sample in its place by RTP timestamp; each lost packet is exactly 20 ms of silence.
         assert outcome["audio_s"] == pytest.approx(len(probe) / 8000), name
         assert outcome["verification"]["score"] == pytest.approx(http[name]["score"], abs=1e-3), name
+
+
+async def test_siprec_binding_names_the_caller_when_the_metadata_lists_the_agent_first(sip, two_speakers):
+    live, server = await sip()
+    a, _ = two_speakers
+    live.enrol(a, b"")
+    call_id = uuid.uuid4()
+    with live.http("ivr") as http:
+        r = http.put(f"/v1/calls/{call_id}", json={"speaker_id": a, "caller": "+441632960001"})
+        assert r.status_code == 201 and r.json()["caller"] == "+441632960001", r.text
+    metadata = f"""<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+<session session_id="s"><sipSessionID>{call_id}</sipSessionID></session>
+<participant participant_id="agent"><nameID aor="sip:agent1001@cc.example.com"/></participant>
+<participant participant_id="caller"><nameID aor="sip:+441632960001@pstn.example.com"/></participant>
+<stream stream_id="a" session_id="s"><label>1</label></stream>
+<stream stream_id="c" session_id="s"><label>2</label></stream>
+<participantstreamassoc participant_id="agent"><send>a</send></participantstreamassoc>
+<participantstreamassoc participant_id="caller"><send>c</send></participantstreamassoc>
+</recording>"""
+    sdp = SDP.format(m="m=audio 4000 RTP/AVP 0") + "\nm=audio 4002 RTP/AVP 0\na=label:2\na=sendonly"
+    body = siprec_body(sdp, metadata).replace("\n", "\r\n")
+    invite = request("INVITE", "rec-1", body, "Require: siprec\r\n").replace(
+        b"Content-Type: application/sdp",
+        b"Content-Type: multipart/mixed;boundary=b1",
+        1,  # the header only
+    )
+    answer = await exchange(server.port, invite)
+    assert answer.startswith("SIP/2.0 200"), answer
+    assert answer.count("m=audio ") == 2 and "a=label:1" in answer and "a=label:2" in answer
+    dialog = server.dialogs["rec-1"]
+    assert dialog.caller is not None and dialog.caller.stream.label == "2"  # the caller, not the first listed
+    assert (await exchange(server.port, request("BYE", "rec-1"))).startswith("SIP/2.0 200")

@@ -169,6 +169,8 @@ class Call(Base):
     outcome: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The caller's number or SIP AOR (migration 0023): SIPREC scores that participant's stream.
+    caller: Mapped[str | None] = mapped_column(String(256), default=None)
 
 
 # --- fraud workspace (migration 0003_fraud) ------------------------------------------------

@@ -42,6 +42,7 @@ class CallView:
     created_at: datetime
     updated_at: datetime
     api_key_id: str | None
+    caller: str | None = None  # phone number / AOR: which SIPREC participant is the caller
 
     @classmethod
     def from_row(cls, row: Call) -> CallView:
@@ -55,6 +56,7 @@ class CallView:
             created_at=row.created_at,
             updated_at=row.updated_at,
             api_key_id=row.api_key_id,
+            caller=row.caller,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class CallView:
             "mode": self.mode,
             "status": self.status,
             "webhook_url": self.webhook_url,
+            "caller": self.caller,
             "outcome": self.outcome,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -85,7 +88,13 @@ class CallRegistry:
         self.speakers = speakers
 
     def bind(
-        self, call_id: uuid.UUID, speaker_id: str, mode: CallMode, webhook_url: str | None, api_key_id: str | None
+        self,
+        call_id: uuid.UUID,
+        speaker_id: str,
+        mode: CallMode,
+        webhook_url: str | None,
+        api_key_id: str | None,
+        caller: str | None = None,
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
         self.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
@@ -121,6 +130,7 @@ class CallRegistry:
             row.status = CallStatus.BOUND
             row.webhook_url = webhook_url
             row.api_key_id = api_key_id
+            row.caller = caller
             row.outcome = None
             row.updated_at = now
             session.flush()

@@ -352,6 +352,7 @@ class SipServer:
             elif call_id in self.pending:
                 self._respond(request, source, SipStatus.TRYING)
             else:
+                self.pending.add(call_id)
                 self._spawn(self._invite(request, call_id, source, key))
         elif method == "ACK":
             if dialog is not None and dialog.state is DialogState.ANSWERED:
@@ -434,25 +435,44 @@ class SipServer:
 
     # --- dialogs ---------------------------------------------------------------------------
     async def _invite(self, request: SipRequest, call_id: str, source: Source, key: tuple[str, str, str]) -> None:
+        """A new INVITE; `call_id` is already in `pending` (set by `_dispatch` before this task
+        starts, so a retransmission that arrives meanwhile gets 100 Trying, not a second claim)."""
+        receivers: list[RtpReceiver] = []
+        try:
+            receivers = await self._setup(request, call_id, source, key)
+        except Exception:
+            # One broken call must not take the server down; the INVITE gets a final answer.
+            log.exception("SIP INVITE %s failed", call_id)
+            if call_id not in self.dialogs:
+                self._respond(request, source, SipStatus.SERVER_INTERNAL_ERROR, key=key)
+        finally:
+            self.pending.discard(call_id)
+            if call_id not in self.dialogs:
+                for receiver in receivers:
+                    receiver.close()
+
+    async def _setup(
+        self, request: SipRequest, call_id: str, source: Source, key: tuple[str, str, str]
+    ) -> list[RtpReceiver]:
         self._respond(request, source, SipStatus.TRYING)
         if not self.invites.take():
             self._respond(request, source, SipStatus.SERVICE_UNAVAILABLE, "INVITE rate", key, ["Retry-After: 1"])
-            return
-        if len(self.dialogs) + len(self.pending) >= self.settings.sip_max_dialogs:
+            return []
+        if len(self.dialogs) + len(self.pending) > self.settings.sip_max_dialogs:  # pending includes this one
             self._respond(request, source, SipStatus.SERVICE_UNAVAILABLE, "at capacity", key, ["Retry-After: 5"])
-            return
+            return []
         siprec = self._is_siprec(request)
         required = {r.strip().lower() for h in request.getHFs("require") for r in str(h.getBody()).split(",")}
         if required - {"siprec"}:
             self._respond(
                 request, source, SipStatus.BAD_EXTENSION, key=key, extra=[f"Unsupported: {', '.join(sorted(required))}"]
             )
-            return
+            return []
         try:
             offer = parse_offer(request.getBody(), self.limits, siprec)
         except OfferError as exc:
             self._respond(request, source, exc.status, exc.reason, key)
-            return
+            return []
         binding = call_uuid(_header(request, "x-voiceid-call"))
         if binding is None and offer.metadata is not None:
             binding = call_uuid(offer.metadata.recorded_call_id)
@@ -460,65 +480,62 @@ class SipServer:
             binding = call_uuid(call_id)
         if binding is None:
             self._respond(request, source, SipStatus.NOT_FOUND, "no call binding (X-Voiceid-Call)", key)
-            return
-        caller_aor = _header(request, "x-voiceid-caller")
+            return []
+        try:
+            bound = await asyncio.to_thread(self.registry.get, binding)  # read only: refusals below store nothing
+        except VoiceIdError as exc:
+            self._respond(request, source, STATUS_FOR_ERROR.get(exc.code, SipStatus.FORBIDDEN), exc.code.value, key)
+            return []
+        caller_aor = _header(request, "x-voiceid-caller") or bound.caller
         caller_stream = self._caller_stream(offer, caller_aor)
         if caller_stream is None:
             self._respond(request, source, SipStatus.NOT_ACCEPTABLE_HERE, "no PCMU/PCMA caller stream", key)
-            return
+            return []
         audio_streams = [s for s in offer.streams if s.payload_type is not None]
         if self.rtp_sessions + len(audio_streams) > self.settings.sip_max_rtp_sessions:
             self._respond(request, source, SipStatus.SERVICE_UNAVAILABLE, "RTP at capacity", key, ["Retry-After: 5"])
-            return
-        self.pending.add(call_id)
-        receivers: list[RtpReceiver] = []
+            return []
         try:
-            try:
-                call = await asyncio.to_thread(self.registry.claim, binding)
-            except VoiceIdError as exc:
-                status = STATUS_FOR_ERROR.get(exc.code, SipStatus.FORBIDDEN)
-                self._respond(request, source, status, exc.code.value, key)
-                return
-            try:
-                receivers = await self._open_receivers(offer, source)
-            except OSError as exc:
-                log.warning("call %s: no RTP port: %s", binding, exc)
-                await asyncio.to_thread(self.registry.finish, binding, None)
-                self._respond(request, source, SipStatus.SERVICE_UNAVAILABLE, "no RTP port", key, ["Retry-After: 5"])
-                return
-            caller = next(r for r in receivers if r.stream.index == caller_stream.index)
-            fmt = ULAW_8K if caller_stream.payload_type == StaticPayload.PCMU else PCM16LE_8K
-            local_tag = secrets.token_hex(8)
-            dialog: Dialog | None = None
+            call = await asyncio.to_thread(self.registry.claim, binding)
+        except VoiceIdError as exc:
+            self._respond(request, source, STATUS_FOR_ERROR.get(exc.code, SipStatus.FORBIDDEN), exc.code.value, key)
+            return []
+        try:
+            receivers = await self._open_receivers(offer, source)
+        except OSError as exc:
+            log.warning("call %s: no RTP port: %s", binding, exc)
+            await asyncio.to_thread(self.registry.finish, binding, None)
+            self._respond(request, source, SipStatus.SERVICE_UNAVAILABLE, "no RTP port", key, ["Retry-After: 5"])
+            return []
+        caller = next(r for r in receivers if r.stream.index == caller_stream.index)
+        fmt = ULAW_8K if caller_stream.payload_type == StaticPayload.PCMU else PCM16LE_8K
+        local_tag = secrets.token_hex(8)
+        dialog: Dialog | None = None
 
-            async def emit(event: Event) -> None:
-                if dialog is not None:
-                    await self._outcome(dialog, event)
+        async def emit(event: Event) -> None:
+            if dialog is not None:
+                await self._outcome(dialog, event)
 
-            session = CallSession(self.service, call.speaker_id, call.mode, fmt, emit, call.api_key_id)
-            dialog = Dialog(call_id, binding, source, request, local_tag, siprec, caller_aor, session, receivers, None)
-            self.dialogs[call_id] = dialog
-            self.rtp_sessions += len(receivers)
-            self._listen_to(dialog, caller)
-            dialog.answer = self._answer(dialog, offer, source)
-            contact = (
-                f"Contact: <sip:voiceid@{self._media_address(source)}:{self.port};transport={source.transport.lower()}>"
-            )
-            self._respond(request, source, SipStatus.OK, key=key, extra=[contact], body=dialog.answer, to_tag=local_tag)
-            self.stats["answered"] += 1
-            response = self.responses[key]
-            if source.transport is Transport.UDP:
-                dialog.retransmit = asyncio.create_task(self._retransmit(dialog, response))
-            dialog.pump = asyncio.create_task(self._pump(dialog))
-            try:
-                await session.open()
-            except VoiceIdError as exc:  # speaker gone, consent withdrawn
-                await self._outcome(dialog, error_event(exc))
-        finally:
-            self.pending.discard(call_id)
-            if call_id not in self.dialogs:
-                for receiver in receivers:
-                    receiver.close()
+        session = CallSession(self.service, call.speaker_id, call.mode, fmt, emit, call.api_key_id)
+        dialog = Dialog(call_id, binding, source, request, local_tag, siprec, caller_aor, session, receivers, None)
+        self.dialogs[call_id] = dialog
+        self.rtp_sessions += len(receivers)
+        self._listen_to(dialog, caller)
+        dialog.answer = self._answer(dialog, offer, source)
+        contact = (
+            f"Contact: <sip:voiceid@{self._media_address(source)}:{self.port};transport={source.transport.lower()}>"
+        )
+        self._respond(request, source, SipStatus.OK, key=key, extra=[contact], body=dialog.answer, to_tag=local_tag)
+        self.stats["answered"] += 1
+        response = self.responses[key]
+        if source.transport is Transport.UDP:
+            dialog.retransmit = asyncio.create_task(self._retransmit(dialog, response))
+        dialog.pump = asyncio.create_task(self._pump(dialog))
+        try:
+            await session.open()
+        except VoiceIdError as exc:  # speaker gone, consent withdrawn
+            await self._outcome(dialog, error_event(exc))
+        return receivers
 
     def _is_siprec(self, request: SipRequest) -> bool:
         """RFC 7866 6.1.1: the SRC sends `Require: siprec` and marks its Contact `+sip.src`."""

@@ -24,6 +24,13 @@ class CallIn(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     webhook_url: AnyHttpUrl | None = Field(None, description="Receives the call (with its outcome) as a JSON POST.")
+    caller: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="The caller's phone number or SIP AOR: in a SIPREC session, the stream of the participant "
+        "whose aor contains it is scored (else the first participant listed).",
+    )
 
 
 class CallOut(BaseModel):
@@ -32,6 +39,7 @@ class CallOut(BaseModel):
     mode: str
     status: str = Field(description="BOUND | IN_PROGRESS | COMPLETED | FAILED | ABANDONED")
     webhook_url: str | None
+    caller: str | None = None
     outcome: dict[str, Any] | None = Field(
         description="The stream's final event: a `decision` (its `verification` is the HTTP verification body), "
         "an `enrolment`, or an `error`"
@@ -54,7 +62,13 @@ async def bind_call(
         raise VoiceIdError(ErrorCode.FORBIDDEN, f"a '{body.mode}' call needs the '{needed}' role")
     webhook = None if body.webhook_url is None else str(body.webhook_url)
     view, created = await run_in_threadpool(
-        CallRegistry(service.ctx, service.speakers).bind, call_id, body.speaker_id, body.mode, webhook, principal.key_id
+        CallRegistry(service.ctx, service.speakers).bind,
+        call_id,
+        body.speaker_id,
+        body.mode,
+        webhook,
+        principal.key_id,
+        body.caller,
     )
     response.status_code = 201 if created else 200
     return CallOut.model_validate(view.to_json())
