@@ -574,3 +574,23 @@ async def test_siprec_binding_names_the_caller_when_the_metadata_lists_the_agent
     dialog = server.dialogs["rec-1"]
     assert dialog.caller is not None and dialog.caller.stream.label == "2"  # the caller, not the first listed
     assert (await exchange(server.port, request("BYE", "rec-1"))).startswith("SIP/2.0 200")
+
+
+async def test_dialog_cap_and_a_call_without_rtp_is_ended(sip, two_speakers):
+    live, server = await sip(sip_max_dialogs=1)
+    a, _ = two_speakers
+    live.enrol(a, b"")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    for call_id in (first, second):
+        bind(live, call_id, a)
+    offer = SDP.format(m="m=audio 4000 RTP/AVP 0")
+    answer = await exchange(server.port, request("INVITE", str(first), offer))
+    assert answer.startswith("SIP/2.0 200"), answer
+    busy = await exchange(server.port, request("INVITE", str(second), offer))
+    assert busy.startswith("SIP/2.0 503") and "at capacity" in busy
+    # No RTP ever comes: after VOICEID_SIP_RTP_TIMEOUT_S (1 s here) voiceid ends the call itself.
+    call = await call_outcome(live, first, timeout_s=20)
+    assert call["status"] in {CallStatus.FAILED, CallStatus.COMPLETED}, call
+    assert not server.dialogs and server.rtp_sessions == 0
+    with live.http("ivr") as http:
+        assert http.get(f"/v1/calls/{second}").json()["status"] == CallStatus.BOUND  # the refused one: untouched
