@@ -2,13 +2,16 @@
 
 Each dev speaker is enrolled over HTTP with their first utterances (clean, or G.711 with
 --channel g711-ulaw) until ENROLLED; then every later utterance calls as that speaker (genuine),
-and the same utterance calls once more as the next speaker in a fixed shuffle (impostor). The
+and the same utterance calls once more as each of the next --impostors speakers (impostor). The
 decisions are the service's own, through the API, with default settings except two that a lab
 bench must lift: the per-speaker attempt rate limit and the lockout (every account here takes
 about 14 calls in a minute, half of them impostors). Each file is embedded once and the vector
 reused for its impostor call (the service would compute the same vector twice).
 
-Usage: python bench/api_policy.py [--channel clean] [--speakers 105] [--out bench/out/api_policy.json]
+The calls come right after enrolment, with no background job run (as a new deployment meets them);
+--refresh runs the worker's cohort refresh and self-calibration first.
+
+Usage: python bench/api_policy.py [--channel clean] [--speakers 105] [--impostors 1] [--refresh] [--out ...]
 Measured on the dev set, whose speakers the shipped calibration was fitted on: optimistic.
 """
 
@@ -29,6 +32,7 @@ from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import read_manifest
 from voiceid.verify.calibration import band_labels, band_of
+from voiceid.worker.jobs import refit_self_calibration
 
 
 class MemoEngine:
@@ -45,6 +49,9 @@ class MemoEngine:
             self.memo[data] = self.engine.embed_bytes(data, content_type)
         return self.memo[data]
 
+    def embed_phone_view(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        return self.engine.embed_phone_view(data, content_type)  # enrolment only: each body once anyway
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +59,15 @@ def main() -> None:
     parser.add_argument("--channel", default="clean")
     parser.add_argument("--speakers", type=int, default=105)
     parser.add_argument("--out", type=Path, default=Path("bench/out/api_policy.json"))
+    parser.add_argument(
+        "--impostors", type=int, default=1, help="Impostor calls per genuine utterance, each claiming another speaker"
+    )
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="Run the worker's cohort refresh and self-calibration before the calls (default: none, the calls come "
+        "right after enrolment, as a new deployment meets them)",
+    )
     args = parser.parse_args()
     base = get_settings()
     manifest = args.manifest or base.dev_data_dir / "dev" / "manifest.csv"
@@ -67,9 +83,15 @@ def main() -> None:
             used = enrol(client, keys["enrolment"], speaker, by_speaker[speaker], args.channel)
             if used is not None:
                 enrolled[speaker] = used
-        client.app.state.service.refresh_cohort()  # type: ignore[attr-defined]
+        if args.refresh:
+            service = client.app.state.service  # type: ignore[attr-defined]
+            service.refresh_cohort()
+            refit_self_calibration(service.ctx)
         order = [s for s in speakers if s in enrolled]
-        partner = dict(zip(order, order[1:] + order[:1], strict=True))
+        partners = {
+            s: [order[(k + j) % len(order)] for j in range(1, min(args.impostors, len(order) - 1) + 1)]
+            for k, s in enumerate(order)
+        }
         rng = random.Random(20261126)
         rng.shuffle(order)
         results: list[dict[str, Any]] = []
@@ -77,7 +99,8 @@ def main() -> None:
         for speaker in order:
             for utt in by_speaker[speaker][enrolled[speaker] :]:
                 body, ctype = through_channel(utt.path, args.channel)
-                for claimed, kind in ((speaker, "genuine"), (partner[speaker], "impostor")):
+                calls = [(speaker, "genuine")] + [(other, "impostor") for other in partners[speaker]]
+                for claimed, kind in calls:
                     headers = {**ivr, "Content-Type": ctype}
                     r = client.post(f"/v1/speakers/{claimed}/verifications", content=body, headers=headers)
                     got = r.json()
@@ -88,9 +111,17 @@ def main() -> None:
                             "decision": got.get("decision", got.get("code")),
                             "net_speech_s": got.get("net_speech_s"),
                             "llr": got.get("llr"),
+                            "calibration": got.get("calibration"),
+                            "reasons": got.get("reasons"),
                         }
                     )
-    report: dict[str, Any] = {"manifest": str(manifest), "channel": args.channel, "enrolled": len(enrolled)}
+    report: dict[str, Any] = {
+        "manifest": str(manifest),
+        "channel": args.channel,
+        "enrolled": len(enrolled),
+        "refreshed": args.refresh,
+        "calibrations": dict(Counter(r["calibration"] for r in results)),
+    }
     for kind in ("genuine", "impostor"):
         rows = [r for r in results if r["kind"] == kind]
         counts = Counter(r["decision"] for r in rows)

@@ -20,7 +20,7 @@ from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance
 from voiceid.storage.crypto import generate_key_text
 
-ADMIN = "bench-admin-key-0123456789abcdef"
+ADMIN = "bench-admin-key-33Wkb_aZbnBGzVjNyYoNWruDPYfspPDA"
 
 
 @contextmanager

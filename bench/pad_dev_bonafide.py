@@ -1,10 +1,12 @@
-"""Write a dev_spoof-format manifest of genuine speech from the speaker-verification dev set.
+"""Write a dev_spoof-format manifest of genuine speech from a speaker-verification data set.
 
-    python bench/pad_dev_bonafide.py --every 10 --out bench/out/dev_bonafide.csv
+    python bench/pad_dev_bonafide.py --every 4 --out bench/out/dev_bonafide.csv
+    python bench/pad_dev_bonafide.py --dataset dev_cohort --every 3 --out bench/out/cohort_bonafide.csv
 
-Every k-th file of ../shared/data/dev (speechocean762 read English by Mandarin speakers, LibriSpeech),
-all labelled bona fide. None of it is used to fit anything: it measures how many genuine callers the
-shipped thresholds flag (BPCER) on speech unlike dev_spoof's bona fide.
+Every k-th file of ../shared/data/<dataset> (dev: speechocean762 read English by Mandarin speakers,
+LibriSpeech; dev_cohort: LibriSpeech train-clean-100; dev_8k: FSDD digit strings at 8 kHz), all
+labelled bona fide, sources named `<dataset>/<source>` as `voiceid calibrate-pad` names them when
+given the data set's own manifest. A subset keeps the CM's cost on this shared machine bounded.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from voiceid.config import get_settings
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--dataset", default="dev", help="dev | dev_cohort | dev_8k")
     parser.add_argument("--out", type=Path, default=Path("bench/out/dev_bonafide.csv"))
     args = parser.parse_args()
-    dev = get_settings().dev_data_dir / "dev"
+    dev = get_settings().dev_data_dir / args.dataset
     with (dev / "manifest.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))[:: args.every]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -37,9 +40,9 @@ def main() -> None:
                     "attack_id": "bonafide",
                     "speaker_id": row["speaker_id"],
                     "path": str((dev / row["path"]).resolve()),
-                    "source_repo": f"dev/{row['source']}",
+                    "source_repo": f"{args.dataset}/{row['source']}",
                     "source_path": row["path"],
-                    "license": "see ../shared/data/dev/SOURCES.md",
+                    "license": f"see ../shared/data/{args.dataset}/SOURCES.md",
                 }
             )
     print(f"{len(rows)} bona fide files -> {args.out}")

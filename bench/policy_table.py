@@ -29,7 +29,7 @@ from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
 from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, TrialScores, embed_run, summarise
-from voiceid.models.files import MODEL_VERSION
+from voiceid.models.embedder import backend_model_version
 from voiceid.verify.calibration import fit_calibration, load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
@@ -55,7 +55,7 @@ def _fit(parts: list[tuple[TrialScores, np.ndarray, np.ndarray]], channel: str) 
         nontarget_probe_s=probe[~is_t],
         channel=channel,
         norm="as-norm",
-        model_version=MODEL_VERSION,
+        model_version="fold",
         fitted_on="fold",
     )
 
@@ -103,8 +103,13 @@ def main() -> None:
     embed = voiceid_embedder(settings)[0]
     speech = speech_meter(settings)
     cache = EmbeddingCache.for_embedder(settings, "voiceid")
+    # The default backend's own calibration (the bf16 network's on a CPU with bf16), its population
+    # AS-norm regime: the dev protocol's cohort holds the whole population (about 100 voiceprints).
+    version = backend_model_version(settings.model_dir, settings.inference_backend)
     shipped = {
-        (c.channel, c.norm): c for c in load_calibrations(BUILTIN_CALIBRATION) if c.model_version == MODEL_VERSION
+        (c.channel, c.norm): c
+        for c in load_calibrations(BUILTIN_CALIBRATION)
+        if c.model_version == version and c.norm == "as-norm"
     }
     speakers = base.speakers
     folds = [set(speakers[0::2]), set(speakers[1::2])]

@@ -10,6 +10,10 @@ process's CPU time (`time.process_time`: request handling, decode, VAD, embeddin
 fingerprint, scoring, database, every background thread) and the wall time. The same calls run twice,
 on a fresh app each: with the countermeasure, and with `VOICEID_CM_ENABLED=false`, so its share is
 the difference. Measured on the dev set's speech (LibriSpeech-style read English, ~4 s net speech).
+
+`--impostors` also calls each utterance against another enrolled speaker's id (REJECT on the voice,
+where the service skips the countermeasure), and the cost is given per kind of call; the last line is
+the ratio CM on / CM off (target 1.5). `--cm-max-windows` sets VOICEID_CM_MAX_WINDOWS for the run.
 """
 
 from __future__ import annotations
@@ -31,20 +35,29 @@ from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
 
 
-def measure(base: Settings, speakers: dict[str, list[Utterance]], channel: str, cm: bool) -> dict[str, Any]:
-    overrides = {"inference_workers": 1, "torch_threads": 1, "cm_enabled": cm}
+def measure(
+    base: Settings, speakers: dict[str, list[Utterance]], channel: str, cm: bool, impostors: bool, cm_max_windows: int
+) -> dict[str, Any]:
+    overrides = {"inference_workers": 1, "torch_threads": 1, "cm_enabled": cm, "cm_max_windows": cm_max_windows}
     # The app builds its own engine, as `voiceid serve` does (backend resolved, CM stage or none).
     with bench_app(base, **overrides) as client:
         model_version = client.app.state.service.engine.model_version  # type: ignore[attr-defined]
         keys = role_headers(client)
-        probes: list[tuple[str, Utterance]] = []
+        probes: list[tuple[str, Utterance, str]] = []
+        enrolled: list[str] = []
         for speaker, utterances in speakers.items():
             used = enrol(client, keys["enrolment"], speaker, utterances, channel)
             if used is not None:
-                probes += [(speaker, u) for u in utterances[used:]]
+                probes += [(speaker, u, "genuine") for u in utterances[used:]]
+                enrolled.append(speaker)
+        if impostors:
+            # Each genuine call is also made against the next enrolled speaker's id: a REJECT on the
+            # voice, where the countermeasure is skipped (it cannot change the decision).
+            claim = {s: enrolled[(i + 1) % len(enrolled)] for i, s in enumerate(enrolled)}
+            probes += [(claim[s], u, "impostor") for s, u, _ in list(probes)]
         ivr = keys["ivr"]
-        cpu, wall, audio, decisions = [], [], [], []
-        for i, (speaker, utt) in enumerate(probes):
+        cpu, wall, audio, decisions, kinds = [], [], [], [], []
+        for i, (speaker, utt, kind) in enumerate(probes):
             body, ctype = through_channel(utt.path, channel)
             c0, w0 = time.process_time(), time.perf_counter()
             r = client.post(
@@ -57,9 +70,16 @@ def measure(base: Settings, speakers: dict[str, list[Utterance]], channel: str, 
             wall.append(w1 - w0)
             audio.append(sf.info(str(utt.path)).duration)
             decisions.append(r.json().get("decision", r.json().get("code")))
+            kinds.append(kind)
     mean_cpu = statistics.fmean(cpu)
+    by_kind = {
+        k: round(statistics.fmean([c for c, kk in zip(cpu, kinds, strict=True) if kk == k]), 4)
+        for k in sorted(set(kinds))
+    }
     return {
         "cm_enabled": cm,
+        "cm_max_windows": cm_max_windows,
+        "cpu_s_per_verification_by_kind": by_kind,
         "model_version": model_version,
         "calls": len(cpu),
         "audio_s_mean": round(statistics.fmean(audio), 2),
@@ -76,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--channel", default="clean", help="clean | g711-ulaw | g711-alaw")
     parser.add_argument("--speakers", type=int, default=12)
+    parser.add_argument("--impostors", action="store_true", help="also call each utterance against another id")
+    parser.add_argument("--cm-max-windows", type=int, default=None, help="default: VOICEID_CM_MAX_WINDOWS")
     args = parser.parse_args()
     base = get_settings()
     by_speaker: dict[str, list[Utterance]] = {}
@@ -83,8 +105,18 @@ def main() -> None:
         by_speaker.setdefault(utt.speaker_id, []).append(utt)
     speakers = dict(list(by_speaker.items())[: args.speakers])
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    windows = args.cm_max_windows or base.cm_max_windows
+    results = {}
     for cm in (True, False):
-        print(json.dumps({"channel": args.channel, **measure(base, speakers, args.channel, cm)}), flush=True)
+        results[cm] = measure(base, speakers, args.channel, cm, args.impostors, windows)
+        print(json.dumps({"channel": args.channel, **results[cm]}), flush=True)
+    on, off = results[True], results[False]
+    ratios = {
+        k: round(on["cpu_s_per_verification_by_kind"][k] / v, 2)
+        for k, v in off["cpu_s_per_verification_by_kind"].items()
+    }
+    ratio = round(on["cpu_s_per_verification"] / off["cpu_s_per_verification"], 2)
+    print(json.dumps({"cm_on_over_off": ratio, "by_kind": ratios, "target": 1.5}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from voiceid.config import get_settings
 from voiceid.errors import VoiceIdError
 from voiceid.statuses import SpeakerStatus
+from voiceid.verify.calibration import DEFAULT_REGIMES
+from voiceid.verify.normalisation import NormMethod
 
 app = typer.Typer(help="voiceid: open-source Voice ID for telephone IVRs.", no_args_is_help=True)
 models_app = typer.Typer(help="Model files: fetch, verify and export to ONNX.", no_args_is_help=True)
@@ -225,22 +227,33 @@ def _embed_run(
     cohort_manifest: Path | None,
     cache: bool,
     probe_utts: int = 1,
+    enrol_channel: str | None = None,
+    phone_view: bool = False,
+    extended: bool = False,
 ) -> Any:
-    """Embed a manifest (and the cohort) through a channel with the chosen embedder; net speech too."""
+    """Embed a manifest (and the cohort) through a channel with the chosen embedder; net speech too.
+
+    `enrol_channel`: the channel of the enrolment audio (default: `channel`); `phone_view`: score phone
+    probes against the G.711 view of wideband enrolment audio, as the service does; `extended`: the
+    probes are the second-chance extensions of the `probe_utts` probes (`extend_tests`)."""
     from tqdm import tqdm
 
     from voiceid.evaluation.channel import CHANNELS
     from voiceid.evaluation.embedders import EMBEDDERS, speech_meter, speechbrain_bare_embedder, voiceid_embedder
-    from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
+    from voiceid.evaluation.protocol import Protocol, build_protocol, extend_tests, join_tests, read_manifest
     from voiceid.evaluation.runner import EmbeddingCache, embed_run
 
-    if channel not in CHANNELS:
+    if channel not in CHANNELS or (enrol_channel is not None and enrol_channel not in CHANNELS):
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     if embedder not in EMBEDDERS:
         raise typer.BadParameter(f"embedder must be one of {', '.join(EMBEDDERS)}")
     settings = get_settings()
     try:
-        protocol = join_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts)
+        base = build_protocol(read_manifest(manifest), enrol_utts)
+        if extended:
+            protocol = Protocol(base.enrolment, list(extend_tests(base, probe_utts).values()))
+        else:
+            protocol = join_tests(base, probe_utts)
         cohort = read_manifest(cohort_manifest) if cohort_manifest is not None else None
     except ValueError as exc:  # a manifest naming files that are not there: say so, no traceback
         raise typer.BadParameter(str(exc)) from None
@@ -254,17 +267,87 @@ def _embed_run(
     def progress(items: Any) -> Any:
         return tqdm(items, desc=f"embedding ({channel})", unit="utt", disable=not sys.stderr.isatty())
 
-    return embed_run(protocol, channel, embed, cache_store, cohort, progress, speech=speech_meter(settings))
+    return embed_run(
+        protocol,
+        channel,
+        embed,
+        cache_store,
+        cohort,
+        progress,
+        speech=speech_meter(settings),
+        enrol_channel=enrol_channel,
+        phone_view=phone_view,
+    )
 
 
 def _default_cohort_manifest() -> Path:
     return get_settings().dev_data_dir / "dev_cohort" / "manifest.csv"
 
 
+def _second_chance(
+    run: Any,
+    trials: Any,
+    embed_args: tuple[Any, ...],
+    trial_args: tuple[Any, ...],
+    cal: Any,
+    pair: Any,
+    retry_pair: Any = None,
+) -> dict[str, Any]:
+    """The `second_chance` section of `voiceid eval`: the probes extended with the call's next
+    utterance, embedded and scored like the first ones, decided by the same policy."""
+    from voiceid.evaluation.protocol import build_protocol, extend_tests, read_manifest
+    from voiceid.evaluation.second_chance import second_chance_of
+
+    manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts = embed_args
+    extension_of = {
+        probe: ext.utt_id
+        for probe, ext in extend_tests(build_protocol(read_manifest(manifest), enrol_utts), probe_utts).items()
+    }
+    extended = _embed_run(
+        manifest,
+        channel,
+        enrol_utts,
+        embedder,
+        cohort_utts,
+        cache,
+        probe_utts,
+        run.enrol_channel,
+        run.claim_vectors is not None,
+        extended=True,
+    )
+    second = extended.trials(*trial_args)
+    return second_chance_of(trials, second, extension_of, cal, pair, get_settings().verify_min_speech_s, retry_pair)
+
+
 @app.command("eval")
 def eval_command(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv (utt_id,speaker_id,path)")],
     channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    enrol_channel: Annotated[
+        str | None,
+        typer.Option(help="Channel of the enrolment audio, e.g. clean with a G.711 --channel (default: --channel)"),
+    ] = None,
+    phone_view: Annotated[
+        bool | None,
+        typer.Option(
+            help="Wideband enrolment, phone probes: score against the voiceprint of the enrolment audio's G.711 "
+            "view, as the service does (default: VOICEID_ENROL_PHONE_VIEW)"
+        ),
+    ] = None,
+    second_chance: Annotated[
+        bool,
+        typer.Option(
+            help="Policy section: give INCONCLUSIVE probes a second chance with the call's next utterance "
+            "and report the decisions after it"
+        ),
+    ] = False,
+    second_chance_fmr: Annotated[
+        float | None,
+        typer.Option(
+            help="Decide the second chance by the thresholds for this false-match rate (default: the same "
+            "thresholds as the first try, VOICEID_TARGET_FMR)"
+        ),
+    ] = None,
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
     probe_utts: Annotated[
         int, typer.Option(help="Join N test utterances of a speaker into one probe, as a longer call would be")
@@ -282,8 +365,19 @@ def eval_command(
         Path | None, typer.Option(help="Impostor cohort (default: <dev data>/dev_cohort/manifest.csv)")
     ] = None,
     calibration: Annotated[
-        Path | None,
-        typer.Option(help="calibration.json for Cllr and the policy section (default: the service's calibration)"),
+        str,
+        typer.Option(
+            help="Policy section: shipped (the service's calibration file) | self (also the self-calibration the "
+            "worker fits on the population's own non-target trials, 2 folds by speaker) | a calibration.json path"
+        ),
+    ] = "shipped",
+    population: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Decide as a deployment with this many enrolled callers would (its normalisation regime); "
+            "default: the whole manifest",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON")] = None,
     plots: Annotated[Path | None, typer.Option(help="Directory for DET and histogram PNGs")] = None,
@@ -292,13 +386,14 @@ def eval_command(
     """Speaker-verification accuracy on a manifest: EER, minDCF, FNMR at fixed FMR, Cllr, DET curve,
     and what the shipped decision policy does (ACCEPT / INCONCLUSIVE / REJECT per net-speech band)."""
     from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
+    from voiceid.evaluation.regimes import CALIBRATIONS, policy_by_calibration, regime_for, regime_trials
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
     from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.metrics import cllr as cllr_of
     from voiceid.verify.normalisation import NORM_METHODS
-    from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
+    from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes, thresholds_by_calibration
 
     settings = get_settings()
     norm = norm or settings.score_norm
@@ -308,11 +403,14 @@ def eval_command(
     cohort_source = cohort or settings.cohort_source
     size = cohort_size or settings.cohort_size
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts)
+    view = settings.enrol_phone_view if phone_view is None else phone_view
+    run = _embed_run(manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts, enrol_channel, view)
     trials = run.trials(norm, top_n, cohort_source, size)
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": channel,
+        "enrol_channel": enrol_channel or channel,
+        "phone_view_voiceprint": run.claim_vectors is not None,
         "service_channel": run.service_channel,
         "embedder": embedder,
         "norm": norm,
@@ -335,26 +433,55 @@ def eval_command(
         report["warning"] = (
             f"only {len(trials.speakers)} speakers: error rates, Cllr and the policy figures are not reliable"
         )
-    calibration_path = calibration or settings.calibration_file or BUILTIN_CALIBRATION
-    matching = [
-        c
-        for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
-        if c.channel == run.service_channel and c.norm == norm and c.model_version == report["model_version"]
-    ]
-    if matching and embedder == "voiceid":
-        cal = matching[0]
+    mode = calibration if calibration in CALIBRATIONS else "file"
+    calibration_path = Path(calibration) if mode == "file" else settings.calibration_file or BUILTIN_CALIBRATION
+    if mode == "file" and not calibration_path.is_file():
+        raise typer.BadParameter(f"--calibration is shipped, self or a calibration.json file; {calibration} is none")
+    regimes = channel_regimes(
+        [
+            c
+            for c in (load_calibrations(calibration_path) if calibration_path.is_file() else [])
+            if c.channel == run.service_channel and c.model_version == report["model_version"]
+        ],
+        norm,
+    )
+    if regimes and embedder == "voiceid":
+        regime = regime_for(regimes, settings, population)
+        cal = regime.calibration
+        if population is not None or cal.norm != norm:
+            trials = regime_trials(run, regime, settings)  # the regime's own scores (raw or normalised)
         llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
         report["cllr"] = cllr_of(llr[trials.is_target], llr[~trials.is_target])
         report["cllr_calibration"] = str(calibration_path)
-        pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
+        report["population"] = population
         report["policy"] = {
             "target_fmr": settings.target_fmr,
             "target_fnmr": settings.target_fnmr,
             "calibration": cal.calibration_id,
-            **operating_point(llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s),
+            **operating_point(
+                llr, trials.is_target, trials.probe_speech_s, regime.thresholds, settings.verify_min_speech_s
+            ),
         }
+        if mode == "self":
+            report["policy_by_calibration"] = policy_by_calibration(run, regime, settings)
+        if second_chance:
+            report["second_chance"] = _second_chance(
+                run,
+                trials,
+                (manifest, channel, enrol_utts, embedder, cohort_utts, cache, probe_utts),
+                (cal.norm, top_n, cohort_source, size),
+                cal,
+                regime.thresholds,
+                None
+                if second_chance_fmr is None
+                else thresholds_by_calibration({cal.channel: [cal]}, second_chance_fmr, settings.target_fnmr)[
+                    cal.calibration_id
+                ],
+            )
     else:
-        if calibration is not None:
+        if second_chance:
+            raise typer.BadParameter("--second-chance needs a calibration for this channel and norm (a policy)")
+        if mode == "file":
             raise typer.BadParameter(f"{calibration} has no {run.service_channel}/{norm} calibration for this model")
         report["cllr"] = cross_validated_cllr(trials)
         report["cllr_calibration"] = "2-fold cross-validation by test speaker (no matching calibration: no policy)"
@@ -383,6 +510,16 @@ def eval_command(
     )
     if "policy" in report:
         typer.echo(format_table(report["policy"]))
+    for name, point in report.get("policy_by_calibration", {}).get("by_calibration", {}).items():
+        typer.echo(
+            f"{name:>8} calibration, within-fold trials: genuine ACCEPT {point['genuine_accept_rate'] * 100:.1f} %  "
+            f"impostor ACCEPT {point['impostor']['accept']} of {point['impostor']['n']} "
+            f"({point['impostor_accept_rate'] * 100:.3f} %)"
+        )
+    if "second_chance" in report:
+        from voiceid.evaluation.second_chance import format_second_chance
+
+        typer.echo(format_second_chance(report["second_chance"]))
 
 
 @app.command("calibrate")
@@ -403,6 +540,14 @@ def calibrate_command(
         str, typer.Option(help="Comma-separated probe lengths in utterances pooled into the fit, e.g. 1,2,3")
     ] = "1,2,3",
     cohort_manifest: Annotated[Path | None, typer.Option()] = None,
+    regimes: Annotated[
+        str,
+        typer.Option(
+            help="Regimes to fit (population cohort only): 'none' is the raw cosine a deployment scores with "
+            "until its population is large enough; a number N fits the normalised scores of a cohort of N "
+            "enrolled voiceprints, the regime from N enrolled callers on"
+        ),
+    ] = ",".join(str(k) for k in DEFAULT_REGIMES),
 ) -> None:
     """Fit the quality-aware score -> LLR calibration of one channel from a trial manifest, pooling
     probes of several lengths so every net-speech band is represented; prints Cllr and minCllr per band."""
@@ -413,48 +558,67 @@ def calibrate_command(
 
     settings = get_settings()
     norm = norm or settings.score_norm
+    source = cohort or settings.cohort_source
     cohort_utts = (cohort_manifest or _default_cohort_manifest()) if norm != "none" else None
-    parts: list[tuple[Any, Any, Any]] = []
-    service_channel = None
-    for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()}):
-        run = _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
-        service_channel = run.service_channel
-        trials = run.trials(
-            norm, top_n or settings.score_top_n, cohort or settings.cohort_source, cohort_size or settings.cohort_size
-        )
-        probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
-        parts.append((trials.scores, probe, trials.is_target))
-    if service_channel is None:
+    # (normalisation, population limit) of each regime to fit: "none" is the raw-cosine regime.
+    specs: list[tuple[str, int | None]] = [(norm, None)]
+    if norm != "none" and source == "population":
+        tokens = [v.strip() for v in regimes.split(",") if v.strip()]
+        specs = [("none", None) if v == "none" else (norm, int(v)) for v in tokens]
+    runs = [
+        _embed_run(manifest, channel, enrol_utts, "voiceid", cohort_utts, True, n)
+        for n in sorted({int(v) for v in probe_utts.split(",") if v.strip()})
+    ]
+    if not runs:
         raise typer.BadParameter("--probe-utts names no probe length")
-    scores, probe, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
-    is_target = is_target.astype(bool)
-    fitted = fit_calibration(
-        scores[is_target],
-        scores[~is_target],
-        target_probe_s=probe[is_target],
-        nontarget_probe_s=probe[~is_target],
-        channel=service_channel,
-        norm=norm,
-        model_version=backend_model_version(settings.model_dir, settings.inference_backend),
-        fitted_on=f"{manifest.parent.name}:{channel}",
-    )
     existing = load_calibrations(out) if out.is_file() else []
-    save_calibrations(merge_calibration(existing, fitted), out)
-    accept, reject = fitted.thresholds(settings.target_fmr, settings.target_fnmr)
-    typer.echo(
-        f"{fitted.calibration_id}: weights {json.dumps({k: round(v, 4) for k, v in fitted.weights.items()})} "
-        f"bias {fitted.bias:.4f}; Cllr {fitted.cllr:.4f} minCllr {fitted.min_cllr:.4f} "
-        f"({fitted.n_target} target / {fitted.n_nontarget} non-target trials)"
-    )
-    for band in fitted.bands:
-        typer.echo(
-            f"  {band.label:>7}: {band.n_target:>5} target {band.n_nontarget:>7} non-target  "
-            f"Cllr {band.cllr}  minCllr {band.min_cllr}"
+    n_speakers = len(runs[0].protocol.speakers)
+    for regime_norm, limit in specs:
+        if limit is not None and limit > n_speakers - 2:
+            # Each trial's cohort leaves out the claimed and the test speaker: fewer would mislabel the regime.
+            typer.echo(f"regime {limit}: needs at least {limit + 2} speakers in the manifest ({n_speakers}); skipped")
+            continue
+        parts: list[tuple[Any, Any, Any]] = []
+        for run in runs:
+            trials = run.trials(
+                cast(NormMethod, regime_norm),
+                top_n or settings.score_top_n,
+                source,
+                cohort_size or settings.cohort_size,
+                limit,
+            )
+            probe = np.broadcast_to(trials.probe_speech_s[:, None], trials.scores.shape)
+            parts.append((trials.scores, probe, trials.is_target))
+        scores, probe, is_target = (np.concatenate([p[i].ravel() for p in parts]) for i in range(3))
+        is_target = is_target.astype(bool)
+        fitted = fit_calibration(
+            scores[is_target],
+            scores[~is_target],
+            target_probe_s=probe[is_target],
+            nontarget_probe_s=probe[~is_target],
+            channel=runs[0].service_channel,
+            norm=regime_norm,
+            model_version=backend_model_version(settings.model_dir, settings.inference_backend),
+            fitted_on=f"{manifest.parent.name}:{channel}",
+            population_min=limit or 0,
         )
-    typer.echo(
-        f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
-        f"reject LLR < {reject:.2f}"
-    )
+        existing = merge_calibration(existing, fitted)
+        accept, reject = fitted.thresholds(settings.target_fmr, settings.target_fnmr)
+        typer.echo(
+            f"{fitted.calibration_id}: weights {json.dumps({k: round(v, 4) for k, v in fitted.weights.items()})} "
+            f"bias {fitted.bias:.4f}; Cllr {fitted.cllr:.4f} minCllr {fitted.min_cllr:.4f} "
+            f"({fitted.n_target} target / {fitted.n_nontarget} non-target trials)"
+        )
+        for band in fitted.bands:
+            typer.echo(
+                f"  {band.label:>7}: {band.n_target:>5} target {band.n_nontarget:>7} non-target  "
+                f"Cllr {band.cllr}  minCllr {band.min_cllr}"
+            )
+        typer.echo(
+            f"policy at FMR {settings.target_fmr} / FNMR {settings.target_fnmr}: accept LLR >= {accept:.2f}, "
+            f"reject LLR < {reject:.2f}"
+        )
+    save_calibrations(existing, out)
 
 
 @app.command("eval-pad")
@@ -467,15 +631,18 @@ def eval_pad_command(
     cache: Annotated[bool, typer.Option(help="Reuse CM outputs cached under the data dir")] = True,
 ) -> None:
     """Presentation-attack detection accuracy: EER, APCER at BPCER 1 % / 5 %, per attack and per source."""
-    from voiceid.antispoof.evaluate import DETECTORS, pad_report, run_pad
+    from voiceid.antispoof.evaluate import DETECTORS, at_thresholds, pad_report, run_pad
+    from voiceid.antispoof.policy import load_thresholds
     from voiceid.evaluation.channel import CHANNELS
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     if detector not in DETECTORS:
         raise typer.BadParameter(f"detector must be one of {', '.join(DETECTORS)}")
+    settings = get_settings()
     try:
-        run = run_pad(manifest, channel, detector, get_settings(), cache)
+        run = run_pad(manifest, channel, detector, settings, cache)
+        thresholds = load_thresholds(settings.cm_thresholds_file)
     except VoiceIdError as exc:
         _fail(exc)
         return
@@ -486,6 +653,12 @@ def eval_pad_command(
         "score": "higher = more likely bona fide; flagged as an attack below the threshold",
         **pad_report(run.items, run.scores),
     }
+    # The shipped thresholds hold for the shipped detector's scores only (the raw AASIST score is on
+    # another scale), each file judged by the threshold of the channel it arrives on.
+    report["at_shipped_thresholds"] = (
+        at_thresholds(run.items, run.scores, run.channels, thresholds) if detector == "shipped" else None
+    )
+    report["problems"] = [p.to_dict() for p in run.problems]
     if plot is not None:
         import numpy as np
 
@@ -493,6 +666,8 @@ def eval_pad_command(
 
         bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
         spoof = np.array([run.scores[i.utt_id] for i in run.items if not i.is_bonafide and i.utt_id in run.scores])
+        if len(bona) == 0 or len(spoof) == 0:
+            raise typer.BadParameter("a DET plot needs both bona fide and spoof rows")
         plot.parent.mkdir(parents=True, exist_ok=True)
         label = f"{detector} {channel}"
         report["det_plot"] = str(plot_det({label: (bona, spoof)}, plot, label, ("APCER (%)", "BPCER (%)")))
@@ -500,48 +675,158 @@ def eval_pad_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f} %"
+
+    shipped = report["at_shipped_thresholds"] or {}
     typer.echo(
-        f"{run.detector} {channel}: EER {report['eer'] * 100:.2f} %  APCER@BPCER1% "
-        f"{report['apcer_at_bpcer_1pct'] * 100:.1f} %  APCER@BPCER5% {report['apcer_at_bpcer_5pct'] * 100:.1f} %  "
-        f"bona fide {report['n_bonafide']}  spoof {report['n_spoof']}"
+        f"{run.detector} {channel}: EER {pct(report['eer'])}  APCER@BPCER1% {pct(report['apcer_at_bpcer_1pct'])}  "
+        f"APCER@BPCER5% {pct(report['apcer_at_bpcer_5pct'])}  bona fide {report['n_bonafide']}  "
+        f"spoof {report['n_spoof']}; at the shipped thresholds BPCER {pct(shipped.get('bpcer'))} "
+        f"APCER {pct(shipped.get('apcer'))}; {len(run.problems)} file(s) truncated or skipped"
     )
 
 
-@app.command("calibrate-pad")
-def calibrate_pad_command(
-    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="dev_spoof-style manifest.csv")],
-    channel: Annotated[str, typer.Option(help="clean (-> wideband) | g711-ulaw / g711-alaw (-> phone)")] = "clean",
-    target_bpcer: Annotated[
-        float | None, typer.Option(help="Share of genuine callers flagged (default: VOICEID_CM_TARGET_BPCER)")
+@app.command("eval-challenge")
+def eval_challenge_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="manifest.csv with a `text` column")],
+    channel: Annotated[str, typer.Option(help="clean | g711-ulaw | g711-alaw")] = "clean",
+    out: Annotated[Path | None, typer.Option(help="Write the report (and every trial) as JSON")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Recogniser threshold (default: VOICEID_CHALLENGE_THRESHOLD)")
     ] = None,
-    out: Annotated[Path, typer.Option(help="pad_thresholds.json (this channel's entry is replaced)")] = Path(
-        "pad_thresholds.json"
-    ),
+    fit_speakers: Annotated[
+        bool,
+        typer.Option(help="Fit the threshold on the first half of the speakers, report on the others"),
+    ] = False,
+    target_false_pass: Annotated[float, typer.Option(help="With --fit-speakers: mismatch pass rate aimed at")] = 0.01,
+    mismatch_per_row: Annotated[int, typer.Option(min=1, help="Mismatch trials per row (other rows' texts)")] = 10,
 ) -> None:
-    """Fit the countermeasure threshold of one channel for a target BPCER on the manifest's bona fide."""
-    import numpy as np
-
-    from voiceid.antispoof.evaluate import run_pad, service_channel
-    from voiceid.antispoof.policy import PadThresholds, fit_channel_threshold, load_thresholds, save_thresholds
+    """Spoken-challenge recogniser: genuine and mismatch pass rates per kind, and its real-time factor."""
+    from voiceid.audio.frontend import FrontEndConfig
+    from voiceid.challenge.recogniser import DigitRecogniser
+    from voiceid.evaluation.challenge import evaluate, read_text_rows, split_speakers
     from voiceid.evaluation.channel import CHANNELS
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
     settings = get_settings()
-    bpcer = target_bpcer if target_bpcer is not None else settings.cm_target_bpcer
     try:
-        run = run_pad(manifest, channel, "shipped", settings)
-        backend_id = run.detector.split(":", 1)[1]
-        existing = load_thresholds(out) if out.is_file() else None
+        rows = read_text_rows(manifest)
+        fit = split_speakers(rows)[0] if fit_speakers else None
+        report = evaluate(
+            rows,
+            DigitRecogniser(),
+            channel,
+            settings.challenge_threshold if threshold is None else threshold,
+            mismatch_per_row,
+            FrontEndConfig.from_settings(settings).limits,
+            fit_speakers=fit,
+            target_false_pass=target_false_pass,
+        )
     except VoiceIdError as exc:
         _fail(exc)
         return
-    bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
-    entry = fit_channel_threshold(bona, bpcer)
-    channels = dict(existing.channels) if existing is not None and existing.backend_id == backend_id else {}
-    channels[service_channel(channel)] = entry
-    save_thresholds(PadThresholds(backend_id, channels), out)
-    typer.echo(json.dumps(PadThresholds(backend_id, channels).to_dict(), indent=2))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    report = {"manifest": str(manifest), **report}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    for kind, figures in report["kinds"].items():
+        typer.echo(
+            f"{kind} {channel}: genuine pass {figures['genuine_pass_rate']}  mismatch pass "
+            f"{figures['mismatch_pass_rate']}  ({figures['n_genuine']} genuine, {figures['n_mismatch']} mismatch, "
+            f"threshold {report['threshold']:.4f}, real-time factor {figures['real_time_factor']})"
+        )
+
+
+@app.command("calibrate-pad")
+def calibrate_pad_command(
+    manifest: Annotated[
+        list[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Repeatable. dev_spoof-style manifest, or a speaker-verification manifest (all bona fide)",
+        ),
+    ],
+    channel: Annotated[
+        list[str],
+        typer.Option(help="Repeatable. clean (-> wideband, or phone for 8 kHz files) | g711-ulaw | g711-alaw"),
+    ] = ["clean", "g711-ulaw"],  # noqa: B006 (typer reads the default; it is never mutated)
+    target_bpcer: Annotated[
+        float | None, typer.Option(help="Share of genuine callers flagged (default: VOICEID_CM_TARGET_BPCER)")
+    ] = None,
+    holdout_share: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of each source's speakers kept out of the fit")
+    ] = 0.3,
+    out: Annotated[Path, typer.Option(help="pad_thresholds.json to write")] = Path("pad_thresholds.json"),
+    report: Annotated[Path | None, typer.Option(help="Write the BPCER per source (fit and held out) as JSON")] = None,
+) -> None:
+    """Fit the countermeasure thresholds per channel for a target BPCER on genuine callers' speech from
+    several manifests; report the BPCER per data source on fitted and held-out speakers."""
+    from voiceid.antispoof.calibration import BonafideScore, fit_thresholds
+    from voiceid.antispoof.evaluate import at_thresholds, run_pad
+    from voiceid.antispoof.policy import save_thresholds
+    from voiceid.evaluation.channel import CHANNELS
+
+    for name in channel:
+        if name not in CHANNELS:
+            raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    settings = get_settings()
+    bpcer = target_bpcer if target_bpcer is not None else settings.cm_target_bpcer
+    scores: list[BonafideScore] = []
+    runs = []
+    backend_id = ""
+    problems: list[dict[str, str]] = []
+    try:
+        for path in manifest:
+            for name in channel:
+                run = run_pad(path, name, "shipped", settings)
+                runs.append((path, run))
+                backend_id = run.detector.split(":", 1)[1]
+                problems += [{"manifest": str(path), "channel": name, **p.to_dict()} for p in run.problems]
+                scores += [
+                    BonafideScore(
+                        f"{path}|{name}|{i.utt_id}",
+                        i.speaker_id,
+                        i.source,
+                        name,
+                        run.channels[i.utt_id],
+                        run.scores[i.utt_id],
+                    )
+                    for i in run.items
+                    if i.is_bonafide and i.utt_id in run.scores
+                ]
+    except VoiceIdError as exc:
+        _fail(exc)
+        return
+    if not scores:
+        raise typer.BadParameter("the manifests hold no bona fide file that could be scored")
+    thresholds, fit_report = fit_thresholds(scores, backend_id, bpcer, holdout_share)
+    save_thresholds(thresholds, out)
+    # Attacks in the manifests (dev_spoof) are not used for the fit; the APCER they meet is reported.
+    attacks = {
+        f"{path.parent.name} [{run.channel}]": at_thresholds(run.items, run.scores, run.channels, thresholds)[
+            "apcer_per_attack"
+        ]
+        for path, run in runs
+        if any(not i.is_bonafide for i in run.items)
+    }
+    full = {"thresholds": thresholds.to_dict(), **fit_report, "apcer_per_attack": attacks, "problems": problems}
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(full, indent=2) + "\n")
+    typer.echo(json.dumps(thresholds.to_dict(), indent=2))
+    for key, row in fit_report["per_source"].items():
+        held = "-" if row["bpcer_held_out"] is None else f"{row['bpcer_held_out'] * 100:.1f} %"
+        fitted = "-" if row["bpcer_fit"] is None else f"{row['bpcer_fit'] * 100:.1f} %"
+        typer.echo(
+            f"  {key:55s} {row['channel']:8s} BPCER fit {fitted:>7} (n={row['n_fit']})  "
+            f"held out {held:>7} (n={row['n_held_out']})"
+        )
 
 
 cohort_app = typer.Typer(help="Impostor cohorts for score normalisation.", no_args_is_help=True)
@@ -634,17 +919,20 @@ def db_upgrade(
     ] = False,
 ) -> None:
     """Migrations, admin-key bootstrap and decision-data pins, under a database lock (idempotent)."""
+    from sqlalchemy.orm import Session
+
     from voiceid.context import AppContext
-    from voiceid.models.files import MODEL_VERSION
-    from voiceid.storage.upgrade import upgrade
-    from voiceid.verify.policy import build_policy, build_scorer
-    from voiceid.verify.versions import decision_versions
+    from voiceid.storage.upgrade import replica_decision_versions, upgrade
 
     settings = get_settings()
+
+    def pins(session: Session) -> dict[str, str]:
+        # The decision data of the backend the replicas will run with these settings (`auto` is
+        # resolved as a replica resolves it, from what is enrolled), not always the fp32 model's.
+        return replica_decision_versions(settings, session)
+
     try:
         context = AppContext.from_settings(settings)
-        scorer = build_scorer(settings, MODEL_VERSION)
-        pins = decision_versions(scorer, build_policy(settings, scorer))
         report = upgrade(context.db, settings, pins, repin=repin)
     except VoiceIdError as exc:
         _fail(exc)

@@ -27,6 +27,11 @@ DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
 DEFAULT_LINK_POOLED_LLR = 8.0
 
+# Spoken-challenge recogniser score (per-frame LLR, prompt alignment vs free digit loop) from which the
+# words pass: `voiceid eval-challenge --fit-speakers` fitted 0.080 (clean) and 0.100 (G.711 u-law) for 1 %
+# false pass on the fit speaker of dev_8k; the stricter one is the default (docs/challenge.md).
+DEFAULT_CHALLENGE_THRESHOLD = 0.10
+
 
 class InferenceBackend(StrEnum):
     """Where the ECAPA network runs (docs/performance.md). Features always come from torch."""
@@ -114,6 +119,15 @@ class Settings(BaseSettings):
 
     # --- service: enrolment and decisions ---------------------------------------------------
     enrol_min_speech_s: float = Field(20.0, gt=0, description="Net speech needed before a speaker is ENROLLED.")
+    # Enrolled on a good line, verified over the phone: the voiceprint of the enrolment audio's G.711 view
+    # matches phone calls better (dev EER 4.06 -> 2.71 %), but off until the population cohort serves
+    # phone views too: normalised against wideband voiceprints its scores run high and 3.9 % of impostors
+    # passed (docs/decision-policy.md, cross-channel).
+    enrol_phone_view: bool = Field(
+        False,
+        description="Also embed wideband enrolment audio as a G.711 line carries it and score phone calls "
+        "against that view's voiceprint (one more inference per wideband enrolment utterance).",
+    )
     # The calibration already discounts short probes (their LLRs stay near 0 unless the evidence is
     # strong), so the floor is the embedding floor: a higher one turns genuine short calls away for
     # nothing (on the dev set 59 % of single utterances have < 3 s of net speech).
@@ -146,6 +160,42 @@ class Settings(BaseSettings):
     )
     calibration_file: Path | None = Field(
         None, description="calibration.json from `voiceid calibrate`; default: the one shipped in the package."
+    )
+    # Self-calibration (verify/selfcal.py): the calibration corrected on the population's own
+    # non-target trials (enrolled voiceprints against other identities' enrolment audio), a worker job.
+    self_calibration: bool = Field(
+        True, description="Correct the calibration on the enrolled population's own non-target trials."
+    )
+    selfcal_interval_s: float = Field(300.0, gt=0, description="How often the self-calibration is refitted.")
+    selfcal_max_speakers: int = Field(
+        2000, ge=2, le=100_000, description="Enrolled identities (a stable sample) whose audio the fit reads."
+    )
+    selfcal_probes_per_speaker: int = Field(
+        3, ge=1, le=50, description="Enrolment utterances per identity in the fit (no one weighs more)."
+    )
+    selfcal_max_trials: int = Field(
+        20_000, ge=100, le=1_000_000, description="Non-target trials scored per channel per fit (bounds its cost)."
+    )
+    selfcal_min_trials: int = Field(30, ge=1, description="Fewer non-target trials in a band: no estimate there.")
+    selfcal_tail_errors: float = Field(
+        10.0, ge=1, description="Impostor pairs expected above the threshold before a band's own tail is read."
+    )
+    selfcal_prior_pairs: int = Field(
+        200, ge=0, description="Blend of the mean estimate with the shipped calibration: n pairs weigh n / (n + this)."
+    )
+    selfcal_max_lower: float = Field(
+        0.5, ge=0, le=5, description="Nats: the most the self-calibration may lower the accept threshold (a floor)."
+    )
+    selfcal_max_raise: float = Field(4.0, ge=0, le=20, description="Nats: the most it may raise it.")
+    selfcal_min_speakers_to_lower: int = Field(
+        30, ge=2, description="Distinct identities the fit must rest on before it may lower the threshold at all."
+    )
+    selfcal_same_person_cosine: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Pairs of enrolled voiceprints at least this similar may be one person (a duplicate the "
+        "checks missed) and are left out of the non-target trials.",
     )
     # One policy stated in error rates; the calibration turns it into LLR thresholds per channel.
     target_fmr: float = Field(
@@ -366,6 +416,11 @@ class Settings(BaseSettings):
         None, description="Comma-separated older master keys that may still unwrap data keys (during a rotation)."
     )
     keystore_busy_timeout_s: float = Field(30.0, gt=0, description="How long a key-store write waits for readers.")
+    keystore_checkpoint_after_erase: bool = Field(
+        False,
+        description="PostgreSQL key store: CHECKPOINT after each erasure so WAL holding destroyed keys can be "
+        "removed at once (needs superuser or pg_checkpoint; docs/security.md).",
+    )
     keystore_cache_keys: int = Field(10_000, ge=0, description="Unwrapped data keys kept in memory per process.")
     keystore_cache_s: float = Field(300.0, ge=0, description="How long an unwrapped data key stays in memory.")
     admin_key_min_bits: float = Field(
@@ -428,6 +483,36 @@ class Settings(BaseSettings):
         description="`voiceid serve`: open connections (HTTP and WebSocket) per process; above it uvicorn answers 503. "
         "Keep it well below the file-descriptor limit (ulimit -n).",
     )
+    # --- hostile traffic, round two (issue 20; docs/security.md) -----------------------------------
+    # One Asterisk host (or a few Twilio egress addresses) carries every call, so the per-address
+    # cap must allow a burst of call set-ups; waiting lasts until the first message (milliseconds
+    # for a real client, VOICEID_STREAM_START_TIMEOUT_S at most for an idle one).
+    preauth_per_address: int = Field(
+        32, ge=1, description="Telephony connections (Twilio, AudioSocket) from one address waiting to authenticate."
+    )
+    max_preauth_connections: int = Field(
+        256,
+        ge=1,
+        description="Telephony connections waiting to authenticate, all addresses; they hold no stream slot, and "
+        "each waits at most VOICEID_STREAM_START_TIMEOUT_S.",
+    )
+    json_max_bytes: int = Field(
+        256 * 1024, gt=0, description="Largest JSON or form body; larger ones get 413 before they are read."
+    )
+    json_body_timeout_s: float = Field(
+        5.0, gt=0, description="Time allowed to receive a whole JSON or form body; slower ones get 408."
+    )
+    max_buffered_upload_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="Audio upload bytes held in memory across all requests of a process; new uploads get "
+        "503 OVERLOADED (Retry-After) above it.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="`voiceid serve`: comma-separated addresses or networks whose X-Forwarded-For / "
+        "X-Forwarded-Proto are believed (the client address the throttles count); empty: none.",
+    )
     metrics_access: Literal["off", "open", "key"] = Field(
         "key", description="/metrics: off (404), open to anyone, or key (VOICEID_METRICS_KEY or an admin API key)."
     )
@@ -455,7 +540,14 @@ class Settings(BaseSettings):
         "inconclusive", description="What a call the countermeasure flags becomes (never ACCEPT either way)."
     )
     cm_target_bpcer: float = Field(
-        0.05, gt=0, lt=0.5, description="`voiceid calibrate-pad` default: share of genuine callers flagged."
+        0.01, gt=0, lt=0.5, description="`voiceid calibrate-pad` default: share of genuine callers flagged."
+    )
+    cm_enrol_max_flagged: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Flagged files an enrolment in doubt keeps out of its voiceprint before it is built from all "
+        "its audio and held for an analyst (review item SPOOF_SUSPECTED).",
     )
     replay_enabled: bool = Field(True, description="Fingerprint audio and flag a probe that replays earlier audio.")
     replay_threshold: float = Field(
@@ -463,6 +555,35 @@ class Settings(BaseSettings):
     )
     replay_max_fingerprints: int = Field(
         200, ge=1, description="Stored fingerprints compared per speaker at most (newest first)."
+    )
+
+    # --- spoken challenges: prompted digits checked by an offline recogniser (issue 22, docs/challenge.md) ---
+    challenge_policy: Literal["off", "on-risk", "always"] = Field(
+        "on-risk",
+        description="When a verification without a challenge is INCONCLUSIVE CHALLENGE_REQUIRED: never, when a "
+        "would-be ACCEPT is risky (countermeasure near its threshold, linked voice), or always.",
+    )
+    challenge_cm_band: float = Field(
+        0.5,
+        ge=0,
+        le=50,
+        description="on-risk: a countermeasure score less than this (nats) above its channel threshold is risky.",
+    )
+    challenge_digits: int = Field(6, ge=4, le=12, description="Digits in a prompt.")
+    challenge_ttl_s: float = Field(
+        120.0, gt=0, le=3600, description="A challenge expires this long after it is issued (single use before)."
+    )
+    challenge_max_open: int = Field(
+        3, ge=1, le=100, description="Open (unused, unexpired) challenges per speaker; more are refused (429)."
+    )
+    challenge_lockout_weight: float = Field(
+        1.0, ge=0, le=100, description="Lockout weight of a failed challenge (a REJECT counts 1)."
+    )
+    challenge_threshold: float = Field(
+        DEFAULT_CHALLENGE_THRESHOLD,
+        ge=-50,
+        le=50,
+        description="Recogniser score (per-frame log-likelihood ratio, nats) from which the words match the prompt.",
     )
 
     @model_validator(mode="after")

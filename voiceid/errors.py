@@ -56,7 +56,7 @@ class ErrorCode(StrEnum):
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     # presentation-attack detection (issue 12)
-    ENROLMENT_SPOOF_SUSPECTED = "ENROLMENT_SPOOF_SUSPECTED"  # enrolment audio flagged as synthetic or replayed
+    ENROLMENT_SPOOF_SUSPECTED = "ENROLMENT_SPOOF_SUSPECTED"  # enrolment audio replays audio heard for the speaker
 
 
 class VoiceIdError(Exception):

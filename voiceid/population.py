@@ -31,6 +31,7 @@ from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import CohortSnapshot, Speaker
+from voiceid.verify.cohort import PHONE
 
 FloatArray = npt.NDArray[np.float32]
 KEEP_SNAPSHOTS = 3  # older snapshots are deleted; a replica mid-reload can still read the previous one
@@ -42,6 +43,15 @@ class CohortState:
     digest: str | None
     member_ids: tuple[str, ...]
     vectors: FloatArray  # (n, d) in member order
+    # What a phone call meets of each member: the phone view of a wideband enrolment where the member
+    # has one (voiceid.enrolment.views), else the voiceprint. A phone call scored against a phone-view
+    # voiceprint must be normalised against phone-view voiceprints too, or every score comes out high.
+    phone_vectors: FloatArray | None = None
+
+    def for_channel(self, channel: str | None, phone_view: bool) -> FloatArray:
+        if phone_view and channel == PHONE and self.phone_vectors is not None:
+            return self.phone_vectors
+        return self.vectors
 
 
 def _digest(members: list[str]) -> str:
@@ -85,6 +95,25 @@ def refresh_cohort(session: Session, model_version: str, size: int, now: datetim
     )
     session.execute(delete(CohortSnapshot).where(CohortSnapshot.id.in_(old.scalar_subquery())))
     return snapshot
+
+
+def follow_enrolment(session: Session, model_version: str, size: int, now: datetime) -> bool:
+    """After an enrolment: while the population is smaller than the cohort, every enrolled voiceprint is
+    a member, so the snapshot is refreshed in the enrolment's own transaction instead of waiting for
+    the worker's interval. The first callers of a deployment are then normalised against each other
+    at once, in the regime the calibration of that population size was fitted on (issue 19: with a
+    300 s refresh the first 30 callers were scored against the shipped cohort alone and 8.7 % of
+    impostor calls were accepted). Once the cohort is full the periodic job keeps it; one enrolment
+    then changes at most one member. True when a new snapshot was written."""
+    latest = session.scalars(
+        select(CohortSnapshot)
+        .where(CohortSnapshot.model_version == model_version)
+        .order_by(CohortSnapshot.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.size >= size:
+        return False
+    return refresh_cohort(session, model_version, size, now) is not None
 
 
 def refresh_all_cohorts(session: Session, size: int, now: datetime) -> int:
@@ -136,14 +165,17 @@ class CohortCache:
         if snapshot is None:
             return CohortState(None, None, (), np.zeros((0, 0), dtype=np.float32))
         order = {sid: k for k, sid in enumerate(snapshot.members)}
-        found: list[tuple[int, str, FloatArray]] = []
+        found: list[tuple[int, str, FloatArray, FloatArray]] = []
         for speaker in session.scalars(select(Speaker).where(Speaker.id.in_(snapshot.members))):
             vector = repo.get_voiceprint(self._cipher, speaker)
-            if vector is not None and speaker.voiceprint_model_version == model_version:
-                found.append((order[speaker.id], speaker.id, vector))
+            phone = repo.voiceprint_for_channel(self._cipher, speaker, PHONE, phone_view=True)
+            if vector is not None and phone is not None and speaker.voiceprint_model_version == model_version:
+                found.append((order[speaker.id], speaker.id, vector, phone))
         found.sort(key=lambda item: item[0])
-        vectors = np.stack([v for _, _, v in found]) if found else np.zeros((0, 0), dtype=np.float32)
-        return CohortState(snapshot.id, snapshot.digest, tuple(sid for _, sid, _ in found), vectors)
+        empty = np.zeros((0, 0), dtype=np.float32)
+        vectors = np.stack([v for _, _, v, _ in found]) if found else empty
+        phones = np.stack([p for _, _, _, p in found]) if found else empty
+        return CohortState(snapshot.id, snapshot.digest, tuple(sid for _, sid, _, _ in found), vectors, phones)
 
     def held(self) -> dict[str, dict[str, object]]:
         """The cohort snapshot this process scores with, per model version (for /readyz)."""
@@ -154,7 +186,13 @@ class CohortCache:
             }
 
     def members_for(
-        self, session: Session, model_version: str, exclude_id: str, alive: Callable[[str], bool]
+        self,
+        session: Session,
+        model_version: str,
+        exclude_id: str,
+        alive: Callable[[str], bool],
+        channel: str | None = None,
+        phone_view: bool = False,
     ) -> FloatArray | None:
         """The population part of a trial's cohort: members in sampling order, less the claimed
         speaker, less anyone erased since the snapshot (`alive`: the change-fed voiceprint cache, so
@@ -162,4 +200,4 @@ class CohortCache:
         per-call query over the members)."""
         state = self.current(session, model_version)
         keep = [k for k, sid in enumerate(state.member_ids) if sid != exclude_id and alive(sid)]
-        return state.vectors[keep] if keep else None
+        return state.for_channel(channel, phone_view)[keep] if keep else None

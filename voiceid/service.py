@@ -79,10 +79,10 @@ class VoiceIdService:
         self.scorer = scorer or build_scorer(settings, engine.model_version)
         self.policy: DecisionPolicy = build_policy(settings, self.scorer)
         self.speakers = Speakers(self.ctx)
-        self.enrolment = Enrolment(self.ctx, self.speakers)
-        self.verifications = Verifications(
-            self.ctx, self.speakers, self.scorer, self.policy, CohortCache(cipher, settings.change_poll_s)
-        )
+        cohort = CohortCache(cipher, settings.change_poll_s)
+        self.enrolment = Enrolment(self.ctx, self.speakers, on_cohort_change=cohort.invalidate)
+        self.verifications = Verifications(self.ctx, self.speakers, self.scorer, self.policy, cohort)
+        self.challenges = self.verifications.challenges  # spoken challenges (issue 22): issue, recognise, settle
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
         self.desk = FraudDesk(self.ctx)

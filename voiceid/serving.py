@@ -29,9 +29,21 @@ class ServingContext(AppContext):
     def model_version(self) -> str:
         return self.engine.model_version
 
-    def embed(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
-        """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full)."""
+    def embed(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
+        """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full). `defer_cm`
+        leaves the countermeasure for `complete_cm` (only the product engine defers; others score it)."""
         started = self.now()
-        utterance = self.pool.run(self.engine.embed_bytes, data, content_type)
+        if defer_cm and isinstance(self.engine, Engine):
+            utterance = self.pool.run(self.engine.embed_bytes, data, content_type, True)
+        else:
+            utterance = self.pool.run(self.engine.embed_bytes, data, content_type)
         self.counters.on_inference((self.now() - started).total_seconds())
         return utterance
+
+    def complete_cm(self, utterance: EmbeddedUtterance, needed: bool) -> EmbeddedUtterance:
+        """Settle a deferred countermeasure: score it on the pool when `needed`, else mark it skipped."""
+        if not utterance.cm_pending or not isinstance(self.engine, Engine):
+            return utterance
+        if not needed:
+            return Engine.without_cm(utterance)
+        return self.pool.run(self.engine.with_cm, utterance)

@@ -10,6 +10,8 @@ class ReviewKind(StrEnum):
     DUPLICATE_IDENTITY = "DUPLICATE_IDENTITY"  # the same voice enrolled under another identity
     WATCHLIST_MATCH = "WATCHLIST_MATCH"  # an enrolment voice matched the watchlist
     LINKED_VOICE = "LINKED_VOICE"  # one voice heard on several identities within days
+    # The countermeasure doubts the enrolment as a whole (its pooled score is below threshold).
+    SPOOF_SUSPECTED = "SPOOF_SUSPECTED"
 
 
 class ReviewStatus(StrEnum):
@@ -49,3 +51,12 @@ class DeliveryStatus(StrEnum):
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"  # gave up after webhook_max_attempts, or the target became forbidden
+
+
+class CmCheck(StrEnum):
+    """What the spoofing countermeasure did on a scored verification (score log `cm_check`; null when
+    the CM is off or nothing was scored)."""
+
+    PASSED = "PASSED"  # scored at or above its channel's threshold
+    FLAGGED = "FLAGGED"  # scored below it: SPOOF_SUSPECTED, never ACCEPT
+    SKIPPED = "SKIPPED"  # not run: the call was REJECT without it, so its answer could not change anything

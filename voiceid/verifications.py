@@ -13,18 +13,22 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from voiceid.antispoof.checks import PadVerdict
+from voiceid.challenge.policy import ChallengeCheck
+from voiceid.challenge.recogniser import Recognition
+from voiceid.challenge.service import Challenges, check_challenge_id
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.population import CohortCache
+from voiceid.selfcalibration import SelfCalibrationCache
 from voiceid.serving import ServingContext
 from voiceid.speakers import Speakers, lock_state
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, apply_watchlist, decide
+from voiceid.verify.decision import Decision, Outcome, Reason, abandon, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
 from voiceid.views import UNUSABLE_AUDIO, Preview, VerificationView
@@ -38,26 +42,53 @@ class Verifications:
         scorer: Scorer,
         policy: DecisionPolicy,
         cohort: CohortCache,
+        self_calibration: SelfCalibrationCache | None = None,
+        challenges: Challenges | None = None,
     ) -> None:
         self.ctx = ctx
         self.speakers = speakers
         self.scorer = scorer
         self.policy = policy
         self.cohort = cohort
+        self.self_calibration = self_calibration or SelfCalibrationCache(ctx.settings.change_poll_s)
+        self.challenges = challenges or Challenges(ctx)
 
     def verify(
-        self, speaker_id: str, data: bytes, content_type: str | None, api_key_id: str | None = None
+        self,
+        speaker_id: str,
+        data: bytes,
+        content_type: str | None,
+        api_key_id: str | None = None,
+        challenge_id: str | None = None,
     ) -> VerificationView:
+        if challenge_id is not None:
+            check_challenge_id(challenge_id)  # a malformed id is a 422 before anything is logged
         early = self.precheck(speaker_id, api_key_id)
         if early is not None:
             return early
         try:
-            utterance = self.ctx.embed(data, content_type)
+            utterance = self.ctx.embed(data, content_type, defer_cm=True)
         except VoiceIdError as exc:
             if exc.code in UNUSABLE_AUDIO:
                 self.count_unusable_attempt(speaker_id)
             raise
-        return self.decide(speaker_id, utterance, api_key_id)
+        if utterance.cm_pending:
+            # The countermeasure only runs where its answer can change the decision: a call that is
+            # REJECT without it (voice, watchlist, replay) stays REJECT, so its score log row shows
+            # cm_score null and cm_check SKIPPED. Every call that could be ACCEPT is scored.
+            preview = self.preview(speaker_id, utterance)
+            needed = preview.score is not None and preview.outcome.decision != Decision.REJECT
+            utterance = self.ctx.complete_cm(utterance, needed)
+        heard = self.hear(speaker_id, challenge_id, data, content_type)
+        return self.decide(speaker_id, utterance, api_key_id, challenge_id, heard)
+
+    def hear(
+        self, speaker_id: str, challenge_id: str | None, data: bytes, content_type: str | None
+    ) -> Recognition | None:
+        """The probe's words against its challenge's prompt (None: no challenge, or one that
+        `decide` will refuse anyway, so nothing is worth recognising)."""
+        prompt = None if challenge_id is None else self.challenges.prompt_of(speaker_id, challenge_id)
+        return None if prompt is None else self.challenges.recognise(data, content_type, prompt)
 
     def precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
         """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
@@ -72,8 +103,18 @@ class Verifications:
                 return self._log(session, speaker, early, api_key_id, now)
         return None
 
-    def decide(self, speaker_id: str, utterance: EmbeddedUtterance, api_key_id: str | None = None) -> VerificationView:
-        """Decide on an already embedded probe, update the lockout state and log the decision."""
+    def decide(
+        self,
+        speaker_id: str,
+        utterance: EmbeddedUtterance,
+        api_key_id: str | None = None,
+        challenge_id: str | None = None,
+        heard: Recognition | None = None,
+        abandoned: bool = False,
+    ) -> VerificationView:
+        """Decide on an already embedded probe (and its words, when it answers a challenge), update
+        the lockout state and log the decision. `abandoned`: a stream that ended before its decision
+        (`verify.decision.abandon`)."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -87,10 +128,16 @@ class Verifications:
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
+            outcome, challenge = self.challenges.step(
+                session, speaker, utterance, outcome, bool(linked.alert_identities), challenge_id, heard, now
+            )
             outcome = mark_linked(outcome, bool(linked.alert_identities))
-            state = lockout.after_decision(
+            if abandoned:
+                outcome = abandon(outcome)
+            failed_challenge = challenge is not None and challenge.failed
+            state = lockout.after_attempt(
                 lock_state(speaker),
-                outcome.decision,
+                lockout.Attempt.CHALLENGE_FAILED if failed_challenge else lockout.attempt_of(outcome.decision),
                 now,
                 ctx.settings.lockout_rejects,
                 ctx.settings.lockout_window_s,
@@ -109,7 +156,9 @@ class Verifications:
                 applied=applied,
                 watchlist_hits=hits,
                 pad=pad,
+                challenge=challenge,
             )
+            self.challenges.link(session, challenge, view.verification_id)
             ctx.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
@@ -148,7 +197,9 @@ class Verifications:
 
     def _lockout_weights(self) -> lockout.Weights:
         settings = self.ctx.settings
-        return lockout.Weights(settings.lockout_inconclusive_weight, settings.lockout_unusable_weight)
+        return lockout.Weights(
+            settings.lockout_inconclusive_weight, settings.lockout_unusable_weight, settings.challenge_lockout_weight
+        )
 
     def _without_audio(self, speaker: Speaker, now: datetime) -> Outcome | None:
         """A decision that needs no audio, or None when the probe must be scored.
@@ -189,18 +240,29 @@ class Verifications:
         """The one place a probe becomes a score and an outcome (final decisions and stream previews),
         watchlist screen and presentation-attack checks included."""
         ctx = self.ctx
-        voiceprint = repo.get_voiceprint(ctx.cipher, speaker)
+        quality = utterance.quality
+        # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
+        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view)
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
-        quality = utterance.quality
-        population = None
+        population, correction = None, None
         if ctx.settings.score_norm != "none" and ctx.settings.cohort_source == "population":
             ctx.fraud.voiceprints.sync(session)
             population = self.cohort.members_for(
-                session, utterance.model_version, exclude_id=speaker.id, alive=ctx.fraud.voiceprints.holds
+                session,
+                utterance.model_version,
+                exclude_id=speaker.id,
+                alive=ctx.fraud.voiceprints.holds,
+                channel=quality.channel,
+                phone_view=ctx.settings.enrol_phone_view,
             )
-        result = self.scorer.score(utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population)
-        applied = self.policy.thresholds(quality.channel)
+        if ctx.settings.self_calibration:
+            correction = self.self_calibration.current(session, utterance.model_version)
+        # voice score: the cohort's regime picks the calibration, the population's own fit corrects it
+        result = self.scorer.score(
+            utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population, correction
+        )
+        applied = self.policy.thresholds(quality.channel, result.calibration_id)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         outcome = decide(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s)
         hits = ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
@@ -220,6 +282,7 @@ class Verifications:
         applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
         pad: PadVerdict | None = None,
+        challenge: ChallengeCheck | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
         scored (opted out, locked, not enrolled) a threshold would mean nothing."""
@@ -233,7 +296,7 @@ class Verifications:
             raw_score=None if result is None else round(result.raw, 4),
             llr=None if result is None or result.llr is None else round(result.llr, 2),
             norm=None if result is None else result.norm,
-            calibration=None if result is None else result.calibration_id,
+            calibration=None if result is None else result.logged_calibration,
             accept_threshold=None if result is None or applied is None else applied.thresholds.accept,
             reject_threshold=None if result is None or applied is None else applied.thresholds.reject,
             threshold_scale=None if result is None or applied is None else applied.scale.value,
@@ -246,6 +309,7 @@ class Verifications:
             created_at=now,
             watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
             **(pad.log_fields if pad is not None else {}),
+            **(challenge.log_fields if challenge is not None else {}),
         )
         self.ctx.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)

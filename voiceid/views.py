@@ -51,6 +51,14 @@ class SpeakerView:
     locked: bool
 
 
+class NextStep(StrEnum):
+    """What the IVR should do after an enrolment step."""
+
+    SEND_MORE_AUDIO = "SEND_MORE_AUDIO"  # not enough usable speech yet: ask the caller to keep talking
+    DONE = "DONE"  # enrolled
+    WAIT_FOR_REVIEW = "WAIT_FOR_REVIEW"  # voiceprint built but held for an analyst; tell the caller, do not retry
+
+
 @dataclass(frozen=True)
 class EnrolmentStep:
     status: SpeakerStatus
@@ -59,6 +67,8 @@ class EnrolmentStep:
     quality: dict[str, Any]
     reasons: list[ReviewKind] = field(default_factory=list)
     watchlist_hits: list[dict[str, Any]] = field(default_factory=list)
+    countermeasure: dict[str, Any] | None = None  # antispoof.checks.EnrolmentCm.to_dict()
+    next_step: NextStep = NextStep.SEND_MORE_AUDIO
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,24 @@ class VerificationView:
     cm_score: float | None = None  # calibrated bona fide LLR (nats), higher = more likely bona fide
     cm_version: str | None = None
     replay_score: float | None = None  # best fingerprint match with earlier audio of the speaker (0..1)
+    cm_threshold: float | None = None  # the CM threshold of the call's channel
+    cm_check: str | None = None  # CmCheck: FLAGGED | PASSED | SKIPPED; None when the CM is off
+
+    @property
+    def cm_flagged(self) -> bool | None:
+        return None if self.cm_check in (None, "SKIPPED") else self.cm_check == "FLAGGED"
+
+    challenge_id: str | None = None  # the spoken challenge this call answered (issue 22)
+    challenge_status: str | None = None
+    challenge_prompt: str | None = None
+    challenge_heard: str | None = None
+    challenge_score: float | None = None
+
+    @property
+    def challenge(self) -> ChallengeResult | None:
+        if self.challenge_status is None:
+            return None
+        return ChallengeResult(self.challenge_status, self.challenge_heard, self.challenge_score)
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationView:
@@ -109,7 +137,23 @@ class VerificationView:
             cm_score=row.cm_score,
             cm_version=row.cm_version,
             replay_score=row.replay_score,
+            cm_threshold=row.cm_threshold,
+            cm_check=None if row.cm_check is None else str(row.cm_check),
+            challenge_id=row.challenge_id,
+            challenge_status=row.challenge_status,
+            challenge_prompt=row.challenge_prompt,
+            challenge_heard=row.challenge_heard,
+            challenge_score=row.challenge_score,
         )
+
+
+@dataclass(frozen=True)
+class ChallengeResult:
+    """A verification's spoken challenge as the API returns it."""
+
+    status: str  # PASSED | MISMATCH | EXPIRED | USED | UNKNOWN
+    heard: str | None
+    confidence: float | None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from voiceid.challenge.policy import ChallengeStatus
 from voiceid.statuses import SpeakerStatus
 from voiceid.verify.decision import Decision, Reason
 
@@ -34,14 +35,49 @@ class WatchlistHitOut(BaseModel):
         return data
 
 
+class EnrolmentCmOut(BaseModel):
+    """The countermeasure on one enrolment file, and on the enrolment's files together."""
+
+    cm_score: float = Field(description="Calibrated LLR (nats) bona fide vs spoof of this file; higher = live voice")
+    cm_threshold: float | None = Field(description="The threshold of this file's channel; flagged below it")
+    flagged: bool = Field(description="This file alone is below the threshold")
+    used: bool = Field(description="This file counts toward the voiceprint now")
+    enrolment_margin: float | None = Field(
+        description="Mean of (score - threshold) over all the enrolment's files: the evidence of the whole enrolment"
+    )
+    enrolment_flagged: bool = Field(description="The enrolment as a whole is in doubt (enrolment_margin < 0)")
+    flagged_files: int
+
+
 class EnrolmentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     status: SpeakerStatus
     net_speech_s: float
     required_speech_s: float
     quality: dict[str, Any]
-    reasons: list[Literal["WATCHLIST_MATCH", "DUPLICATE_IDENTITY"]] = Field(default_factory=list)
+    reasons: list[Literal["WATCHLIST_MATCH", "DUPLICATE_IDENTITY", "SPOOF_SUSPECTED"]] = Field(
+        default_factory=list,
+        description="SPOOF_SUSPECTED: the countermeasure flagged this file, which stays out of the voiceprint while "
+        "the enrolment as a whole is in doubt, or the enrolment is held for an analyst",
+    )
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
+    countermeasure: EnrolmentCmOut | None = Field(None, description="Null when the countermeasure is off")
+    next_step: Literal["SEND_MORE_AUDIO", "DONE", "WAIT_FOR_REVIEW"] = Field(
+        "SEND_MORE_AUDIO",
+        description="SEND_MORE_AUDIO: ask the caller for more speech; DONE: enrolled; WAIT_FOR_REVIEW: the voiceprint "
+        "is held for an analyst, do not retry",
+    )
+
+
+class ChallengeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    status: ChallengeStatus = Field(description="PASSED, or why the challenge did not pass")
+    heard: str | None = Field(None, description="Digits the recogniser heard (a free digit loop), for the record")
+    confidence: float | None = Field(
+        None,
+        description="Recogniser score: per-frame log-likelihood ratio (nats) of the prompt against the best digit "
+        "string; the words pass from VOICEID_CHALLENGE_THRESHOLD up; null when the prompt could not be aligned",
+    )
 
 
 class VerificationOut(BaseModel):
@@ -78,6 +114,20 @@ class VerificationOut(BaseModel):
         "likely a live human voice, 0 = no evidence either way; SPOOF_SUSPECTED below the channel threshold",
     )
     cm_version: str | None = Field(None, description="Countermeasure model and back-end that gave cm_score")
+    cm_threshold: float | None = Field(
+        None, description="The countermeasure threshold of this call's channel: flagged when cm_score is below it"
+    )
+    cm_flagged: bool | None = Field(
+        None, description="The countermeasure flagged this call (SPOOF_SUSPECTED); null when it was not run"
+    )
+    cm_check: Literal["PASSED", "FLAGGED", "SKIPPED"] | None = Field(
+        None,
+        description="SKIPPED: not run because the call was REJECT without it (its answer could not change the "
+        "decision; cm_score is then null); null when the countermeasure is off or nothing was scored",
+    )
     replay_score: float | None = Field(
         None, description="Best share of fingerprint landmarks lining up with audio heard before (REPLAY_SUSPECTED)"
+    )
+    challenge: ChallengeOut | None = Field(
+        None, description="The spoken challenge this call answered (?challenge_id=...); null without one"
     )

@@ -162,3 +162,16 @@ def test_concurrent_appends_keep_one_chain(own_db_url):
         verdict = audit.verify(session)
     assert verdict.ok and verdict.rows == 40
     db.dispose()
+
+
+def test_audit_verify_reports_an_empty_chain_as_a_finding(own_db_url, monkeypatch, tmp_path):
+    """Chain and head both emptied (or never written): a finding with exit 1, not a traceback."""
+    db = Database(own_db_url)
+    db.migrate()
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events"))
+        conn.execute(text("DELETE FROM audit_head"))
+    db.dispose()
+    code, out = run_verify(monkeypatch, tmp_path, own_db_url)
+    assert code == 1 and not out["ok"] and out["rows"] == 0
+    assert [p["kind"] for p in out["problems"]] == ["EMPTY"]

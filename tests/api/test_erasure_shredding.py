@@ -277,3 +277,65 @@ def test_pre_envelope_blobs_are_converted_once(db, tmp_path):
         repo.erase_biometrics(session, session.scalars(select(m.Speaker).where(m.Speaker.id == sid)).one())
     assert vault.store.get_by_owner(speaker_owner(sid)) is None
     vault.close()
+
+
+def _raw_pages(dsn: str, relation: str) -> bytes:
+    """Every block of `relation` as stored on disk, read with pageinspect (as the probe did)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        blocks = conn.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::int", (relation,))
+        count = int(blocks.fetchone()[0])  # type: ignore[index]
+        return b"".join(
+            bytes(conn.execute("SELECT get_raw_page(%s, %s)", (relation, n)).fetchone()[0])  # type: ignore[index]
+            for n in range(count)
+        )
+
+
+def test_postgresql_key_store_pages_hold_no_erased_key(make_api):
+    """Issue 20: on a PostgreSQL key store the destroyed data key stayed in `data_keys` as a dead
+    tuple (and, after a plain VACUUM, in the page's free space), and unwrapped with the master key
+    it decrypted the erased voiceprint. After an erasure - and after an index snapshot's key is
+    superseded - no page of the key store holds the key, wrapped or not."""
+    from tests.conftest import postgres_database
+    from voiceid.storage.keys import index_snapshot_owner
+
+    with postgres_database("voiceid_keystore") as keystore_url:
+        engine = ScriptedEngine()
+        api = make_api(engine=engine, enrol_min_speech_s=5.0, keystore_url=keystore_url)
+        vault = api.service.cipher
+        assert vault.store.is_postgresql
+        dsn = keystore_url.replace("postgresql+psycopg://", "postgresql://")
+        # Keys created at different times sit at different places in the page: erase the first,
+        # a middle one and the newest (the newest is the one a plain VACUUM leaves in free space).
+        speakers = [name("victim"), name("bystander"), name("again")]
+        for speaker in speakers:
+            enrol_and_verify(api, engine, speaker)
+        snapshot = index_snapshot_owner(uuid.uuid4().hex)
+        vault.seal(snapshot, b"raw embeddings of a whole population", b"aad")
+        erased = [speakers[0], speakers[2]]
+        materials = []
+        for speaker in erased:
+            speaker_id, rows = biometric_rows(api, speaker)
+            materials.append((rows, *key_material(vault, speaker_owner(speaker_id))))
+        snapshot_key = key_material(vault, snapshot)
+        assert all(wrapped in _raw_pages(dsn, "data_keys") for _, _, wrapped, _ in materials)  # the probe sees them
+
+        for speaker in erased:
+            assert api.client.delete(f"/v1/speakers/{speaker}", headers=api.h("enrolment")).status_code == 204
+        vault.shred([snapshot])  # what storage/index_repo.py does when a snapshot is superseded
+
+        pages = _raw_pages(dsn, "data_keys")
+        assert pages  # the table has pages, and the bystander's key is in them ...
+        _, rest = biometric_rows(api, speakers[1])
+        assert vault.open(*rest[0])
+        for rows, key_id, wrapped, data_key in [*materials, (None, *snapshot_key)]:
+            assert wrapped not in pages and data_key not in pages  # ... no erased one is
+            if rows is not None:
+                assert_undecryptable(vault, rows, key_id)
+        with psycopg.connect(dsn) as conn:
+            dead = conn.execute(
+                "SELECT count(*) FROM generate_series(0, pg_relation_size('data_keys') / 8192 - 1) AS b, "
+                "LATERAL heap_page_items(get_raw_page('data_keys', b::int)) WHERE t_xmax <> 0"
+            ).fetchone()
+            assert dead is not None and dead[0] == 0
+        api.service.close()

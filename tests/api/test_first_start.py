@@ -25,6 +25,6 @@ def test_first_start_tells_how_to_create_the_first_admin_key(settings, tmp_path,
 
 
 def test_no_message_once_a_key_exists(settings, tmp_path, capsys):
-    with start(settings, tmp_path, admin_key=SecretStr("admin-first-start-key-0123456")):
+    with start(settings, tmp_path, admin_key=SecretStr("admin-first-start-key-XYFIQrPCwVZQ2CEgdp6xPVtI_u9cro89")):
         pass
     assert "no API key exists yet" not in capsys.readouterr().err

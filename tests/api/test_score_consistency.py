@@ -12,6 +12,7 @@ from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.embedders import speech_meter
 from voiceid.evaluation.operating_point import trial_llrs
 from voiceid.evaluation.protocol import Protocol, Utterance, read_manifest
+from voiceid.evaluation.regimes import regime_for, regime_trials
 from voiceid.evaluation.runner import EmbeddingCache, embed_run
 from voiceid.verify.cohort import BUILTIN_DIR, find_cohort
 
@@ -33,10 +34,12 @@ def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, 
     api.service.refresh_cohort()  # the background job: the enrolled population joins the cohort
     probe = dev_files[SPEAKER][5]
     got = api.verify(SPEAKER, *through_channel(probe, "g711-ulaw"))
-    assert got["channel"] == "phone" and got["norm"] == "as-norm"
+    # Three callers enrolled: the service is in the raw-cosine regime (normalisation pays from 100 on).
+    assert got["channel"] == "phone" and got["norm"] == "none" and got["calibration"].startswith("phone/none/")
 
     # The evaluation path: same channel simulation, same protocol (first 3 utterances enrol), same
-    # scorer, the same population (the other enrolled speakers) topped up with the shipped cohort.
+    # scorer, the same population (the other enrolled speakers) topped up with the shipped cohort,
+    # and the regime of a deployment with 3 enrolled callers.
     cohort = find_cohort(
         [BUILTIN_DIR], engine.model_version, "phone", FrontEndConfig.from_settings(settings).embedding_key
     )
@@ -54,16 +57,17 @@ def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, 
         speech=speech_meter(settings),
     )
     run = dataclasses.replace(run, cohort=cohort.embeddings)
-    trials = run.trials("as-norm", settings.score_top_n, "population", settings.cohort_size)
+    regime = regime_for(api.service.scorer.calibrations["phone"], settings, population=3)
+    assert regime.calibration.calibration_id == got["calibration"]
+    trials = regime_trials(run, regime, settings)
     column = trials.speakers.index(SPEAKER)
     assert float(trials.scores[0, column]) == pytest.approx(got["score"], abs=1e-3)
     assert float(run.trials("none", 0).scores[0, column]) == pytest.approx(got["raw_score"], abs=1e-4)
     # The calibrated LLR, which the decision is taken on, from the same evidence (net speech of the
     # probe and behind the voiceprint).
-    calibration = api.service.scorer.calibration("phone")
-    assert calibration is not None
-    llr = trial_llrs(trials.scores, trials.probe_speech_s, calibration)
+    llr = trial_llrs(trials.scores, trials.probe_speech_s, regime.calibration)
     assert float(llr[0, column]) == pytest.approx(got["llr"], abs=0.02)
+    assert regime.thresholds.accept == got["accept_threshold"]
 
 
 def test_shipped_cohort_is_what_the_cohort_build_produces(engine, settings) -> None:

@@ -41,7 +41,7 @@ def desk(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, VoiceIdServi
         update={
             "data_dir": tmp_path / "data",
             "database_url": None,
-            "admin_key": SecretStr("admin-desk-browser-key-0123"),
+            "admin_key": SecretStr("admin-desk-browser-key-OOURybRNxjZL_MxftqzXpWHwJV5fiJUr"),
             "encryption_key": SecretStr(generate_key_text()),
             "score_norm": "none",
             "accept_threshold": ACCEPT,

@@ -49,7 +49,7 @@ def live_app(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[tup
         update={
             "data_dir": tmp_path / "data",
             "database_url": None,
-            "admin_key": SecretStr("admin-browser-test-key-0123"),
+            "admin_key": SecretStr("admin-browser-test-key-qBR8VYPQjR4N9nfQhg5JftWRvU0DneNS"),
             "enrol_min_speech_s": 8.0,
             # Low (cosine 0.5 on the wideband scale): the last check wants the impostor's next call,
             # a different clean recording of the same speaker, screened out.

@@ -22,7 +22,9 @@ from voiceid.audio.quality import QualityReport
 from voiceid.config import get_settings
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.models.embedder import backend_model_version
 from voiceid.models.files import MODEL_VERSION
+from voiceid.models.selection import concrete_backend
 
 DIM = 192
 NET_SPEECH_S = 25.0
@@ -50,7 +52,12 @@ def vector_of(body: bytes) -> np.ndarray:
 
 
 class HashEngine:
-    model_version = MODEL_VERSION
+    """Vectors carry the model version of the backend the settings select (`auto`: the CPU's
+    fastest, as a replica on a fresh database resolves it), so the decision-data pins that
+    `voiceid db upgrade` writes are checked exactly as for a real replica on its defaults."""
+
+    def __init__(self, model_version: str = MODEL_VERSION) -> None:
+        self.model_version = model_version
 
     def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         quality = QualityReport(NET_SPEECH_S + 1.0, NET_SPEECH_S, 30.0, 0.0, 8000, "ULAW", "phone")
@@ -61,7 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = create_app(get_settings(), engine=HashEngine())  # type: ignore[arg-type]
+    settings = get_settings()
+    version = backend_model_version(settings.model_dir, concrete_backend(settings.inference_backend))
+    app = create_app(settings, engine=HashEngine(version))  # type: ignore[arg-type]
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=5)
 
 

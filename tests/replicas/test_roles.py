@@ -77,7 +77,10 @@ def empty_db_url(request, tmp_path, fresh_postgres) -> str:
 
 def test_concurrent_db_upgrades_with_admin_bootstrap_do_not_race(empty_db_url: str, settings: Settings):
     cfg = settings.model_copy(
-        update={"database_url": empty_db_url, "admin_key": SecretStr("bootstrap-admin-key-0123456789")}
+        update={
+            "database_url": empty_db_url,
+            "admin_key": SecretStr("bootstrap-admin-key-3XDnmjCq5MGE9TXlvL4h7Rl1kR8PVZFg"),
+        }
     )
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -198,3 +201,69 @@ def test_registered_jobs_include_retention_and_webhooks_and_the_purge_job_works(
         assert session.scalar(select(func.count()).select_from(AttemptEmbedding)) == 1
     ctx.close()
     db.dispose()
+
+
+@pytest.mark.postgres
+def test_db_upgrade_pins_what_replicas_on_their_defaults_run(fresh_postgres, monkeypatch, tmp_path, settings):
+    """Issue 20: `db upgrade` used to pin the fp32 model's decision data, so replicas on the default
+    backend (auto -> torch-bf16 where the CPU has it) refused to start, even after --repin."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tests.api.conftest import SESSION_SECRET
+    from voiceid.cli import app
+    from voiceid.config import InferenceBackend, get_settings
+    from voiceid.models.embedder import backend_model_version
+    from voiceid.models.selection import concrete_backend
+    from voiceid.verify.policy import build_policy, build_scorer
+    from voiceid.verify.versions import decision_versions
+
+    url = fresh_postgres()
+
+    def db_upgrade(*args: str, backend: str | None = None) -> dict:
+        monkeypatch.setenv("VOICEID_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("VOICEID_DATABASE_URL", url)
+        monkeypatch.setenv("VOICEID_ENCRYPTION_KEY", key)
+        monkeypatch.setenv("VOICEID_SESSION_SECRET", SESSION_SECRET)
+        monkeypatch.setenv("VOICEID_KEYSTORE_URL", f"sqlite:///{tmp_path / 'keystore.db'}")
+        if backend is None:
+            monkeypatch.delenv("VOICEID_INFERENCE_BACKEND", raising=False)
+        else:
+            monkeypatch.setenv("VOICEID_INFERENCE_BACKEND", backend)
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(app, ["db", "upgrade", *args])
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output)["pinned"])
+
+    def held_by(backend: InferenceBackend) -> dict[str, str]:
+        """What a replica running `backend` holds (as Replica.start computes it)."""
+        scorer = build_scorer(settings, backend_model_version(settings.model_dir, backend))
+        return decision_versions(scorer, build_policy(settings, scorer))
+
+    key = generate_key_text()
+    default = concrete_backend(InferenceBackend.AUTO)
+    db = Database(url)
+    try:
+        # An operator who first ran the upgrade with fp32 torch pinned its data ...
+        assert db_upgrade(backend="torch") == held_by(InferenceBackend.TORCH)
+        # ... and --repin on the defaults pins the default backend's, which the replicas then accept.
+        assert db_upgrade("--repin") == held_by(default)
+        assert check_decision_data(db, held_by(default), strict=True) == held_by(default)
+        if default is not InferenceBackend.TORCH:
+            with pytest.raises(VoiceIdError):
+                check_decision_data(db, held_by(InferenceBackend.TORCH), strict=True)
+    finally:
+        db.dispose()
+
+    # A fresh database upgraded on the defaults pins the default backend's data at once.
+    url = fresh_postgres()
+    db = Database(url)
+    try:
+        assert db_upgrade() == held_by(default)
+        assert check_decision_data(db, held_by(default), strict=True) == held_by(default)
+    finally:
+        db.dispose()

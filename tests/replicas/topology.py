@@ -19,7 +19,7 @@ import httpx
 from voiceid.storage.crypto import generate_key_text
 
 REPO = Path(__file__).resolve().parents[2]
-ADMIN_KEY = "topology-admin-key-0123456789abcdef"
+ADMIN_KEY = "topology-admin-key-I9E68roS8GiipvYbk_2UY7H4Z2vOFkXV"
 SESSION_SECRET = "topology-session-secret-0123456789abcdef"
 WEBHOOK_SECRET = "topology-webhook-secret-0123456789abcdef"
 CHANGE_POLL_S = 0.25  # the documented delay for a change to reach another replica's caches

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from voiceid.api.app import create_app
+from voiceid.api.server import server_config
 from voiceid.config import Settings
 from voiceid.engine import Engine
 from voiceid.service import VoiceIdService
@@ -24,7 +25,7 @@ from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.simulator import RATE, phone_line
 from voiceid.views import Role
 
-ADMIN_KEY = "admin-telephony-key-0123456789"
+ADMIN_KEY = "admin-telephony-key-8c6jdvqNWjf6E08HhmJBznvVkhwoG9RD"
 
 
 @dataclass
@@ -134,3 +135,46 @@ def two_speakers(dev_files: dict[str, list[Path]]) -> tuple[str, str]:
     a, b = "ls_1688", "ls_367"
     assert a in dev_files and b in dev_files
     return a, b
+
+
+# Short stream deadlines keep the hostile-connection tests short.
+FAST = {"stream_start_timeout_s": 1.0, "stream_idle_timeout_s": 1.0}
+
+
+@pytest.fixture
+def serve(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Live]]:
+    """`voiceid serve`'s own uvicorn configuration (voiceid.api.server), on a free loopback port."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: object) -> Live:
+        n = len(servers)
+        values: dict[str, object] = {
+            "data_dir": tmp_path / f"data{n}",
+            "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
+            "admin_key": SecretStr(ADMIN_KEY),
+            "encryption_key": SecretStr(generate_key_text()),
+            "enrol_min_speech_s": 4.0,
+            **FAST,
+            **overrides,
+        }
+        app_settings = settings.model_copy(update=values)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(server_config(create_app(app_settings, engine=engine), app_settings, log_level="error"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        servers.append((server, thread))
+        service = server.config.app.state.service  # type: ignore[attr-defined]
+        keys = {"admin": ADMIN_KEY}
+        for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
+            keys[role.value] = service.keys.create(role)[1]
+        return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)

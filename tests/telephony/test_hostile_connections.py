@@ -8,73 +8,23 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
-import uvicorn
-from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.telephony.conftest import ADMIN_KEY, Live
-from voiceid.api.app import create_app
-from voiceid.api.server import server_config
-from voiceid.config import Settings
-from voiceid.engine import Engine
-from voiceid.storage.crypto import generate_key_text
+from tests.telephony.conftest import Live
 from voiceid.storage.models import EnrolmentEmbedding
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Kind, encode_frame, parse_frames
-from voiceid.views import Role
 
-# Short deadlines keep the tests short. The HTTP ones are only shortened by the tests about them:
-# on a loaded machine a 1 s header deadline can close a slow test client's own connection.
-FAST = {"stream_start_timeout_s": 1.0, "stream_idle_timeout_s": 1.0}
+# The HTTP deadlines are only shortened by the tests about them: on a loaded machine a 1 s header
+# deadline can close a slow test client's own connection.
 FAST_HTTP = {"http_header_timeout_s": 1.0, "http_keep_alive_s": 1}
-
-
-@pytest.fixture
-def serve(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Live]]:
-    """`voiceid serve`'s own uvicorn configuration (voiceid.api.server), on a free loopback port."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(**overrides: object) -> Live:
-        n = len(servers)
-        values: dict[str, object] = {
-            "data_dir": tmp_path / f"data{n}",
-            "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
-            "admin_key": SecretStr(ADMIN_KEY),
-            "encryption_key": SecretStr(generate_key_text()),
-            "enrol_min_speech_s": 4.0,
-            **FAST,
-            **overrides,
-        }
-        app_settings = settings.model_copy(update=values)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(server_config(create_app(app_settings, engine=engine), app_settings, log_level="error"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        service = server.config.app.state.service  # type: ignore[attr-defined]
-        keys = {"admin": ADMIN_KEY}
-        for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
-            keys[role.value] = service.keys.create(role)[1]
-        return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys)
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _port(live: Live) -> int:
@@ -143,8 +93,10 @@ def test_connections_beyond_the_cap_get_503_not_a_hang(serve: Callable[..., Live
     time.sleep(0.3)
     response = httpx.get(live.http_url + "/v1/speakers/x", timeout=10)
     assert response.status_code == 503
-    # The probes still answer at the cap: an orchestrator must not restart a server that copes.
-    assert _ready(live) == 200
+    # The probes still answer at the cap: liveness says alive (an orchestrator must not restart a
+    # server that copes), readiness says the truth (saturated: send traffic elsewhere; issue 20).
+    ready = httpx.get(live.http_url + "/readyz", timeout=10)
+    assert ready.status_code == 503 and ready.json()["saturated"] == ["connections"]
     assert httpx.get(live.http_url + "/healthz", timeout=10).status_code == 200
     for sock in idle:
         sock.close()
@@ -182,7 +134,7 @@ async def _twilio_idle(url: str, send_connected: bool) -> tuple[list[dict], int 
 
 
 def test_websockets_that_never_send_start_are_closed(serve: Callable[..., Live]) -> None:
-    live = serve()
+    live = serve(preauth_per_address=100)  # all 60 come from 127.0.0.1
 
     async def flood() -> list[tuple[list[dict], int | None]]:
         return await asyncio.wait_for(
@@ -222,12 +174,20 @@ def test_chatter_without_start_does_not_extend_the_start_deadline(serve: Callabl
 
 
 def test_streams_beyond_the_cap_are_refused_cleanly(serve: Callable[..., Live]) -> None:
-    live = serve(max_streams=3, stream_start_timeout_s=5.0)
+    live = serve(max_streams=3, stream_start_timeout_s=5.0, stream_idle_timeout_s=5.0)
+    for i in range(4):
+        live.enrol(f"caller-{i}", b"")  # consented: an enrolment stream waits for audio, holding its slot
 
     async def scenario() -> tuple[list[dict], int | None, list[dict], int | None]:
-        held = [await connect(live.ws_url) for _ in range(3)]
-        await asyncio.sleep(0.2)
-        refused_events, refused_code = await asyncio.wait_for(_twilio_idle(live.ws_url, False), 10)
+        held = []
+        for i in range(3):  # slots are taken by authenticated calls only (issue 20)
+            ws = await connect(live.ws_url)
+            await ws.send(_start(f"caller-{i}", "enrol", live.keys["enrolment"]))
+            held.append(ws)
+        await asyncio.sleep(0.3)
+        refused_events, refused_code = await asyncio.wait_for(
+            _twilio_started(live.ws_url, _start("caller-3", "enrol", live.keys["enrolment"])), 10
+        )
         for ws in held:
             await ws.close()
         await asyncio.sleep(0.3)  # the server releases their slots
@@ -237,6 +197,18 @@ def test_streams_beyond_the_cap_are_refused_cleanly(serve: Callable[..., Live]) 
     refused_events, refused_code, later_events, later_code = asyncio.run(scenario())
     assert refused_code == 1013 and refused_events[-1]["code"] == "OVERLOADED"
     assert later_code == 1008 and later_events[-1]["code"] == "REQUEST_TIMEOUT"  # admitted, then timed out
+
+
+async def _twilio_started(url: str, start: str) -> tuple[list[dict], int | None]:
+    events: list[dict] = []
+    async with connect(url) as ws:
+        await ws.send(start)
+        try:
+            async for message in ws:
+                events.append(json.loads(message))
+        except ConnectionClosed:
+            pass
+        return events, ws.close_code
 
 
 def _start(speaker: str, mode: str, key: str) -> str:
@@ -316,17 +288,19 @@ async def _read_frames(reader: asyncio.StreamReader, timeout_s: float) -> list:
 @pytest.mark.model
 @pytest.mark.devdata
 async def test_audiosocket_idle_connections_silent_calls_and_cap(serve, line, two_speakers) -> None:  # type: ignore[no-untyped-def]
-    live = serve(max_streams=4, stream_idle_timeout_s=2.0)
+    live = serve(max_streams=4, stream_idle_timeout_s=2.0, preauth_per_address=4)
     server = AudioSocketServer(live.service)
     port = await server.start("127.0.0.1", 0)
     try:
         # 1. Connections that never send the UUID frame: refused with REQUEST_TIMEOUT and hung up.
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
-        # 2. The cap: a fifth connection while four are open is refused at once with OVERLOADED.
+        # 2. The cap on connections waiting for their UUID, per address (they hold no stream slot):
+        # a fifth from the same address is refused at once with OVERLOADED.
         r5, w5 = await asyncio.open_connection("127.0.0.1", port)
         frames = await _read_frames(r5, 5)
         assert frames[0].kind is Kind.ERROR and frames[0].payload == b"OVERLOADED"
         w5.close()
+        assert server.slots.active == 0
         for reader, writer in idle:
             frames = await _read_frames(reader, 10)
             assert frames[0].kind is Kind.ERROR and frames[0].payload == b"REQUEST_TIMEOUT"

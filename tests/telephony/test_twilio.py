@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from voiceid.storage.models import EnrolmentEmbedding, Verification
+from voiceid.storage.models import EnrolmentEmbedding, Speaker, Verification
 from voiceid.telephony_adapter.simulator import simulate_twilio
 
 pytestmark = [pytest.mark.model, pytest.mark.devdata]
@@ -89,10 +90,49 @@ def test_hang_up_mid_verification_is_not_a_crash(start_server, line, two_speaker
     dropped = asyncio.run(
         simulate_twilio(live.ws_url, a, "verify", line(a, 2, 4.0), live.keys["ivr"], speed=SPEED, cut_after_s=2.5)
     )
-    assert dropped.outcome is None
-    assert live.count(Verification) == 0  # nothing decided on a call that dropped
+    assert dropped.outcome is None  # nothing is sent on a dropped line ...
     again = asyncio.run(simulate_twilio(live.ws_url, a, "verify", line(a, 2, 3.0), live.keys["ivr"], speed=SPEED))
     assert again.decision is not None
+
+
+def test_dropped_verify_streams_count_toward_lockout_and_the_rate_limit(start_server, line, two_speakers):
+    """Issue 20: streams that reach scored interims and then drop at TCP level are attempts: logged
+    (STREAM_ABANDONED, never ACCEPT), weighted toward lockout and counted by the rate limit."""
+    live = start_server(
+        accept_threshold=100.0, reject_threshold=-100.0, lockout_rejects=1, attempt_rate_limit=2
+    )  # every score INCONCLUSIVE (lockout weight 0.5): two dropped calls lock the speaker
+    a, b = two_speakers
+    live.enrol(a, line(a, 0, 6.0))
+    for _ in range(2):
+        events: list[dict] = []
+        dropped = asyncio.run(
+            simulate_twilio(
+                live.ws_url,
+                a,
+                "verify",
+                line(b, 2, 5.0),
+                live.keys["ivr"],
+                speed=SPEED,
+                cut_after_s=4.0,
+                on_event=events.append,
+            )
+        )
+        assert dropped.outcome is None
+        assert any(e["event"] == "interim" and "state" in e for e in events), events  # scored audio
+    rows = []
+    for _ in range(100):  # the server notices the drop and logs the attempt asynchronously
+        with live.service.db.transaction() as session:
+            rows = [(r.decision, list(r.reasons)) for r in session.query(Verification).all()]
+        if len(rows) == 2:
+            break
+        time.sleep(0.1)
+    assert len(rows) == 2 and all(d == "INCONCLUSIVE" and "STREAM_ABANDONED" in reasons for d, reasons in rows), rows
+    with live.service.db.transaction() as session:
+        speaker = session.query(Speaker).filter_by(speaker_ref=a).one()
+        assert speaker.locked_at is not None  # 2 x 0.5 reached lockout_rejects=1
+    # ... and the rate limit saw them: a third call is refused before any audio.
+    third = asyncio.run(simulate_twilio(live.ws_url, a, "verify", line(a, 2, 3.0), live.keys["ivr"], speed=SPEED))
+    assert third.outcome is not None and third.outcome.get("code") == "RATE_LIMITED", third.outcome
 
 
 async def _exchange(url: str, *messages: str | bytes) -> tuple[list[dict], int | None]:

@@ -4,8 +4,12 @@
   probe's fingerprint against the speaker's stored ones (REPLAY_SUSPECTED); either makes the call
   INCONCLUSIVE, or REJECT with VOICEID_CM_ACTION=reject, never ACCEPT. The probe's fingerprint is then
   kept as long as its attempt embedding, so a recording of this call replayed later is caught too.
-- Enrolment: audio either check flags is refused (ENROLMENT_SPOOF_SUSPECTED) and nothing is stored;
-  accepted audio's fingerprint is kept with the enrolment.
+- Enrolment: the countermeasure alone never refuses a file nor ends an enrolment. Each file's CM
+  score is stored with it; the enrolment is judged on all its files together (`enrolment_doubt`): a
+  flagged file stays out of the voiceprint while the whole enrolment is in doubt, the caller is asked
+  for more speech, and a voiceprint built while in doubt is held for an analyst (review item
+  SPOOF_SUSPECTED, speaker REVIEW_REQUIRED). A replay of audio already heard for the speaker is still
+  refused (ENROLMENT_SPOOF_SUSPECTED) and nothing is stored. Accepted audio's fingerprint is kept.
 """
 
 from __future__ import annotations
@@ -18,15 +22,61 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from voiceid.antispoof import fingerprint as fp
-from voiceid.antispoof.policy import PadAction, PadThresholds, apply_pad_flag, load_thresholds
+from voiceid.antispoof.policy import PadAction, PadThresholds, apply_pad_flag, enrolment_doubt, load_thresholds
 from voiceid.antispoof.stage import PadEvidence
 from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.storage import fingerprint_repo
+from voiceid.statuses import CmCheck, ReviewKind, ReviewStatus, SpeakerStatus
+from voiceid.storage import fingerprint_repo, fraud_repo
+from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
 from voiceid.verify.decision import Outcome, Reason
+
+
+@dataclass(frozen=True)
+class EnrolmentCm:
+    """The countermeasure's view of one enrolment step (all zero / None when the CM is off)."""
+
+    cm_score: float | None = None
+    threshold: float | None = None
+    flagged: bool = False  # this file alone is below its channel's threshold
+    pooled_margin: float | None = None  # enrolment_doubt over all the enrolment's files, this one included
+    n_flagged: int = 0  # flagged files in the enrolment, this one included
+
+    @property
+    def doubtful(self) -> bool:
+        return self.pooled_margin is not None and self.pooled_margin < 0
+
+    @property
+    def used(self) -> bool:
+        """Whether this file counts toward the voiceprint now."""
+        return not self.flagged or not self.doubtful
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Kept in the enrolment file's quality record, so later steps can pool the evidence."""
+        if self.cm_score is None or self.threshold is None:
+            return {}
+        return {
+            "cm_score": round(self.cm_score, 4),
+            "cm_margin": round(self.cm_score - self.threshold, 4),
+            "cm_flagged": self.flagged,
+        }
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """The step body's `countermeasure` block (None when the CM is off)."""
+        if self.cm_score is None:
+            return None
+        return {
+            "cm_score": round(self.cm_score, 4),
+            "cm_threshold": None if self.threshold is None else round(self.threshold, 4),
+            "flagged": self.flagged,
+            "used": self.used,
+            "enrolment_margin": None if self.pooled_margin is None else round(self.pooled_margin, 4),
+            "enrolment_flagged": self.doubtful,
+            "flagged_files": self.n_flagged,
+        }
 
 
 @dataclass(frozen=True)
@@ -73,14 +123,24 @@ class PadChecks:
         if evidence is None:
             return PadVerdict(outcome)
         channel = utterance.quality.channel
-        outcome = apply_pad_flag(outcome, self._cm_flagged(evidence, channel), Reason.SPOOF_SUSPECTED, self.action)
+        cm_flagged = self._cm_flagged(evidence, channel)
+        outcome = apply_pad_flag(outcome, cm_flagged, Reason.SPOOF_SUSPECTED, self.action)
         replay = self._replay_score(session, speaker, evidence)
         replayed = replay is not None and replay >= self.settings.replay_threshold
         outcome = apply_pad_flag(outcome, replayed, Reason.REPLAY_SUSPECTED, self.action)
+        check = None
+        if self.thresholds is not None:
+            if evidence.cm_skipped:
+                check = CmCheck.SKIPPED
+            elif evidence.cm_score is not None:
+                check = CmCheck.FLAGGED if cm_flagged else CmCheck.PASSED
         fields = {
             "cm_score": None if evidence.cm_score is None else round(evidence.cm_score, 4),
             "cm_version": evidence.cm_version,
             "replay_score": None if replay is None else round(replay, 4),
+            # Every decision carries its thresholds: the CM's too, so an analyst sees how close it was.
+            "cm_threshold": None if self.thresholds is None else round(self.thresholds.threshold(channel), 4),
+            "cm_check": check,
         }
         return PadVerdict(outcome, fields)
 
@@ -102,18 +162,12 @@ class PadChecks:
             verification_id=verification_id,
         )
 
-    def check_enrolment(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> None:
-        """Raise ENROLMENT_SPOOF_SUSPECTED for audio that must not become part of a voiceprint."""
+    def check_enrolment(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> EnrolmentCm:
+        """The CM's view of this file and of the whole enrolment with it; raises ENROLMENT_SPOOF_SUSPECTED
+        only for a replay of audio already heard for this speaker (the CM alone never refuses)."""
         evidence = utterance.pad
         if evidence is None:
-            return
-        if self._cm_flagged(evidence, utterance.quality.channel):
-            raise VoiceIdError(
-                ErrorCode.ENROLMENT_SPOOF_SUSPECTED,
-                "the countermeasure flags this audio as synthetic or converted speech; it was not enrolled",
-                cm_score=None if evidence.cm_score is None else round(evidence.cm_score, 4),
-                reason=str(Reason.SPOOF_SUSPECTED),
-            )
+            return EnrolmentCm()
         replay = self._replay_score(session, speaker, evidence)
         if replay is not None and replay >= self.settings.replay_threshold:
             raise VoiceIdError(
@@ -122,6 +176,36 @@ class PadChecks:
                 replay_score=round(replay, 4),
                 reason=str(Reason.REPLAY_SUSPECTED),
             )
+        if self.thresholds is None or evidence.cm_score is None:
+            return EnrolmentCm()
+        threshold = self.thresholds.threshold(utterance.quality.channel)
+        flagged = evidence.cm_score < threshold
+        stored = [q for q in repo.enrolment_qualities(session, speaker, utterance.model_version) if "cm_margin" in q]
+        margins = [float(q["cm_margin"]) for q in stored] + [evidence.cm_score - threshold]
+        return EnrolmentCm(
+            evidence.cm_score,
+            threshold,
+            flagged,
+            enrolment_doubt(margins),
+            sum(bool(q.get("cm_flagged")) for q in stored) + int(flagged),
+        )
+
+    def hold_doubtful(self, session: Session, speaker: Speaker, cm: EnrolmentCm) -> SpeakerStatus | None:
+        """Called once a voiceprint is built: an enrolment the CM doubts as a whole is held for an
+        analyst (REVIEW_REQUIRED, one OPEN review item) instead of failing the caller."""
+        if not cm.doubtful or cm.pooled_margin is None:
+            return None
+        fraud_repo.upsert_review_item(
+            session,
+            kind=ReviewKind.SPOOF_SUSPECTED,
+            status=ReviewStatus.OPEN,
+            speaker_ref=speaker.speaker_ref,
+            matched_ref=speaker.speaker_ref,
+            score=cm.pooled_margin,
+            details={"countermeasure": cm.to_dict(), "scale": "cm_margin_nats"},
+            created_at=self.clock(),
+        )
+        return SpeakerStatus.REVIEW_REQUIRED
 
     def keep_enrolment(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> None:
         if utterance.pad is None or utterance.pad.fingerprint is None:

@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from voiceid.antispoof.detector import CmOutput, Countermeasure
-from voiceid.antispoof.metrics import apcer_at, summarise_pad
+from voiceid.antispoof.metrics import apcer_at, summarise_pad, threshold_at_bpcer
+from voiceid.antispoof.policy import PadThresholds
 from voiceid.audio.frontend import FrontEnd
 from voiceid.config import Settings
+from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.evaluation.channel import through_channel
 
 FloatArray = npt.NDArray[np.float32]
@@ -58,8 +60,25 @@ def sources_of(repos: Sequence[str], labels: Sequence[str]) -> list[str]:
 
 
 def read_pad_manifest(manifest: Path) -> list[PadItem]:
+    """A dev_spoof-style manifest (label, attack_id, source_repo), or a speaker-verification manifest
+    (dev, dev_cohort, dev_8k: no label column), whose rows are all genuine speech: bona fide, grouped
+    by their `source` column under the manifest's directory name. Paths may be absolute."""
     with manifest.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        fields = reader.fieldnames or []
+    if "label" not in fields:
+        return [
+            PadItem(
+                utt_id=row["utt_id"],
+                label=BONAFIDE,
+                attack_id=BONAFIDE,
+                speaker_id=row["speaker_id"],
+                path=(manifest.parent / row["path"]).resolve(),
+                source=f"{manifest.parent.name}/{row.get('source') or 'unknown'}",
+            )
+            for row in rows
+        ]
     for row in rows:
         if row["label"] not in (BONAFIDE, SPOOF):
             raise ValueError(f"{manifest}: label must be bonafide or spoof, got {row['label']!r}")
@@ -78,26 +97,41 @@ def read_pad_manifest(manifest: Path) -> list[PadItem]:
 
 
 class CmCache:
-    """Raw CM outputs on disk, keyed by detector version, channel and the file's bytes."""
+    """Raw CM outputs on disk, keyed by detector version, channel and the file's bytes.
 
-    def __init__(self, directory: Path | None, version: str) -> None:
+    `wider` names caches of the same detector with a larger window cap: with a cap of 1 or 2 a call's
+    windows are the first (and last) of any larger cap's evenly spaced windows, so its output is
+    derived from theirs instead of running the model again (the shared machine's CPU is scarce)."""
+
+    def __init__(
+        self, directory: Path | None, version: str, max_windows: int | None = None, wider: Sequence[str] = ()
+    ) -> None:
+        self.root = directory
         self.directory = None if directory is None else directory / version
         self.version = version
+        self.max_windows = max_windows
+        self.wider = tuple(wider) if max_windows in (1, 2) else ()
 
-    def _path(self, data: bytes, channel: str) -> Path | None:
-        if self.directory is None:
+    def _path(self, data: bytes, channel: str, version: str | None = None) -> Path | None:
+        if self.root is None:
             return None
         key = hashlib.sha256(channel.encode() + b"|" + data).hexdigest()
-        return self.directory / key[:2] / f"{key}.npz"
+        return self.root / (version or self.version) / key[:2] / f"{key}.npz"
 
     def get(self, data: bytes, channel: str) -> CmOutput | None:
-        path = self._path(data, channel)
-        if path is None or not path.is_file():
-            return None
-        with np.load(path) as z:
-            embedding = z["embedding"].astype(np.float32) if "embedding" in z.files else None
-            windows = tuple(float(v) for v in z["window_scores"])
-        return CmOutput(float(np.mean(windows)), windows, embedding, self.version)
+        for version in (self.version, *self.wider):
+            path = self._path(data, channel, version)
+            if path is None or not path.is_file():
+                continue
+            with np.load(path) as z:
+                embedding = z["embedding"].astype(np.float32) if "embedding" in z.files else None
+                windows = tuple(float(v) for v in z["window_scores"])
+            if version != self.version and self.max_windows is not None and len(windows) > self.max_windows:
+                # first window (cap 1) or first and last (cap 2); the mean embedding cannot be derived
+                windows = windows[:1] if self.max_windows == 1 else (windows[0], windows[-1])
+                embedding = None
+            return CmOutput(float(np.mean(windows)), windows, embedding, self.version)
+        return None
 
     def put(self, data: bytes, channel: str, output: CmOutput) -> None:
         path = self._path(data, channel)
@@ -113,6 +147,38 @@ class CmCache:
         tmp.replace(path)
 
 
+_TOO_BIG = frozenset({ErrorCode.AUDIO_TOO_LONG, ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.DECODED_AUDIO_TOO_LARGE})
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """A file the evaluation could not score as it is: truncated to what the service accepts, or skipped."""
+
+    utt_id: str
+    action: str  # "truncated" | "skipped"
+    code: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"utt_id": self.utt_id, "action": self.action, "code": self.code, "detail": self.detail}
+
+
+def _head_through_channel(path: Path, channel: str, seconds: float) -> tuple[bytes, str]:
+    """The first `seconds` of `path` as it would arrive over `channel` (the part a stream would hear
+    before the service's length limit)."""
+    import tempfile
+
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    samples, rate = sf.read(str(path), frames=int(seconds * info.samplerate) - 1, dtype="float32", always_2d=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        head = Path(tmp) / "head.wav"
+        sf.write(str(head), samples, rate, subtype="PCM_16")
+        data, content_type = through_channel(head, channel)
+    return data, content_type
+
+
 def score_items(
     items: Sequence[PadItem],
     channel: str,
@@ -120,16 +186,37 @@ def score_items(
     front_end: FrontEnd,
     cache: CmCache,
     progress: Callable[[Iterable[PadItem]], Iterable[PadItem]] = lambda x: x,
+    problems: list[ItemProblem] | None = None,
 ) -> dict[str, CmOutput]:
-    """Raw CM output of every item as it would arrive over `channel` (decoded like the API does)."""
+    """Raw CM output of every item as it would arrive over `channel` (decoded like the API does).
+
+    One file never ends a run: audio longer than the service accepts is scored on its first
+    `max_audio_s` seconds, audio that cannot be decoded at all is skipped; both are appended to
+    `problems` (or raised when no list is given)."""
     out: dict[str, CmOutput] = {}
     for item in progress(items):
-        data, content_type = through_channel(item.path, channel)
-        cached = cache.get(data, channel)
-        if cached is None:
-            decoded = front_end.decode(data, content_type)
-            cached = cm.score(decoded.samples, decoded.sample_rate)
-            cache.put(data, channel, cached)
+        try:
+            data, content_type = through_channel(item.path, channel)
+            cached = cache.get(data, channel)
+            if cached is None:
+                try:
+                    decoded = front_end.decode(data, content_type)
+                except VoiceIdError as exc:
+                    if exc.code not in _TOO_BIG or problems is None:
+                        raise
+                    data, content_type = _head_through_channel(item.path, channel, front_end.config.limits.max_seconds)
+                    problems.append(ItemProblem(item.utt_id, "truncated", str(exc.code), exc.message))
+                    cached = cache.get(data, channel)
+                    decoded = front_end.decode(data, content_type)
+                if cached is None:
+                    cached = cm.score(decoded.samples, decoded.sample_rate)
+                    cache.put(data, channel, cached)
+        except (VoiceIdError, OSError, ValueError, RuntimeError) as exc:
+            if problems is None:
+                raise
+            code = str(exc.code) if isinstance(exc, VoiceIdError) else type(exc).__name__
+            problems.append(ItemProblem(item.utt_id, "skipped", code, str(exc)[:200]))
+            continue
         out[item.utt_id] = cached
     return out
 
@@ -139,9 +226,24 @@ def pad_report(items: Sequence[PadItem], scores: dict[str, float]) -> dict[str, 
 
     Per attack: that attack's APCER at the pooled thresholds (ISO per-species APCER) and its EER
     against all bona fide. Per source: that source's spoofs against that source's own bona fide,
-    which separates detecting the attack from detecting the recording conditions."""
+    which separates detecting the attack from detecting the recording conditions. A manifest of bona
+    fide only (genuine callers' speech) has no EER and no APCER: those are null."""
     bona = np.array([scores[i.utt_id] for i in items if i.is_bonafide and i.utt_id in scores])
     spoof = np.array([scores[i.utt_id] for i in items if not i.is_bonafide and i.utt_id in scores])
+    if len(bona) == 0 or len(spoof) == 0:
+        return {
+            "n_bonafide": len(bona),
+            "n_spoof": len(spoof),
+            "eer": None,
+            "eer_threshold": None,
+            "apcer_at_bpcer_1pct": None,
+            "apcer_at_bpcer_5pct": None,
+            "threshold_bpcer_1pct": None if len(bona) == 0 else round(threshold_at_bpcer(bona, 0.01), 4),
+            "threshold_bpcer_5pct": None if len(bona) == 0 else round(threshold_at_bpcer(bona, 0.05), 4),
+            "per_attack": {},
+            "apcer_max_at_bpcer_5pct": None,
+            "per_source": {},
+        }
     pooled = summarise_pad(bona, spoof)
     report: dict[str, Any] = pooled.to_dict()
     by_attack: dict[str, list[float]] = defaultdict(list)
@@ -171,9 +273,53 @@ def pad_report(items: Sequence[PadItem], scores: dict[str, float]) -> dict[str, 
     return report
 
 
+def at_thresholds(
+    items: Sequence[PadItem], scores: dict[str, float], channels: dict[str, str], thresholds: PadThresholds
+) -> dict[str, Any]:
+    """BPCER and APCER at fixed (shipped) thresholds, each file judged by the threshold of the channel
+    it arrived on, pooled, per bona fide source and per attack (pure). `apcer` is null without spoofs,
+    `bpcer` null without bona fide."""
+    flagged = {u: thresholds.flagged(v, channels[u]) for u, v in scores.items()}
+    bona = [flagged[i.utt_id] for i in items if i.is_bonafide and i.utt_id in flagged]
+    spoof = [not flagged[i.utt_id] for i in items if not i.is_bonafide and i.utt_id in flagged]
+    by_source: dict[str, list[bool]] = defaultdict(list)
+    by_attack: dict[str, list[bool]] = defaultdict(list)
+    for i in items:
+        if i.utt_id in flagged:
+            if i.is_bonafide:
+                by_source[i.source].append(flagged[i.utt_id])
+            else:
+                by_attack[i.attack_id].append(not flagged[i.utt_id])
+    return {
+        "bpcer": round(float(np.mean(bona)), 4) if bona else None,
+        "apcer": round(float(np.mean(spoof)), 4) if spoof else None,
+        "n_bonafide": len(bona),
+        "n_spoof": len(spoof),
+        "thresholds": {c: round(thresholds.threshold(c), 4) for c in sorted(set(channels.values()))},
+        "bpcer_per_source": {
+            k: {"bpcer": round(float(np.mean(v)), 4), "n": len(v)} for k, v in sorted(by_source.items())
+        },
+        "apcer_per_attack": {
+            k: {"apcer": round(float(np.mean(v)), 4), "n": len(v)} for k, v in sorted(by_attack.items())
+        },
+    }
+
+
 def service_channel(channel: str) -> str:
     """The service's channel name for an evaluation channel (which PAD threshold applies)."""
     return "wideband" if channel == "clean" else "phone"
+
+
+def arrival_channel(path: Path, channel: str) -> str:
+    """The service channel a file lands on over `channel`, as the front end decides it: G.711 and
+    anything recorded at 8 kHz or less (native narrowband, such as dev_8k) is `phone`."""
+    if channel != "clean":
+        return "phone"
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    narrow = info.samplerate <= 8000 or any(law in info.subtype for law in ("ULAW", "ALAW"))
+    return "phone" if narrow else "wideband"
 
 
 @dataclass(frozen=True)
@@ -185,6 +331,8 @@ class PadRun:
     outputs: dict[str, CmOutput]
     scores: dict[str, float]  # the evaluated detector's score, higher = bona fide
     detector: str
+    channels: dict[str, str] = field(default_factory=dict)  # service channel (phone | wideband) per file
+    problems: list[ItemProblem] = field(default_factory=list)  # files truncated or skipped
 
 
 def run_pad(
@@ -206,11 +354,20 @@ def run_pad(
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}")
     items = read_pad_manifest(manifest)
     cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
-    cache = CmCache(settings.data_dir / "cache" / "cm" if cache_enabled else None, cm.manifest.cache_key)
+    wider = [replace(cm.manifest, max_windows=w).cache_key for w in (4, 8, 16, 32) if w > cm.manifest.max_windows]
+    cache = CmCache(
+        settings.data_dir / "cache" / "cm" if cache_enabled else None,
+        cm.manifest.cache_key,
+        cm.manifest.max_windows,
+        wider,
+    )
     front_end = FrontEnd(FrontEndConfig.from_settings(settings))
-    outputs = score_items(items, channel, cm, front_end, cache, progress)
+    problems: list[ItemProblem] = []
+    outputs = score_items(items, channel, cm, front_end, cache, progress, problems)
+    channels = {i.utt_id: arrival_channel(i.path, channel) for i in items if i.utt_id in outputs}
     if detector == "aasist":
-        return PadRun(items, channel, outputs, {k: v.score for k, v in outputs.items()}, detector)
+        scores = {k: v.score for k, v in outputs.items()}
+        return PadRun(items, channel, outputs, scores, detector, channels, problems)
     scorer = CmScorer(cm, load_backend(settings.cm_backend_file))
     vectors: dict[str, FloatArray] = {}
     if FeatureGroup.ECAPA_EMBEDDING in scorer.backend.groups:
@@ -228,4 +385,4 @@ def run_pad(
         for utt, out in outputs.items()
         if FeatureGroup.ECAPA_EMBEDDING not in scorer.backend.groups or utt in vectors
     }
-    return PadRun(items, channel, outputs, scores, f"{detector}:{scorer.version}")
+    return PadRun(items, channel, outputs, scores, f"{detector}:{scorer.version}", channels, problems)

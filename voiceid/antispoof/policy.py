@@ -45,8 +45,10 @@ def apply_pad_flag(outcome: Outcome, flagged: bool, reason: Reason, action: PadA
 class ChannelThreshold:
     threshold: float  # flag when the calibrated CM score is below it
     target_bpcer: float
-    bpcer_on_dev: float
+    bpcer_on_dev: float  # on the genuine files it was fitted on
     n_bonafide: int
+    bpcer_held_out: float | None = None  # on genuine speakers kept out of the fit (voiceid.antispoof.calibration)
+    n_held_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class PadThresholds:
                     "target_bpcer": c.target_bpcer,
                     "bpcer_on_dev": round(c.bpcer_on_dev, 4),
                     "n_bonafide": c.n_bonafide,
+                    "bpcer_held_out": c.bpcer_held_out,
+                    "n_held_out": c.n_held_out,
                 }
                 for name, c in sorted(self.channels.items())
             },
@@ -84,7 +88,12 @@ class PadThresholds:
                 backend_id=str(data["backend_id"]),
                 channels={
                     name: ChannelThreshold(
-                        float(c["threshold"]), float(c["target_bpcer"]), float(c["bpcer_on_dev"]), int(c["n_bonafide"])
+                        float(c["threshold"]),
+                        float(c["target_bpcer"]),
+                        float(c["bpcer_on_dev"]),
+                        int(c["n_bonafide"]),
+                        None if c.get("bpcer_held_out") is None else float(c["bpcer_held_out"]),
+                        int(c.get("n_held_out", 0)),
                     )
                     for name, c in data["channels"].items()
                 },
@@ -111,3 +120,11 @@ def load_thresholds(path: Path | None = None) -> PadThresholds:
 def save_thresholds(thresholds: PadThresholds, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(thresholds.to_dict(), indent=2) + "\n")
+
+
+def enrolment_doubt(margins: list[float]) -> float | None:
+    """The countermeasure's evidence over a whole enrolment: the mean of its files' margins (calibrated
+    CM score minus the threshold of the channel each file came through). Below 0 the enrolment as a
+    whole looks synthetic; at or above it a flagged file is taken for the false alarm it most likely
+    is. A mean, not a sum: files of one session are not independent evidence. None without scores."""
+    return None if not margins else float(np.mean(margins))

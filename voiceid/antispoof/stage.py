@@ -12,7 +12,7 @@ call is flagged when its score is below the threshold fitted for its channel (ph
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,9 @@ class PadEvidence:
     cm_score: float | None  # calibrated bona fide LLR (nats), see module doc
     cm_version: str | None  # detector version + back-end
     fingerprint: fp.Fingerprint | None
+    # The CM was not run because its answer could not change the decision (a REJECT on the voice,
+    # services: Verifications._countermeasure_where_needed); cm_raw and cm_score are then None.
+    cm_skipped: bool = False
 
 
 class CmScorer:
@@ -77,9 +80,17 @@ class PadStage:
             scorer = CmScorer(cm, load_backend(settings.cm_backend_file))
         return cls(scorer, settings.replay_enabled)
 
-    def assess(self, decoded: DecodedAudio, speaker_vector: FloatArray | None) -> PadEvidence:
+    def assess(self, decoded: DecodedAudio, speaker_vector: FloatArray | None, cm: bool = True) -> PadEvidence:
+        """The fingerprint, and the CM score unless `cm` is False (deferred: `with_cm` adds it later)."""
         raw = score = None
-        if self.scorer is not None:
+        if self.scorer is not None and cm:
             raw, score = self.scorer.score(decoded, speaker_vector)
         print_ = fp.fingerprint(decoded.samples, decoded.sample_rate) if self.fingerprints else None
         return PadEvidence(raw, score, None if self.scorer is None else self.scorer.version, print_)
+
+    def with_cm(self, evidence: PadEvidence, decoded: DecodedAudio, speaker_vector: FloatArray | None) -> PadEvidence:
+        """Deferred evidence completed with the CM score."""
+        if self.scorer is None:
+            return evidence
+        raw, score = self.scorer.score(decoded, speaker_vector)
+        return replace(evidence, cm_raw=raw, cm_score=score, cm_version=self.scorer.version)

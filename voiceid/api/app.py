@@ -9,18 +9,19 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors, first_start, openapi, review, security_headers
+from voiceid.api import errors, first_start, guard, openapi, review, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
 from voiceid.api.routes import audit as audit_routes
 from voiceid.api.routes import calls, keys, speakers, verifications, watchlist
 from voiceid.api.schemas import ErrorBody
+from voiceid.api.server import CONNECTIONS_STATE
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.telephony_adapter import twilio
-from voiceid.telephony_adapter.limits import StreamSlots
+from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -60,7 +61,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         },
     )
     app.state.stream_slots = StreamSlots(settings.max_streams)
+    app.state.preauth_gate = PreAuthGate.from_settings(settings)
     errors.install(app, settings.retry_after_s)
+    guard.install(app, settings)  # bodies: authenticated and bounded before FastAPI reads them
     security_headers.install(app)
     metrics_module.install(app, metrics)
     app.include_router(keys.router)
@@ -79,15 +82,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
-        """Ready for traffic: the model is loaded and the database answers. Also reports the database
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for traffic: the model is loaded, the database answers and no limit is reached
+        (`saturated` lists those that are: stream slots, connections waiting to authenticate,
+        buffered upload bytes, open connections). Also reports the database
         revision this replica's voiceprint and watchlist caches hold and the content hashes of the
         cohort and calibration it decides with (equal hashes: equal decisions)."""
         service: VoiceIdService | None = getattr(app.state, "service", None)
         model = service is not None and service.engine.model_version is not None
         database = service is not None and await run_in_threadpool(service.db.ping)
-        ok = model and database
-        body: dict[str, object] = {"status": "ready" if ok else "not ready", "model": model, "database": database}
+        # Saturated: a new call or upload would be refused right now. Ready means "send me traffic",
+        # so a replica at its limits says so (a load balancer then prefers another) rather than
+        # answering ready while refusing every request.
+        saturated = saturation(app, request)
+        ok = model and database and not saturated
+        status = "ready" if ok else ("saturated" if model and database else "not ready")
+        body: dict[str, object] = {"status": status, "model": model, "database": database, "saturated": saturated}
         replica: Replica | None = getattr(app.state, "replica", None)
         if replica is not None:
             body.update(replica.report())
@@ -102,3 +112,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return metrics.render()
 
     return app
+
+
+def saturation(app: FastAPI, request: Request) -> list[str]:
+    """The limits this process is at now (empty: it takes new work)."""
+    state = app.state
+    full = []
+    if state.stream_slots.full:
+        full.append("streams")
+    if state.preauth_gate.full:
+        full.append("preauth_connections")
+    if state.upload_budget.full:
+        full.append("upload_bytes")
+    # Set by `voiceid serve`'s protocol (api/server.py) on probe requests: (open connections, cap).
+    connections = request.scope.get("state", {}).get(CONNECTIONS_STATE)
+    if connections is not None and connections[1] is not None and connections[0] >= connections[1]:
+        full.append("connections")
+    return full

@@ -1,10 +1,11 @@
-"""Bearer API keys and roles. Authentication runs as a dependency, before any body is read."""
+"""Bearer API keys and roles. Authentication runs as a dependency, and for requests with a body
+already in `guard.BodyGuard`, before any of the body is read."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security import audit
-from voiceid.security.throttle import FailureThrottle
+from voiceid.security.throttle import FailureThrottle, check_throttle
 from voiceid.service import VoiceIdService
 from voiceid.views import Role
 
@@ -31,35 +32,15 @@ class Principal:
     role: Role
 
 
-def get_throttle(request: Request) -> FailureThrottle | None:
-    throttle: FailureThrottle | None = getattr(request.app.state, "auth_throttle", None)
-    return throttle
-
-
-def check_throttle(throttle: FailureThrottle | None, host: str | None) -> None:
-    """Refuse a client address that failed too often, before looking at its credentials: the right
-    key sent after a burst of wrong ones is refused too, or throttling would not slow guessing."""
-    wait = None if throttle is None else throttle.retry_after(host)
-    if wait is not None:
-        raise VoiceIdError(
-            ErrorCode.AUTH_THROTTLED,
-            "too many failed authentications from this address; try again later",
-            retry_after_s=max(1, math.ceil(wait)),
-        )
-
-
 def get_service(request: Request) -> VoiceIdService:
     service: VoiceIdService = request.app.state.service
     return service
 
 
-def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
-    """The key's principal when its role is one of `roles` (admin may do everything); for HTTP
-    requests and for streams, whose key arrives in the first message instead of a header."""
+def permitted(found: tuple[str, Role], roles: tuple[Role, ...]) -> Principal:
+    """The principal of an authenticated key, or FORBIDDEN when its role is not one of `roles`
+    (admin may do everything)."""
     allowed = {*roles, Role.ADMIN}
-    found = service.keys.authenticate(secret)
-    if found is None:
-        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
     principal = Principal(*found)
     if principal.role not in allowed:
         raise VoiceIdError(
@@ -67,6 +48,38 @@ def authorise(service: VoiceIdService, secret: str, *roles: Role) -> Principal:
             f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
         )
     return principal
+
+
+# Where `guard.BodyGuard` leaves (secret, (key id, role)) after authenticating a request with a
+# body ahead of FastAPI, so the route's dependency does not look the key up a second time.
+AUTHENTICATED_STATE = "voiceid_authenticated"
+
+
+async def identify(state: Any, host: str | None, authorization: str) -> tuple[str, tuple[str, Role]]:
+    """(secret, (key id, role)) of the Bearer key in `authorization`, throttled per client address:
+    refused at once while `host` is throttled, and a wrong key counts toward its throttle.
+    `state` is the app's state (service and throttle)."""
+    throttle: FailureThrottle | None = getattr(state, "auth_throttle", None)
+    check_throttle(throttle, host)
+    scheme, _, secret = authorization.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
+    return secret, await authenticate(state.service, throttle, host, secret)
+
+
+async def authenticate(
+    service: VoiceIdService, throttle: FailureThrottle | None, host: str | None, secret: str
+) -> tuple[str, Role]:
+    """(key id, role) of `secret`, for every transport (HTTP header, a stream's first message): a
+    throttled address is refused before the key is looked up, a wrong key counts toward it."""
+    check_throttle(throttle, host)
+    found = await run_in_threadpool(service.keys.authenticate, secret)
+    if found is None:
+        if throttle is not None:
+            throttle.failed(host)
+        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
+    return found
 
 
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
@@ -77,18 +90,13 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
         _declared: HTTPAuthorizationCredentials | None = Security(BEARER),
     ) -> Principal:
         host = request.client.host if request.client else None
-        throttle = get_throttle(request)
-        check_throttle(throttle, host)
         header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
-        try:
-            principal = await run_in_threadpool(authorise, get_service(request), secret.strip(), *roles)
-        except VoiceIdError as exc:
-            if throttle is not None and exc.code is ErrorCode.UNAUTHENTICATED:
-                throttle.failed(host)
-            raise
+        early = request.scope.get("state", {}).get(AUTHENTICATED_STATE)
+        if early is not None and early[0] == header.partition(" ")[2].strip():
+            found: tuple[str, Role] = early[1]
+        else:
+            found = (await identify(request.app.state, host, header))[1]
+        principal = permitted(found, roles)
         request.state.principal = principal
         audit.set_actor(f"key:{principal.key_id}")  # who the audit trail names for this request
         return principal

@@ -28,7 +28,8 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.NOT_FOUND: "No such route or resource (watchlist entry, review item).",
     ErrorCode.UNAUTHENTICATED: "No API key or an unknown one: send `Authorization: Bearer <key>`.",
     ErrorCode.FORBIDDEN: "The key's role may not do this (e.g. an ivr key on the fraud endpoints).",
-    ErrorCode.OVERLOADED: "The inference pool is full; retry after the Retry-After header's seconds.",
+    ErrorCode.OVERLOADED: "The inference pool, the stream slots, the connections waiting to authenticate or the "
+    "buffered upload bytes are at their limit; retry after the Retry-After header's seconds.",
     ErrorCode.CONFLICT: "The resource's state does not allow this (e.g. a review item already resolved).",
     ErrorCode.ENROLMENT_REFUSED: "The enrolment audio matches the watchlist or another enrolled identity "
     "(with the refuse settings); an analyst reviews it.",
@@ -50,11 +51,13 @@ ERROR_HELP: dict[ErrorCode, str] = {
     "nothing was decoded.",
     ErrorCode.CONTENT_TYPE_MISMATCH: "The bytes are a known container (WAV, FLAC, Ogg, .snd) or PCM of the other "
     "byte order, but were labelled otherwise; the message names both. Fix the Content-Type.",
-    ErrorCode.REQUEST_TIMEOUT: "The request body did not arrive within VOICEID_BODY_TIMEOUT_S.",
+    ErrorCode.REQUEST_TIMEOUT: "The request body did not arrive within VOICEID_BODY_TIMEOUT_S (audio) or "
+    "VOICEID_JSON_BODY_TIMEOUT_S (JSON, forms).",
     ErrorCode.WEBHOOK_NOT_ALLOWED: "The webhook URL's host is not in VOICEID_WEBHOOK_ALLOWED_HOSTS, or it resolves "
     "to a loopback, private or link-local address; nothing was stored.",
-    ErrorCode.ENROLMENT_SPOOF_SUSPECTED: "The countermeasure flagged this enrolment audio as synthetic or replayed; "
-    "nothing was stored. Enrol with live speech.",
+    ErrorCode.ENROLMENT_SPOOF_SUSPECTED: "This enrolment audio replays a recording already heard for this speaker; "
+    "nothing was stored. Enrol with live speech. (The synthetic-speech countermeasure alone never refuses "
+    "enrolment audio: see `countermeasure` and `next_step` in the enrolment answer.)",
     ErrorCode.DATABASE_UNAVAILABLE: "The database cannot be reached; nothing was changed. Retry after Retry-After.",
 }
 

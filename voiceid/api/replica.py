@@ -55,5 +55,7 @@ class Replica:
             "decision_data": self.versions,
             # The population cohort snapshot (voiceid/population.py), once a call has loaded it.
             "cohort_snapshot": self.service.cohort.held(),
+            # The population's own correction of the calibration (voiceid/selfcalibration.py), once loaded.
+            "self_calibration": self.service.verifications.self_calibration.held(),
             "jobs_in_process": self.jobs is not None,
         }

@@ -223,7 +223,8 @@ async def stylesheet() -> FileResponse:
 
 # --- attempts ---------------------------------------------------------------------------------
 
-FILTER_FIELDS = ("speaker_id", "decision", "reason", "since", "until", "min_score", "max_score")
+FILTER_FIELDS = ("speaker_id", "decision", "reason", "cm", "since", "until", "min_score", "max_score")
+CM_FILTER = {"flagged": True, "passed": False}  # the attempts page's "Spoof check" select
 
 
 def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dict[str, str], str | None]:
@@ -236,6 +237,9 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
         reason = values.get("reason")
         if reason is not None:
             Reason(reason)
+        cm = values.get("cm")
+        if cm is not None and cm not in CM_FILTER:
+            raise ValueError(f"spoof check must be one of {', '.join(CM_FILTER)}")
 
         def when(name: str, extra: timedelta = timedelta(0)) -> datetime | None:
             raw = values.get(name)
@@ -259,6 +263,7 @@ def _parse_filters(params: dict[str, str]) -> tuple[repo.VerificationFilter, dic
             min_score=number("min_score"),
             max_score=number("max_score"),
             reason=reason,
+            cm_flagged=None if cm is None else CM_FILTER[cm],
         )
     except (ValueError, OverflowError) as exc:
         # OverflowError: "until 9999-12-31" plus the one day that makes a bare date inclusive.

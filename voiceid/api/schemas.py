@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from voiceid.challenge.policy import ChallengeKind
 from voiceid.statuses import SpeakerStatus
 from voiceid.views import Role
 from voiceid.wire import VerificationOut
@@ -66,6 +67,8 @@ class VerificationRecord(VerificationOut):
     speaker_id: str
     quality: dict[str, Any] | None
     created_at: datetime
+    challenge_id: str | None = Field(None, description="The spoken challenge the call answered")
+    challenge_prompt: str | None = Field(None, description="Digits the caller was asked to say (analysts only)")
 
 
 class VerificationPageOut(BaseModel):
@@ -113,3 +116,15 @@ class ConsentEventOut(BaseModel):
     channel: str | None
     api_key_id: str | None = Field(description="The key that recorded it.")
     recorded_at: datetime
+
+
+class ChallengeIssuedOut(BaseModel):
+    """A spoken challenge (issue 22): the IVR plays `prompt` (or speaks `prompt_text`) and sends the
+    caller's answer to POST /v1/speakers/{id}/verifications?challenge_id=..."""
+
+    model_config = ConfigDict(from_attributes=True)
+    challenge_id: str
+    kind: ChallengeKind
+    prompt: str = Field(description='What the caller must say, digit by digit, e.g. "4 7 1 9 0 2"')
+    prompt_text: str = Field(description='The prompt in words for a TTS engine, e.g. "four seven one nine zero two"')
+    expires_at: datetime = Field(description="Single use, and only until then")

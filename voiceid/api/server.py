@@ -20,6 +20,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from voiceid.config import Settings
 
 PROBE_PATHS = {b"/healthz", b"/readyz"}
+# Key under which a probe request's ASGI state carries (open connections, connection cap): what
+# /readyz needs to say "saturated" when uvicorn is refusing connections.
+CONNECTIONS_STATE = "voiceid_connections"
 # Soft file-descriptor limit `voiceid serve` raises itself to (never above the hard limit): the
 # common default of 1 024 is below what max_connections plus the database pool and model files need.
 NOFILE_TARGET = 65_536
@@ -78,6 +81,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
             finally:
                 self.limit_concurrency = limit
+            # The request's task is created but has not run yet: it will see this.
+            self.scope.setdefault("state", {})[CONNECTIONS_STATE] = (len(self.connections), limit)
             return
         super().on_headers_complete()
 
@@ -99,6 +104,10 @@ def server_config(
         http=protocol,
         timeout_keep_alive=settings.http_keep_alive_s,
         limit_concurrency=settings.max_connections,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a client on this host could
+        # then rotate the header to escape the per-address throttles. Only configured proxies.
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=[p.strip() for p in settings.trusted_proxies.split(",") if p.strip()] or None,
         log_level=log_level,
         lifespan="on",
     )

@@ -14,13 +14,13 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from voiceid.audio import g711
-from voiceid.audio.resample import resample
+from voiceid.audio.phone_line import Law, phone_line
 
 CHANNELS = ("clean", "g711-ulaw", "g711-alaw")
-PHONE_RATE = 8000
+# The channel of the phone view the service embeds from wideband enrolment audio (μ-law).
+PHONE_VIEW_CHANNEL = "g711-ulaw"
 _CONTAINER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg"}
-_G711 = {"g711-ulaw": ("ulaw", "audio/basic"), "g711-alaw": ("alaw", "audio/x-alaw-basic")}
+_G711 = {"g711-ulaw": Law.ULAW, "g711-alaw": Law.ALAW}
 
 
 def _read_joined(paths: tuple[Path, ...]) -> tuple[np.ndarray, int]:
@@ -52,6 +52,4 @@ def through_channel(path: Path, channel: str, extra: tuple[Path, ...] = ()) -> t
         buffer = io.BytesIO()
         sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
         return buffer.getvalue(), "audio/wav"
-    law, content_type = _G711[channel]
-    narrow = resample(samples, int(rate), PHONE_RATE)
-    return g711.encode(narrow, law), content_type
+    return phone_line(samples, rate, _G711[channel])

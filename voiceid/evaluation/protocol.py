@@ -78,3 +78,24 @@ def join_tests(protocol: Protocol, probe_utts: int) -> Protocol:
                 Utterance("+".join(u.utt_id for u in group), speaker, group[0].path, tuple(u.path for u in group[1:]))
             )
     return Protocol(protocol.enrolment, joined)
+
+
+def extend_tests(protocol: Protocol, probe_utts: int) -> dict[str, Utterance]:
+    """A second chance for each probe of `join_tests(protocol, probe_utts)`: the probe's id -> the
+    same call extended with the speaker's next test utterance (k + 1 utterances joined into one
+    probe, as an IVR that asks for more speech and scores the whole call again would have). A probe
+    with no next utterance of its speaker has no extension. `protocol` holds single-utterance tests."""
+    if probe_utts < 1:
+        raise ValueError("probe_utts must be at least 1")
+    by_speaker: OrderedDict[str, list[Utterance]] = OrderedDict()
+    for utt in protocol.tests:
+        by_speaker.setdefault(utt.speaker_id, []).append(utt)
+    out: dict[str, Utterance] = {}
+    for speaker, utts in by_speaker.items():
+        for k in range(0, len(utts) - probe_utts, probe_utts):
+            group = utts[k : k + probe_utts + 1]
+            probe_id = "+".join(u.utt_id for u in group[:-1])
+            out[probe_id] = Utterance(
+                "+".join(u.utt_id for u in group), speaker, group[0].path, tuple(u.path for u in group[1:])
+            )
+    return out

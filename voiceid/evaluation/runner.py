@@ -14,12 +14,12 @@ import numpy.typing as npt
 
 from voiceid.config import Settings
 from voiceid.errors import VoiceIdError
-from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.channel import PHONE_VIEW_CHANNEL, through_channel
 from voiceid.evaluation.embedders import EmbedFn, SpeechFn
 from voiceid.evaluation.protocol import Protocol, Utterance
 from voiceid.verify import metrics
 from voiceid.verify.calibration import Calibration
-from voiceid.verify.cohort import WIDEBAND, service_channel
+from voiceid.verify.cohort import PHONE, WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.scorer import Scorer
 from voiceid.verify.scoring import build_voiceprint, cosine_matrix
@@ -164,6 +164,21 @@ def voiceprints_of(protocol: Protocol, vectors: dict[str, FloatArray]) -> tuple[
     return speakers, np.stack(prints)
 
 
+def claimed_voiceprints(
+    protocol: Protocol, speakers: list[str], population: FloatArray, claim_vectors: dict[str, FloatArray] | None
+) -> FloatArray:
+    """The voiceprints the probes are scored against, row for row with `speakers`: built from
+    `claim_vectors` (e.g. the G.711 view of each speaker's enrolment audio, as the service scores a
+    phone call) where given, else the population's own voiceprints (which always form the cohort)."""
+    if claim_vectors is None:
+        return population
+    rows = []
+    for i, speaker in enumerate(speakers):
+        views = [claim_vectors[u.utt_id] for u in protocol.enrolment[speaker] if u.utt_id in claim_vectors]
+        rows.append(build_voiceprint(np.stack(views)) if views else population[i])
+    return np.stack(rows)
+
+
 def _probe_speech(speech: dict[str, float], tests: list[Utterance]) -> npt.NDArray[np.float64]:
     return np.array([speech.get(u.utt_id, np.nan) for u in tests], dtype=np.float64)
 
@@ -174,9 +189,11 @@ def score_protocol(
     scorer: Scorer | None = None,
     channel: str = WIDEBAND,
     speech: dict[str, float] | None = None,
+    claim_vectors: dict[str, FloatArray] | None = None,
 ) -> TrialScores:
     """Every test utterance against every voiceprint, normalised with the shipped cohort."""
     speakers, voiceprints = voiceprints_of(protocol, vectors)
+    voiceprints = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probe = np.stack([vectors[u.utt_id] for u in tests])
     scorer = scorer or Scorer("none", 0, {}, {})
@@ -192,14 +209,22 @@ def score_population(
     scorer: Scorer,
     channel: str,
     speech: dict[str, float] | None = None,
+    claim_vectors: dict[str, FloatArray] | None = None,
+    view_cohort: bool = False,
+    population_limit: int | None = None,
 ) -> TrialScores:
     """Trials normalised as the service does it: against a fixed-size cohort of up to
     `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
-    topped up from the shipped cohort.
+    topped up from the shipped cohort. `population_limit` puts at most that many enrolled
+    voiceprints in each cohort: the regime of a deployment with that many callers enrolled.
 
     The claimed speaker is never in their own cohort (as in the service), and neither is the
     test speaker's own voiceprint: in the field most impostors are not enrolled, and leaving their
-    voiceprint in the cohort would flatter the figures.
+    voiceprint in the cohort would flatter the figures. With `claim_vectors` the claimed voiceprint
+    is built from them (`claimed_voiceprints`) while the cohort keeps the population's voiceprints,
+    as the service's cohort holds each member's main voiceprint; with `view_cohort` the cohort's
+    population members are those claimed voiceprints too (a cohort that serves phone views to phone
+    calls, which the service does not do yet).
     """
     from voiceid.verify.cohort import sample_order
     from voiceid.verify.normalisation import normalise_scores
@@ -213,12 +238,15 @@ def score_population(
     index = {s: i for i, s in enumerate(speakers)}
     owner = np.array([index.get(u.speaker_id, -1) for u in tests])
     shipped = scorer.cohorts[channel]
-    union = np.concatenate([voiceprints[order], shipped])  # population in sampling order, then shipped
-    vp_vs_union = cosine_matrix(voiceprints, union)
+    claimed = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
+    members = claimed if view_cohort else voiceprints
+    union = np.concatenate([members[order], shipped])  # population in sampling order, then shipped
+    vp_vs_union = cosine_matrix(claimed, union)
     probe_vs_union = cosine_matrix(probes, union)
-    raw = cosine_matrix(probes, voiceprints).astype(np.float64)
+    raw = cosine_matrix(probes, claimed).astype(np.float64)
     scores = np.zeros((len(tests), len(speakers)), dtype=np.float32)
     n_pop, size = len(speakers), scorer.cohort_size
+    limit = size if population_limit is None else min(size, population_limit)
     for j in range(len(speakers)):
         for o in np.unique(owner):
             rows = np.flatnonzero(owner == o)
@@ -226,7 +254,7 @@ def score_population(
             keep[rank[j]] = False
             if o >= 0:
                 keep[rank[o]] = False
-            taken = np.flatnonzero(keep)[:size]
+            taken = np.flatnonzero(keep)[:limit]
             members = np.concatenate([taken, n_pop + np.arange(min(len(shipped), max(0, size - len(taken))))])
             scores[rows, j] = normalise_scores(
                 raw[rows, j : j + 1],
@@ -272,6 +300,11 @@ class EvalRun:
     channel: str  # evaluation channel: clean, g711-ulaw, g711-alaw
     service_channel: str  # the service's name for it: phone or wideband
     speech: dict[str, float] = field(default_factory=dict)  # utt_id -> net speech (s)
+    enrol_channel: str | None = None  # channel of the enrolment audio when it differs (--enrol-channel)
+    # Enrolment embeddings the claimed voiceprint is built from instead (the service's phone view of
+    # wideband enrolment audio, scored against phone calls); None: the voiceprint itself.
+    claim_vectors: dict[str, FloatArray] | None = None
+    view_cohort: bool = False  # the population cohort holds the claim voiceprints too (score_population)
 
     def scorer(
         self,
@@ -284,14 +317,30 @@ class EvalRun:
         return Scorer(norm, top_n, cohorts, calibrations or {}, cohort_size)
 
     def trials(
-        self, norm: NormMethod, top_n: int, cohort_source: str = "builtin", cohort_size: int = 1000
+        self,
+        norm: NormMethod,
+        top_n: int,
+        cohort_source: str = "builtin",
+        cohort_size: int = 1000,
+        population_limit: int | None = None,
     ) -> TrialScores:
         scorer = self.scorer(norm, top_n, cohort_size=cohort_size)
         if cohort_source == "builtin" or norm == "none":
-            return score_protocol(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
+            return score_protocol(
+                self.protocol, self.vectors, scorer, self.service_channel, self.speech, self.claim_vectors
+            )
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
-        return score_population(self.protocol, self.vectors, scorer, self.service_channel, self.speech)
+        return score_population(
+            self.protocol,
+            self.vectors,
+            scorer,
+            self.service_channel,
+            self.speech,
+            self.claim_vectors,
+            self.view_cohort,
+            population_limit,
+        )
 
 
 def embed_run(
@@ -302,18 +351,47 @@ def embed_run(
     cohort_utterances: list[Utterance] | None,
     progress: Progress = lambda it: it,
     speech: SpeechFn | None = None,
+    enrol_channel: str | None = None,
+    phone_view: bool = False,
 ) -> EvalRun:
+    """Embed the protocol: probes (and the cohort) through `channel`, the enrolment audio through
+    `enrol_channel` (default: the same). The service picks cohort and calibration by the probe's
+    channel, so the run's `service_channel` is the probe's. With `phone_view`, a wideband enrolment
+    scored against phone probes uses the voiceprint of its G.711 view, as the service does
+    (`voiceid.enrolment.views`)."""
     import soundfile as sf
 
-    utterances = [u for utts in protocol.enrolment.values() for u in utts] + protocol.tests
-    vectors, failures = embed_utterances(utterances, channel, embed, cache, progress)
-    net_speech = measure_utterances(utterances, channel, speech, cache, progress) if speech is not None else {}
+    enrol_channel = enrol_channel or channel
+    enrolment = [u for utts in protocol.enrolment.values() for u in utts]
+    vectors: dict[str, FloatArray] = {}
+    failures: dict[str, str] = {}
+    net_speech: dict[str, float] = {}
+    for utterances, through in ((enrolment, enrol_channel), (protocol.tests, channel)):
+        got, failed = embed_utterances(utterances, through, embed, cache, progress)
+        vectors.update(got)
+        failures.update(failed)
+        if speech is not None:
+            net_speech.update(measure_utterances(utterances, through, speech, cache, progress))
     cohort = None
     if cohort_utterances:
         cohort_vectors, _ = embed_utterances(cohort_utterances, channel, embed, cache, progress)
         cohort = np.stack(list(cohort_vectors.values()))
     rate = int(sf.info(str(protocol.tests[0].path)).samplerate)
-    return EvalRun(protocol, vectors, failures, cohort, channel, service_channel(channel, rate), net_speech)
+    probe_channel = service_channel(channel, rate)
+    claim_vectors = None
+    if phone_view and service_channel(enrol_channel, rate) == WIDEBAND and probe_channel == PHONE:
+        claim_vectors, _ = embed_utterances(enrolment, PHONE_VIEW_CHANNEL, embed, cache, progress)
+    return EvalRun(
+        protocol,
+        vectors,
+        failures,
+        cohort,
+        channel,
+        probe_channel,
+        net_speech,
+        enrol_channel if enrol_channel != channel else None,
+        claim_vectors,
+    )
 
 
 def cross_validated_cllr(trials: TrialScores) -> float:

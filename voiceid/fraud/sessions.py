@@ -38,14 +38,24 @@ class ReviewSessions:
         return session_id
 
     def is_live(self, session_id: str, key_id: str) -> bool:
-        """The session exists, has not expired, belongs to `key_id`, and that key still exists."""
+        """The session exists, has not expired, belongs to `key_id`, and that key still exists and is
+        still usable: a session ends with its key's revocation or expiry, not only at its own."""
+        now = self.service.clock()
         with self.service.db.transaction() as session:
-            row = session.scalar(
-                select(ReviewSessionRow)
+            found = session.execute(
+                select(ReviewSessionRow, ApiKey)
                 .join(ApiKey, ApiKey.id == ReviewSessionRow.key_id)
                 .where(ReviewSessionRow.id_hash == _hash(session_id))
+            ).first()
+            if found is None:
+                return False
+            row, key = found
+            return (
+                row.key_id == key_id
+                and row.expires_at > now
+                and key.revoked_at is None
+                and (key.expires_at is None or key.expires_at > now)
             )
-            return row is not None and row.key_id == key_id and row.expires_at > self.service.clock()
 
     def close(self, session_id: str) -> None:
         with self.service.db.transaction() as session:

@@ -32,6 +32,7 @@ KIND_TEXT = {
     ReviewKind.DUPLICATE_IDENTITY: "Same voice enrolled under another identity",
     ReviewKind.WATCHLIST_MATCH: "Enrolment voice matches the watchlist",
     ReviewKind.LINKED_VOICE: "One voice on several identities",
+    ReviewKind.SPOOF_SUSPECTED: "Countermeasure doubts the enrolment audio (synthetic or converted?)",
 }
 
 QUALITY_ROWS = (

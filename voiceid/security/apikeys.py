@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import zxcvbn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -47,12 +48,28 @@ class ApiKeyView:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
+# zxcvbn's matching is quadratic in the length; 72 characters of a random key are far above any
+# threshold, so a longer secret is judged on its first 72 (an underestimate, never an overestimate).
+ZXCVBN_MAX_CHARS = 72
+
+
 def estimated_bits(secret: str) -> float:
-    """A deliberately simple strength estimate: length x log2(size of the character classes used),
-    capped by the number of distinct characters (so "aaaa..." or "abab..." score low). A key from
-    `secrets.token_urlsafe(32)` scores about 256 bits, a typed password far less."""
+    """A strength estimate: the lower of (a) length x log2(size of the character classes used),
+    capped by the number of distinct characters (so "aaaa..." or "abab..." score low), and (b)
+    zxcvbn's guess count, which knows sequences ("abcdef...0123"), keyboard walks ("qwerty..."),
+    repeats, dates and common words, all of which (a) alone rates by length. A key from
+    `secrets.token_urlsafe(32)` scores well above 128 bits, a typed password far less."""
     if not secret:
         return 0.0
+    return min(_class_bits(secret), _pattern_bits(secret))
+
+
+def _pattern_bits(secret: str) -> float:
+    result = zxcvbn.zxcvbn(secret[:ZXCVBN_MAX_CHARS])
+    return float(result["guesses_log10"]) * math.log2(10)
+
+
+def _class_bits(secret: str) -> float:
     pool = 0
     for chars in (string.ascii_lowercase, string.ascii_uppercase, string.digits):
         if any(c in chars for c in secret):

@@ -137,7 +137,7 @@ def record(db: Database, action: AuditAction, target: str | None, details: dict[
 @dataclass(frozen=True)
 class Problem:
     seq: int
-    kind: str  # EDITED | BROKEN_LINK | MISSING | HEAD_MISMATCH
+    kind: str  # EDITED | BROKEN_LINK | MISSING | HEAD_MISMATCH | HEAD_MISSING | EMPTY
     detail: str
 
 
@@ -175,7 +175,15 @@ def verify(session: Session, batch: int = 1000) -> Verdict:
                 problems.append(Problem(row.seq, "EDITED", "the row's content does not match its hash"))
             expected_seq, prev_hash, last_seq = row.seq + 1, row.hash, row.seq
         after = chunk[-1].seq
-    head = session.scalars(select(AuditHead).where(AuditHead.name == HEAD)).one()
+    if rows == 0:
+        # Every running service records at least its admin key's creation: an empty trail was
+        # never used or was wiped, and either way it vouches for nothing.
+        problems.append(Problem(0, "EMPTY", "the audit trail holds no rows: nothing was recorded, or it was wiped"))
+    head = session.scalars(select(AuditHead).where(AuditHead.name == HEAD)).one_or_none()
+    if head is None:
+        if rows:
+            problems.append(Problem(last_seq, "HEAD_MISSING", f"the chain ends at row {last_seq} but its head is gone"))
+        return Verdict(rows, 0, GENESIS, problems)
     if head.seq != last_seq or head.hash != prev_hash:
         problems.append(
             Problem(head.seq, "HEAD_MISMATCH", f"the head says row {head.seq}, the chain ends at row {last_seq}")

@@ -11,10 +11,13 @@ worker; docs/security.md gives the arithmetic.
 from __future__ import annotations
 
 import ipaddress
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from voiceid.errors import ErrorCode, VoiceIdError
 
 
 def client_key(host: str | None) -> str:
@@ -67,3 +70,16 @@ class FailureThrottle:
 
     def __len__(self) -> int:
         return len(self._clients)
+
+
+def check_throttle(throttle: FailureThrottle | None, host: str | None) -> None:
+    """Refuse a client address that failed too often, before looking at its credentials: the right
+    key sent after a burst of wrong ones is refused too, or throttling would not slow guessing.
+    Every transport calls this (HTTP, review sign-in, Twilio streams, AudioSocket)."""
+    wait = None if throttle is None else throttle.retry_after(host)
+    if wait is not None:
+        raise VoiceIdError(
+            ErrorCode.AUTH_THROTTLED,
+            "too many failed authentications from this address; try again later",
+            retry_after_s=max(1, math.ceil(wait)),
+        )

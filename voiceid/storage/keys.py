@@ -20,6 +20,17 @@ same transaction, just before its COMMIT. If the key store fails, the database t
 back and nothing was erased; if the COMMIT itself then fails, the rows stay but can no longer be
 decrypted - erased all the same (readers treat such rows as absent, a retried erasure deletes them).
 
+A key store on PostgreSQL (VOICEID_KEYSTORE_URL=postgresql://...) is an MVCC table: a DELETE leaves
+the row as a dead tuple in its page, and even after a plain VACUUM the bytes of a removed tuple can
+stay in the page's free space. So every destruction (and every master-key re-wrap) is followed, once
+the DELETE has committed, by `VACUUM (FULL)` of `data_keys`: the table is rewritten from its live
+rows alone into a new file and the old one is unlinked, so no page of the key store holds a
+destroyed key (tests/api/test_erasure_shredding.py reads them with `pageinspect`). A transaction
+holding an older snapshot in the key-store database would keep the dead row alive through the
+rewrite, which is why the key store belongs in a database of its own. What stays outside the
+service's reach (WAL segments until recycled, archived WAL, replicas, backups, the unlinked file's
+blocks) and what the operator configures for it is in docs/security.md.
+
 Watchlist entries are not a speaker's: each entry has a data key of its own (owner
 `watchlist:<entry id>`), destroyed when the entry is deleted, and none is erased with a speaker.
 """
@@ -27,6 +38,7 @@ Watchlist entries are not a speaker's: each entry has a data key of its own (own
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -46,7 +58,7 @@ from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table, c
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceid.config import Settings
@@ -67,6 +79,8 @@ MAGIC = b"VIDE"
 KEY_ID_BYTES = 16
 HEADER_BYTES = len(MAGIC) + KEY_ID_BYTES
 SHRED_INFO_KEY = "voiceid_shred_owners"
+
+log = logging.getLogger(__name__)
 NEXT_SUFFIX = ".next"
 
 
@@ -191,11 +205,33 @@ def _now() -> datetime:
 class KeyStore:
     """Wrapped data keys by owner. Every write is its own short transaction."""
 
-    def __init__(self, url: str, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = 30.0, checkpoint_after_erase: bool = False) -> None:
         self.url = url
         self.engine = _keystore_engine(url, busy_timeout_s)
         self._reader = _keystore_engine(url, busy_timeout_s, writer=False)
+        self._checkpoint = checkpoint_after_erase
         _metadata.create_all(self.engine)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def compact(self) -> None:
+        """PostgreSQL: rewrite `data_keys` from its live rows (see the module notes), then, when
+        configured, CHECKPOINT so the WAL segments that held destroyed keys can be removed."""
+        if not self.is_postgresql:
+            return  # SQLite: secure_delete overwrote the rows in place at commit
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # A plain VACUUM first: measured on PostgreSQL 15, a VACUUM FULL straight after the DELETE
+            # copied the just-deleted row into the new file as "recently dead", while a plain VACUUM
+            # removes it; the FULL rewrite then leaves no trace of it in the table's pages.
+            conn.exec_driver_sql(f"VACUUM {data_keys.name}")
+            conn.exec_driver_sql(f"VACUUM (FULL) {data_keys.name}")
+            if self._checkpoint:
+                try:
+                    conn.exec_driver_sql("CHECKPOINT")
+                except DBAPIError as exc:  # needs superuser or pg_checkpoint (PostgreSQL 15+)
+                    log.warning("key store: CHECKPOINT after erasure refused: %s", exc.orig)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -251,6 +287,8 @@ class KeyStore:
         with self._write() as conn:
             ids = list(conn.scalars(select(data_keys.c.key_id).where(data_keys.c.owner.in_(owners))))
             conn.execute(delete(data_keys).where(data_keys.c.owner.in_(owners)))
+        if ids:
+            self.compact()
         return ids
 
     def all_rows(self) -> list[tuple[str, str, bytes, str]]:
@@ -288,6 +326,8 @@ class KeyStore:
                     )
                 )
                 changed += 1
+        if changed:
+            self.compact()  # the rows wrapped under the old master are dead tuples until then
         return changed
 
     def dispose(self) -> None:
@@ -502,7 +542,7 @@ def master_keys_from_settings(settings: Settings) -> MasterKeys:
 
 def vault_from_settings(settings: Settings, masters: MasterKeys | None = None) -> Vault:
     return Vault(
-        KeyStore(keystore_url(settings), settings.keystore_busy_timeout_s),
+        KeyStore(keystore_url(settings), settings.keystore_busy_timeout_s, settings.keystore_checkpoint_after_erase),
         masters or master_keys_from_settings(settings),
         settings.keystore_cache_keys,
         settings.keystore_cache_s,

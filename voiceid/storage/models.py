@@ -1,5 +1,6 @@
-"""SQLAlchemy tables. Biometric blobs live only in `enrolment_embeddings` and `speakers.voiceprint`,
-both encrypted; the score log (`verifications`) holds no vector and survives speaker erasure."""
+"""SQLAlchemy tables. Biometric blobs live only in `enrolment_embeddings` (`ciphertext`, `phone_view`) and
+`speakers` (`voiceprint`, `phone_voiceprint`), all encrypted; the score log (`verifications`) holds no
+vector and survives speaker erasure."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from voiceid.statuses import CallMode, CallStatus, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
+from voiceid.statuses import CallMode, CallStatus, CmCheck, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -104,6 +105,9 @@ class Speaker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     voiceprint_used_at: Mapped[datetime | None] = mapped_column(default=None)  # 0005: retention clock
+    # 0019b: the voiceprint of the enrolment audio's G.711 view, scored against phone calls when the
+    # enrolment came over a wideband line (sealed like `voiceprint`, same model version and key).
+    phone_voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class EnrolmentEmbedding(Base):
@@ -115,6 +119,8 @@ class EnrolmentEmbedding(Base):
     net_speech_s: Mapped[float] = mapped_column(Float)
     quality: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0019b: the sealed embedding of this utterance's G.711 view (wideband audio only).
+    phone_view: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class Verification(Base):
@@ -147,9 +153,19 @@ class Verification(Base):
     cm_score: Mapped[float | None] = mapped_column(Float, default=None)
     cm_version: Mapped[str | None] = mapped_column(String(64), default=None)
     replay_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # 0018_cm_check: the CM threshold of the call's channel, and FLAGGED / PASSED / SKIPPED (CmCheck).
+    cm_threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    cm_check: Mapped[CmCheck | None] = mapped_column(EnumText(CmCheck, 8), default=None)
+    # 0022_challenges (issue 22): the spoken challenge of this call, the prompt and what was heard.
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    challenge_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_prompt: Mapped[str | None] = mapped_column(String(16), default=None)
+    challenge_heard: Mapped[str | None] = mapped_column(String(64), default=None)
+    challenge_score: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
+        Index("ix_verifications_cm_check_created", "cm_check", "created_at"),
         Index("ix_verifications_speaker_created", "speaker_ref", "created_at"),
     )
 
@@ -167,6 +183,7 @@ class Call(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[dict[str, Any] | None]
+    challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)  # 0022_challenges
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The caller's number or SIP AOR (migration 0023): SIPREC scores that participant's stream.
@@ -296,6 +313,20 @@ class PinnedDecisionData(Base):
 
 
 # --- decision policy (migration 0004_policy) ---------------------------------------------------
+
+
+class SelfCalibrationSnapshot(Base):
+    """The self-calibration fitted on the population's own non-target trials (verify/selfcal.py):
+    per channel and band, the shift of the regime calibration it corrects. No biometric data: counts,
+    shifts and the ids of what it was fitted against. Every replica applies the newest one."""
+
+    __tablename__ = "self_calibrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(32))  # content hash of `body`
+    cohort_snapshot_id: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CohortSnapshot(Base):
@@ -438,3 +469,21 @@ class IndexSnapshotChunk(Base):
     snapshot_id: Mapped[str] = mapped_column(ForeignKey("index_snapshots.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Challenge(Base):
+    """A spoken challenge issued to one speaker (issue 22): a random prompt, single use, short-lived.
+    `speaker_ref` is the client's reference, like the score log's: a row holds no biometric data."""
+
+    __tablename__ = "challenges"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # secrets.token_hex(16)
+    speaker_ref: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(String(16))  # digits, e.g. "471902"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    verification_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    api_key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    __table_args__ = (Index("ix_challenges_speaker_expires", "speaker_ref", "expires_at"),)

@@ -17,10 +17,12 @@ from sqlalchemy import Select, String, and_, cast, delete, func, inspect, or_, s
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
-from voiceid.statuses import SpeakerStatus
+from voiceid.enrolment.views import ChannelSample
+from voiceid.statuses import CmCheck, SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
+from voiceid.verify.cohort import PHONE
 
 KEY_PREFIX = "vid_"
 
@@ -122,10 +124,18 @@ def add_enrolment_embedding(
     model_version: str,
     net_speech_s: float,
     quality: dict[str, Any],
+    phone_view: npt.NDArray[np.float32] | None = None,
 ) -> EnrolmentEmbedding:
     row_id = new_id()
     blob = vault.seal_vector(
         speaker_owner(speaker.id), vector, associated_data("enrolment_embedding", row_id, model_version)
+    )
+    view = (
+        None
+        if phone_view is None
+        else vault.seal_vector(
+            speaker_owner(speaker.id), phone_view, associated_data("enrolment_phone_view", row_id, model_version)
+        )
     )
     row = EnrolmentEmbedding(
         id=row_id,
@@ -134,13 +144,52 @@ def add_enrolment_embedding(
         ciphertext=blob,
         net_speech_s=net_speech_s,
         quality=quality,
+        phone_view=view,
     )
     session.add(row)
     session.flush()
     return row
 
 
-def enrolment_samples(session: Session, vault: Vault, speaker: Speaker, model_version: str) -> list[EnrolmentSample]:
+def enrolment_qualities(session: Session, speaker: Speaker, model_version: str) -> list[dict[str, Any]]:
+    """The quality record of each enrolment file (it holds the file's countermeasure result)."""
+    return list(
+        session.scalars(
+            select(EnrolmentEmbedding.quality).where(
+                EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version
+            )
+        ).all()
+    )
+
+
+def enrolment_samples(
+    session: Session, vault: Vault, speaker: Speaker, model_version: str, exclude_cm_flagged: bool = False
+) -> list[EnrolmentSample]:
+    """The enrolment embeddings; `exclude_cm_flagged` leaves out files the countermeasure flagged
+    (kept out of the voiceprint while the enrolment as a whole is in doubt, antispoof/checks.py)."""
+    rows = session.scalars(
+        select(EnrolmentEmbedding)
+        .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)
+        .order_by(EnrolmentEmbedding.created_at, EnrolmentEmbedding.id)
+    ).all()
+    samples = []
+    for row in rows:
+        if exclude_cm_flagged and (row.quality or {}).get("cm_flagged"):
+            continue
+        try:
+            vector = vault.open_vector(
+                row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)
+            )
+        except KeyShreddedError:
+            continue  # left by an erasure whose commit failed after its key was destroyed: erased
+        samples.append(EnrolmentSample(vector, row.net_speech_s))
+    return samples
+
+
+def enrolment_channel_samples(
+    session: Session, vault: Vault, speaker: Speaker, model_version: str
+) -> list[ChannelSample]:
+    """Each enrolment utterance's embedding with the channel it arrived on and its phone view."""
     rows = session.scalars(
         select(EnrolmentEmbedding)
         .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)
@@ -152,10 +201,46 @@ def enrolment_samples(session: Session, vault: Vault, speaker: Speaker, model_ve
             vector = vault.open_vector(
                 row.ciphertext, associated_data("enrolment_embedding", row.id, row.model_version)
             )
+            view = (
+                None
+                if row.phone_view is None
+                else vault.open_vector(
+                    row.phone_view, associated_data("enrolment_phone_view", row.id, row.model_version)
+                )
+            )
         except KeyShreddedError:
             continue  # left by an erasure whose commit failed after its key was destroyed: erased
-        samples.append(EnrolmentSample(vector, row.net_speech_s))
+        samples.append(ChannelSample(vector, str((row.quality or {}).get("channel", "")), view))
     return samples
+
+
+def set_phone_voiceprint(
+    session: Session, vault: Vault, speaker: Speaker, vector: npt.NDArray[np.float32] | None, model_version: str
+) -> None:
+    """The phone-view voiceprint, under the same key and model version as the voiceprint (None: none)."""
+    speaker.phone_voiceprint = (
+        None
+        if vector is None
+        else vault.seal_vector(
+            speaker_owner(speaker.id), vector, associated_data("phone_voiceprint", speaker.id, model_version)
+        )
+    )
+    session.flush()
+
+
+def voiceprint_for_channel(
+    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True
+) -> npt.NDArray[np.float32] | None:
+    """The voiceprint a call on `channel` is scored against: the phone-view voiceprint for a phone
+    call when the enrolment had one (wideband enrolment audio) and `phone_view` is on, else the
+    voiceprint."""
+    version = speaker.voiceprint_model_version
+    if phone_view and channel == PHONE and speaker.phone_voiceprint is not None and version is not None:
+        try:
+            return vault.open_vector(speaker.phone_voiceprint, associated_data("phone_voiceprint", speaker.id, version))
+        except KeyShreddedError:
+            return None  # erased, as in get_voiceprint
+    return get_voiceprint(vault, speaker)
 
 
 def set_voiceprint(
@@ -198,6 +283,7 @@ def erase_biometrics(session: Session, speaker: Speaker) -> None:
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
     session.execute(delete(VoiceFingerprint).where(VoiceFingerprint.speaker_id == speaker.id))  # replay fingerprints
     speaker.voiceprint = None
+    speaker.phone_voiceprint = None
     speaker.voiceprint_model_version = None
     speaker.lockout_weight = 0.0
     speaker.locked_at = None
@@ -233,6 +319,7 @@ class VerificationFilter:
     min_score: float | None = None
     max_score: float | None = None
     reason: str | None = None  # one of voiceid.verify.decision.Reason (validated by the callers)
+    cm_flagged: bool | None = None  # True: cm_check FLAGGED; False: PASSED (skipped / off match neither)
 
 
 def encode_cursor(row: Verification) -> str:
@@ -266,6 +353,8 @@ def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
         # Reasons are a JSON list of fixed upper-case codes; matching the quoted code in its text
         # works the same on SQLite and PostgreSQL.
         query = query.where(cast(Verification.reasons, String).like(f'%"{f.reason}"%'))
+    if f.cm_flagged is not None:
+        query = query.where(Verification.cm_check == (CmCheck.FLAGGED if f.cm_flagged else CmCheck.PASSED))
     return query
 
 

@@ -9,7 +9,7 @@ head and the key present and changes nothing. SQLite: every transaction already 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from alembic import command
@@ -58,10 +58,14 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(
-    db: Database, settings: Settings, pins: Mapping[str, str] | None = None, repin: bool = False
+    db: Database,
+    settings: Settings,
+    pins: Mapping[str, str] | Callable[[Session], Mapping[str, str]] | None = None,
+    repin: bool = False,
 ) -> UpgradeReport:
     """Bring the schema to head, bootstrap VOICEID_ADMIN_KEY and pin the decision data (only where
-    nothing is pinned yet, unless `repin`). Idempotent."""
+    nothing is pinned yet, unless `repin`). Idempotent. `pins` may be a function of the migrated
+    database (what the replicas will run depends on what is enrolled: models/selection.py)."""
     config = _config()
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -76,9 +80,26 @@ def upgrade(
                 apikeys.bootstrap_admin_in(
                     session, settings.admin_key.get_secret_value(), utcnow(), settings.admin_key_min_bits
                 )
-            pinned = pin_decision_data(session, pins or {}, overwrite=repin)
+            wanted = pins(session) if callable(pins) else (pins or {})
+            pinned = pin_decision_data(session, wanted, overwrite=repin)
             session.flush()
     return UpgradeReport(before, after, settings.admin_key is not None, pinned)
+
+
+def replica_decision_versions(settings: Settings, session: Session) -> dict[str, str]:
+    """The decision-data hashes a replica started with `settings` on this database will hold: its
+    backend resolved exactly as `VoiceIdService.from_settings` resolves it (`auto`: sticky to what
+    is enrolled, else the CPU's fastest), its model version, and the cohort and calibration for
+    that version. `db upgrade` pins these, so replicas on their defaults start."""
+    from voiceid.models.embedder import backend_model_version
+    from voiceid.models.selection import resolve_service_backend
+    from voiceid.storage.repositories import voiceprint_versions
+    from voiceid.verify.policy import build_policy, build_scorer
+    from voiceid.verify.versions import decision_versions
+
+    choice = resolve_service_backend(settings.inference_backend, settings.model_dir, voiceprint_versions(session))
+    scorer = build_scorer(settings, backend_model_version(settings.model_dir, choice.backend))
+    return decision_versions(scorer, build_policy(settings, scorer))
 
 
 def pin_decision_data(session: Session, hashes: Mapping[str, str], overwrite: bool) -> dict[str, str]:

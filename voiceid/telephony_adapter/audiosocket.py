@@ -9,6 +9,11 @@ A verification hangs up as soon as it is decided, so `AudioSocket()` returns and
 on (reading the outcome with GET /v1/calls/{uuid}, or being told by the webhook). An enrolment
 listens until the caller's hang-up frame and commits only then; a connection that just closes
 commits nothing.
+
+A connection holds no stream slot until its UUID frame has named a bound call (limits.py): until
+then it counts as waiting to authenticate, capped per address and in all. A UUID that names no
+bound call counts as a failed authentication toward the address's throttle (guessing UUIDs is
+guessing credentials), and a throttled address is refused before its UUID is looked up.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import logging
 import uuid
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.security.throttle import FailureThrottle, check_throttle
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.calls import CallRegistry, CallView
 from voiceid.telephony_adapter.frames import HEADER, Frame, FrameError, Kind, check_frame, encode_frame
-from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
+from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,12 @@ class AudioSocketServer:
         self.registry = CallRegistry(service.ctx, service.speakers)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self.slots = StreamSlots(service.settings.max_streams)
+        settings = service.settings
+        self.slots = StreamSlots(settings.max_streams)
+        self.gate = PreAuthGate.from_settings(settings)
+        self.throttle = FailureThrottle(
+            settings.auth_fail_limit, settings.auth_fail_window_s, settings.auth_throttle_clients
+        )
         self.timeouts = StreamTimeouts.from_settings(service.settings)
 
     async def start(self, host: str, port: int) -> int:
@@ -77,16 +88,20 @@ class AudioSocketServer:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else None
         try:
-            self.slots.acquire()
+            check_throttle(self.throttle, host)
+            self.gate.enter(host)
         except VoiceIdError as exc:
             await self._refuse(writer, exc)
             writer.close()
             if task is not None:
                 self._connections.discard(task)
             return
+        held = _Held(self, host)
         try:
-            await self._call(reader, writer)
+            await self._call(reader, writer, held)
         except Exception:
             # One broken call must not take the server down.
             log.exception("audiosocket connection failed")
@@ -97,7 +112,7 @@ class AudioSocketServer:
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
-            self.slots.release()
+            held.release()
 
     async def _send(self, writer: asyncio.StreamWriter, *frames: bytes) -> None:
         if writer.is_closing():
@@ -117,7 +132,7 @@ class AudioSocketServer:
         with contextlib.suppress(TimeoutError, FrameError):
             await asyncio.wait_for(until_closed(), LINGER_S)
 
-    async def _call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, held: _Held) -> None:
         try:
             # Asterisk sends the UUID frame straight after connecting; a silent connection is not a call.
             first = await asyncio.wait_for(read_frame(reader), self.timeouts.start_s)
@@ -135,6 +150,23 @@ class AudioSocketServer:
             await self._refuse(writer, VoiceIdError(ErrorCode.INVALID_MESSAGE, "the first frame must be the call UUID"))
             return
         call_id = uuid.UUID(bytes=first.payload)
+        try:
+            # Looked up before a slot is taken; claimed (BOUND -> IN_PROGRESS) only with one.
+            await asyncio.to_thread(self.registry.check_claimable, call_id)
+        except VoiceIdError as exc:
+            log.info("audiosocket call %s refused: %s", call_id, exc.code)
+            if exc.code is ErrorCode.CALL_NOT_FOUND:
+                self.throttle.failed(held.host)
+            await self._refuse(writer, exc)
+            await self._linger(reader)
+            return
+        held.authenticated()
+        try:
+            self.slots.acquire()
+        except VoiceIdError as exc:
+            await self._refuse(writer, exc)  # the call stays BOUND: Asterisk may retry it
+            return
+        held.holds_slot = True
         try:
             call = await asyncio.to_thread(self.registry.claim, call_id)
         except VoiceIdError as exc:
@@ -158,7 +190,9 @@ class AudioSocketServer:
             elif event["event"] == "decision":
                 await self._send(writer, encode_frame(Kind.HANGUP))
 
-        session = CallSession(self.service, call.speaker_id, call.mode, PCM16LE_8K, emit, call.api_key_id)
+        session = CallSession(
+            self.service, call.speaker_id, call.mode, PCM16LE_8K, emit, call.api_key_id, challenge_id=call.challenge_id
+        )
         clean = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.wall_s
@@ -202,6 +236,28 @@ class AudioSocketServer:
             await self._linger(reader)
         if session.outcome is None:
             await asyncio.to_thread(self.registry.finish, call_id, None)
+
+
+class _Held:
+    """What one connection holds: a place in the pre-auth gate until its call is found, then a
+    stream slot."""
+
+    def __init__(self, server: AudioSocketServer, host: str | None) -> None:
+        self.server = server
+        self.host = host
+        self.waiting = True
+        self.holds_slot = False
+
+    def authenticated(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.server.gate.leave(self.host)
+
+    def release(self) -> None:
+        self.authenticated()
+        if self.holds_slot:
+            self.holds_slot = False
+            self.server.slots.release()
 
 
 async def serve(service: VoiceIdService, host: str, port: int) -> None:

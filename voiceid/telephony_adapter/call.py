@@ -85,10 +85,14 @@ class CallSession:
         fmt: StreamFormat,
         emit: Emit,
         api_key_id: str | None = None,
+        challenge_id: str | None = None,
     ) -> None:
         self.service = service
         self.speaker_id = speaker_id
         self.mode = mode
+        # A call answering a spoken challenge is decided on all its audio (the whole prompt must
+        # be heard), never early on an interim.
+        self.challenge_id = challenge_id
         self.fmt = fmt
         self.api_key_id = api_key_id
         self._emit = emit
@@ -107,6 +111,7 @@ class CallSession:
         self._lock = asyncio.Lock()
         self.outcome: Event | None = None  # the decision / enrolment / error event, once there is one
         self.finished = False  # no more audio is used: decided, ended, or dropped
+        self.abandoned: VerificationView | None = None  # the attempt logged when a scored stream dropped
 
     def _whole_samples(self, n_bytes: float) -> int:
         return int(n_bytes) // self.fmt.bytes_per_sample * self.fmt.bytes_per_sample
@@ -145,9 +150,13 @@ class CallSession:
 
     async def end(self, clean: bool) -> None:
         """The stream is over. Clean (stop message, caller hang-up frame, time limit): decide on all
-        the audio, or commit the enrolment. Not clean (the connection dropped): drop everything."""
+        the audio, or commit the enrolment. Not clean (the connection dropped): an enrolment drops
+        everything; a verification that has scored audio and has no outcome yet is logged and
+        counted as an abandoned attempt (`verify.decision.abandon`), nothing is sent."""
         if not clean:
             self.finished = True
+            if self.mode is CallMode.VERIFY:
+                await self._count_abandoned()
             return
         if self._interim is not None and not self._interim.done():
             # Its result may be the decision already (or the embedding of exactly this audio).
@@ -162,8 +171,16 @@ class CallSession:
                     utterance = self._latest[1] if self._latest and self._latest[0] == len(data) else None
                     if utterance is None:
                         utterance = await self._final(self.service.embed, data, self.fmt.content_type)
+                    heard = await self._final(
+                        self.service.verifications.hear, self.speaker_id, self.challenge_id, data, self.fmt.content_type
+                    )
                     view = await self._final(
-                        self.service.verifications.decide, self.speaker_id, utterance, self.api_key_id
+                        self.service.verifications.decide,
+                        self.speaker_id,
+                        utterance,
+                        self.api_key_id,
+                        self.challenge_id,
+                        heard,
                     )
                     event = decision_event(view, len(data) / self.fmt.bytes_per_second, early=False)
                 else:
@@ -178,6 +195,28 @@ class CallSession:
             except VoiceIdError as exc:
                 event = error_event(exc)
             await self._conclude(event)
+
+    async def _count_abandoned(self) -> None:
+        if self._interim is not None and not self._interim.done():
+            # An interim in flight may be the first scored audio: let it finish (it sends nothing now).
+            await asyncio.shield(self._interim)
+        async with self._lock:
+            if self.outcome is not None or self._latest is None or self.abandoned is not None:
+                return
+            utterance = self._latest[1]
+            try:
+                # A challenge it was answering is spent unheard: a dropped call is no free retry.
+                self.abandoned = await self._final(
+                    self.service.verifications.decide,
+                    self.speaker_id,
+                    utterance,
+                    self.api_key_id,
+                    self.challenge_id,
+                    None,
+                    True,
+                )
+            except VoiceIdError as exc:
+                log.warning("abandoned stream for %s could not be logged: %s", self.speaker_id, exc.code)
 
     async def _final(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking service call off the event loop; wait out a full inference pool."""
@@ -229,7 +268,7 @@ class CallSession:
                 "state": preview.leaning.value,
             }
         )
-        if preview.outcome.decision is not Decision.INCONCLUSIVE:
+        if preview.outcome.decision is not Decision.INCONCLUSIVE and self.challenge_id is None:
             async with self._lock:
                 if self.finished:
                     return

@@ -42,6 +42,7 @@ class CallView:
     created_at: datetime
     updated_at: datetime
     api_key_id: str | None
+    challenge_id: str | None = None  # the spoken challenge the caller answers (issue 22)
     caller: str | None = None  # phone number / AOR: which SIPREC participant is the caller
 
     @classmethod
@@ -56,6 +57,7 @@ class CallView:
             created_at=row.created_at,
             updated_at=row.updated_at,
             api_key_id=row.api_key_id,
+            challenge_id=row.challenge_id,
             caller=row.caller,
         )
 
@@ -67,6 +69,7 @@ class CallView:
             "mode": self.mode,
             "status": self.status,
             "webhook_url": self.webhook_url,
+            "challenge_id": self.challenge_id,
             "caller": self.caller,
             "outcome": self.outcome,
             "created_at": self.created_at.isoformat(),
@@ -94,6 +97,7 @@ class CallRegistry:
         mode: CallMode,
         webhook_url: str | None,
         api_key_id: str | None,
+        challenge_id: str | None = None,
         caller: str | None = None,
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
@@ -129,6 +133,7 @@ class CallRegistry:
             row.mode = mode
             row.status = CallStatus.BOUND
             row.webhook_url = webhook_url
+            row.challenge_id = challenge_id
             row.api_key_id = api_key_id
             row.caller = caller
             row.outcome = None
@@ -142,6 +147,16 @@ class CallRegistry:
             if row is None:
                 raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
             return CallView.from_row(row)
+
+    def check_claimable(self, call_id: uuid.UUID) -> None:
+        """CALL_NOT_FOUND / CONFLICT as `claim` would raise them, without claiming: the AudioSocket
+        server takes a stream slot only for a call that exists."""
+        with self.ctx.db.transaction() as session:
+            row = session.get(Call, str(call_id))
+            if row is None:
+                raise VoiceIdError(ErrorCode.CALL_NOT_FOUND, f"no call {call_id} was bound (PUT /v1/calls/{call_id})")
+            if row.status != CallStatus.BOUND:
+                raise VoiceIdError(ErrorCode.CONFLICT, f"call {call_id} is {row.status}, not BOUND")
 
     def claim(self, call_id: uuid.UUID) -> CallView:
         """BOUND -> IN_PROGRESS for the connection that carries the call; a UUID serves one call."""

@@ -107,9 +107,11 @@ async def simulate_twilio(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout_s: float = 60.0,
     hold_s: float = 0.0,
+    challenge_id: str | None = None,
 ) -> SimulationResult:
     """One Twilio Media Stream. `cut_after_s` drops the connection (no `stop`) after that much audio;
-    `hold_s` keeps the line open with silence after the audio, until an outcome arrives."""
+    `hold_s` keeps the line open with silence after the audio, until an outcome arrives;
+    `challenge_id` is sent as the stream's customParameters.challenge_id."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -145,7 +147,12 @@ async def simulate_twilio(
             "streamSid": sid,
             "callSid": "CA" + uuid.uuid4().hex,
             "tracks": ["inbound"],
-            "customParameters": {"speaker_id": speaker_id, "mode": mode, "api_key": api_key},
+            "customParameters": {
+                "speaker_id": speaker_id,
+                "mode": mode,
+                "api_key": api_key,
+                **({} if challenge_id is None else {"challenge_id": challenge_id}),
+            },
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1},
         }
         await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": start}))

@@ -516,7 +516,9 @@ class SipServer:
             if dialog is not None:
                 await self._outcome(dialog, event)
 
-        session = CallSession(self.service, call.speaker_id, call.mode, fmt, emit, call.api_key_id)
+        session = CallSession(
+            self.service, call.speaker_id, call.mode, fmt, emit, call.api_key_id, challenge_id=call.challenge_id
+        )
         dialog = Dialog(call_id, binding, source, request, local_tag, siprec, caller_aor, session, receivers, None)
         self.dialogs[call_id] = dialog
         self.rtp_sessions += len(receivers)

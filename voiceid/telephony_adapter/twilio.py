@@ -6,7 +6,10 @@ Twilio sends JSON text messages: `connected`, `start` (stream metadata, the medi
 then one `decision` (verify) or `enrolment` (enrol), or an `error` with a stable code followed by a
 close: 1008 when the key or the request is refused (or `start` did not come within
 VOICEID_STREAM_START_TIMEOUT_S), 1007 for a malformed message, 1003 for a binary frame, 1011 when
-the service itself failed, 1013 when VOICEID_MAX_STREAMS calls are already in progress. A stream
+the service itself failed, 1013 when VOICEID_MAX_STREAMS calls are already in progress (or too many
+connections are waiting to authenticate). A connection holds no stream slot until its `start` has
+arrived and its key has been checked (limits.py); wrong keys count toward the per-address auth
+throttle, as on HTTP. A stream
 that goes quiet for VOICEID_STREAM_IDLE_TIMEOUT_S (or outlives VOICEID_STREAM_MAX_WALL_S) is
 decided on its audio so far (verify) or abandoned (enrol).
 """
@@ -26,12 +29,14 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from voiceid.api.auth import authorise
+from voiceid.api.auth import authenticate, permitted
+from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.security.throttle import FailureThrottle
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
-from voiceid.telephony_adapter.limits import StreamSlots, StreamTimeouts
+from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +119,9 @@ class StreamParameters(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     api_key: str = Field(min_length=1)
+    # A spoken challenge issued for this speaker (POST /v1/speakers/{id}/challenges): the caller's
+    # audio must say its prompt. A malformed id closes the stream as an invalid message.
+    challenge_id: str | None = Field(None, pattern=CHALLENGE_ID.pattern)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -128,12 +136,47 @@ class StreamClosed(Exception):
 
 
 class TwilioStream:
-    def __init__(self, ws: WebSocket, service: VoiceIdService) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        service: VoiceIdService,
+        slots: StreamSlots,
+        gate: PreAuthGate,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self.ws = ws
         self.service = service
+        self.slots = slots
+        self.gate = gate
+        self.throttle = throttle
+        self.host = ws.client.host if ws.client else None
         self.stream_sid: str | None = None
         self.session: CallSession | None = None
         self._send_lock = asyncio.Lock()
+        self._waiting = False  # counted in the pre-auth gate
+        self._holds_slot = False
+
+    def admit(self) -> None:
+        """Count this connection as waiting to authenticate (OVERLOADED when too many are)."""
+        self.gate.enter(self.host)
+        self._waiting = True
+
+    def _authenticated(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self.gate.leave(self.host)
+
+    def release(self) -> None:
+        self._authenticated()
+        if self._holds_slot:
+            self._holds_slot = False
+            self.slots.release()
+
+    async def _authenticate(self, secret: str, mode: CallMode) -> str:
+        """The key id of `secret` for a call in `mode`; a wrong key counts toward this address's
+        auth throttle, a throttled address is refused before its key is looked at."""
+        found = await authenticate(self.service, self.throttle, self.host, secret)
+        return permitted(found, (ROLE_FOR_MODE[mode],)).key_id
 
     async def emit(self, event: Event) -> None:
         async with self._send_lock:
@@ -245,8 +288,25 @@ class TwilioStream:
             )
             return
         try:
-            principal = await asyncio.to_thread(authorise, self.service, params.api_key, ROLE_FOR_MODE[params.mode])
-            session = CallSession(self.service, params.speaker_id, params.mode, ULAW_8K, self.emit, principal.key_id)
+            key_id = await self._authenticate(params.api_key, params.mode)
+        except VoiceIdError as exc:
+            await self.fail(exc, CLOSE_POLICY_VIOLATION)
+        self._authenticated()
+        try:
+            self.slots.acquire()  # only now: an unauthenticated connection never holds a slot
+        except VoiceIdError as exc:
+            await self.fail(exc, CLOSE_TRY_AGAIN_LATER)
+        self._holds_slot = True
+        try:
+            session = CallSession(
+                self.service,
+                params.speaker_id,
+                params.mode,
+                ULAW_8K,
+                self.emit,
+                key_id,
+                challenge_id=params.challenge_id,
+            )
             self.session = session
             await session.open()
         except VoiceIdError as exc:
@@ -272,10 +332,10 @@ class TwilioStream:
 @router.websocket("/v1/streams/twilio")
 async def twilio_stream(ws: WebSocket) -> None:
     await ws.accept()
-    stream = TwilioStream(ws, ws.app.state.service)
-    slots: StreamSlots = ws.app.state.stream_slots
+    state = ws.app.state
+    stream = TwilioStream(ws, state.service, state.stream_slots, state.preauth_gate, state.auth_throttle)
     try:
-        slots.acquire()
+        stream.admit()
     except VoiceIdError as exc:
         with contextlib.suppress(StreamClosed, RuntimeError, OSError):
             await stream.fail(exc, CLOSE_TRY_AGAIN_LATER)
@@ -288,4 +348,4 @@ async def twilio_stream(ws: WebSocket) -> None:
         with contextlib.suppress(StreamClosed, RuntimeError, OSError):
             await stream.fail(VoiceIdError(ErrorCode.INTERNAL_ERROR, "internal error"), CLOSE_INTERNAL_ERROR)
     finally:
-        slots.release()
+        stream.release()

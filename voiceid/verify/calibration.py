@@ -49,6 +49,13 @@ SPEECH_MIN_S = 0.5
 SPEECH_MAX_S = 60.0
 FEATURES = ("score", "log_probe_speech", "score_x_log_probe_speech")
 
+# Regimes `voiceid calibrate` fits by default: the raw cosine ("none") for a deployment with fewer than
+# 100 enrolled callers, AS-norm against the population from 100 on. On the dev set a cohort of 5-30
+# in-domain voiceprints topped up with the shipped LibriSpeech one had a far heavier impostor tail than
+# the raw cosine (genuine ACCEPT at FMR 0.1 %: 58-73 % against 89 % raw, single clean utterances),
+# while from ~100 members population AS-norm beats raw (docs/decision-policy.md, bench/regimes.py).
+DEFAULT_REGIMES: tuple[int | str, ...] = ("none", 100)
+
 # Net-speech bands of the probe in which the FMR target must hold (and in which eval reports).
 BAND_EDGES = (3.0, 6.0, 10.0)
 # A band's thresholds come from its own trials only when they can show the target rate: at least
@@ -142,6 +149,10 @@ class BandTail:
     target_bottom: list[float]  # the lowest target LLRs, ascending
     cllr: float | None = None
     min_cllr: float | None = None
+    # Moments of the band's non-target LLRs: what the self-calibration compares a population's own
+    # non-target trials with while it has too few of them to read a tail (verify/selfcal.py).
+    nontarget_mean: float | None = None
+    nontarget_std: float | None = None
 
     def accept_threshold(self, fmr: float) -> float | None:
         """Lowest LLR threshold at which at most `fmr` of this band's non-targets are accepted
@@ -182,10 +193,16 @@ class Calibration:
     min_cllr: float | None = None
     format_version: int = FORMAT_VERSION
     band_edges: list[float] = field(default_factory=lambda: list(BAND_EDGES))
+    # The normalisation regime the trials were scored in: at least this many of the operator's own
+    # enrolled voiceprints in the trial's cohort (the rest topped up from the shipped cohort). A
+    # normalised score means something else against 10 in-domain impostors than against 1 000, so
+    # the service picks the calibration of the regime its cohort snapshot is in (`select_calibration`).
+    population_min: int = 0
 
     @property
     def calibration_id(self) -> str:
-        return f"{self.channel}/{self.norm}/{self.fitted_on}"
+        regime = f"/pop>={self.population_min}" if self.population_min else ""
+        return f"{self.channel}/{self.norm}/{self.fitted_on}{regime}"
 
     def llrs(self, scores: npt.ArrayLike, probe_s: npt.ArrayLike) -> npt.NDArray[np.float64]:
         x = quality_features(scores, probe_s)
@@ -246,6 +263,7 @@ def fit_calibration(
     model_version: str,
     fitted_on: str,
     prior: float = 0.5,
+    population_min: int = 0,
 ) -> Calibration:
     """Fit the quality-aware calibration on trials and keep their LLR tails per band."""
     tar_x = quality_features(target_scores, target_probe_s)
@@ -271,6 +289,8 @@ def fit_calibration(
                 target_bottom=_tail(t, descending=False) if len(t) else [],
                 cllr=round(cllr_of(t, n), 4) if both else None,
                 min_cllr=round(min_cllr_of(t, n), 4) if both else None,
+                nontarget_mean=float(n.mean()) if len(n) else None,
+                nontarget_std=float(n.std()) if len(n) > 1 else None,
             )
         )
     return Calibration(
@@ -287,6 +307,7 @@ def fit_calibration(
         fitted_on=fitted_on,
         cllr=round(cllr_of(tar_llr, non_llr), 4),
         min_cllr=round(min_cllr_of(tar_llr, non_llr), 4),
+        population_min=population_min,
     )
 
 
@@ -300,7 +321,30 @@ def load_calibrations(path: Path) -> list[Calibration]:
     return [Calibration.from_dict(c) for c in data["calibrations"]]
 
 
+def _key(c: Calibration) -> tuple[str, str, str, int]:
+    return (c.channel, c.norm, c.model_version, c.population_min)
+
+
 def merge_calibration(existing: list[Calibration], new: Calibration) -> list[Calibration]:
-    """Replace the entry for the same channel, normalisation and model; keep the others."""
-    key = (new.channel, new.norm, new.model_version)
-    return [c for c in existing if (c.channel, c.norm, c.model_version) != key] + [new]
+    """Replace the entry for the same channel, normalisation, model and regime; keep the others."""
+    return [c for c in existing if _key(c) != _key(new)] + [new]
+
+
+def select_calibration(regimes: Sequence[Calibration], n_population: int | None) -> Calibration:
+    """The calibration of the regime a trial's cohort is in: the largest `population_min` that does not
+    exceed the number of enrolled voiceprints in the cohort (None: the fullest regime, for callers
+    that score outside any cohort regime, such as the fraud scale's defaults).
+
+    Rounding down is the safe side: more in-domain cohort members raise the cohort statistics and
+    lower normalised scores, so a regime's calibration read slightly above its own member count
+    errs toward fewer false accepts, not more."""
+    ordered = sorted(regimes, key=lambda c: c.population_min)
+    if not ordered:
+        raise ValueError("no calibration to select from")
+    if n_population is None:
+        return ordered[-1]
+    chosen = ordered[0]
+    for calibration in ordered:
+        if calibration.population_min <= n_population:
+            chosen = calibration
+    return chosen

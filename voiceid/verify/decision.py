@@ -36,6 +36,15 @@ class Reason(StrEnum):
     LINKED_VOICE = "LINKED_VOICE"
     SPOOF_SUSPECTED = "SPOOF_SUSPECTED"  # the countermeasure flags synthetic / converted speech
     REPLAY_SUSPECTED = "REPLAY_SUSPECTED"  # the audio replays a recording already heard for this speaker
+    # A stream scored audio, then ended without its decision (dropped, abandoned): counted all the same.
+    STREAM_ABANDONED = "STREAM_ABANDONED"
+    # Spoken challenge (voiceid/challenge/): the words of the call against the prompt the IVR played.
+    CHALLENGE_PASSED = "CHALLENGE_PASSED"
+    CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
+    CHALLENGE_EXPIRED = "CHALLENGE_EXPIRED"
+    CHALLENGE_USED = "CHALLENGE_USED"
+    CHALLENGE_UNKNOWN = "CHALLENGE_UNKNOWN"
+    CHALLENGE_REQUIRED = "CHALLENGE_REQUIRED"  # policy: this call needs a challenge before it can be accepted
 
 
 @dataclass(frozen=True)
@@ -98,3 +107,13 @@ def apply_watchlist(outcome: Outcome, hit: bool, force_reject: bool) -> Outcome:
         return outcome
     decision = Decision.REJECT if force_reject else outcome.decision
     return Outcome(decision, (*outcome.reasons, Reason.WATCHLIST_MATCH))
+
+
+def abandon(outcome: Outcome) -> Outcome:
+    """The outcome logged for a stream that scored audio and then ended without its decision
+    (the line dropped, the client went away). It is an attempt like any other - counted toward
+    lockout and the rate limit - or a prober could listen to the interims and hang up before every
+    decision for free. It is never an ACCEPT: no one was told, and an accept would lift the lockout
+    weight a prober has built up."""
+    decision = Decision.INCONCLUSIVE if outcome.decision is Decision.ACCEPT else outcome.decision
+    return Outcome(decision, (*outcome.reasons, Reason.STREAM_ABANDONED))

@@ -24,12 +24,14 @@ class Attempt(StrEnum):
     INCONCLUSIVE = "INCONCLUSIVE"
     UNUSABLE = "UNUSABLE"  # refused before scoring: too little or no speech
     NEUTRAL = "NEUTRAL"  # not the caller's doing (not enrolled, opted out, already locked)
+    CHALLENGE_FAILED = "CHALLENGE_FAILED"  # a spoken challenge not passed (wrong words, expired, used, unknown)
 
 
 @dataclass(frozen=True)
 class Weights:
     inconclusive: float = 0.5
     unusable: float = 0.5
+    challenge_failed: float = 1.0  # like a REJECT by default: a wrong prompt is what a replay sounds like
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def after_attempt(
         Attempt.REJECTED: 1.0,
         Attempt.INCONCLUSIVE: weights.inconclusive,
         Attempt.UNUSABLE: weights.unusable,
+        Attempt.CHALLENGE_FAILED: weights.challenge_failed,
     }.get(attempt, 0.0)
     if add == 0.0:
         return state

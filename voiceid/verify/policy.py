@@ -10,14 +10,15 @@ scale when the service runs without normalisation and calibration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from voiceid.audio.frontend import FrontEndConfig
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.verify.calibration import Calibration, load_calibrations
+from voiceid.verify.calibration import Calibration, load_calibrations, select_calibration
 from voiceid.verify.cohort import BUILTIN_DIR, PHONE, SERVICE_CHANNELS, find_cohort
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.scorer import Scorer
@@ -40,34 +41,70 @@ class AppliedThresholds:
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    by_channel: dict[str, Thresholds]  # from the calibrations and the target error rates
+    by_channel: dict[str, Thresholds]  # from the calibrations and the target error rates (fullest regime)
     pinned: Thresholds | None  # operator-set thresholds override the calibration
     fallback: Thresholds  # with no calibration and no pin (raw cosine, norm "none")
     target_fmr: float
     target_fnmr: float
+    # calibration id -> its pair: each normalisation regime's calibration has thresholds of its own
+    by_calibration: dict[str, Thresholds] = field(default_factory=dict)
 
-    def thresholds(self, channel: str | None) -> AppliedThresholds:
-        pair = self.by_channel.get(channel or PHONE)
+    def thresholds(self, channel: str | None, calibration_id: str | None = None) -> AppliedThresholds:
+        """The pair a call of this channel is decided with; `calibration_id` names the regime's
+        calibration that produced its LLR (the channel's fullest regime when absent)."""
+        pair = self.by_calibration.get(calibration_id or "") or self.by_channel.get(channel or PHONE)
         scale = Scale.LLR if pair is not None else Scale.COSINE
         if self.pinned is not None:
             return AppliedThresholds(self.pinned, scale)
         return AppliedThresholds(pair or self.fallback, scale)
 
 
+def _pair(calibration: Calibration, target_fmr: float, target_fnmr: float) -> Thresholds:
+    try:
+        accept, reject = calibration.thresholds(target_fmr, target_fnmr)
+    except ValueError as exc:
+        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, str(exc)) from exc
+    return Thresholds(round(accept, 2), min(round(reject, 2), round(accept, 2)))
+
+
+def _regimes(calibrations: Calibration | Sequence[Calibration]) -> list[Calibration]:
+    return [calibrations] if isinstance(calibrations, Calibration) else list(calibrations)
+
+
 def policy_from_calibrations(
-    calibrations: dict[str, Calibration], target_fmr: float, target_fnmr: float
+    calibrations: Mapping[str, Calibration | Sequence[Calibration]], target_fmr: float, target_fnmr: float
 ) -> dict[str, Thresholds]:
-    out = {}
-    for channel, calibration in calibrations.items():
-        try:
-            accept, reject = calibration.thresholds(target_fmr, target_fnmr)
-        except ValueError as exc:
-            raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, str(exc)) from exc
-        out[channel] = Thresholds(round(accept, 2), min(round(reject, 2), round(accept, 2)))
-    return out
+    """channel -> the pair of its fullest normalisation regime (the most enrolled voiceprints)."""
+    return {
+        channel: _pair(select_calibration(_regimes(c), None), target_fmr, target_fnmr)
+        for channel, c in calibrations.items()
+    }
 
 
-def load_matching_calibrations(settings: Settings, model_version: str) -> dict[str, Calibration]:
+def thresholds_by_calibration(
+    calibrations: Mapping[str, Calibration | Sequence[Calibration]], target_fmr: float, target_fnmr: float
+) -> dict[str, Thresholds]:
+    """calibration id -> pair, for every regime of every channel."""
+    return {
+        cal.calibration_id: _pair(cal, target_fmr, target_fnmr)
+        for regimes in calibrations.values()
+        for cal in _regimes(regimes)
+    }
+
+
+def channel_regimes(calibrations: Sequence[Calibration], norm: str) -> list[Calibration]:
+    """One channel's regimes for the service's normalisation: its `norm` calibrations, and below the
+    smallest population they start at, the raw-cosine calibration (the regime of a deployment whose
+    population is still too small for normalisation to pay)."""
+    normed = [c for c in calibrations if c.norm == norm]
+    if norm == "none":
+        return normed
+    start = min((c.population_min for c in normed), default=None)
+    raw = [c for c in calibrations if c.norm == "none" and (start is None or c.population_min < start)]
+    return sorted(raw + normed, key=lambda c: c.population_min) if normed else []
+
+
+def load_matching_calibrations(settings: Settings, model_version: str) -> dict[str, list[Calibration]]:
     """Calibrations for this model and normalisation; a mismatched file is an error, not ignored."""
     path: Path | None = settings.calibration_file
     if path is None:
@@ -78,11 +115,13 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
         calibrations = load_calibrations(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"{path}: {exc}") from exc
-    matching = {
-        cal.channel: cal
-        for cal in calibrations
-        if cal.norm == settings.score_norm and cal.model_version == model_version
-    }
+    matching: dict[str, list[Calibration]] = {}
+    for cal in calibrations:
+        if cal.model_version == model_version and cal.norm in (settings.score_norm, "none"):
+            matching.setdefault(cal.channel, []).append(cal)
+    for channel, regimes in list(matching.items()):
+        matching[channel] = channel_regimes(regimes, settings.score_norm)
+    matching = {channel: regimes for channel, regimes in matching.items() if regimes}
     if settings.calibration_file is not None and not matching:
         raise VoiceIdError(
             ErrorCode.CONFIGURATION_ERROR,
@@ -123,6 +162,7 @@ def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:
         )
     return DecisionPolicy(
         by_channel=policy_from_calibrations(scorer.calibrations, settings.target_fmr, settings.target_fnmr),
+        by_calibration=thresholds_by_calibration(scorer.calibrations, settings.target_fmr, settings.target_fnmr),
         pinned=pinned,
         fallback=Thresholds(settings.accept_threshold, settings.reject_threshold),
         target_fmr=settings.target_fmr,

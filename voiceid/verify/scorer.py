@@ -6,16 +6,17 @@ number the evaluation reports for the same audio.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.verify.calibration import Calibration
+from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.cohort import assemble_cohort
 from voiceid.verify.normalisation import NormMethod, normalise_scores
 from voiceid.verify.scoring import cosine_matrix
+from voiceid.verify.selfcal import SelfCalibration
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -28,6 +29,20 @@ class ScoreResult:
     channel: str
     norm: str
     calibration_id: str | None
+    # How many of the operator's own voiceprints were in the trial's cohort: the normalisation regime
+    # whose calibration turned the score into the LLR (recorded with the decision).
+    population_members: int = 0
+    # The population's own correction of that calibration, when one applied (verify/selfcal.py):
+    # its version and the nats it took off the LLR.
+    self_calibration: str | None = None
+    llr_shift: float = 0.0
+
+    @property
+    def logged_calibration(self) -> str | None:
+        """What the score log records: the regime's calibration and the correction applied to it."""
+        if self.calibration_id is None or self.self_calibration is None:
+            return self.calibration_id
+        return f"{self.calibration_id}+self:{self.self_calibration}"
 
 
 class Scorer:
@@ -38,7 +53,7 @@ class Scorer:
         norm: NormMethod,
         top_n: int,
         cohorts: Mapping[str, FloatArray],
-        calibrations: Mapping[str, Calibration],
+        calibrations: Mapping[str, Calibration | Sequence[Calibration]],
         cohort_size: int = 1000,
     ) -> None:
         if norm != "none":
@@ -48,11 +63,27 @@ class Scorer:
         self.norm: NormMethod = norm
         self.top_n = top_n
         self.cohorts = dict(cohorts)  # the shipped cohort of each channel
-        self.calibrations = dict(calibrations)
+        # channel -> its calibrations, one per normalisation regime, fewest population members first
+        self.calibrations: dict[str, tuple[Calibration, ...]] = {
+            channel: tuple(sorted([c] if isinstance(c, Calibration) else c, key=lambda x: x.population_min))
+            for channel, c in calibrations.items()
+        }
         self.cohort_size = cohort_size
 
-    def calibration(self, channel: str) -> Calibration | None:
-        return self.calibrations.get(channel)
+    def calibration(self, channel: str, population_members: int | None = None) -> Calibration | None:
+        """The channel's calibration for a cohort holding this many enrolled voiceprints (None: the
+        fullest regime)."""
+        regimes = self.calibrations.get(channel)
+        if not regimes:
+            return None
+        # A cohort of the shipped members alone is regime 0 whatever the population; with no
+        # normalisation there is no cohort and no regime.
+        n = population_members if self.norm != "none" else None
+        return select_calibration(regimes, n)
+
+    def population_in_cohort(self, population: FloatArray | None) -> int:
+        """How many population members a trial's cohort takes (at most the fixed cohort size)."""
+        return 0 if population is None else min(len(population), self.cohort_size)
 
     def cohort_for(self, channel: str, population: FloatArray | None) -> FloatArray:
         """The cohort of a trial: population members (in sampling order, claimed speaker removed)
@@ -79,21 +110,41 @@ class Scorer:
         channel: str,
         probe_speech_s: float,
         population: FloatArray | None = None,
+        correction: SelfCalibration | None = None,
+        regime_members: int | None = None,
     ) -> ScoreResult:
+        """`correction`: the population's self-calibration (applied when it was fitted for the
+        calibration this trial's regime selects). `regime_members` overrides the member count that
+        selects the regime, for the self-calibration's own trials, whose cohort also leaves out the
+        enrolled impostor (as an unenrolled one would be) while the service's regime counts only the
+        claimed speaker out."""
+        members = self.population_in_cohort(population) if regime_members is None else regime_members
+        calibration = self.calibration(channel, members)
+        # The regime's calibration says how its scores were made: below the population size where
+        # normalisation pays (a cohort of a few in-domain voices topped up with the shipped one had a
+        # far heavier impostor tail than the raw cosine on the dev set), the regime is the raw cosine.
+        norm = self.norm if calibration is None else calibration.norm
         raw = cosine_matrix(probe, voiceprint).astype(np.float64)
         normalised = raw
-        if self.norm != "none":
+        if norm != "none":
             cohort = self.cohort_for(channel, population)
             enrol = cosine_matrix(voiceprint, cohort)
             test = cosine_matrix(probe, cohort)
-            normalised = normalise_scores(raw, enrol, test, self.norm, self.top_n)
-        calibration = self.calibration(channel)
+            normalised = normalise_scores(raw, enrol, test, norm, self.top_n)  # type: ignore[arg-type]
         value = float(normalised[0, 0])
+        llr = None if calibration is None else calibration.llr(value, probe_speech_s)
+        shift = None
+        if correction is not None and calibration is not None:
+            shift = correction.for_calibration(calibration.calibration_id)
+        delta = 0.0 if shift is None or llr is None else shift.shift_for(probe_speech_s)
         return ScoreResult(
             raw=float(raw[0, 0]),
             score=value,
-            llr=None if calibration is None else calibration.llr(value, probe_speech_s),
+            llr=None if llr is None else llr - delta,
             channel=channel,
-            norm=self.norm,
+            norm=norm,
             calibration_id=None if calibration is None else calibration.calibration_id,
+            population_members=members,
+            self_calibration=None if shift is None or correction is None else correction.version,
+            llr_shift=delta,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,10 +32,17 @@ def cohort_version(norm: str, top_n: int, cohort_size: int, cohorts: Mapping[str
 
 
 def calibration_version(
-    calibrations: Mapping[str, Calibration], pinned: Thresholds | None, targets: tuple[float, float] | None = None
+    calibrations: Mapping[str, Sequence[Calibration]],
+    pinned: Thresholds | None,
+    targets: tuple[float, float] | None = None,
 ) -> str:
     body = {
-        "calibrations": [calibrations[c].to_dict() for c in sorted(calibrations)],
+        # every regime of every channel, in a stable order
+        "calibrations": [
+            cal.to_dict()
+            for channel in sorted(calibrations)
+            for cal in sorted(calibrations[channel], key=lambda x: x.population_min)
+        ],
         "pinned": None if pinned is None else [pinned.accept, pinned.reject],
         "targets": targets,
     }

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
+from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.service import VoiceIdService
 from voiceid.statuses import CallMode
@@ -24,6 +25,11 @@ class CallIn(BaseModel):
     speaker_id: str = Field(min_length=1, max_length=128)
     mode: CallMode = CallMode.VERIFY
     webhook_url: AnyHttpUrl | None = Field(None, description="Receives the call (with its outcome) as a JSON POST.")
+    challenge_id: str | None = Field(
+        None,
+        pattern=CHALLENGE_ID.pattern,
+        description="verify: a spoken challenge issued for this speaker; the call's audio must say its prompt",
+    )
     caller: str | None = Field(
         None,
         min_length=1,
@@ -39,6 +45,7 @@ class CallOut(BaseModel):
     mode: str
     status: str = Field(description="BOUND | IN_PROGRESS | COMPLETED | FAILED | ABANDONED")
     webhook_url: str | None
+    challenge_id: str | None = None
     caller: str | None = None
     outcome: dict[str, Any] | None = Field(
         description="The stream's final event: a `decision` (its `verification` is the HTTP verification body), "
@@ -68,13 +75,22 @@ async def bind_call(
         body.mode,
         webhook,
         principal.key_id,
-        body.caller,
+        body.challenge_id,
+        caller=body.caller,
     )
     response.status_code = 201 if created else 200
     return CallOut.model_validate(view.to_json())
 
 
-@router.get("/{call_id}", response_model=CallOut, dependencies=[Depends(require(Role.IVR, Role.ENROLMENT))])
-async def get_call(call_id: uuid.UUID, service: VoiceIdService = Depends(get_service)) -> CallOut:
+@router.get("/{call_id}", response_model=CallOut)
+async def get_call(
+    call_id: uuid.UUID,
+    principal: Principal = Depends(require(Role.IVR, Role.ENROLMENT)),
+    service: VoiceIdService = Depends(get_service),
+) -> CallOut:
+    """The call and its outcome; readable by the key that bound it (or an admin key) only: an outcome
+    names a speaker and a decision, which another tenant's IVR has no business reading."""
     view = await run_in_threadpool(CallRegistry(service.ctx, service.speakers).get, call_id)
+    if principal.role is not Role.ADMIN and view.api_key_id != principal.key_id:
+        raise VoiceIdError(ErrorCode.FORBIDDEN, f"call {call_id} was bound by another API key")
     return CallOut.model_validate(view.to_json())

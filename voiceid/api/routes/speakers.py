@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import Principal, get_service, require
 from voiceid.api.body import read_audio
-from voiceid.api.schemas import ConsentEventOut, SpeakerIn, SpeakerOut
+from voiceid.api.schemas import ChallengeIssuedOut, ConsentEventOut, SpeakerIn, SpeakerOut
+from voiceid.challenge.service import check_challenge_id
 from voiceid.privacy.consent import consent_history
 from voiceid.service import VoiceIdService
 from voiceid.views import Role
@@ -114,13 +115,32 @@ async def unlock(speaker_id: str, service: VoiceIdService = Depends(get_service)
     return SpeakerOut.model_validate(await run_in_threadpool(service.speakers.unlock, speaker_id))
 
 
+@router.post("/{speaker_id}/challenges", response_model=ChallengeIssuedOut, status_code=201)
+async def issue_challenge(
+    speaker_id: str,
+    principal: Principal = Depends(require(Role.IVR)),
+    service: VoiceIdService = Depends(get_service),
+) -> ChallengeIssuedOut:
+    """A new spoken challenge for this speaker: random digits for the IVR to play, single use,
+    short-lived. Send its `challenge_id` with the verification of the caller's answer."""
+    view = await run_in_threadpool(service.challenges.issue, speaker_id, principal.key_id)
+    return ChallengeIssuedOut.model_validate(view)
+
+
 @router.post("/{speaker_id}/verifications", response_model=VerificationOut, openapi_extra=AUDIO_BODY)
 async def verify(
     speaker_id: str,
     request: Request,
+    challenge_id: str | None = Query(
+        None, description="A challenge issued for this speaker: the audio must say its prompt (issue 22)"
+    ),
     principal: Principal = Depends(require(Role.IVR)),
     service: VoiceIdService = Depends(get_service),
 ) -> VerificationOut:
+    if challenge_id is not None:
+        check_challenge_id(challenge_id)  # before the body is read: a malformed id changes nothing
     data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
-    view = await run_in_threadpool(service.verifications.verify, speaker_id, data, content_type, principal.key_id)
+    view = await run_in_threadpool(
+        service.verifications.verify, speaker_id, data, content_type, principal.key_id, challenge_id
+    )
     return VerificationOut.model_validate(view)

@@ -35,6 +35,9 @@ CSV_FIELDS = [
     "llr",
     "norm",
     "calibration",
+    "challenge_status",
+    "challenge_prompt",
+    "challenge_heard",
 ]
 
 
@@ -46,6 +49,11 @@ def filters(
     min_score: float | None = None,
     max_score: float | None = None,
     reason: Reason | None = Query(None, description="Only decisions that give this reason, e.g. WATCHLIST_MATCH"),
+    cm_flagged: bool | None = Query(
+        None,
+        description="true: only calls the countermeasure flagged; false: only calls it scored and passed "
+        "(calls where it was skipped or off match neither)",
+    ),
 ) -> VerificationFilter:
     return VerificationFilter(
         speaker_ref=speaker_id,
@@ -55,6 +63,7 @@ def filters(
         min_score=min_score,
         max_score=max_score,
         reason=None if reason is None else reason.value,
+        cm_flagged=cm_flagged,
     )
 
 
@@ -104,6 +113,9 @@ async def verifications_csv(
                 "llr": "" if v.llr is None else v.llr,
                 "norm": v.norm or "",
                 "calibration": v.calibration or "",
+                "challenge_status": v.challenge_status or "",
+                "challenge_prompt": v.challenge_prompt or "",
+                "challenge_heard": v.challenge_heard or "",
             }
         )
     return Response(

@@ -56,9 +56,13 @@ class ReviewItemOut(BaseModel):
     status: ReviewStatus = Field(description="CLOSED: the speaker was erased while the item was open.")
     speaker_id: str
     matched_ref: str = Field(
-        description="The other speaker id (duplicates), watchlist entry id, or the call that raised a linked alert."
+        description="The other speaker id (duplicates), watchlist entry id, the call that raised a linked alert, or "
+        "the speaker itself (SPOOF_SUSPECTED)."
     )
-    score: float = Field(description="Calibrated LLR (natural log) of the best match.")
+    score: float = Field(
+        description="Calibrated LLR (natural log) of the best match; for SPOOF_SUSPECTED the enrolment's pooled "
+        "countermeasure margin (nats, below 0 = in doubt)."
+    )
     details: dict[str, Any]
     created_at: datetime
     resolved_at: datetime | None

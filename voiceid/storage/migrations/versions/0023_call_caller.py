@@ -1,7 +1,7 @@
 """Calls name their caller (a phone number or SIP AOR): SIPREC picks that participant's stream.
 
 Revision ID: 0023
-Revises: 0010
+Revises: 0022
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
-down_revision = "0010"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

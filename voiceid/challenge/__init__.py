@@ -1,0 +1,1 @@
+"""Spoken challenges: prompts the caller cannot predict, checked by an offline recogniser."""
