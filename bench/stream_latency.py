@@ -1,11 +1,12 @@
 """Time from the first audio frame to the decision, per protocol, for one dev-set speaker.
 
 Starts the real service in this process (HTTP API + WebSocket under uvicorn on 127.0.0.1, the
-AudioSocket server on the same service, SQLite in a temporary directory, default settings),
+AudioSocket and SIP servers on the same service, SQLite in a temporary directory, default settings),
 enrols the speaker over HTTP with two utterances as 8 kHz μ-law, then plays one probe utterance
 with the IVR simulator at real time (speed 1) over each protocol, `--repeats` times:
-- twilio / audiosocket: streaming; the decision comes as soon as there is enough speech and the
-  score is outside the INCONCLUSIVE band (early), while the caller is still talking;
+- twilio / audiosocket / sip (INVITE + PCMU RTP over UDP): streaming; the decision comes as soon
+  as there is enough speech and the score is outside the INCONCLUSIVE band (early), while the
+  caller is still talking;
 - http: the whole utterance is spoken first, then uploaded (the baseline an IVR has without streams).
 
 Usage: python bench/stream_latency.py [--speaker ls_1688] [--enrol 0,1] [--probe 6] [--repeats 3]
@@ -18,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import tempfile
@@ -37,6 +39,7 @@ from voiceid.service import VoiceIdService
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter import simulator
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
+from voiceid.telephony_adapter.sip import SipServer
 from voiceid.views import Role
 
 
@@ -62,7 +65,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             update={
                 "data_dir": Path(tmp),
                 "database_url": None,
-                "admin_key": SecretStr("bench-admin-key-HAkI9kxnXnp0TBTcAxVpfYBftFb546xh"),
+                "admin_key": SecretStr(secrets.token_urlsafe(32)),  # VOICEID_ADMIN_KEY needs >= 128 bits
+                # The same probe is played on every protocol and repeat: by design that is a replay
+                # (REPLAY_SUSPECTED) and, past 10 attempts, a rate-limited speaker; this bench times
+                # the protocols, so both guards are off here (their own tests cover them).
+                "replay_enabled": False,
+                "attempt_rate_limit": 1000,
                 "encryption_key": SecretStr(generate_key_text()),
             }
         )
@@ -73,6 +81,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         enrol_key = service.keys.create(Role.ENROLMENT)[1]
         audiosocket = AudioSocketServer(service)
         port = await audiosocket.start("127.0.0.1", 0)
+        sip = SipServer(service)
+        sip_port = await sip.start("127.0.0.1", 0)
         try:
             async with httpx.AsyncClient(
                 base_url=url, headers={"Authorization": f"Bearer {enrol_key}"}, timeout=120
@@ -99,6 +109,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         result = await simulator.simulate_audiosocket(
                             url, "127.0.0.1", port, args.speaker, "verify", probe, ivr_key, 1.0
                         )
+                    elif protocol == "sip":
+                        result = await simulator.simulate_sip(
+                            url, "127.0.0.1", sip_port, args.speaker, "verify", probe, ivr_key, 1.0
+                        )
                     else:
                         result = await simulator.simulate_http(url, args.speaker, "verify", probe, ivr_key, 1.0)
                     decision = result.decision or {}
@@ -114,6 +128,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
         finally:
             await audiosocket.close()
+            await sip.close()
             server.should_exit = True
     return {
         "speaker": args.speaker,

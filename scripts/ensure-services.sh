@@ -3,7 +3,8 @@
 # The tests themselves skip (with the reason) only when no server can be reached at all.
 # Also installs Debian's chromium for the review-page browser test (Playwright's own browser
 # download does not work here), and Debian's haproxy for the multi-replica test (three replicas
-# behind a real load balancer); quiet when they are already installed.
+# behind a real load balancer), and SIPp/baresip/kamailio for the SIP tests; quiet when they are
+# already installed.
 set -u
 
 ensure_haproxy() {
@@ -32,6 +33,21 @@ ensure_chromium() {
   echo "warning: /usr/bin/chromium is missing and cannot be installed here; the browser test will be skipped" >&2
 }
 ensure_chromium
+
+# Real SIP software for the SIP/SIPREC tests (tests/telephony/test_sip.py): SIPp (Debian's
+# sip-tester, with rtp_stream), baresip (a SIP user agent) and kamailio (a SIP proxy).
+ensure_sip_tools() {
+  command -v sipp >/dev/null 2>&1 && command -v baresip >/dev/null 2>&1 && [ -x /usr/sbin/kamailio ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing sip-tester (SIPp), baresip and kamailio for the SIP tests ..."
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester baresip kamailio) >/tmp/voiceid-sip-install.log 2>&1; then
+      return 0
+    fi
+    echo "warning: apt-get install sip-tester baresip kamailio failed (see /tmp/voiceid-sip-install.log)" >&2
+  fi
+  echo "warning: SIPp/baresip/kamailio are missing and cannot be installed here; the SIP tests will be skipped" >&2
+}
+ensure_sip_tools
 if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then
   exit 0
 fi

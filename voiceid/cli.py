@@ -23,7 +23,9 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 speakers_app = typer.Typer(help="Enrol and verify speakers locally (same service as the API).", no_args_is_help=True)
 app.add_typer(speakers_app, name="speakers")
-telephony_app = typer.Typer(help="Phone-line protocols: Asterisk AudioSocket server.", no_args_is_help=True)
+telephony_app = typer.Typer(
+    help="Phone-line protocols: Asterisk AudioSocket server, SIP/SIPREC server.", no_args_is_help=True
+)
 app.add_typer(telephony_app, name="telephony")
 ivr_app = typer.Typer(help="IVR simulator: play audio files as a phone call.", no_args_is_help=True)
 app.add_typer(ivr_app, name="ivr")
@@ -1252,17 +1254,42 @@ def telephony_audiosocket(
         service.close()
 
 
+@telephony_app.command("sip")
+def telephony_sip(
+    host: Annotated[str | None, typer.Option(help="Interface (default: VOICEID_SIP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="UDP and TCP port (default: VOICEID_SIP_PORT)")] = None,
+) -> None:
+    """Run the SIP user agent / SIPREC recording server (UDP and TCP). Calls are bound with
+    PUT /v1/calls/{uuid} on the API, which shares this server's database; the INVITE names the
+    call with an X-Voiceid-Call header (or its Call-ID, or the SIPREC metadata's call id)."""
+    import asyncio
+    import logging
+
+    from voiceid.telephony_adapter.sip import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    service = _service()
+    try:
+        asyncio.run(serve(service, host or settings.sip_host, settings.sip_port if port is None else port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
 @ivr_app.command("simulate")
 def ivr_simulate(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Audio the caller speaks")],
     speaker: Annotated[str, typer.Option(help="The speaker the caller claims to be")],
-    protocol: Annotated[str, typer.Option(help="twilio | audiosocket | http")] = "twilio",
+    protocol: Annotated[str, typer.Option(help="twilio | audiosocket | sip | http")] = "twilio",
     mode: Annotated[str, typer.Option(help="verify | enrol")] = "verify",
     speed: Annotated[float, typer.Option(help="1 = real time; N = N times faster")] = 1.0,
     url: Annotated[str, typer.Option(help="The voiceid HTTP API")] = "http://127.0.0.1:8000",
     audiosocket: Annotated[str | None, typer.Option(help="host:port of the AudioSocket server")] = None,
     api_key: Annotated[str, typer.Option(envvar="VOICEID_API_KEY", help="ivr key (verify) or enrolment key")] = "",
-    webhook_url: Annotated[str | None, typer.Option(help="AudioSocket: webhook for the call outcome")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="AudioSocket/SIP: webhook for the call outcome")] = None,
+    sip: Annotated[str | None, typer.Option(help="host:port of the SIP server (UDP)")] = None,
 ) -> None:
     """Play FILEs as a phone call (8 kHz G.711 μ-law, 20 ms frames) and print the events, the
     decision and the time from the first frame to the decision."""
@@ -1291,6 +1318,11 @@ def ivr_simulate(
     if protocol == "twilio":
         ws_url = url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/v1/streams/twilio"
         run = simulator.simulate_twilio(ws_url, speaker, mode, ulaw, api_key, speed, on_event=show)
+    elif protocol == "sip":
+        sip_host, _, sip_port = (sip or f"{settings.sip_host}:{settings.sip_port}").rpartition(":")
+        run = simulator.simulate_sip(
+            url, sip_host, int(sip_port), speaker, mode, ulaw, api_key, speed, on_event=show, webhook_url=webhook_url
+        )
     elif protocol == "audiosocket":
         run = simulator.simulate_audiosocket(
             url, host, int(port), speaker, mode, ulaw, api_key, speed, on_event=show, webhook_url=webhook_url

@@ -235,6 +235,35 @@ class Settings(BaseSettings):
     audiosocket_host: str = Field("127.0.0.1", description="Interface of the Asterisk AudioSocket server.")
     audiosocket_port: int = Field(9092, ge=0, le=65535, description="TCP port of the AudioSocket server.")
     webhook_timeout_s: float = Field(3.0, gt=0, description="Timeout of the call-outcome webhook POST.")
+    # SIP user agent and SIPREC recording server (`voiceid telephony sip`, docs/telephony.md)
+    sip_host: str = Field("127.0.0.1", description="Interface of the SIP server (UDP and TCP).")
+    sip_port: int = Field(5060, ge=0, le=65535, description="SIP port (UDP and TCP).")
+    sip_media_address: str | None = Field(
+        None, description="Address put in SDP answers for RTP; default: the SIP interface (or the route to the peer)."
+    )
+    sip_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Comma-separated CIDRs of the sources (SBC, proxy, IVR) allowed to send SIP; others get 403.",
+    )
+    sip_max_dialogs: int = Field(64, ge=1, description="Concurrent SIP/SIPREC calls; more get 503 with Retry-After.")
+    sip_max_rtp_sessions: int = Field(128, ge=1, description="Concurrent RTP streams (a SIPREC call has two or more).")
+    sip_max_media_streams: int = Field(4, ge=1, description="Most m= lines taken in one offer; more get 488.")
+    sip_invite_rate: float = Field(20.0, gt=0, description="New INVITEs a second (token bucket); a flood gets 503.")
+    sip_invite_burst: int = Field(40, ge=1, description="INVITEs accepted at once before the rate applies.")
+    sip_max_message_bytes: int = Field(
+        32768, ge=1024, description="Largest SIP message; larger ones get 413 (a TCP peer is disconnected)."
+    )
+    sip_max_metadata_bytes: int = Field(16384, ge=256, description="Largest SIPREC metadata XML; larger gets 413.")
+    sip_max_xml_depth: int = Field(16, ge=4, description="Deepest nesting of SIPREC metadata XML; deeper gets 400.")
+    sip_rtp_port_min: int = Field(0, ge=0, le=65535, description="RTP port range start (0: the OS chooses).")
+    sip_rtp_port_max: int = Field(0, ge=0, le=65535, description="RTP port range end (inclusive).")
+    sip_rtp_timeout_s: float = Field(
+        5.0, gt=0, description="A call whose caller stream sends no RTP for this long (not on hold) is ended."
+    )
+    sip_jitter_ms: int = Field(60, ge=0, le=1000, description="RTP jitter buffer depth, by RTP timestamp.")
+    sip_max_gap_s: float = Field(
+        2.0, gt=0, description="An RTP timestamp jump larger than this is a new time base, not silence to fill."
+    )
 
     # --- fraud workspace (see docs/fraud.md for how the thresholds were chosen) ----------------
     attempt_retention_days: float = Field(
@@ -360,7 +389,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A claimed webhook is retried by another worker after this long (crash recovery)."
     )
 
-    @field_validator("webhook_allowed_hosts", "webhook_allowed_networks", mode="before")
+    @field_validator("webhook_allowed_hosts", "webhook_allowed_networks", "sip_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -186,6 +186,8 @@ class Call(Base):
     challenge_id: Mapped[str | None] = mapped_column(String(32), default=None)  # 0022_challenges
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The caller's number or SIP AOR (migration 0023): SIPREC scores that participant's stream.
+    caller: Mapped[str | None] = mapped_column(String(256), default=None)
 
 
 # --- fraud workspace (migration 0003_fraud) ------------------------------------------------

@@ -43,6 +43,7 @@ class CallView:
     updated_at: datetime
     api_key_id: str | None
     challenge_id: str | None = None  # the spoken challenge the caller answers (issue 22)
+    caller: str | None = None  # phone number / AOR: which SIPREC participant is the caller
 
     @classmethod
     def from_row(cls, row: Call) -> CallView:
@@ -57,6 +58,7 @@ class CallView:
             updated_at=row.updated_at,
             api_key_id=row.api_key_id,
             challenge_id=row.challenge_id,
+            caller=row.caller,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class CallView:
             "status": self.status,
             "webhook_url": self.webhook_url,
             "challenge_id": self.challenge_id,
+            "caller": self.caller,
             "outcome": self.outcome,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -95,6 +98,7 @@ class CallRegistry:
         webhook_url: str | None,
         api_key_id: str | None,
         challenge_id: str | None = None,
+        caller: str | None = None,
     ) -> tuple[CallView, bool]:
         """(view, created). Re-binding is allowed until the call's audio arrives; then CONFLICT."""
         self.speakers.get(speaker_id)  # SPEAKER_NOT_FOUND / INVALID_SPEAKER_ID before anything is stored
@@ -131,6 +135,7 @@ class CallRegistry:
             row.webhook_url = webhook_url
             row.challenge_id = challenge_id
             row.api_key_id = api_key_id
+            row.caller = caller
             row.outcome = None
             row.updated_at = now
             session.flush()

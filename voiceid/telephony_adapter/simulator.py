@@ -2,7 +2,9 @@
 
 The audio is turned into a phone line first (8 kHz, G.711 μ-law) and sent in 20 ms frames, in real
 time or `speed` times faster: as Twilio `media` messages over WebSocket, as AudioSocket audio frames
-(the μ-law decoded to 16-bit PCM, as Asterisk hands over a G.711 call), or, for comparison, as one
+(the μ-law decoded to 16-bit PCM, as Asterisk hands over a G.711 call), as a SIP call (INVITE over
+UDP, then RTP packets of PCMU to the port voiceid answered, as an IVR bridging the caller), or, for
+comparison, as one
 HTTP upload once the caller has finished speaking. It records every event and the time from the
 first frame to the decision.
 """
@@ -26,11 +28,13 @@ import soundfile as sf
 from voiceid.audio import g711
 from voiceid.audio.resample import resample
 from voiceid.telephony_adapter.frames import Frame, FrameError, Kind, encode_frame, parse_frames
+from voiceid.telephony_adapter.rtp import build_rtp
+from voiceid.telephony_adapter.siprec import parse_sdp
 
 RATE = 8000
 FRAME_S = 0.02
 FRAME_SAMPLES = int(RATE * FRAME_S)
-PROTOCOLS = ("twilio", "audiosocket", "http")
+PROTOCOLS = ("twilio", "audiosocket", "sip", "http")
 FINAL_EVENTS = {"decision", "enrolment", "error"}
 
 
@@ -281,6 +285,135 @@ async def simulate_audiosocket(
         call = await wait_for_call(http, call_id, timeout_s)
         if result.first_frame_to_outcome_s is None or not server_hung_up.is_set():
             result.first_frame_to_outcome_s = clock.since_first()
+        outcome = call.get("outcome")
+        if outcome is not None:
+            result.outcome = outcome
+            result.events.append(outcome)
+            if on_event is not None:
+                on_event(outcome)
+        result.events.append({"event": "call", "call_id": str(call_id), "status": call["status"]})
+    return result
+
+
+class _SipPeer(asyncio.DatagramProtocol):
+    """The simulated IVR's SIP socket: queues what voiceid sends, answers its BYE with 200 OK."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[str] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.bye: str | None = None
+        self.hung_up = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        text = data.decode("latin-1")
+        if text.startswith("BYE "):
+            from sippy.SipRequest import SipRequest
+
+            request = SipRequest(text)
+            if self.transport is not None:
+                self.transport.sendto(str(request.genResponse(200, "OK")).encode("latin-1"), addr)
+            self.bye = text
+            self.hung_up.set()
+            return
+        self.messages.put_nowait(text)
+
+
+async def simulate_sip(
+    http_url: str,
+    host: str,
+    port: int,
+    speaker_id: str,
+    mode: str,
+    ulaw: bytes,
+    api_key: str,
+    speed: float = 1.0,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    webhook_url: str | None = None,
+    timeout_s: float = 60.0,
+    hold_s: float = 0.0,
+) -> SimulationResult:
+    """One plain SIP leg: bind the call over HTTP, INVITE voiceid with `X-Voiceid-Call` (UDP), send
+    the audio as PCMU RTP, hang up at the end unless voiceid hangs up first (its BYE carries the
+    decision), then read the outcome over HTTP."""
+    from sippy.SipResponse import SipResponse
+
+    result = SimulationResult("sip")
+    clock = _Clock(speed)
+    call_id = uuid.uuid4()
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(
+        base_url=http_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s
+    ) as http:
+        await bind_call(http, call_id, speaker_id, mode, webhook_url)
+        sip_transport, peer = await loop.create_datagram_endpoint(_SipPeer, remote_addr=(host, port))
+        rtp_transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        try:
+            local_ip, local_port = sip_transport.get_extra_info("sockname")[:2]
+            rtp_port = rtp_transport.get_extra_info("sockname")[1]
+            tag, sip_call_id = uuid.uuid4().hex[:10], f"{call_id}@{local_ip}"
+            sdp = (
+                f"v=0\r\no=ivr 1 1 IN IP4 {local_ip}\r\ns=-\r\nc=IN IP4 {local_ip}\r\nt=0 0\r\n"
+                f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+            )
+
+            def message(method: str, cseq: int, to_tag: str = "", body: str = "") -> bytes:
+                lines = [
+                    f"{method} sip:voiceid@{host}:{port} SIP/2.0",
+                    f"Via: SIP/2.0/UDP {local_ip}:{local_port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport",
+                    f"From: <sip:ivr@{local_ip}:{local_port}>;tag={tag}",
+                    f"To: <sip:voiceid@{host}:{port}>" + (f";tag={to_tag}" if to_tag else ""),
+                    f"Call-ID: {sip_call_id}",
+                    f"CSeq: {cseq} {method}",
+                    f"Contact: <sip:ivr@{local_ip}:{local_port}>",
+                    "Max-Forwards: 70",
+                    f"X-Voiceid-Call: {call_id}",
+                ]
+                if body:
+                    lines.append("Content-Type: application/sdp")
+                return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode("latin-1")
+
+            sip_transport.sendto(message("INVITE", 1, body=sdp))
+            while True:
+                response = SipResponse(await asyncio.wait_for(peer.messages.get(), timeout_s))
+                if response.getSCode()[0] >= 200:
+                    break
+            code, reason = response.getSCode()[:2]
+            to_tag = response.getHFBody("to").getTag() or ""
+            sip_transport.sendto(message("ACK", 1, to_tag))
+            if code != 200:
+                event = {"event": "error", "code": f"SIP_{code}", "message": reason}
+                result.outcome = event
+                result.events.append(event)
+                if on_event is not None:
+                    on_event(event)
+                return result
+            streams, _ = parse_sdp(str(response.getBody().content), 4)
+            target = (streams[0].address, streams[0].port)
+            for index, chunk in enumerate(_frames(ulaw, None, hold_s)):
+                if peer.hung_up.is_set():
+                    break
+                await clock.wait_for_frame(index)
+                rtp_transport.sendto(build_rtp(0, index, index * FRAME_SAMPLES, 0x1D5EED, chunk), target)
+                result.audio_sent_s += len(chunk) / RATE
+            if peer.hung_up.is_set():
+                result.first_frame_to_outcome_s = clock.since_first()
+                result.outcome_before_end = True
+            else:
+                sip_transport.sendto(message("BYE", 2, to_tag))
+            call = await wait_for_call(http, call_id, timeout_s)
+        finally:
+            sip_transport.close()
+            rtp_transport.close()
+        if result.first_frame_to_outcome_s is None:
+            result.first_frame_to_outcome_s = clock.since_first()
+        if peer.bye is not None:
+            header = next((h for h in peer.bye.split("\r\n") if h.lower().startswith("x-voiceid-")), None)
+            result.events.append({"event": "bye", "header": header})
+            if on_event is not None:
+                on_event(result.events[-1])
         outcome = call.get("outcome")
         if outcome is not None:
             result.outcome = outcome

@@ -30,6 +30,13 @@ class CallIn(BaseModel):
         pattern=CHALLENGE_ID.pattern,
         description="verify: a spoken challenge issued for this speaker; the call's audio must say its prompt",
     )
+    caller: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="The caller's phone number or SIP AOR: in a SIPREC session, the stream of the participant "
+        "whose aor contains it is scored (else the first participant listed).",
+    )
 
 
 class CallOut(BaseModel):
@@ -39,6 +46,7 @@ class CallOut(BaseModel):
     status: str = Field(description="BOUND | IN_PROGRESS | COMPLETED | FAILED | ABANDONED")
     webhook_url: str | None
     challenge_id: str | None = None
+    caller: str | None = None
     outcome: dict[str, Any] | None = Field(
         description="The stream's final event: a `decision` (its `verification` is the HTTP verification body), "
         "an `enrolment`, or an `error`"
@@ -68,6 +76,7 @@ async def bind_call(
         webhook,
         principal.key_id,
         body.challenge_id,
+        caller=body.caller,
     )
     response.status_code = 201 if created else 200
     return CallOut.model_validate(view.to_json())
