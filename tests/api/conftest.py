@@ -137,6 +137,31 @@ class Api:
         return r.json()
 
 
+@pytest.fixture
+def asnorm_from_the_first_caller(tmp_path: Path) -> Path:
+    """A calibration file whose population AS-norm regime starts at 0 enrolled callers, for tests of the
+    cohort's mechanics with a handful of scripted voices (the shipped file scores those on the raw cosine)."""
+    from voiceid.verify.calibration import fit_calibration, save_calibrations
+
+    rng = np.random.default_rng(7)
+    fits = [
+        fit_calibration(
+            rng.normal(4.0, 1.0, 2000),
+            rng.normal(0.0, 1.0, 50_000),
+            target_probe_s=rng.uniform(1.5, 8, 2000),
+            nontarget_probe_s=rng.uniform(1.5, 8, 50_000),
+            channel=channel,
+            norm="as-norm",
+            model_version=MODEL_VERSION,
+            fitted_on="synthetic",
+        )
+        for channel in ("phone", "wideband")
+    ]
+    path = tmp_path / "asnorm-calibration.json"
+    save_calibrations(fits, path)
+    return path
+
+
 def count(db: Database, model: type, *where: object) -> int:
     with db.transaction() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)

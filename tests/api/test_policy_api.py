@@ -137,9 +137,11 @@ def test_enrolling_one_more_speaker_moves_no_score_by_more_than_the_bound(make_a
     assert any(m > 0 for m in moved)  # some newcomer did enter the sample
 
 
-def test_the_cohort_is_topped_up_from_the_shipped_one_and_an_erased_member_leaves_at_once(make_api):
+def test_the_cohort_is_topped_up_from_the_shipped_one_and_an_erased_member_leaves_at_once(
+    make_api, asnorm_from_the_first_caller
+):
     engine = ScriptedEngine()
-    api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000)
+    api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000, calibration_file=asnorm_from_the_first_caller)
     service = api.service
     api.seed_voiceprint("caller", BASE)
     _population(api, 5)
@@ -176,12 +178,14 @@ def test_readyz_reports_the_cohort_snapshot_a_replica_scores_with(make_api):
     assert snapshot["members"] == 6 and snapshot["snapshot"] is not None and len(snapshot["digest"]) == 64
 
 
-def test_a_snapshot_taken_elsewhere_is_picked_up_within_the_poll_interval_not_per_call(make_api):
+def test_a_snapshot_taken_elsewhere_is_picked_up_within_the_poll_interval_not_per_call(
+    make_api, asnorm_from_the_first_caller
+):
     """Which cohort snapshot is newest is read once per poll interval (like the change feed), so a
     scored call does not query the snapshots table; a snapshot another process (the worker) took is
     used once the interval has passed."""
     engine = ScriptedEngine()
-    api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000)
+    api = make_api(engine=engine, score_norm="as-norm", cohort_size=1000, calibration_file=asnorm_from_the_first_caller)
     service = api.service
     clock = [0.0]
     service.verifications.cohort = CohortCache(service.cipher, poll_s=5.0, monotonic=lambda: clock[0])

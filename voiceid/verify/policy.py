@@ -108,7 +108,10 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
     """Calibrations for this model and normalisation; a mismatched file is an error, not ignored."""
     path: Path | None = settings.calibration_file
     if path is None:
-        if not BUILTIN_CALIBRATION.is_file():
+        if not BUILTIN_CALIBRATION.is_file() or settings.score_norm == "none":
+            # The shipped raw-cosine calibrations are the small-population regime of a normalising
+            # service; VOICEID_SCORE_NORM=none keeps its documented meaning (raw cosine, thresholds on
+            # the cosine scale) unless VOICEID_CALIBRATION_FILE names a calibration for it.
             return {}
         path = BUILTIN_CALIBRATION
     try:
