@@ -28,6 +28,7 @@ from voiceid.config import get_settings
 from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
 from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
+from voiceid.evaluation.regimes import pool_points
 from voiceid.evaluation.runner import EmbeddingCache, TrialScores, embed_run, summarise
 from voiceid.models.embedder import backend_model_version
 from voiceid.verify.calibration import fit_calibration, load_calibrations
@@ -60,30 +61,10 @@ def _fit(parts: list[tuple[TrialScores, np.ndarray, np.ndarray]], channel: str) 
     )
 
 
-def _pool(nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    counts = {key: sum(node[key] for node in nodes) for key in ("n", "accept", "inconclusive", "reject")}
-    n = counts["n"]
-    rates = {f"{key}_rate": (counts[key] / n if n else None) for key in ("accept", "inconclusive", "reject")}
-    return {**counts, **rates}
-
-
 def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool the counts of the folds' operating points into rates."""
-    out: dict[str, Any] = {
-        "genuine": _pool([p["genuine"] for p in points]),
-        "impostor": _pool([p["impostor"] for p in points]),
-        "bands": [
-            {
-                "band": band["band"],
-                "genuine": _pool([p["bands"][k]["genuine"] for p in points]),
-                "impostor": _pool([p["bands"][k]["impostor"] for p in points]),
-            }
-            for k, band in enumerate(points[0]["bands"])
-        ],
-        "thresholds": [(p["accept_threshold"], p["reject_threshold"]) for p in points],
-    }
-    out["genuine_accept_rate"] = out["genuine"]["accept_rate"]
-    out["impostor_accept_rate"] = out["impostor"]["accept_rate"]
+    """Pool the counts of the folds' operating points into rates (evaluation/regimes.pool_points)."""
+    out = pool_points(points)
+    out["thresholds"] = [(p["accept_threshold"], p["reject_threshold"]) for p in points]
     return out
 
 
