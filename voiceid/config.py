@@ -148,8 +148,9 @@ class Settings(BaseSettings):
     score_top_n: int = Field(50, ge=1, description="AS-norm: cohort scores kept per side.")
     cohort_source: Literal["population", "builtin"] = Field(
         "population",
-        description="Normalise against the operator's own enrolled voiceprints (population) or only the shipped "
-        "LibriSpeech cohort (builtin).",
+        description="Normalise against the operator's own enrolled voiceprints (population), or never (builtin: "
+        "with the shipped calibrations every call is then decided in the raw-cosine regime, as a deployment "
+        "under 100 callers is).",
     )
     cohort_size: int = Field(
         1000,
