@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
+from voiceid.fraud.export import safe_cell
 from voiceid.security import audit
 from voiceid.security.audit import AuditAction
 from voiceid.service import VoiceIdService
@@ -96,26 +97,31 @@ async def verifications_csv(
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for v in rows:
+        # Text cells a spreadsheet would read as a formula (a speaker id may start with "-") are
+        # escaped as the review desk's export escapes them (fraud/export.py); numbers stay numbers.
         writer.writerow(
             {
-                "verification_id": v.verification_id,
-                "created_at": v.created_at.isoformat(),
-                "speaker_id": v.speaker_id,
-                "decision": v.decision,
-                "score": "" if v.score is None else v.score,
-                "accept_threshold": v.accept_threshold,
-                "reject_threshold": v.reject_threshold,
-                "net_speech_s": "" if v.net_speech_s is None else v.net_speech_s,
-                "reasons": " ".join(v.reasons),
-                "model_version": v.model_version,
-                "channel": v.channel or "",
-                "raw_score": "" if v.raw_score is None else v.raw_score,
-                "llr": "" if v.llr is None else v.llr,
-                "norm": v.norm or "",
-                "calibration": v.calibration or "",
-                "challenge_status": v.challenge_status or "",
-                "challenge_prompt": v.challenge_prompt or "",
-                "challenge_heard": v.challenge_heard or "",
+                key: safe_cell(value)
+                for key, value in {
+                    "verification_id": v.verification_id,
+                    "created_at": v.created_at.isoformat(),
+                    "speaker_id": v.speaker_id,
+                    "decision": v.decision,
+                    "score": "" if v.score is None else v.score,
+                    "accept_threshold": v.accept_threshold,
+                    "reject_threshold": v.reject_threshold,
+                    "net_speech_s": "" if v.net_speech_s is None else v.net_speech_s,
+                    "reasons": " ".join(v.reasons),
+                    "model_version": v.model_version,
+                    "channel": v.channel or "",
+                    "raw_score": "" if v.raw_score is None else v.raw_score,
+                    "llr": "" if v.llr is None else v.llr,
+                    "norm": v.norm or "",
+                    "calibration": v.calibration or "",
+                    "challenge_status": v.challenge_status or "",
+                    "challenge_prompt": v.challenge_prompt or "",
+                    "challenge_heard": v.challenge_heard or "",
+                }.items()
             }
         )
     return Response(
