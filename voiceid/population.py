@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
-from voiceid.storage.models import CohortSnapshot, Speaker
+from voiceid.storage.models import CohortSnapshot, SelfCalibrationSnapshot, Speaker
 from voiceid.verify.cohort import PHONE
 
 FloatArray = npt.NDArray[np.float32]
@@ -58,6 +59,27 @@ def _digest(members: list[str]) -> str:
     return hashlib.sha256("\n".join(members).encode()).hexdigest()
 
 
+Snapshot = TypeVar("Snapshot", CohortSnapshot, SelfCalibrationSnapshot)
+
+
+def latest_snapshot(session: Session, table: type[Snapshot], model_version: str) -> Snapshot | None:
+    """The newest snapshot of a model version (cohort members, or a self-calibration fit)."""
+    return session.scalars(
+        select(table).where(table.model_version == model_version).order_by(table.id.desc()).limit(1)
+    ).first()
+
+
+def add_snapshot(session: Session, snapshot: Snapshot, keep: int) -> Snapshot:
+    """Store a new snapshot and delete all but the newest `keep` of its model version (a replica in the
+    middle of a reload can still read the previous one)."""
+    table = type(snapshot)
+    session.add(snapshot)
+    session.flush()
+    old = select(table.id).where(table.model_version == snapshot.model_version).order_by(table.id.desc()).offset(keep)
+    session.execute(delete(table).where(table.id.in_(old.scalar_subquery())))
+    return snapshot
+
+
 def refresh_cohort(session: Session, model_version: str, size: int, now: datetime) -> CohortSnapshot | None:
     """Write a new snapshot when the sample changed; None when it did not. O(C) with the primary key
     index: the sample is the first C enrolled voiceprints by id, and ids are random."""
@@ -74,27 +96,13 @@ def refresh_cohort(session: Session, model_version: str, size: int, now: datetim
         )
     )
     digest = _digest(members)
-    latest = session.scalars(
-        select(CohortSnapshot)
-        .where(CohortSnapshot.model_version == model_version)
-        .order_by(CohortSnapshot.id.desc())
-        .limit(1)
-    ).first()
+    latest = latest_snapshot(session, CohortSnapshot, model_version)
     if latest is not None and latest.digest == digest:
         return None
     snapshot = CohortSnapshot(
         model_version=model_version, members=members, size=len(members), digest=digest, created_at=now
     )
-    session.add(snapshot)
-    session.flush()
-    old = (
-        select(CohortSnapshot.id)
-        .where(CohortSnapshot.model_version == model_version)
-        .order_by(CohortSnapshot.id.desc())
-        .offset(KEEP_SNAPSHOTS)
-    )
-    session.execute(delete(CohortSnapshot).where(CohortSnapshot.id.in_(old.scalar_subquery())))
-    return snapshot
+    return add_snapshot(session, snapshot, KEEP_SNAPSHOTS)
 
 
 def follow_enrolment(session: Session, model_version: str, size: int, now: datetime) -> bool:
@@ -105,12 +113,7 @@ def follow_enrolment(session: Session, model_version: str, size: int, now: datet
     300 s refresh the first 30 callers were scored against the shipped cohort alone and 8.7 % of
     impostor calls were accepted). Once the cohort is full the periodic job keeps it; one enrolment
     then changes at most one member. True when a new snapshot was written."""
-    latest = session.scalars(
-        select(CohortSnapshot)
-        .where(CohortSnapshot.model_version == model_version)
-        .order_by(CohortSnapshot.id.desc())
-        .limit(1)
-    ).first()
+    latest = latest_snapshot(session, CohortSnapshot, model_version)
     if latest is not None and latest.size >= size:
         return False
     return refresh_cohort(session, model_version, size, now) is not None

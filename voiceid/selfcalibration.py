@@ -27,11 +27,11 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
-from voiceid.population import CohortCache, CohortState
+from voiceid.population import CohortCache, CohortState, add_snapshot, latest_snapshot
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault
@@ -206,12 +206,7 @@ def refresh_self_calibration(
     cohort = CohortCache(vault).current(session, model_version)
     population = read_population(session, vault, settings, model_version)
     fitted = fit_population(population, cohort, scorer, policy, settings)
-    latest = session.scalars(
-        select(SelfCalibrationSnapshot)
-        .where(SelfCalibrationSnapshot.model_version == model_version)
-        .order_by(SelfCalibrationSnapshot.id.desc())
-        .limit(1)
-    ).first()
+    latest = latest_snapshot(session, SelfCalibrationSnapshot, model_version)
     if latest is not None and latest.version == fitted.version:
         return None
     snapshot = SelfCalibrationSnapshot(
@@ -221,16 +216,7 @@ def refresh_self_calibration(
         body=fitted.to_dict(),
         created_at=now,
     )
-    session.add(snapshot)
-    session.flush()
-    old = (
-        select(SelfCalibrationSnapshot.id)
-        .where(SelfCalibrationSnapshot.model_version == model_version)
-        .order_by(SelfCalibrationSnapshot.id.desc())
-        .offset(KEEP_FITS)
-    )
-    session.execute(delete(SelfCalibrationSnapshot).where(SelfCalibrationSnapshot.id.in_(old.scalar_subquery())))
-    return snapshot
+    return add_snapshot(session, snapshot, KEEP_FITS)
 
 
 class SelfCalibrationCache:
