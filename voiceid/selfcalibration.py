@@ -163,8 +163,10 @@ def fit_population(
         by_calibration: dict[str, list[tuple[float, float, int, int]]] = {}
         for p, a in pairs:
             claimed_id, owner_id = population.ids[a], population.ids[population.probe_owner[p]]
-            keep = [k for k, sid in enumerate(members) if sid != claimed_id and sid != owner_id]
-            cohort_part = cohort_vectors[keep] if keep else None
+            # The cohort less both people of the pair (positions looked up, not a scan per trial).
+            drop = [position[sid] for sid in {claimed_id, owner_id} if sid in position]
+            rest = np.delete(cohort_vectors, drop, axis=0) if members else cohort_vectors
+            cohort_part = rest if len(rest) else None
             # The regime as the service counts it for this claimed speaker (only they are left out).
             regime = min(len(members) - (claimed_id in position), scorer.cohort_size)
             result = scorer.score(
