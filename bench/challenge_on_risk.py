@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceid.antispoof.evaluate import run_pad, service_channel
 from voiceid.antispoof.policy import load_thresholds
 from voiceid.challenge.policy import at_risk
 from voiceid.config import get_settings
+from voiceid.evaluation.pad import run_pad, service_channel
 
 BANDS = (0.25, 0.5, 1.0, 2.0)
 

@@ -12,7 +12,7 @@ Rows (each for single-utterance probes and 3-utterance probes, as `voiceid eval 
 The service picks cohort and calibration by the probe's channel, and so does every row here: the
 cross-channel rows are decided with the shipped phone calibration and policy. The population cohort
 holds the other speakers' main voiceprints (enrolled through the enrolment channel), as
-`voiceid.population` does.
+`voiceid.services.cohort` does.
 
 Second chance: each probe that has a next utterance of its speaker and ends INCONCLUSIVE is decided
 again on the probe joined with that utterance (`voiceid eval --second-chance`); the columns count
@@ -39,7 +39,7 @@ from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import Protocol, build_protocol, extend_tests, join_tests, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_run, summarise
 from voiceid.evaluation.second_chance import second_chance_of
-from voiceid.models.embedder import backend_model_version
+from voiceid.models.registry import backend_model_version
 from voiceid.verify.calibration import load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 

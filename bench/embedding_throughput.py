@@ -50,8 +50,8 @@ from voiceid.config import InferenceBackend, Settings, VadBackend, get_settings
 from voiceid.engine import Engine
 from voiceid.evaluation.protocol import read_manifest
 from voiceid.inference import InferencePool
-from voiceid.models.embedder import Embedder, load_embedder
-from voiceid.models.selection import concrete_backend
+from voiceid.models.embedder import Embedder
+from voiceid.models.registry import concrete_backend, load_embedder
 
 
 def summarise(name: str, cpu: list[float], wall: list[float], audio_s: float) -> dict[str, Any]:

@@ -42,9 +42,9 @@ from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
-from voiceid.fraud.checks import MAX_POOL_SEEDS
-from voiceid.fraud.desk import pool_voice
 from voiceid.fraud.scale import CROSS_FILE, Channel, FraudScale, load_fraud_scale
+from voiceid.services.fraud_checks import MAX_POOL_SEEDS
+from voiceid.services.fraud_desk import pool_voice
 from voiceid.verify.scoring import l2_normalise
 
 Matrix = npt.NDArray[np.float32]

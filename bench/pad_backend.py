@@ -25,12 +25,12 @@ import numpy.typing as npt
 
 from voiceid.antispoof.backend import DEFAULT_BACKEND, FeatureGroup, features, fit_backend, save_backend
 from voiceid.antispoof.detector import CmOutput
-from voiceid.antispoof.evaluate import CmCache, PadItem, read_pad_manifest
 from voiceid.antispoof.manifest import read_manifest
 from voiceid.antispoof.metrics import apcer_at_bpcer, pad_eer
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.embedders import voiceid_embedder
+from voiceid.evaluation.pad import CmCache, PadItem, read_pad_manifest
 from voiceid.evaluation.protocol import Utterance
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from voiceid.antispoof.detector import load_countermeasure
-from voiceid.antispoof.evaluate import CmCache, ItemProblem, read_pad_manifest, score_items
 from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.config import get_settings
+from voiceid.evaluation.pad import CmCache, ItemProblem, read_pad_manifest, score_items
 
 
 def main(channels: list[str], manifests: list[Path]) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceid.antispoof.evaluate import run_pad, service_channel
 from voiceid.antispoof.metrics import bpcer_at, threshold_at_bpcer
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, load_thresholds, save_thresholds
 from voiceid.config import get_settings
+from voiceid.evaluation.pad import run_pad, service_channel
 
 SHIPPED = Path(__file__).resolve().parents[1] / "voiceid" / "antispoof" / "data" / "pad_thresholds.json"
 

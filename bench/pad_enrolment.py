@@ -25,9 +25,9 @@ from typing import Any
 from http_harness import bench_app, role_headers  # bench/http_harness.py: run from bench/ as a script
 
 from voiceid.antispoof.calibration import held_out_speakers
-from voiceid.antispoof.evaluate import PadItem, read_pad_manifest
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.pad import PadItem, read_pad_manifest
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceid.antispoof.evaluate import run_pad, service_channel
 from voiceid.antispoof.policy import load_thresholds
 from voiceid.config import get_settings
+from voiceid.evaluation.pad import run_pad, service_channel
 
 
 def main(manifest: Path, channels: list[str]) -> None:

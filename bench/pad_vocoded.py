@@ -31,13 +31,13 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from voiceid.antispoof.evaluate import CmCache, PadItem, read_pad_manifest
 from voiceid.antispoof.manifest import read_manifest
 from voiceid.antispoof.metrics import pad_eer
 from voiceid.audio import g711
 from voiceid.audio.resample import resample
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
+from voiceid.evaluation.pad import CmCache, PadItem, read_pad_manifest
 
 RATE = 16000
 FAMILIES = {

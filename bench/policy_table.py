@@ -30,7 +30,7 @@ from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
 from voiceid.evaluation.regimes import pool_points
 from voiceid.evaluation.runner import EmbeddingCache, TrialScores, embed_run, summarise
-from voiceid.models.embedder import backend_model_version
+from voiceid.models.registry import backend_model_version
 from voiceid.verify.calibration import fit_calibration, load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 

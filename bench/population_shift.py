@@ -27,7 +27,7 @@ from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
 from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
 from voiceid.evaluation.regimes import Regime, policy_by_calibration
 from voiceid.evaluation.runner import EmbeddingCache, embed_run
-from voiceid.models.embedder import backend_model_version
+from voiceid.models.registry import backend_model_version
 from voiceid.verify.calibration import fit_calibration
 from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.policy import thresholds_by_calibration

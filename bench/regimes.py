@@ -31,7 +31,7 @@ from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
 from voiceid.evaluation.regimes import Regime, regime_for, regime_trials
 from voiceid.evaluation.runner import EmbeddingCache, embed_run
-from voiceid.models.embedder import backend_model_version
+from voiceid.models.registry import backend_model_version
 from voiceid.verify.calibration import load_calibrations, select_calibration
 from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
 

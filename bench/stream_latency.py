@@ -35,12 +35,12 @@ from pydantic import SecretStr
 from voiceid.api.app import create_app
 from voiceid.config import get_settings
 from voiceid.evaluation.protocol import read_manifest
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter import simulator
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.sip import SipServer
-from voiceid.views import Role
 
 
 def start_http(app: Any) -> tuple[uvicorn.Server, str]:

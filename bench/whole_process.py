@@ -64,7 +64,7 @@ def child(kind: str, files: list[Path]) -> dict[str, Any]:
         label = "speechbrain bare"
     else:
         from voiceid.engine import Engine
-        from voiceid.models.selection import concrete_backend
+        from voiceid.models.registry import concrete_backend
 
         engine = Engine.embedding_only(settings)
         types = {".flac": "audio/flac", ".wav": "audio/wav"}

@@ -24,8 +24,8 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import build_protocol, read_manifest
 from voiceid.evaluation.runner import score_protocol
-from voiceid.models.bf16_backend import bf16_version, cpu_has_native_bf16
-from voiceid.models.embedder import Embedder, backend_model_version, load_embedder
+from voiceid.models.backends.bf16 import bf16_version, cpu_has_native_bf16
+from voiceid.models.embedder import Embedder
 from voiceid.models.files import ALL_FILES, MODEL_VERSION, verify_model_dir
 from voiceid.models.onnx_export import (
     EQUIVALENCE_MAX_ABS,
@@ -37,6 +37,7 @@ from voiceid.models.onnx_export import (
     load_exported,
     onnx_dir,
 )
+from voiceid.models.registry import backend_model_version, load_embedder
 from voiceid.verify.metrics import eer
 
 COSINE_FLOOR = {InferenceBackend.TORCH_BF16: 0.9999, InferenceBackend.ONNX_INT8: 0.98}

@@ -94,7 +94,7 @@ def test_embeddings_are_unit_length_deterministic_and_match_speechbrain(settings
     from speechbrain.inference.speaker import EncoderClassifier
 
     from voiceid.config import InferenceBackend
-    from voiceid.models.embedder import shared_embedder
+    from voiceid.models.registry import shared_embedder
 
     embedder = shared_embedder(settings.model_dir, settings.torch_threads, InferenceBackend.TORCH)
     wave, _ = sf.read(str(dev_files["ls_1998"][0]), dtype="float32")

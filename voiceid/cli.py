@@ -54,7 +54,7 @@ def _content_type(path: Path) -> str | None:
 
 
 def _service(load_model: bool = True) -> Any:
-    from voiceid.service import VoiceIdService
+    from voiceid.services.root import VoiceIdService
 
     if load_model:
         return VoiceIdService.from_settings(get_settings())
@@ -388,8 +388,8 @@ def eval_command(
     from voiceid.evaluation.operating_point import format_table, operating_point, trial_llrs
     from voiceid.evaluation.regimes import CALIBRATIONS, policy_by_calibration, regime_for, regime_trials
     from voiceid.evaluation.runner import cross_validated_cllr, summarise
-    from voiceid.models.embedder import backend_model_version
     from voiceid.models.files import MODEL_VERSION
+    from voiceid.models.registry import backend_model_version
     from voiceid.verify.calibration import load_calibrations
     from voiceid.verify.metrics import cllr as cllr_of
     from voiceid.verify.normalisation import NORM_METHODS
@@ -553,7 +553,7 @@ def calibrate_command(
     probes of several lengths so every net-speech band is represented; prints Cllr and minCllr per band."""
     import numpy as np
 
-    from voiceid.models.embedder import backend_model_version
+    from voiceid.models.registry import backend_model_version
     from voiceid.verify.calibration import fit_calibration, load_calibrations, merge_calibration, save_calibrations
 
     settings = get_settings()
@@ -631,9 +631,9 @@ def eval_pad_command(
     cache: Annotated[bool, typer.Option(help="Reuse CM outputs cached under the data dir")] = True,
 ) -> None:
     """Presentation-attack detection accuracy: EER, APCER at BPCER 1 % / 5 %, per attack and per source."""
-    from voiceid.antispoof.evaluate import DETECTORS, at_thresholds, pad_report, run_pad
     from voiceid.antispoof.policy import load_thresholds
     from voiceid.evaluation.channel import CHANNELS
+    from voiceid.evaluation.pad import DETECTORS, at_thresholds, pad_report, run_pad
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
@@ -768,9 +768,9 @@ def calibrate_pad_command(
     """Fit the countermeasure thresholds per channel for a target BPCER on genuine callers' speech from
     several manifests; report the BPCER per data source on fitted and held-out speakers."""
     from voiceid.antispoof.calibration import BonafideScore, fit_thresholds
-    from voiceid.antispoof.evaluate import at_thresholds, run_pad
     from voiceid.antispoof.policy import save_thresholds
     from voiceid.evaluation.channel import CHANNELS
+    from voiceid.evaluation.pad import at_thresholds, run_pad
 
     for name in channel:
         if name not in CHANNELS:
@@ -901,7 +901,7 @@ def serve(
     VOICEID_HTTP_KEEP_ALIVE_S idle keep-alive, VOICEID_MAX_STREAMS concurrent telephony streams."""
     from voiceid.api.app import create_app
     from voiceid.api.server import serve as run_server
-    from voiceid.security.apikeys import check_admin_key_strength
+    from voiceid.services.api_keys import check_admin_key_strength
 
     settings = get_settings()
     if settings.admin_key is not None:  # refuse before binding the port, with the message alone (no traceback)
@@ -921,8 +921,8 @@ def db_upgrade(
     """Migrations, admin-key bootstrap and decision-data pins, under a database lock (idempotent)."""
     from sqlalchemy.orm import Session
 
-    from voiceid.context import AppContext
-    from voiceid.storage.upgrade import replica_decision_versions, upgrade
+    from voiceid.services.context import AppContext
+    from voiceid.services.upgrade import replica_decision_versions, upgrade
 
     settings = get_settings()
 
@@ -960,7 +960,7 @@ def worker(
     import signal
     import threading
 
-    from voiceid.context import AppContext
+    from voiceid.services.context import AppContext
     from voiceid.worker.jobs import JOBS
     from voiceid.worker.runner import Worker
 
@@ -989,7 +989,7 @@ def worker(
 def index_snapshot() -> None:
     """Write the index snapshots that are due now: the worker's `index-snapshot` job, once, under its lock
     (nothing below VOICEID_INDEX_SNAPSHOT_MIN_VECTORS, nothing where the population did not change)."""
-    from voiceid.context import AppContext
+    from voiceid.services.context import AppContext
     from voiceid.worker.index_snapshots import JOB_NAME
     from voiceid.worker.jobs import JOBS
     from voiceid.worker.runner import Worker
@@ -1010,7 +1010,7 @@ def index_snapshot() -> None:
 @index_app.command("status")
 def index_status() -> None:
     """The snapshots in the database: kind, model version, revision, vectors, size, state."""
-    from voiceid.context import AppContext
+    from voiceid.services.context import AppContext
     from voiceid.storage.index_repo import list_snapshots
 
     try:
@@ -1066,13 +1066,13 @@ def keys_create(
     """Create an API key and print it (shown once; only its hash is stored)."""
     if expires_at is not None and expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    from voiceid.views import Role
+    from voiceid.services.views import Role
 
     try:
         chosen = Role(role)
     except ValueError:
         raise typer.BadParameter(f"role must be one of {', '.join(r.value for r in Role)}") from None
-    from voiceid.security import audit
+    from voiceid.services import audit
 
     service = _service(load_model=False)
     try:
@@ -1097,8 +1097,8 @@ def keys_rotate_master() -> None:
     from voiceid.storage.keys import rotate_master
 
     count, where = rotate_master(get_settings())
-    from voiceid.security import audit
-    from voiceid.security.audit import AuditAction
+    from voiceid.services import audit
+    from voiceid.services.audit import AuditAction
 
     service = _service(load_model=False)
     try:
@@ -1121,12 +1121,12 @@ def _cli_actor() -> str:
 @keys_app.command("list")
 def keys_list() -> None:
     """Every API key (one JSON object per line): role, label, expiry, last use, revocation."""
-    from voiceid.security import apikeys
+    from voiceid.services import api_keys
 
     service = _service(load_model=False)
     try:
         now = service.clock()
-        for view in apikeys.list_keys(service.db):
+        for view in api_keys.list_keys(service.db):
             row = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(view).items()}
             typer.echo(json.dumps({**row, "active": view.active(now)}))
     finally:
@@ -1136,12 +1136,12 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `voiceid keys list`)")]) -> None:
     """Revoke an API key; it is refused from the next request on."""
-    from voiceid.security import apikeys, audit
+    from voiceid.services import api_keys, audit
 
     service = _service(load_model=False)
     try:
         with audit.acting_as(_cli_actor()):
-            view = apikeys.revoke(service.db, key_id, service.clock())
+            view = api_keys.revoke(service.db, key_id, service.clock())
     except VoiceIdError as exc:
         _fail(exc)
     finally:
@@ -1158,7 +1158,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the audit trail's hash chain: exit 1 and list every edited, missing or relinked row."""
-    from voiceid.security import audit
+    from voiceid.services import audit
 
     service = _service(load_model=False)
     try:

@@ -37,7 +37,7 @@ class InferenceBackend(StrEnum):
     """Where the ECAPA network runs (docs/performance.md). Features always come from torch."""
 
     # The default: torch-bf16 on a CPU with native bf16, else torch; a service with enrolled
-    # voiceprints keeps the backend whose model version they carry (voiceid.models.selection).
+    # voiceprints keeps the backend whose model version they carry (voiceid.models.registry).
     AUTO = "auto"
     TORCH = "torch"  # PyTorch eager: the reference implementation and test oracle
     ONNX = "onnx"  # ONNX Runtime, fp32: numerically equivalent, keeps the model version

@@ -13,7 +13,8 @@ from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.audio.phone_line import phone_line
 from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
-from voiceid.models.embedder import Embedder, shared_embedder
+from voiceid.models.embedder import Embedder
+from voiceid.models.registry import shared_embedder
 
 
 @dataclass(frozen=True)

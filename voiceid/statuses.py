@@ -27,7 +27,7 @@ class SpeakerStatus(StrEnum):
     ENROLLED = "ENROLLED"
     OPTED_OUT = "OPTED_OUT"
     REVIEW_REQUIRED = "REVIEW_REQUIRED"  # voiceprint built but held: it matches another speaker's
-    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (privacy/retention.py)
+    EXPIRED = "EXPIRED"  # voiceprint erased after going unused for the retention period (services/retention.py)
 
 
 class CallMode(StrEnum):

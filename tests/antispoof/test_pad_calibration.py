@@ -12,7 +12,11 @@ import soundfile as sf
 
 from voiceid.antispoof.calibration import BonafideScore, fit_thresholds, held_out_speakers
 from voiceid.antispoof.detector import CmOutput
-from voiceid.antispoof.evaluate import (
+from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, enrolment_doubt
+from voiceid.audio.decode import AudioLimits
+from voiceid.audio.frontend import FrontEnd, FrontEndConfig
+from voiceid.audio.vad import VadConfig
+from voiceid.evaluation.pad import (
     CmCache,
     PadItem,
     arrival_channel,
@@ -21,10 +25,6 @@ from voiceid.antispoof.evaluate import (
     read_pad_manifest,
     score_items,
 )
-from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, enrolment_doubt
-from voiceid.audio.decode import AudioLimits
-from voiceid.audio.frontend import FrontEnd, FrontEndConfig
-from voiceid.audio.vad import VadConfig
 
 
 def _scores(source: str, channel: str, values: list[float], speakers: int = 10) -> list[BonafideScore]:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from voiceid.antispoof.backend import FeatureGroup, PadBackend, features, fit_backend
-from voiceid.antispoof.evaluate import PadItem, pad_report, sources_of
 from voiceid.antispoof.metrics import apcer_at, apcer_at_bpcer, bpcer_at, pad_eer, threshold_at_bpcer
 from voiceid.antispoof.policy import PadAction, PadThresholds, apply_pad_flag, fit_channel_threshold
 from voiceid.antispoof.windows import frame_windows, window_count
+from voiceid.evaluation.pad import PadItem, pad_report, sources_of
 from voiceid.verify.decision import Decision, Outcome, Reason
 
 

@@ -18,7 +18,7 @@ from voiceid.audio.quality import QualityReport
 from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.models.files import MODEL_VERSION
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text

@@ -17,8 +17,8 @@ from tests.api.conftest import SESSION_SECRET, ScriptedEngine, unit
 from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.cli import app
 from voiceid.config import get_settings
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 

@@ -9,10 +9,10 @@ import pytest
 from tests.api.conftest import Api, unit
 from voiceid.config import InferenceBackend
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.models.bf16_backend import bf16_version
+from voiceid.models.backends.bf16 import bf16_version
 from voiceid.models.files import MODEL_VERSION
-from voiceid.models.selection import choose_backend, resolve_service_backend
-from voiceid.service import VoiceIdService
+from voiceid.models.registry import choose_backend, resolve_service_backend
+from voiceid.services.root import VoiceIdService
 from voiceid.storage import repositories as repo
 
 BF16 = bf16_version(MODEL_VERSION)

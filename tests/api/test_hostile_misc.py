@@ -17,8 +17,8 @@ from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
 from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.api.app import create_app
 from voiceid.config import Settings
+from voiceid.services.views import Role
 from voiceid.storage.crypto import generate_key_text
-from voiceid.views import Role
 
 
 class TcpProxy:

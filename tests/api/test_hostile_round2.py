@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from tests.fraud.test_review_page import sign_in
-from voiceid.views import Role
+from voiceid.services.views import Role
 
 
 def test_a_call_binding_is_readable_only_by_its_key_or_admin(make_api) -> None:

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
 from voiceid.api.app import create_app
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.security.apikeys import estimated_bits
 from voiceid.security.throttle import FailureThrottle, client_key
-from voiceid.service import VoiceIdService
+from voiceid.services.api_keys import estimated_bits
+from voiceid.services.root import VoiceIdService
 from voiceid.storage.crypto import generate_key_text
 
 NEW_ADMIN_KEY = "rotated-admin-Key-iy8rNXgGdcp_c2lnXfZ1OGimEJ6CvjR_"

@@ -11,7 +11,7 @@ import numpy as np
 from tests.api.conftest import ScriptedEngine, unit
 from tests.api.test_verifications import BASE, at_cosine
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.population import CohortCache, refresh_all_cohorts
+from voiceid.services.cohort import CohortCache, refresh_all_cohorts
 from voiceid.storage import repositories as repo
 
 

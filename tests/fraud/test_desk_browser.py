@@ -21,10 +21,10 @@ from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.fraud.test_watchlist import FRAUDSTER, VICTIM, near
 from voiceid.api.app import create_app
 from voiceid.config import Settings
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
-from voiceid.views import Role
 
 pytestmark = [pytest.mark.browser]
 

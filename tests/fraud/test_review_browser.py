@@ -18,8 +18,8 @@ from voiceid.api.app import create_app
 from voiceid.config import Settings
 from voiceid.engine import Engine
 from voiceid.fraud.scale import Channel
-from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.devdata]
 

@@ -22,9 +22,8 @@ from voiceid.audio.quality import QualityReport
 from voiceid.config import get_settings
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.models.embedder import backend_model_version
 from voiceid.models.files import MODEL_VERSION
-from voiceid.models.selection import concrete_backend
+from voiceid.models.registry import backend_model_version, concrete_backend
 
 DIM = 192
 NET_SPEECH_S = 25.0

@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 
 from tests.api.conftest import ScriptedEngine
 from voiceid.config import Settings
-from voiceid.context import AppContext
-from voiceid.fraud.caches import VoiceprintCache
 from voiceid.models.files import MODEL_VERSION
+from voiceid.services.context import AppContext
+from voiceid.services.index_caches import VoiceprintCache
 from voiceid.storage import fraud_repo, index_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.changes import FEED, ChangeKind
@@ -198,7 +198,7 @@ def test_an_unusable_snapshot_falls_back_to_the_full_load(world: World, damage: 
             session.execute(update(ChangeCounter).where(ChangeCounter.name == FEED).values(pruned_below=horizon))
     if damage == "shredded-key":
         world.vault.shred([index_snapshot_owner(snap.id)])
-    with caplog.at_level(logging.WARNING, logger="voiceid.fraud.caches"):
+    with caplog.at_level(logging.WARNING, logger="voiceid.services.index_caches"):
         cache = world.replica()
     assert cache.loaded_snapshots == {}
     assert "index snapshot" in caplog.text

@@ -12,14 +12,14 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from voiceid.config import Settings
-from voiceid.context import AppContext, check_shared_configuration
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.context import AppContext, check_shared_configuration
+from voiceid.services.upgrade import check_decision_data, current_revision, head_revision, upgrade
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 from voiceid.storage.models import ApiKey, AttemptEmbedding
-from voiceid.storage.upgrade import check_decision_data, current_revision, head_revision, upgrade
 from voiceid.worker.jobs import JOBS
 from voiceid.worker.locks import job_lock
 from voiceid.worker.registry import Job
@@ -58,7 +58,7 @@ def test_postgresql_refuses_per_host_secrets(settings: Settings):
 
 
 def test_the_service_itself_refuses_to_start_on_postgresql_without_them(settings: Settings):
-    from voiceid.service import VoiceIdService
+    from voiceid.services.root import VoiceIdService
 
     with pytest.raises(VoiceIdError) as caught:
         VoiceIdService.from_settings(settings.model_copy(update={"database_url": PG_URL, "encryption_key": None}))
@@ -214,8 +214,7 @@ def test_db_upgrade_pins_what_replicas_on_their_defaults_run(fresh_postgres, mon
     from tests.api.conftest import SESSION_SECRET
     from voiceid.cli import app
     from voiceid.config import InferenceBackend, get_settings
-    from voiceid.models.embedder import backend_model_version
-    from voiceid.models.selection import concrete_backend
+    from voiceid.models.registry import backend_model_version, concrete_backend
     from voiceid.verify.policy import build_policy, build_scorer
     from voiceid.verify.versions import decision_versions
 

@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from voiceid.config import Settings
-from voiceid.context import AppContext
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.context import AppContext
 from voiceid.statuses import DeliveryStatus
 from voiceid.storage.models import WebhookDelivery
 from voiceid.telephony_adapter.calls import CallRegistry

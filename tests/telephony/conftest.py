@@ -20,10 +20,10 @@ from voiceid.api.app import create_app
 from voiceid.api.server import server_config
 from voiceid.config import Settings
 from voiceid.engine import Engine
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.simulator import RATE, phone_line
-from voiceid.views import Role
 
 ADMIN_KEY = "admin-telephony-key-8c6jdvqNWjf6E08HhmJBznvVkhwoG9RD"
 

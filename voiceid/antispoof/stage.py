@@ -2,7 +2,7 @@
 
 From the same decoded audio as the embedding it computes the countermeasure score (AASIST, or the
 model in VOICEID_CM_MODEL_DIR, then the fitted back-end) and the replay fingerprint. Nothing here
-touches the database: the decision and storage side is `voiceid.antispoof.checks`.
+touches the database: the decision and storage side is `voiceid.services.pad_checks`.
 
 The CM score's meaning: a log-likelihood ratio in nats, ln p(audio | bona fide) / p(audio | spoof),
 as calibrated on dev_spoof. Higher means more likely bona fide; 0 means no evidence either way; a

@@ -19,7 +19,7 @@ from voiceid.api.server import CONNECTIONS_STATE
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 from voiceid.security.throttle import FailureThrottle
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
 from voiceid.telephony_adapter import twilio
 from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots
 

@@ -4,18 +4,17 @@ already in `guard.BodyGuard`, before any of the body is read."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.security import audit
 from voiceid.security.throttle import FailureThrottle, check_throttle
-from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.services import audit
+from voiceid.services.api_keys import Principal, authenticate_throttled, permitted
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 
 # Declares the Bearer scheme in OpenAPI (so /docs "Authorize" sends the key); the header itself is
 # checked below, so a missing or malformed one answers with our own UNAUTHENTICATED body.
@@ -26,28 +25,9 @@ BEARER = HTTPBearer(
 )
 
 
-@dataclass(frozen=True)
-class Principal:
-    key_id: str
-    role: Role
-
-
 def get_service(request: Request) -> VoiceIdService:
     service: VoiceIdService = request.app.state.service
     return service
-
-
-def permitted(found: tuple[str, Role], roles: tuple[Role, ...]) -> Principal:
-    """The principal of an authenticated key, or FORBIDDEN when its role is not one of `roles`
-    (admin may do everything)."""
-    allowed = {*roles, Role.ADMIN}
-    principal = Principal(*found)
-    if principal.role not in allowed:
-        raise VoiceIdError(
-            ErrorCode.FORBIDDEN,
-            f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
-        )
-    return principal
 
 
 # Where `guard.BodyGuard` leaves (secret, (key id, role)) after authenticating a request with a
@@ -65,21 +45,7 @@ async def identify(state: Any, host: str | None, authorization: str) -> tuple[st
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "send 'Authorization: Bearer <api key>'")
-    return secret, await authenticate(state.service, throttle, host, secret)
-
-
-async def authenticate(
-    service: VoiceIdService, throttle: FailureThrottle | None, host: str | None, secret: str
-) -> tuple[str, Role]:
-    """(key id, role) of `secret`, for every transport (HTTP header, a stream's first message): a
-    throttled address is refused before the key is looked up, a wrong key counts toward it."""
-    check_throttle(throttle, host)
-    found = await run_in_threadpool(service.keys.authenticate, secret)
-    if found is None:
-        if throttle is not None:
-            throttle.failed(host)
-        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
-    return found
+    return secret, await authenticate_throttled(state.service.keys, throttle, host, secret)
 
 
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:

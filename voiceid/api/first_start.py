@@ -8,7 +8,7 @@ from typing import TextIO
 
 from sqlalchemy import func, select
 
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
 from voiceid.storage.models import ApiKey
 
 

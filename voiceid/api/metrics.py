@@ -14,7 +14,7 @@ from starlette.routing import Match
 from voiceid.api.auth import require
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.views import Role, ServiceCounters
+from voiceid.services.views import Role, ServiceCounters
 
 
 class Metrics:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voiceid.service import VoiceIdService
-from voiceid.storage.upgrade import check_decision_data
+from voiceid.services.root import VoiceIdService
+from voiceid.services.upgrade import check_decision_data
 from voiceid.verify.versions import decision_versions
 from voiceid.worker.jobs import JOBS
 from voiceid.worker.runner import BackgroundWorker, Worker
@@ -53,9 +53,9 @@ class Replica:
                 for name, cache in (("voiceprints", fraud.voiceprints), ("watchlist", fraud.watchlist))
             },
             "decision_data": self.versions,
-            # The population cohort snapshot (voiceid/population.py), once a call has loaded it.
+            # The population cohort snapshot (voiceid/services/cohort.py), once a call has loaded it.
             "cohort_snapshot": self.service.cohort.held(),
-            # The population's own correction of the calibration (voiceid/selfcalibration.py), once loaded.
+            # The population's own correction of the calibration (voiceid/services/calibration.py), once loaded.
             "self_calibration": self.service.verifications.self_calibration.held(),
             "jobs_in_process": self.jobs is not None,
         }

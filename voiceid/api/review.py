@@ -27,11 +27,9 @@ from sqlalchemy import Select, select
 from starlette.concurrency import run_in_threadpool
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud.desk import AttemptDetail
 from voiceid.fraud.export import safe_row
 from voiceid.fraud.histogram import daily_svg, histogram_svg
 from voiceid.fraud.links import Link
-from voiceid.fraud.sessions import ReviewSessions
 from voiceid.fraud.views import (
     KIND_TEXT,
     ChannelChart,
@@ -42,16 +40,18 @@ from voiceid.fraud.views import (
     reason_text,
     rounded,
 )
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
 from voiceid.security.throttle import FailureThrottle
-from voiceid.service import VoiceIdService
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.fraud_desk import AttemptDetail
+from voiceid.services.review_sessions import ReviewSessions
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.statuses import ReviewKind, ReviewStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import load_or_create_key_file
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import Role
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -104,7 +104,7 @@ async def _session(request: Request) -> ReviewSession | None:
         return None
     # The signature proves the cookie was issued here; the database says it is still valid
     # (not signed out, its key not deleted).
-    if not await run_in_threadpool(ReviewSessions(service).is_live, str(data["s"]), str(data["k"])):
+    if not await run_in_threadpool(ReviewSessions(service.ctx).is_live, str(data["s"]), str(data["k"])):
         return None
     audit.set_actor(f"review:{data['k']}")  # who the audit trail names for this request
     return ReviewSession(str(data["k"]), str(data["r"]), str(data["c"]), str(data["s"]))
@@ -186,7 +186,7 @@ async def login(request: Request) -> Response:
             throttle.failed(host)
         return await login_page(request, error="That key is not an analyst or admin key.")
     key_id, role = found
-    session_id = await run_in_threadpool(ReviewSessions(service).open, key_id)
+    session_id = await run_in_threadpool(ReviewSessions(service.ctx).open, key_id)
     cookie = _serializer(_secret(service)).dumps(
         {"k": key_id, "r": role.value, "c": secrets.token_urlsafe(24), "s": session_id}
     )
@@ -210,7 +210,7 @@ async def logout(request: Request) -> Response:
     if session is not None and await _checked_form(request, session) is None:
         return _forbidden(request, "Invalid form token.")
     if session is not None:
-        await run_in_threadpool(ReviewSessions(_service(request)).close, session.session_id)
+        await run_in_threadpool(ReviewSessions(_service(request).ctx).close, session.session_id)
     response = _to_login()
     response.delete_cookie(SESSION_COOKIE, path="/review")
     return response

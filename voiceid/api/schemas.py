@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from voiceid.challenge.policy import ChallengeKind
+from voiceid.services.views import Role
 from voiceid.statuses import SpeakerStatus
-from voiceid.views import Role
 from voiceid.wire import VerificationOut
 
 

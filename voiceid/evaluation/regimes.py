@@ -5,7 +5,7 @@
   AS-norm from it on) and a cohort of at most `population - 1` enrolled voiceprints.
 - `policy_by_calibration`: 2 folds by speaker. Each fold's trials (test speaker and claimed speaker both
   in the fold) are decided with the shipped calibration, and with the self-calibration fitted the way
-  the worker fits it (voiceid/selfcalibration.py) on the *other* fold's population: its enrolment
+  the worker fits it (voiceid/services/calibration.py) on the *other* fold's population: its enrolment
   utterances against its other voiceprints, non-target trials only, no label from the test speakers.
   So the fit never saw either speaker of a trial it decides.
 """
@@ -91,7 +91,7 @@ def _speaker_of_rows(trials: TrialScores) -> npt.NDArray[np.str_]:
 
 def fit_on(population: TrialScores, speakers: set[str], regime: Regime, settings: Settings) -> ChannelShift:
     """The self-calibration the worker would fit if `speakers` were the whole enrolled population."""
-    from voiceid.selfcalibration import limits_from
+    from voiceid.services.calibration import limits_from
 
     owner = _speaker_of_rows(population)
     rows = np.array([o in speakers for o in owner])

@@ -57,8 +57,8 @@ class EmbeddingCache:
         """The cache under the data dir, keyed by model, embedder and every front-end setting that
         shapes an embedding, so a changed VAD setting re-embeds instead of reusing stale vectors."""
         from voiceid.audio.frontend import FrontEndConfig
-        from voiceid.models.embedder import backend_model_version
         from voiceid.models.files import MODEL_VERSION
+        from voiceid.models.registry import backend_model_version
 
         # The product's vectors carry its inference backend's version (a bf16 or int8 backend
         # must not read fp32 vectors back); the bare baseline always runs the fp32 checkpoint.

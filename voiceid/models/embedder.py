@@ -9,7 +9,6 @@ and write symlinks into a save directory. The forward pass is the same three ste
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from voiceid.config import InferenceBackend
 from voiceid.models.files import REQUIRED_FILES, VerifiedModel, verify_model_dir
-from voiceid.models.selection import concrete_backend
 
 SAMPLE_RATE = 16_000
 EMBEDDING_DIM = 192
@@ -28,7 +25,7 @@ EMBEDDING_DIM = 192
 FloatArray = npt.NDArray[np.float32]
 
 
-def _load_modules(model_dir: Path) -> dict[str, torch.nn.Module]:
+def load_modules(model_dir: Path) -> dict[str, torch.nn.Module]:
     from hyperpyyaml import load_hyperpyyaml
 
     with (model_dir / "hyperparams.yaml").open() as handle:
@@ -58,7 +55,7 @@ class Embedder:
             torch.set_num_threads(threads)
         self.model_version = model.model_version
         self.model_dir = model.directory
-        self._modules = _load_modules(model.directory)
+        self._modules = load_modules(model.directory)
 
     @classmethod
     def from_dir(cls, model_dir: Path, threads: int = 0) -> Embedder:
@@ -117,49 +114,3 @@ class Embedder:
             out[idx] = self._forward(batch, rel)
             start = end
         return out
-
-
-_shared: dict[tuple[Path, int, InferenceBackend], Embedder] = {}
-_shared_lock = threading.Lock()
-
-
-def load_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
-    """An embedder on the chosen backend; torch is the reference the others are tested against."""
-    backend = concrete_backend(backend)
-    if backend is InferenceBackend.TORCH:
-        return Embedder.from_dir(model_dir, threads=threads)
-    if backend is InferenceBackend.TORCH_BF16:
-        from voiceid.models.bf16_backend import Bf16Embedder
-
-        return Bf16Embedder(verify_model_dir(model_dir, REQUIRED_FILES), threads=threads)
-    from voiceid.models.onnx_backend import OnnxEmbedder
-    from voiceid.models.onnx_export import OnnxPrecision
-
-    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
-    return OnnxEmbedder(verify_model_dir(model_dir, REQUIRED_FILES), precision, threads=threads)
-
-
-def backend_model_version(model_dir: Path, backend: InferenceBackend) -> str:
-    """The model version `backend`'s vectors will carry, without loading any network."""
-    from voiceid.models.files import MODEL_VERSION
-
-    backend = concrete_backend(backend)
-    if backend is InferenceBackend.TORCH:
-        return MODEL_VERSION
-    if backend is InferenceBackend.TORCH_BF16:
-        from voiceid.models.bf16_backend import bf16_version
-
-        return bf16_version(MODEL_VERSION)
-    from voiceid.models.onnx_export import OnnxPrecision, load_exported
-
-    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
-    return load_exported(verify_model_dir(model_dir, REQUIRED_FILES), precision).model_version
-
-
-def shared_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
-    """The process-wide embedder for a model dir and backend: the model is loaded once and reused."""
-    key = (model_dir.resolve(), threads, concrete_backend(backend))
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = load_embedder(model_dir, threads, backend)
-        return _shared[key]

@@ -190,11 +190,11 @@ def fp32_version(source_version: str, sha256: str, max_abs_diff: float) -> str:
 
 def export(model: VerifiedModel, calibration: Path | None = None) -> dict[OnnxPrecision, ExportedFile]:
     """Write both ONNX files and `export.json` into `<model_dir>/onnx/`; return what was recorded."""
-    from voiceid.models.embedder import _load_modules
+    from voiceid.models.embedder import load_modules
 
     torch.manual_seed(0)
     calibration = calibration or packaged_calibration()
-    net = _EmbeddingNet(_load_modules(model.directory)["embedding_model"]).eval()
+    net = _EmbeddingNet(load_modules(model.directory)["embedding_model"]).eval()
     probes = probe_inputs()
     target_dir = onnx_dir(model.directory)
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -303,9 +303,9 @@ def calibrate(model: VerifiedModel, features: Sequence[FloatArray], out: Path) -
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from voiceid.models.embedder import _load_modules
+    from voiceid.models.embedder import load_modules
 
-    net = _EmbeddingNet(_load_modules(model.directory)["embedding_model"]).eval()
+    net = _EmbeddingNet(load_modules(model.directory)["embedding_model"]).eval()
     with tempfile.TemporaryDirectory(prefix="voiceid-calib-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         prepared = Path(tmp) / "prepared.onnx"

@@ -366,7 +366,7 @@ class ConsentEvent(Base):
 
 class AuditEvent(Base):
     """One administrative or analyst action. `hash` covers `prev_hash` and the row's canonical
-    content, so editing or deleting any row breaks the chain (voiceid.security.audit)."""
+    content, so editing or deleting any row breaks the chain (voiceid.services.audit)."""
 
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

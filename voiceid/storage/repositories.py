@@ -166,7 +166,7 @@ def enrolment_samples(
     session: Session, vault: Vault, speaker: Speaker, model_version: str, exclude_cm_flagged: bool = False
 ) -> list[EnrolmentSample]:
     """The enrolment embeddings; `exclude_cm_flagged` leaves out files the countermeasure flagged
-    (kept out of the voiceprint while the enrolment as a whole is in doubt, antispoof/checks.py)."""
+    (kept out of the voiceprint while the enrolment as a whole is in doubt, services/pad_checks.py)."""
     rows = session.scalars(
         select(EnrolmentEmbedding)
         .where(EnrolmentEmbedding.speaker_id == speaker.id, EnrolmentEmbedding.model_version == model_version)

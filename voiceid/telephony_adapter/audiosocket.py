@@ -25,7 +25,7 @@ import uuid
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.throttle import FailureThrottle, check_throttle
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.calls import CallRegistry, CallView

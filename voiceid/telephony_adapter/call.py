@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role, VerificationView
 from voiceid.statuses import CallMode
 from voiceid.verify.decision import Decision
-from voiceid.views import Role, VerificationView
 from voiceid.wire import EnrolmentOut, VerificationOut
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.serving import ServingContext
-from voiceid.speakers import Speakers
+from voiceid.services.serving import ServingContext
+from voiceid.services.speakers import Speakers
 from voiceid.statuses import CallMode, CallStatus
 from voiceid.storage.models import Call
 from voiceid.storage.repositories import insert_if_absent

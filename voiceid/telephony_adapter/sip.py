@@ -42,7 +42,7 @@ from sippy.SipResponse import SipResponse
 
 from voiceid.audio import g711
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import VoiceIdService
+from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import PCM16LE_8K, ULAW_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.calls import CallRegistry

@@ -29,11 +29,11 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from voiceid.api.auth import authenticate, permitted
 from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.throttle import FailureThrottle
-from voiceid.service import VoiceIdService
+from voiceid.services.api_keys import authenticate_throttled, permitted
+from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots, StreamTimeouts
@@ -175,7 +175,7 @@ class TwilioStream:
     async def _authenticate(self, secret: str, mode: CallMode) -> str:
         """The key id of `secret` for a call in `mode`; a wrong key counts toward this address's
         auth throttle, a throttled address is refused before its key is looked at."""
-        found = await authenticate(self.service, self.throttle, self.host, secret)
+        found = await authenticate_throttled(self.service.keys, self.throttle, self.host, secret)
         return permitted(found, (ROLE_FOR_MODE[mode],)).key_id
 
     async def emit(self, event: Event) -> None:

@@ -22,8 +22,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voiceid.context import AppContext
 from voiceid.errors import VoiceIdError
+from voiceid.services.context import AppContext
 from voiceid.statuses import DeliveryStatus
 from voiceid.storage.models import WebhookDelivery
 from voiceid.storage.repositories import new_id

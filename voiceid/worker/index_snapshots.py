@@ -1,7 +1,7 @@
 """The `index-snapshot` job: the worker keeps the 1:N indexes of the voiceprints and the watchlist
 in memory, in step with the change feed (incremental: a new vector goes into the existing graph),
 and persists a snapshot of each large one whose population changed, so replicas load the graph
-instead of building it (voiceid/fraud/caches.py, voiceid/storage/index_repo.py).
+instead of building it (voiceid/services/index_caches.py, voiceid/storage/index_repo.py).
 
 Several workers are safe: the tick runs under the job's lock in one of them at a time; each keeps
 its own caches, and whether a snapshot is due is decided from the database (the newest snapshot's
@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
-from voiceid.context import AppContext
-from voiceid.fraud.caches import FeedCache, VoiceprintCache, WatchlistCache
+from voiceid.services.context import AppContext
+from voiceid.services.index_caches import FeedCache, VoiceprintCache, WatchlistCache
 from voiceid.storage import changes, index_repo
 from voiceid.storage.db import Database
 from voiceid.storage.keys import Vault

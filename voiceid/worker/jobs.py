@@ -5,27 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from voiceid.context import AppContext
 from voiceid.errors import VoiceIdError
-from voiceid.population import refresh_all_cohorts
-from voiceid.privacy.retention import expire_unused_voiceprints
-from voiceid.selfcalibration import refresh_self_calibration
-from voiceid.storage import changes, fraud_repo
+from voiceid.services.calibration import refresh_self_calibration
+from voiceid.services.cohort import refresh_all_cohorts
+from voiceid.services.context import AppContext
+from voiceid.services.retention import expire_unused_voiceprints, purge_attempts
+from voiceid.storage import changes
 from voiceid.storage.repositories import voiceprint_versions
 from voiceid.verify.policy import build_policy, build_scorer
 from voiceid.webhooks.outbox import deliver_due
 from voiceid.worker.index_snapshots import JOB_NAME as INDEX_SNAPSHOT
 from voiceid.worker.index_snapshots import snapshot_indexes
 from voiceid.worker.registry import Job
-
-
-def purge_attempts(ctx: AppContext) -> int:
-    """Delete attempt embeddings past their retention (the same purge as `voiceid purge`)."""
-    with ctx.db.transaction() as session:
-        removed = fraud_repo.purge_expired_attempts(session, ctx.clock())
-    if removed:
-        ctx.db.flush_erased()
-    return removed
 
 
 def prune_change_feed(ctx: AppContext) -> int:

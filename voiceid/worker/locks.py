@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from voiceid.services.upgrade import lock_key
 from voiceid.storage.db import Database
-from voiceid.storage.upgrade import lock_key
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voiceid.config import Settings
-from voiceid.context import AppContext
+from voiceid.services.context import AppContext
 
 
 @dataclass(frozen=True)

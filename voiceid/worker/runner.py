@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from voiceid.context import AppContext
+from voiceid.services.context import AppContext
 from voiceid.worker.locks import job_lock
 from voiceid.worker.registry import Job
 

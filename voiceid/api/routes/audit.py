@@ -5,10 +5,10 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import AuditEventOut, AuditPageOut
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
-from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(require(Role.ADMIN))])
 

@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import AnyHttpUrl, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api.auth import Principal, get_service, require
+from voiceid.api.auth import get_service, require
 from voiceid.challenge.policy import CHALLENGE_ID
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.service import VoiceIdService
+from voiceid.services.api_keys import Principal
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.statuses import CallMode
 from voiceid.telephony_adapter.call import ROLE_FOR_MODE
 from voiceid.telephony_adapter.calls import CallRegistry
-from voiceid.views import Role
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 

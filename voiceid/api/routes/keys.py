@@ -5,14 +5,14 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import ApiKeyIn, ApiKeyInfo, ApiKeyOut
-from voiceid.security import apikeys
-from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.services import api_keys
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], dependencies=[Depends(require(Role.ADMIN))])
 
 
-def _info(view: apikeys.ApiKeyView, service: VoiceIdService) -> ApiKeyInfo:
+def _info(view: api_keys.ApiKeyView, service: VoiceIdService) -> ApiKeyInfo:
     return ApiKeyInfo(
         key_id=view.key_id,
         role=view.role,
@@ -35,11 +35,11 @@ async def create_key(body: ApiKeyIn, service: VoiceIdService = Depends(get_servi
 @router.get("", response_model=list[ApiKeyInfo])
 async def list_keys(service: VoiceIdService = Depends(get_service)) -> list[ApiKeyInfo]:
     """Every key, revoked and expired ones included (never the secret: only its hash is stored)."""
-    return [_info(v, service) for v in await run_in_threadpool(apikeys.list_keys, service.db)]
+    return [_info(v, service) for v in await run_in_threadpool(api_keys.list_keys, service.db)]
 
 
 @router.delete("/{key_id}", status_code=204)
 async def revoke_key(key_id: str, service: VoiceIdService = Depends(get_service)) -> Response:
     """Revoke a key: it is refused from the next request on. Idempotent."""
-    await run_in_threadpool(apikeys.revoke, service.db, key_id, service.clock())
+    await run_in_threadpool(api_keys.revoke, service.db, key_id, service.clock())
     return Response(status_code=204)

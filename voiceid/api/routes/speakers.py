@@ -3,13 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api.auth import Principal, get_service, require
+from voiceid.api.auth import get_service, require
 from voiceid.api.body import read_audio
 from voiceid.api.schemas import ChallengeIssuedOut, ConsentEventOut, SpeakerIn, SpeakerOut
-from voiceid.challenge.service import check_challenge_id
-from voiceid.privacy.consent import consent_history
-from voiceid.service import VoiceIdService
-from voiceid.views import Role
+from voiceid.services.api_keys import Principal
+from voiceid.services.challenges import check_challenge_id
+from voiceid.services.consent import consent_history
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.wire import EnrolmentOut, VerificationOut
 
 router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
@@ -106,7 +107,7 @@ async def consents(
 ) -> list[ConsentEventOut]:
     """The consent ledger of a speaker, oldest first: every grant, withdrawal and erasure with its
     time, text version, channel and recording key. It outlives the speaker's deletion."""
-    events = await run_in_threadpool(consent_history, service, speaker_id)
+    events = await run_in_threadpool(consent_history, service.db, speaker_id)
     return [ConsentEventOut.model_validate(e) for e in events]
 
 

@@ -11,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
 from voiceid.fraud.export import safe_cell
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
-from voiceid.service import VoiceIdService
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
-from voiceid.views import Role
 
 router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
 

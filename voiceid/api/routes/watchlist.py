@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api.auth import Principal, get_service, require
+from voiceid.api.auth import get_service, require
 from voiceid.api.body import read_audio
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud.desk import FraudDesk
-from voiceid.service import VoiceIdService
+from voiceid.services.api_keys import Principal
+from voiceid.services.fraud_desk import FraudDesk
+from voiceid.services.root import VoiceIdService
+from voiceid.services.views import Role
 from voiceid.statuses import ReviewKind, ReviewStatus
-from voiceid.views import Role
 
 analyst = Depends(require(Role.ANALYST))
 router = APIRouter(prefix="/v1", tags=["fraud"], dependencies=[analyst])

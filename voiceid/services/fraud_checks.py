@@ -2,7 +2,7 @@
 probe, keeping attempt embeddings for the retention period, duplicate detection at enrolment.
 
 Both 1:N searches run against in-memory indexes, one per process, kept in step with the database
-through the change feed (`voiceid.fraud.caches`): only objects changed since the revision a
+through the change feed (`voiceid.services.index_caches`): only objects changed since the revision a
 process holds are read and decrypted. Only vectors of the probe's model version are ever compared.
 """
 
@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud.caches import VoiceprintCache, WatchlistCache
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.index import VectorIndex
 from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours, merge_links
 from voiceid.fraud.scale import load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
+from voiceid.services.index_caches import VoiceprintCache, WatchlistCache
 from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo

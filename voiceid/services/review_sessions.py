@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from voiceid.service import VoiceIdService
+from voiceid.services.context import AppContext
 from voiceid.storage.models import ApiKey, ReviewSessionRow
 
 
@@ -18,21 +18,21 @@ def _hash(session_id: str) -> str:
 
 
 class ReviewSessions:
-    def __init__(self, service: VoiceIdService) -> None:
-        self.service = service
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
 
     def open(self, key_id: str) -> str:
         """A new session id for `key_id` (to put in the signed cookie); expired rows are swept."""
         session_id = secrets.token_urlsafe(32)
-        now = self.service.clock()
-        with self.service.db.transaction() as session:
+        now = self.ctx.now()
+        with self.ctx.db.transaction() as session:
             session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.expires_at <= now))
             session.add(
                 ReviewSessionRow(
                     id_hash=_hash(session_id),
                     key_id=key_id,
                     created_at=now,
-                    expires_at=now + timedelta(seconds=self.service.settings.review_session_max_age_s),
+                    expires_at=now + timedelta(seconds=self.ctx.settings.review_session_max_age_s),
                 )
             )
         return session_id
@@ -40,8 +40,8 @@ class ReviewSessions:
     def is_live(self, session_id: str, key_id: str) -> bool:
         """The session exists, has not expired, belongs to `key_id`, and that key still exists and is
         still usable: a session ends with its key's revocation or expiry, not only at its own."""
-        now = self.service.clock()
-        with self.service.db.transaction() as session:
+        now = self.ctx.now()
+        with self.ctx.db.transaction() as session:
             found = session.execute(
                 select(ReviewSessionRow, ApiKey)
                 .join(ApiKey, ApiKey.id == ReviewSessionRow.key_id)
@@ -58,5 +58,5 @@ class ReviewSessions:
             )
 
     def close(self, session_id: str) -> None:
-        with self.service.db.transaction() as session:
+        with self.ctx.db.transaction() as session:
             session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.id_hash == _hash(session_id)))

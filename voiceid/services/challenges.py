@@ -31,12 +31,12 @@ from voiceid.challenge.policy import (
 from voiceid.challenge.recogniser import DigitRecogniser, Recognition
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.serving import ServingContext
+from voiceid.services.serving import ServingContext
+from voiceid.services.views import validate_speaker_id
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Challenge, Speaker
 from voiceid.verify.decision import Outcome
-from voiceid.views import validate_speaker_id
 
 
 @dataclass(frozen=True)

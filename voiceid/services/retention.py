@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.context import AppContext
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
@@ -60,3 +61,13 @@ def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float
     if expired:
         db.flush_erased()
     return expired
+
+
+def purge_attempts(ctx: AppContext) -> int:
+    """Delete attempt embeddings past their retention: the worker's `retention-purge` job, `voiceid purge`
+    and the fraud desk's purge all run this one."""
+    with ctx.db.transaction() as session:
+        removed = fraud_repo.purge_expired_attempts(session, ctx.clock())
+    if removed:
+        ctx.db.flush_erased()
+    return removed

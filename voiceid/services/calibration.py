@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
-from voiceid.population import CohortCache, CohortState, add_snapshot, latest_snapshot
+from voiceid.services.cohort import CohortCache, CohortState, add_snapshot, latest_snapshot
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault

@@ -17,15 +17,16 @@ from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import Link, identities_within
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
-from voiceid.serving import ServingContext
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.retention import purge_attempts  # the worker's job: one implementation
+from voiceid.services.serving import ServingContext
+from voiceid.services.views import VerificationView
 from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
 from voiceid.verify.scoring import build_voiceprint
-from voiceid.views import VerificationView
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -346,7 +347,6 @@ class FraudDesk:
 
     def purge_expired(self) -> int:
         """Delete every attempt embedding past its retention; the number removed."""
-        from voiceid.worker.jobs import purge_attempts  # the worker's job: one implementation
 
         return purge_attempts(self.ctx)
 

@@ -2,11 +2,11 @@
 model, inference pool, caches, decision data) into a `ServingContext` and hands it to the small
 services the adapters call:
 
-- `speakers`: consent, status, opt-out, reset, erasure, unlock (voiceid/speakers.py);
-- `enrolment`: audio -> voiceprint (voiceid/enrolments.py);
-- `verifications`: probe -> decision and score-log row, stream previews (voiceid/verifications.py);
-- `score_log`: logged decisions read back (voiceid/scorelog.py); `keys`: API keys (security/apikeys.py);
-- `desk`: the fraud analyst's watchlist, review queue and linked calls (fraud/desk.py).
+- `speakers`: consent, status, opt-out, reset, erasure, unlock (voiceid/services/speakers.py);
+- `enrolment`: audio -> voiceprint (voiceid/services/enrolment.py);
+- `verifications`: probe -> decision and score-log row, stream previews (voiceid/services/verification.py);
+- `score_log`: logged decisions read back (voiceid/services/score_log.py); `keys`: API keys (services/api_keys.py);
+- `desk`: the fraud analyst's watchlist, review queue and linked calls (services/fraud_desk.py).
 
 The telephony adapter's call registry is built by the adapters from `ctx` and `speakers`
 (telephony_adapter/calls.py), so that nothing here points up at an adapter.
@@ -20,31 +20,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from voiceid.antispoof.checks import PadChecks
 from voiceid.config import Settings
-from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
-from voiceid.enrolments import Enrolment
-from voiceid.fraud.checks import FraudChecks
-from voiceid.fraud.desk import FraudDesk
 from voiceid.inference import InferencePool
-from voiceid.models.selection import resolve_service_backend
-from voiceid.population import CohortCache, refresh_all_cohorts
-from voiceid.scorelog import ScoreLog
-from voiceid.security.apikeys import ApiKeys
-from voiceid.serving import ServingContext
-from voiceid.speakers import Speakers
+from voiceid.models.registry import resolve_service_backend
+from voiceid.services.api_keys import ApiKeys
+from voiceid.services.cohort import CohortCache, refresh_all_cohorts
+from voiceid.services.context import AppContext
+from voiceid.services.enrolment import Enrolment
+from voiceid.services.fraud_checks import FraudChecks
+from voiceid.services.fraud_desk import FraudDesk
+from voiceid.services.pad_checks import PadChecks
+from voiceid.services.score_log import ScoreLog
+from voiceid.services.serving import ServingContext
+from voiceid.services.speakers import Speakers
+from voiceid.services.upgrade import upgrade
+from voiceid.services.verification import Verifications
+from voiceid.services.views import ServiceCounters
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import utcnow
-from voiceid.storage.upgrade import upgrade
-from voiceid.verifications import Verifications
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.policy import DecisionPolicy, build_policy, build_scorer
 from voiceid.verify.scorer import Scorer
-from voiceid.views import ServiceCounters
 
 
 class VoiceIdService:
@@ -91,7 +91,7 @@ class VoiceIdService:
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> VoiceIdService:
         context = AppContext.from_settings(settings)  # refuses per-host secrets on PostgreSQL
         if settings.upgrade_on_start:
-            # migrations + admin-key bootstrap (apikeys.bootstrap_admin), under a database lock
+            # migrations + admin-key bootstrap (api_keys.bootstrap_admin), under a database lock
             upgrade(context.db, settings)
         upgrade_legacy_blobs(context.db, context.cipher)
         if engine is None:

@@ -1,4 +1,6 @@
-"""What `VOICEID_INFERENCE_BACKEND=auto` (the default) means on this CPU and for this database.
+"""The embedding factory: which backend runs (`VOICEID_INFERENCE_BACKEND`), and building it once per process.
+
+What `auto` (the default) means on this CPU and for this database:
 
 `torch-bf16` runs the network at twice the fp32 rate where the CPU multiplies bf16 natively
 (docs/performance.md), but its vectors carry a derived model version, and the service never compares
@@ -14,12 +16,16 @@ counts once at start-up, and command-line tools without a database use `concrete
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from voiceid.config import InferenceBackend
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.models.backends.bf16 import Bf16Embedder, bf16_version, cpu_has_native_bf16
+from voiceid.models.embedder import Embedder
+from voiceid.models.files import MODEL_VERSION, REQUIRED_FILES, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +34,6 @@ AUTO_CANDIDATES = (InferenceBackend.TORCH_BF16, InferenceBackend.TORCH)
 
 
 def native_bf16() -> bool:
-    from voiceid.models.bf16_backend import cpu_has_native_bf16
-
     return cpu_has_native_bf16()
 
 
@@ -78,8 +82,6 @@ def choose_backend(
 
 
 def candidate_versions(model_dir: Path) -> dict[InferenceBackend, str]:
-    from voiceid.models.embedder import backend_model_version
-
     return {b: backend_model_version(model_dir, b) for b in AUTO_CANDIDATES}
 
 
@@ -87,3 +89,44 @@ def resolve_service_backend(requested: InferenceBackend, model_dir: Path, enroll
     choice = choose_backend(requested, enrolled, candidate_versions(model_dir), native_bf16())
     log.info("inference backend %s (%s)", choice.backend, choice.reason)
     return choice
+
+
+_shared: dict[tuple[Path, int, InferenceBackend], Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def load_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
+    """An embedder on the chosen backend; torch is the reference the others are tested against."""
+    backend = concrete_backend(backend)
+    if backend is InferenceBackend.TORCH:
+        return Embedder.from_dir(model_dir, threads=threads)
+    if backend is InferenceBackend.TORCH_BF16:
+        return Bf16Embedder(verify_model_dir(model_dir, REQUIRED_FILES), threads=threads)
+    # ONNX Runtime is imported only by a process that runs it.
+    from voiceid.models.backends.onnx import OnnxEmbedder
+    from voiceid.models.onnx_export import OnnxPrecision
+
+    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
+    return OnnxEmbedder(verify_model_dir(model_dir, REQUIRED_FILES), precision, threads=threads)
+
+
+def backend_model_version(model_dir: Path, backend: InferenceBackend) -> str:
+    """The model version `backend`'s vectors will carry, without loading any network."""
+    backend = concrete_backend(backend)
+    if backend is InferenceBackend.TORCH:
+        return MODEL_VERSION
+    if backend is InferenceBackend.TORCH_BF16:
+        return bf16_version(MODEL_VERSION)
+    from voiceid.models.onnx_export import OnnxPrecision, load_exported
+
+    precision = OnnxPrecision.INT8 if backend is InferenceBackend.ONNX_INT8 else OnnxPrecision.FP32
+    return load_exported(verify_model_dir(model_dir, REQUIRED_FILES), precision).model_version
+
+
+def shared_embedder(model_dir: Path, threads: int = 0, backend: InferenceBackend = InferenceBackend.TORCH) -> Embedder:
+    """The process-wide embedder for a model dir and backend: the model is loaded once and reused."""
+    key = (model_dir.resolve(), threads, concrete_backend(backend))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = load_embedder(model_dir, threads, backend)
+        return _shared[key]

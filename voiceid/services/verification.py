@@ -12,18 +12,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from voiceid.antispoof.checks import PadVerdict
 from voiceid.challenge.policy import ChallengeCheck
 from voiceid.challenge.recogniser import Recognition
-from voiceid.challenge.service import Challenges, check_challenge_id
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
-from voiceid.population import CohortCache
-from voiceid.selfcalibration import SelfCalibrationCache
-from voiceid.serving import ServingContext
-from voiceid.speakers import Speakers, lock_state
+from voiceid.services.calibration import SelfCalibrationCache
+from voiceid.services.challenges import Challenges, check_challenge_id
+from voiceid.services.cohort import CohortCache
+from voiceid.services.pad_checks import PadVerdict
+from voiceid.services.serving import ServingContext
+from voiceid.services.speakers import Speakers, lock_state
+from voiceid.services.views import UNUSABLE_AUDIO, Preview, VerificationView
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
@@ -31,7 +32,6 @@ from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason, abandon, apply_watchlist, decide
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
-from voiceid.views import UNUSABLE_AUDIO, Preview, VerificationView
 
 
 class Verifications:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.security import apikeys
+from voiceid.services import api_keys
 from voiceid.storage.db import MIGRATIONS_DIR, Database
 from voiceid.storage.models import PinnedDecisionData, utcnow
 
@@ -65,7 +65,7 @@ def upgrade(
 ) -> UpgradeReport:
     """Bring the schema to head, bootstrap VOICEID_ADMIN_KEY and pin the decision data (only where
     nothing is pinned yet, unless `repin`). Idempotent. `pins` may be a function of the migrated
-    database (what the replicas will run depends on what is enrolled: models/selection.py)."""
+    database (what the replicas will run depends on what is enrolled: models/registry.py)."""
     config = _config()
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -76,8 +76,8 @@ def upgrade(
         after = MigrationContext.configure(conn).get_current_revision()
         with Session(bind=conn) as session:
             if settings.admin_key is not None:
-                # Replaces an earlier bootstrap key, refuses a weak or revoked one (security/apikeys.py).
-                apikeys.bootstrap_admin_in(
+                # Replaces an earlier bootstrap key, refuses a weak or revoked one (services/api_keys.py).
+                api_keys.bootstrap_admin_in(
                     session, settings.admin_key.get_secret_value(), utcnow(), settings.admin_key_min_bits
                 )
             wanted = pins(session) if callable(pins) else (pins or {})
@@ -91,8 +91,7 @@ def replica_decision_versions(settings: Settings, session: Session) -> dict[str,
     backend resolved exactly as `VoiceIdService.from_settings` resolves it (`auto`: sticky to what
     is enrolled, else the CPU's fastest), its model version, and the cohort and calibration for
     that version. `db upgrade` pins these, so replicas on their defaults start."""
-    from voiceid.models.embedder import backend_model_version
-    from voiceid.models.selection import resolve_service_backend
+    from voiceid.models.registry import backend_model_version, resolve_service_backend
     from voiceid.storage.repositories import voiceprint_versions
     from voiceid.verify.policy import build_policy, build_scorer
     from voiceid.verify.versions import decision_versions

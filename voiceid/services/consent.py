@@ -14,17 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.views import validate_speaker_id
+from voiceid.storage.db import Database
 from voiceid.storage.models import ConsentEvent
-from voiceid.views import validate_speaker_id
-
-if TYPE_CHECKING:
-    from voiceid.service import VoiceIdService
 
 # A speaker's ledger is small (a few events per year at most); this bounds a hostile one.
 MAX_EVENTS_LISTED = 1000
@@ -81,10 +78,10 @@ def history(session: Session, speaker_ref: str) -> Sequence[ConsentEvent]:
     ).all()
 
 
-def consent_history(service: VoiceIdService, speaker_id: str) -> list[ConsentEventView]:
+def consent_history(db: Database, speaker_id: str) -> list[ConsentEventView]:
     """The ledger of `speaker_id`; SPEAKER_NOT_FOUND when there never was such a speaker."""
     validate_speaker_id(speaker_id)
-    with service.db.transaction() as session:
+    with db.transaction() as session:
         events = [ConsentEventView.from_row(row) for row in history(session, speaker_id)]
     if not events:
         raise VoiceIdError(ErrorCode.SPEAKER_NOT_FOUND, f"no consent recorded for speaker {speaker_id!r}")

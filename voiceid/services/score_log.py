@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.views import VerificationPage, VerificationView
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
-from voiceid.views import VerificationPage, VerificationView
 
 
 class ScoreLog:

@@ -18,14 +18,14 @@ from voiceid.engine import EmbeddedUtterance
 from voiceid.enrolment.session import progress
 from voiceid.enrolment.views import phone_voiceprint
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.population import follow_enrolment
-from voiceid.serving import ServingContext
-from voiceid.speakers import Speakers
+from voiceid.services.cohort import follow_enrolment
+from voiceid.services.serving import ServingContext
+from voiceid.services.speakers import Speakers
+from voiceid.services.views import UNUSABLE_AUDIO, EnrolmentStep, NextStep, SpeakerView
 from voiceid.statuses import ReviewKind, SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify.cohort import WIDEBAND
-from voiceid.views import UNUSABLE_AUDIO, EnrolmentStep, NextStep, SpeakerView
 
 
 def next_step(status: SpeakerStatus) -> NextStep:
@@ -72,7 +72,7 @@ class Enrolment:
             # Re-read under lock: the speaker may have opted out or been deleted during inference.
             speaker = self.speakers.load(session, speaker_id, for_update=True)
             check_consented(speaker)
-            # Raises only on a replay; the countermeasure alone never refuses a file (antispoof/checks.py).
+            # Raises only on a replay; the countermeasure alone never refuses a file (services/pad_checks.py).
             cm = ctx.pad.check_enrolment(session, speaker, utterance)
             version = utterance.model_version
             # A refusal by the fraud checks is raised after this transaction commits: the review
@@ -101,7 +101,7 @@ class Enrolment:
                 repo.set_voiceprint(session, ctx.cipher, speaker, state.voiceprint, version)
                 phone = phone_voiceprint(repo.enrolment_channel_samples(session, ctx.cipher, speaker, version))
                 repo.set_phone_voiceprint(session, ctx.cipher, speaker, phone, version)
-                speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (privacy/retention.py)
+                speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (services/retention.py)
                 held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 held_by_cm = fraud.refusal is None and ctx.pad.hold_doubtful(session, speaker, cm) is not None
                 held = SpeakerStatus.REVIEW_REQUIRED if held_by_cm else held

@@ -6,6 +6,7 @@ Revoked keys are kept (never deleted) so the audit trail and the score log can s
 
 from __future__ import annotations
 
+import asyncio
 import math
 import string
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
+from voiceid.security.throttle import FailureThrottle, check_throttle
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.views import Role
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.storage.models import ApiKey
-from voiceid.views import Role
 
 BOOTSTRAP_LABEL = "VOICEID_ADMIN_KEY"
 
@@ -206,3 +208,37 @@ class ApiKeys:
             if exc.code is ErrorCode.UNAUTHENTICATED:
                 return None
             raise
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+
+
+def permitted(found: tuple[str, Role], roles: tuple[Role, ...]) -> Principal:
+    """The principal of an authenticated key, or FORBIDDEN when its role is not one of `roles`
+    (admin may do everything)."""
+    allowed = {*roles, Role.ADMIN}
+    principal = Principal(*found)
+    if principal.role not in allowed:
+        raise VoiceIdError(
+            ErrorCode.FORBIDDEN,
+            f"role '{principal.role}' may not do this; needs one of: {', '.join(sorted(allowed))}",
+        )
+    return principal
+
+
+async def authenticate_throttled(
+    keys: ApiKeys, throttle: FailureThrottle | None, host: str | None, secret: str
+) -> tuple[str, Role]:
+    """(key id, role) of `secret`, for every transport (HTTP header, a stream's first message): a
+    throttled address is refused before the key is looked up, a wrong key counts toward it. The
+    lookup (a database read) runs off the event loop."""
+    check_throttle(throttle, host)
+    found = await asyncio.to_thread(keys.authenticate, secret)
+    if found is None:
+        if throttle is not None:
+            throttle.failed(host)
+        raise VoiceIdError(ErrorCode.UNAUTHENTICATED, "unknown API key")
+    return found

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voiceid.antispoof.checks import PadChecks
-from voiceid.context import AppContext
 from voiceid.engine import EmbeddedUtterance, Engine
-from voiceid.fraud.checks import FraudChecks
 from voiceid.inference import InferencePool
-from voiceid.views import ServiceCounters
+from voiceid.services.context import AppContext
+from voiceid.services.fraud_checks import FraudChecks
+from voiceid.services.pad_checks import PadChecks
+from voiceid.services.views import ServiceCounters
 
 
 @dataclass(kw_only=True)

@@ -11,17 +11,16 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.privacy import consent
-from voiceid.privacy.consent import ConsentAction
-from voiceid.security import audit
-from voiceid.security.audit import AuditAction
-from voiceid.serving import ServingContext
+from voiceid.services import audit, consent
+from voiceid.services.audit import AuditAction
+from voiceid.services.consent import ConsentAction
+from voiceid.services.serving import ServingContext
+from voiceid.services.views import Consent, SpeakerView, validate_speaker_id
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.views import Consent, SpeakerView, validate_speaker_id
 
 
 def lock_state(speaker: Speaker) -> lockout.LockState:
