@@ -39,9 +39,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ below
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: this checkout's voiceid
 
-from tests.conftest import postgres_database  # one helper makes test and bench databases
 from voiceid.config import get_settings
 from voiceid.fraud.index import VectorIndex
 from voiceid.storage import index_repo
@@ -50,6 +49,7 @@ from voiceid.storage.crypto import associated_data
 from voiceid.storage.db import Database
 from voiceid.storage.keys import KeyStore, MasterKey, MasterKeys, Vault, speaker_owner
 from voiceid.storage.models import utcnow
+from voiceid.testkit.postgres import postgres_database  # one helper makes test and bench databases
 
 DIM = 192
 SETS = ("dev", "dev_8k", "dev_cohort")

@@ -1,7 +1,7 @@
 """Verifications through HAProxy with 1, 2 and 3 `serve` replicas on one PostgreSQL database, and the
 change-feed delay from a write on one replica to a decision that uses it on another.
 
-The replicas run the product app with the hashing engine of tests/replicas/fake_replica.py (no ECAPA
+The replicas run the product app with the hashing engine of voiceid/testkit/fake_replica.py (no ECAPA
 inference), so the figures are the cost of everything around the model: HTTP, load balancer,
 authentication, database transactions, caches, score log. Add the model's per-verification CPU time
 (`bench/verification_cost.py`: about 0.32 core·s per verification) for the full cost; docs/deploy.md does.
@@ -28,9 +28,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import postgres_database
-from tests.replicas import topology
-from tests.replicas.fake_replica import voice
+from voiceid.testkit import topology
+from voiceid.testkit.fake_replica import voice
+from voiceid.testkit.postgres import postgres_database
 
 AUDIO = {"Content-Type": "audio/basic"}
 CONSENT = {"consent": {"granted": True, "text_version": "v1", "channel": "phone"}}

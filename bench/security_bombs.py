@@ -30,7 +30,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.bombs import flac_bomb, l16_odd_rate, mulaw_odd_rate, real_flac_bomb
+from voiceid.testkit.bombs import flac_bomb, l16_odd_rate, mulaw_odd_rate, real_flac_bomb
 
 FLAC_CACHE = Path(tempfile.gettempdir()) / "voiceid-bench-flac-bomb-179s-8ch-655350hz.flac"
 

@@ -34,7 +34,7 @@ ensure_chromium() {
 }
 ensure_chromium
 
-# Real SIP software for the SIP/SIPREC tests (tests/telephony/test_sip.py): SIPp (Debian's
+# Real SIP software for the SIP/SIPREC tests (tests/telephony_adapter/test_sip.py): SIPp (Debian's
 # sip-tester, with rtp_stream), baresip (a SIP user agent) and kamailio (a SIP proxy).
 ensure_sip_tools() {
   command -v sipp >/dev/null 2>&1 && command -v baresip >/dev/null 2>&1 && [ -x /usr/sbin/kamailio ] && return 0

@@ -1,46 +1,42 @@
-"""Shared fixtures: the real model is loaded once per test session; dev speech comes from ../shared."""
+"""Every shared fixture of the suite: settings, the real model (loaded once per test session), dev
+speech from ../shared, and the API's databases (SQLite and the local PostgreSQL) and app factory.
+Helpers that are not fixtures (stand-in engines, synthetic audio, the Api handle) live in
+voiceid.testkit, which bench/ imports too."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import io
-import os
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import delete
 
+from voiceid.api.app import create_app
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
-
-POSTGRES_ADMIN_DSN = os.environ.get(
-    "VOICEID_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-)
+from voiceid.models.files import MODEL_VERSION
+from voiceid.storage import models as m
+from voiceid.storage.crypto import generate_key_text
+from voiceid.storage.db import Database
+from voiceid.testkit import postgres as testkit_postgres
+from voiceid.testkit.api import ADMIN_KEY, SESSION_SECRET, Api
+from voiceid.testkit.engines import NoInferenceEngine
 
 
 @contextlib.contextmanager
 def postgres_database(prefix: str = "voiceid_test") -> Iterator[str]:
-    """A PostgreSQL database of its own (unique name), dropped on exit even if connections remain:
-    two test runs on one machine never share tables. Skips the test when no server answers."""
-    import psycopg
-
+    """voiceid.testkit's throw-away database, skipping the test when no server answers."""
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable ({POSTGRES_ADMIN_DSN}): {str(exc).strip()}")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    info = admin.info
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        with testkit_postgres.postgres_database(prefix) as url:
+            yield url
+    except testkit_postgres.PostgresUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
@@ -79,17 +75,6 @@ def dev_files(dev_dir: Path) -> dict[str, list[Path]]:
     return dict(files)
 
 
-def tone(seconds: float, rate: int = 16000, freq: float = 220.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, samples, rate, subtype=subtype, format=fmt)
-    return buf.getvalue()
-
-
 def settle_lazy_modules() -> None:
     """Hypothesis scans sys.modules for `__file__`; SpeechBrain's lazy modules answer that lookup by
     importing optional integrations (k2) and raise ImportError. Giving them a `__file__` of None
@@ -107,3 +92,116 @@ def settle_lazy_modules() -> None:
 @pytest.fixture(autouse=True)
 def _lazy_modules_have_a_file() -> None:
     settle_lazy_modules()
+
+
+# The API's databases and app factory (tests/api, tests/fraud, tests/replicas, tests/cli, tests/services).
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database per backend for the session; PostgreSQL gets a uniquely named database
+    that is dropped at the end. Skipped (with the reason) only when no server can be reached."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'voiceid.db'}"
+        Database(url).migrate()
+        yield url
+        return
+    with postgres_database() as url:
+        db = Database(url)
+        db.migrate()
+        db.dispose()
+        yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """Direct access to the tables, emptied before each test."""
+    database = Database(db_url)
+    with database.transaction() as session:
+        tables = (
+            m.EnrolmentEmbedding,
+            m.Verification,
+            m.Speaker,
+            m.ApiKey,
+            m.PinnedDecisionData,
+            m.WebhookDelivery,
+            m.SelfCalibrationSnapshot,
+            m.Challenge,
+            # A snapshot names objects the deletes above remove without the change feed.
+            m.IndexSnapshotChunk,
+            m.IndexSnapshotRow,
+        )
+        for table in tables:
+            session.execute(delete(table))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def asnorm_from_the_first_caller(tmp_path: Path) -> Path:
+    """A calibration file whose population AS-norm regime starts at 0 enrolled callers, for tests of the
+    cohort's mechanics with a handful of scripted voices (the shipped file scores those on the raw cosine)."""
+    from voiceid.verify.calibration import fit_calibration, save_calibrations
+
+    rng = np.random.default_rng(7)
+    fits = [
+        fit_calibration(
+            rng.normal(4.0, 1.0, 2000),
+            rng.normal(0.0, 1.0, 50_000),
+            target_probe_s=rng.uniform(1.5, 8, 2000),
+            nontarget_probe_s=rng.uniform(1.5, 8, 50_000),
+            channel=channel,
+            norm="as-norm",
+            model_version=MODEL_VERSION,
+            fitted_on="synthetic",
+        )
+        for channel in ("phone", "wideband")
+    ]
+    path = tmp_path / "asnorm-calibration.json"
+    save_calibrations(fits, path)
+    return path
+
+
+@pytest.fixture
+def make_api(db: Database, db_url: str, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    opened: list[TestClient] = []
+
+    def make(engine: object | None = None, pin_thresholds: bool = True, **overrides: object) -> Api:
+        values: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "database_url": db_url,
+            "admin_key": SecretStr(ADMIN_KEY),
+            "encryption_key": SecretStr(generate_key_text()),
+            "session_secret": SecretStr(SESSION_SECRET),
+            # Explicit, as PostgreSQL deployments must set it (a key store of the test's own).
+            "keystore_url": f"sqlite:///{tmp_path / 'data' / 'keystore.db'}",
+            "enrol_min_speech_s": 4.0,
+            # Tests that are not about the per-speaker attempt limit make many attempts in a second.
+            "attempt_rate_limit": 1000,
+            "inference_workers": 2,
+            "inference_queue": 8,
+        }
+        if not isinstance(engine, Engine):
+            # Scripted vectors are raw cosine material: no cohort normalisation, and thresholds
+            # pinned so the decision tests do not move when the shipped calibration is refitted.
+            # A scripted engine has no G.711 view of its audio to embed: no phone view either.
+            values.update(score_norm="none", enrol_phone_view=False)
+            if pin_thresholds:
+                values.update(accept_threshold=0.45, reject_threshold=0.30)
+        values.update(overrides)
+        app_settings = settings.model_copy(update=values)
+        if engine is None:
+            engine = NoInferenceEngine()
+        client = TestClient(create_app(app_settings, engine=engine))  # type: ignore[arg-type]
+        client.__enter__()
+        opened.append(client)
+        keys = {"admin": ADMIN_KEY}
+        for role in ("ivr", "enrolment", "analyst"):
+            r = client.post("/v1/api-keys", json={"role": role}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            assert r.status_code == 201, r.text
+            keys[role] = r.json()["key"]
+        return Api(client, keys, client.app.state.service)  # type: ignore[attr-defined]
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.api.conftest import Api, count, unit
 from voiceid.antispoof import fingerprint as fp
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thresholds
 from voiceid.antispoof.replay_sim import ReplayChannel, simulate_replay
@@ -27,6 +26,8 @@ from voiceid.audio.quality import QualityReport
 from voiceid.engine import EmbeddedUtterance
 from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import models as m
+from voiceid.testkit.api import Api, count
+from voiceid.testkit.engines import unit
 
 PHONE_LINE = ReplayChannel(rt60_s=0.05, direct_to_reverb_db=20.0, snr_db=30.0)  # a live caller on a handset
 GENUINE_CM = 4.0  # scripted calibrated CM score of live speech (above the 0.0 threshold below)

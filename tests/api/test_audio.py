@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import LargeBinary, MetaData, select
 
-from tests.api.conftest import count, crop_wav, unit
-from tests.conftest import tone, wav_bytes
 from voiceid.storage import models as m
+from voiceid.testkit.api import count
+from voiceid.testkit.audio import crop_wav, tone, wav_bytes
+from voiceid.testkit.engines import unit
 
 pytestmark = [pytest.mark.model, pytest.mark.devdata]
 

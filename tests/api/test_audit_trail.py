@@ -13,14 +13,15 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.api.conftest import SESSION_SECRET, ScriptedEngine, unit
-from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.cli import app
 from voiceid.config import get_settings
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
+from voiceid.testkit.api import SESSION_SECRET
+from voiceid.testkit.engines import ScriptedEngine, unit
+from voiceid.testkit.postgres import POSTGRES_ADMIN_DSN
 
 
 def test_actions_are_recorded_with_their_actor(make_api):

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.api.conftest import Api, ScriptedEngine, unit
 from tests.fraud.test_review_page import sign_in
 from voiceid.config import Settings
 from voiceid.storage.models import Challenge, Verification
+from voiceid.testkit.api import Api
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 pytestmark = pytest.mark.devdata
 

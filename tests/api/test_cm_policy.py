@@ -11,13 +11,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.api.conftest import Api, unit
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thresholds
 from voiceid.antispoof.stage import PadEvidence
 from voiceid.audio.decode import DecodedAudio
 from voiceid.audio.quality import QualityReport
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.models.files import MODEL_VERSION
+from voiceid.testkit.api import Api
+from voiceid.testkit.engines import unit
 
 GENUINE_CM = 3.0
 SYNTHETIC_CM = -6.0

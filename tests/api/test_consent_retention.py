@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.api.conftest import ScriptedEngine, count, unit
 from voiceid.storage import models as m
 from voiceid.storage.keys import speaker_owner
+from voiceid.testkit.api import count
+from voiceid.testkit.engines import ScriptedEngine, unit
 from voiceid.worker.jobs import expire_voiceprints
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.api.conftest import ScriptedEngine
+from voiceid.testkit.engines import ScriptedEngine
 
 
 def test_the_score_log_csv_escapes_cells_a_spreadsheet_would_run_as_formulas(make_api) -> None:

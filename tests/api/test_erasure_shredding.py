@@ -15,14 +15,14 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from tests.api.conftest import ScriptedEngine, unit
-from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.config import Settings
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import Cipher, DecryptionError, associated_data
 from voiceid.storage.envelope_upgrade import upgrade_legacy_blobs
 from voiceid.storage.keys import KeyShreddedError, MasterKey, Vault, speaker_owner, unwrap, vault_from_settings
+from voiceid.testkit.engines import ScriptedEngine, unit
+from voiceid.testkit.postgres import POSTGRES_ADMIN_DSN
 
 LEGACY_VOICE = unit(99)
 VOICES = {"victim": unit(1), "bystander": unit(2), "again": unit(3), "kept": unit(4)}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.conftest import NoInferenceEngine
 from voiceid.api.app import create_app
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.engines import NoInferenceEngine
 
 
 def start(settings, tmp_path, **overrides):

@@ -13,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
-from tests.conftest import POSTGRES_ADMIN_DSN
 from voiceid.api.app import create_app
 from voiceid.config import Settings
 from voiceid.services.views import Role
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.api import ADMIN_KEY, SESSION_SECRET
+from voiceid.testkit.engines import NoInferenceEngine
+from voiceid.testkit.postgres import POSTGRES_ADMIN_DSN
 
 
 class TcpProxy:

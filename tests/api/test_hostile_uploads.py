@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.api.conftest import Api, count, unit
-from tests.bombs import flac_bomb, l16_odd_rate, mulaw_odd_rate
-from tests.conftest import tone, wav_bytes
 from tests.memory import peak_growth
 from voiceid.engine import Engine
 from voiceid.storage import models as m
 from voiceid.storage.db import Database
+from voiceid.testkit.api import Api, count
+from voiceid.testkit.audio import tone, wav_bytes
+from voiceid.testkit.bombs import flac_bomb, l16_odd_rate, mulaw_odd_rate
+from voiceid.testkit.engines import unit
 
 BOMBS: dict[str, Callable[[], tuple[bytes, str]]] = {
     "mulaw 14 kB rate=12001": mulaw_odd_rate,

@@ -11,13 +11,14 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tests.api.conftest import ADMIN_KEY, SESSION_SECRET, NoInferenceEngine
 from voiceid.api.app import create_app
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.throttle import FailureThrottle, client_key
 from voiceid.services.api_keys import estimated_bits
 from voiceid.services.root import VoiceIdService
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.api import ADMIN_KEY, SESSION_SECRET
+from voiceid.testkit.engines import NoInferenceEngine
 
 NEW_ADMIN_KEY = "rotated-admin-Key-iy8rNXgGdcp_c2lnXfZ1OGimEJ6CvjR_"
 

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from pydantic import SecretStr
 
-from tests.api.conftest import ADMIN_KEY
 from tests.conftest import settle_lazy_modules
 from voiceid.api.app import create_app
 from voiceid.api.server import server_config
 from voiceid.config import Settings
 from voiceid.engine import Engine
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.api import ADMIN_KEY
 
 schemathesis = pytest.importorskip("schemathesis")
 

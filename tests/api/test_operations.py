@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import ScriptedEngine, unit
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 
 def test_healthz_readyz_docs(make_api):

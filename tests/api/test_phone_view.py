@@ -11,13 +11,13 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from tests.api.conftest import ScriptedEngine, unit
 from voiceid.audio.quality import QualityReport
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.engines import ScriptedEngine, unit
 from voiceid.verify.scoring import build_voiceprint
 
 

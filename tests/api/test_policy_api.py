@@ -8,11 +8,11 @@ import hashlib
 
 import numpy as np
 
-from tests.api.conftest import ScriptedEngine, unit
 from tests.api.test_verifications import BASE, at_cosine
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services.cohort import CohortCache, refresh_all_cohorts
 from voiceid.storage import repositories as repo
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 
 class RefusingEngine(ScriptedEngine):

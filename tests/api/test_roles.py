@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import ROLES
+from voiceid.testkit.api import ROLES
 
 CONSENT = {"consent": {"granted": True, "text_version": "v1", "channel": "phone"}}
 AUDIO = {"content": b"", "headers": {"Content-Type": "audio/wav"}}

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.api.conftest import Api, ScriptedEngine
 from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import models as m
+from voiceid.testkit.api import Api, count
+from voiceid.testkit.engines import ScriptedEngine
 from voiceid.verify.calibration import fit_calibration, save_calibrations
 from voiceid.worker.jobs import refit_self_calibration
-
-from .conftest import count
 
 DIM = 192
 

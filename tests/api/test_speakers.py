@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import ScriptedEngine, count, unit
 from voiceid.storage import models as m
+from voiceid.testkit.api import count
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 
 def test_put_creates_then_confirms(make_api):

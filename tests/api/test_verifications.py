@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from tests.api.conftest import ScriptedEngine, count, unit
 from voiceid.storage import models as m
+from voiceid.testkit.api import count
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 BASE = unit(1)
 

@@ -1,4 +1,4 @@
-"""The API fixtures of tests/api (SQLite and PostgreSQL), with the fraud tables emptied too."""
+"""The API database of tests/conftest.py with the fraud tables emptied too."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import delete, update
 
-from tests.api.conftest import db_url, make_api  # noqa: F401  (re-exported fixtures)
 from voiceid.fraud.scale import Channel, load_fraud_scale
 from voiceid.storage import models as m
 from voiceid.storage.db import Database
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:  # noqa: F811
+def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
     with database.transaction() as session:
         for table in (

@@ -15,7 +15,6 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from tests.api.conftest import ScriptedEngine, unit
 from tests.fraud.conftest import llr_at
 from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.fraud.test_watchlist import FRAUDSTER, VICTIM, near
@@ -25,6 +24,7 @@ from voiceid.services.root import VoiceIdService
 from voiceid.services.views import Role
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 pytestmark = [pytest.mark.browser]
 

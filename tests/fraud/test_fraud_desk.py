@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from tests.api.conftest import ScriptedEngine, count, unit
 from tests.fraud.conftest import llr_at
 from tests.fraud.test_watchlist import FRAUDSTER, VICTIM, enrol, flag, near, queue
 from voiceid.audio.quality import QualityReport
@@ -27,6 +26,8 @@ from voiceid.fraud.scale import (
 )
 from voiceid.storage import models as m
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.api import count
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 # --- the scale (pure) -------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.api.conftest import ScriptedEngine, unit
 from tests.fraud.test_review_page import csrf_of, sign_in
 from voiceid.fraud.export import FORMULA_PREFIXES, safe_cell, safe_row
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 
 def test_session_cookie_is_dead_after_logout(make_api):

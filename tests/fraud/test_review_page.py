@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.api.conftest import ScriptedEngine, unit
 from tests.fraud.test_watchlist import VICTIM, near
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 
 def csrf_of(html: str) -> str:

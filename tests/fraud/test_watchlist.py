@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from tests.api.conftest import ScriptedEngine, count, unit
 from tests.fraud.conftest import llr_at
 from voiceid.storage import fraud_repo
 from voiceid.storage import models as m
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.api import count
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 VICTIM = unit(1)
 FRAUDSTER = unit(2)

@@ -10,11 +10,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import event
 
-from tests.api.conftest import ScriptedEngine, unit
 from voiceid.statuses import CallMode
 from voiceid.storage import changes
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.testkit.engines import ScriptedEngine, unit
 
 THREADS = 8
 

@@ -15,7 +15,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from tests.api.conftest import ScriptedEngine
 from voiceid.config import Settings
 from voiceid.models.files import MODEL_VERSION
 from voiceid.services.context import AppContext
@@ -27,6 +26,7 @@ from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
 from voiceid.storage.keys import KeyStore, MasterKey, MasterKeys, Vault, index_snapshot_owner
 from voiceid.storage.models import ChangeCounter, IndexSnapshotChunk, utcnow
+from voiceid.testkit.engines import ScriptedEngine
 from voiceid.worker.index_snapshots import snapshot_indexes
 
 VERSION = "ecapa-test"

@@ -211,10 +211,10 @@ def test_db_upgrade_pins_what_replicas_on_their_defaults_run(fresh_postgres, mon
 
     from typer.testing import CliRunner
 
-    from tests.api.conftest import SESSION_SECRET
     from voiceid.cli import app
     from voiceid.config import InferenceBackend, get_settings
     from voiceid.models.registry import backend_model_version, concrete_backend
+    from voiceid.testkit.api import SESSION_SECRET
     from voiceid.verify.policy import build_policy, build_scorer
     from voiceid.verify.versions import decision_versions
 

@@ -3,7 +3,7 @@ load balancer while one replica is killed (SIGKILL) mid-load. Checks: no acknowl
 5xx other than 503, every replica decides a given probe identically, and an erasure made on one
 replica is honoured by another within the documented delay (VOICEID_CHANGE_POLL_S).
 
-The replicas run the product app with a hashing embedding engine (tests/replicas/fake_replica.py):
+The replicas run the product app with a hashing embedding engine (voiceid/testkit/fake_replica.py):
 three ECAPA processes would not fit this machine's two cores beside the load generator."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.replicas import topology
-from tests.replicas.fake_replica import voice
+from voiceid.testkit import topology
+from voiceid.testkit.fake_replica import voice
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 

@@ -4,7 +4,7 @@ Silero's model is stateful between chunks, so each thread gets its own instance;
 (about 2 MB) and loading one takes milliseconds. The same model runs either as TorchScript, one
 Python call per 32 ms frame, or as the "sequence" ONNX file silero-vad ships, whole blocks of
 frames per ONNX Runtime call: a sixth of the CPU time, the same speech
-segments on the dev set (docs/performance.md, tests/test_inference_backends.py).
+segments on the dev set (docs/performance.md, tests/models/test_inference_backends.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Zen 4 (and Intel from Cooper Lake / Sapphire Rapids) multiplies bf16 natively (A
 twice the fp32 rate. The network is traced once under CPU autocast and frozen, so the bf16 casts,
 the batch-norm folding and oneDNN's fused convolutions are fixed in one TorchScript graph instead
 of being re-decided on every call: 2.2x the fp32 eager network on one thread, embeddings within
-cosine 0.99997 of it on dev speech (docs/performance.md, tests/test_inference_backends.py).
+cosine 0.99997 of it on dev speech (docs/performance.md, tests/models/test_inference_backends.py).
 
 Not numerically equivalent to the checkpoint in fp32, so its vectors carry a derived model
 version: voiceprints, cohorts and calibrations of the fp32 model are never mixed with them.

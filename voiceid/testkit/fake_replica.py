@@ -6,7 +6,7 @@ model. Everything but `Engine.embed_bytes` is the product: the same app, setting
 Bodies are `voice:<speaker seed>:<utterance>`: one speaker's utterances share a direction (cosine
 about 0.9 between two of them), different speakers are near-orthogonal.
 
-    python -m tests.replicas.fake_replica --port 8101
+    python -m voiceid.testkit.fake_replica --port 8101
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def vector_of(body: bytes) -> np.ndarray:
     if kind != "voice":
         raise VoiceIdError(ErrorCode.UNSUPPORTED_AUDIO, "not a test voice")
     v = 3.0 * _unit(f"speaker:{speaker}") + _unit(f"utt:{speaker}:{utterance}")
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    unit: np.ndarray = (v / np.linalg.norm(v)).astype(np.float32)
+    return unit
 
 
 class HashEngine:

@@ -16,8 +16,8 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.telephony.conftest import Live
-from tests.telephony.test_hostile_connections import _closed_by_server, _port, _read_frames
+from tests.telephony_adapter.conftest import Live
+from tests.telephony_adapter.test_hostile_connections import _closed_by_server, _port, _read_frames
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Kind, encode_frame
 

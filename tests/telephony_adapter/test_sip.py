@@ -1,7 +1,7 @@
 """SIP and SIPREC against real SIP software: SIPp (Debian's sip-tester) drives voiceid's SIP server
 over real UDP on loopback, streaming μ-law recordings with `rtp_stream`; the real model scores them.
 
-The SIPp scenarios are under tests/telephony/sipp/. SIPp 3.6 streams RTP to the *first* audio
+The SIPp scenarios are under tests/telephony_adapter/sipp/. SIPp 3.6 streams RTP to the *first* audio
 stream of an answer only, so in the two-stream SIPREC session the second stream (the agent's
 leg of the fork) is sent by `RtpSender` below to the port SIPp read from voiceid's answer.
 """
@@ -262,7 +262,7 @@ def malformed_cases(call: str) -> list[tuple[str, int, str, str, str]]:
     require = "Require: siprec"
     deep = "<recording>" + "<a>" * 40 + "</a>" * 40 + "</recording>"
     # SIPp reads [...] as its keywords, so DTDs with an internal subset (entity definitions) are
-    # sent by tests/telephony/test_siprec_parsing.py instead; an external DTD is refused as well.
+    # sent by tests/telephony_adapter/test_siprec_parsing.py instead; an external DTD is refused as well.
     external_dtd = '<?xml version="1.0"?><!DOCTYPE recording SYSTEM "http://203.0.113.9/r.dtd"><recording/>'
     entity = '<?xml version="1.0"?><recording>&unknown;</recording>'
     huge = "<recording>" + "<participant participant_id='p'/>" * 700 + "</recording>"

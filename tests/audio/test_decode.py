@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import tone, wav_bytes
 from voiceid.audio import g711
 from voiceid.audio.decode import AudioLimits, decode_audio, parse_content_type
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.testkit.audio import tone, wav_bytes
 
 LIMITS = AudioLimits(max_bytes=5_000_000, max_seconds=30.0)
 

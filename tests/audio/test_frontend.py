@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import tone, wav_bytes
 from voiceid.audio import g711
 from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.audio.quality import estimate_snr_db
 from voiceid.audio.resample import resample
 from voiceid.audio.vad import VadConfig, speech_segments
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.testkit.audio import tone, wav_bytes
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.bombs import flac_bomb, flac_unknown_length, l16_odd_rate, mulaw_odd_rate
-from tests.conftest import tone, wav_bytes
 from tests.memory import peak_growth
 from voiceid.api.errors import status_for
 from voiceid.audio import g711
@@ -23,6 +21,8 @@ from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.audio.resample import MAX_TERM, ratio_terms, resample
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.testkit.audio import tone, wav_bytes
+from voiceid.testkit.bombs import flac_bomb, flac_unknown_length, l16_odd_rate, mulaw_odd_rate
 
 LIMITS = AudioLimits(max_bytes=16 * 1024 * 1024, max_seconds=180.0)
 # What the issue accepts for one upload; the fixes keep every attack far below it.

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.api.conftest import Api, unit
 from voiceid.config import InferenceBackend
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.models.backends.bf16 import bf16_version
@@ -14,6 +13,8 @@ from voiceid.models.files import MODEL_VERSION
 from voiceid.models.registry import choose_backend, resolve_service_backend
 from voiceid.services.root import VoiceIdService
 from voiceid.storage import repositories as repo
+from voiceid.testkit.api import Api
+from voiceid.testkit.engines import unit
 
 BF16 = bf16_version(MODEL_VERSION)
 VERSIONS = {InferenceBackend.TORCH: MODEL_VERSION, InferenceBackend.TORCH_BF16: BF16}

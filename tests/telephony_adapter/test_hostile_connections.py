@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.telephony.conftest import Live
+from tests.telephony_adapter.conftest import Live
 from voiceid.storage.models import EnrolmentEmbedding
 from voiceid.telephony_adapter.audiosocket import AudioSocketServer
 from voiceid.telephony_adapter.frames import Kind, encode_frame, parse_frames

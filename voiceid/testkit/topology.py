@@ -192,7 +192,7 @@ def start(
             topology.replicas[name] = port
             topology._spawn(
                 name,
-                [sys.executable, "-m", "tests.replicas.fake_replica", "--port", str(port)],
+                [sys.executable, "-m", "voiceid.testkit.fake_replica", "--port", str(port)],
                 {**env, "VOICEID_DATA_DIR": str(workdir / name)},
             )
         for i in range(workers):
