@@ -28,6 +28,22 @@ from voiceid.testkit import postgres as testkit_postgres
 from voiceid.testkit.api import ADMIN_KEY, SESSION_SECRET, Api
 from voiceid.testkit.engines import NoInferenceEngine
 
+# What a test needs beyond this checkout, read from its fixture closure so that a test cannot use the
+# real model or dev speech without carrying the marker: `pytest -m "not model"` runs on a machine without
+# model files (ECAPA, AASIST; PocketSphinx ships inside its wheel), `-m "not devdata"` without
+# ../shared/data. Modules that load model files without these fixtures mark themselves (pytestmark).
+MODEL_FIXTURES = frozenset({"engine"})  # Engine.from_settings: ECAPA, and the AASIST countermeasure with it
+DEVDATA_FIXTURES = frozenset({"dev_dir", "dev_files"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        closure = set(getattr(item, "fixturenames", ()))
+        if closure & MODEL_FIXTURES and item.get_closest_marker("model") is None:
+            item.add_marker(pytest.mark.model)
+        if closure & DEVDATA_FIXTURES and item.get_closest_marker("devdata") is None:
+            item.add_marker(pytest.mark.devdata)
+
 
 @contextlib.contextmanager
 def postgres_database(prefix: str = "voiceid_test") -> Iterator[str]:

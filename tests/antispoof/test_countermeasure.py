@@ -40,6 +40,8 @@ def _spoof_path(spoof_dir: Path) -> Path:
     raise AssertionError("the A09 spoof of LA_0007 is missing from dev_spoof")
 
 
+@pytest.mark.devdata
+@pytest.mark.model
 @pytest.mark.parametrize("channel", ["clean", "g711-ulaw"])
 def test_a_spoof_scores_below_its_sources_bonafide(settings: Settings, spoof_dir: Path, channel: str) -> None:
     cm = load_countermeasure(settings.cm_model_dir)
@@ -65,6 +67,8 @@ def torch_dir(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> P
     return path
 
 
+@pytest.mark.devdata
+@pytest.mark.model
 def test_exported_onnx_model_plugs_in_by_manifest_and_scores_the_same(
     torch_dir: Path, spoof_dir: Path, tmp_path: Path
 ) -> None:
@@ -84,6 +88,7 @@ def test_exported_onnx_model_plugs_in_by_manifest_and_scores_the_same(
         assert np.allclose(a.embedding, b.embedding, atol=1e-3)
 
 
+@pytest.mark.model
 def test_a_plug_in_scoring_the_other_way_round_is_flipped(torch_dir: Path, tmp_path: Path) -> None:
     """An operator model whose single output is a spoof score (higher = spoof): the manifest says so."""
     plug_in = tmp_path / "reversed"
@@ -96,6 +101,7 @@ def test_a_plug_in_scoring_the_other_way_round_is_flipped(torch_dir: Path, tmp_p
     assert flipped.score == pytest.approx(-normal.score, abs=1e-3)
 
 
+@pytest.mark.model
 def test_a_tampered_or_incomplete_model_directory_is_refused(torch_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(torch_dir, bad)

