@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.voiceid-installed
 export VOICEID_DEV_DATA_DIR ?= $(abspath ../shared/data)
+# The suite runs on this many pytest-xdist workers, one test module per worker at a time (loadscope:
+# module-scoped fixtures are built once). Each worker loads the model once; 2 fits this 2-core machine.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install model serve test lint bench eval
 
@@ -28,7 +31,7 @@ test: model
 	$(BIN)/ruff check voiceid tests bench
 	$(BIN)/mypy voiceid
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope
 
 lint: install
 	$(BIN)/ruff check voiceid tests bench

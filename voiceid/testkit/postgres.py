@@ -18,9 +18,13 @@ class PostgresUnavailable(RuntimeError):
 
 
 @contextlib.contextmanager
-def postgres_database(prefix: str = "voiceid_test") -> Iterator[str]:
+def postgres_database(prefix: str = "voiceid_test", durable: bool = True) -> Iterator[str]:
     """A PostgreSQL database of its own (unique name), dropped on exit even if connections remain.
-    Yields its SQLAlchemy URL; raises PostgresUnavailable when no server can be reached."""
+    Yields its SQLAlchemy URL; raises PostgresUnavailable when no server can be reached.
+
+    `durable=False` sets the database's synchronous_commit to off: a commit returns before its WAL
+    record reaches the disk (a crash may lose the last commits, never corrupt), so tests that are not
+    about durability stop waiting on fsync. Benches keep the default: their figures are production's."""
     import psycopg
 
     try:
@@ -30,6 +34,8 @@ def postgres_database(prefix: str = "voiceid_test") -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     info = admin.info
     admin.execute(f'CREATE DATABASE "{name}"')
+    if not durable:
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     try:
         yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
     finally:
