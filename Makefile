@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.voiceid-installed
 export VOICEID_DEV_DATA_DIR ?= $(abspath ../shared/data)
 # The suite runs on this many pytest-xdist workers, one test module per worker at a time (loadscope:
-# module-scoped fixtures are built once). Each worker loads the model once; 2 fits this 2-core machine.
+# module-scoped fixtures are built once), in the order tests/conftest.py gives them: the modules with the
+# most model inference first, so no long one starts last. Each worker loads the model once; 2 fits 2 cores.
 PYTEST_WORKERS ?= 2
 
 .PHONY: install model serve test lint bench eval
@@ -31,7 +32,7 @@ test: model
 	$(BIN)/ruff check voiceid tests bench
 	$(BIN)/mypy voiceid
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check voiceid tests bench

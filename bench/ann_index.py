@@ -117,8 +117,8 @@ def decrypt_rate(vault: Vault, vectors: np.ndarray, n: int = 2_000) -> float:
 
 @contextlib.contextmanager
 def database(workdir: Path, size: int, postgres: bool) -> Iterator[Database]:
-    """SQLite in `workdir`, or a PostgreSQL database of its own, created and dropped by the test
-    suite's helper (server from VOICEID_TEST_POSTGRES_DSN, default the local one)."""
+    """SQLite in `workdir`, or a PostgreSQL database of its own, created and dropped by the helper
+    the tests use too (voiceid.testkit.postgres; server from VOICEID_TEST_POSTGRES_DSN, default the local one)."""
     if postgres:
         with postgres_database("voiceid_bench_ann") as url:
             db = Database(url)

@@ -55,6 +55,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.model)
         if closure & DEVDATA_FIXTURES and item.get_closest_marker("devdata") is None:
             item.add_marker(pytest.mark.devdata)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _heaviest_modules_first(items)
+
+
+def _heaviest_modules_first(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (--dist loadscope hands out whole modules in collection order), start the
+    modules with the most model inference first so that the last module handed out is a short one
+    and no worker idles at the end waiting for a long one. Tests inside a module keep their order;
+    a plain run keeps the collection order."""
+    model_tests: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        model_tests[module] = model_tests.get(module, 0) + (item.get_closest_marker("model") is not None)
+    items.sort(key=lambda item: -model_tests[item.nodeid.split("::", 1)[0]])  # stable: ties keep their order
 
 
 @contextlib.contextmanager
