@@ -8,6 +8,7 @@ held while the model runs; streams embed once and call `preview` for interims, `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -16,12 +17,12 @@ from voiceid.challenge.policy import ChallengeCheck
 from voiceid.challenge.recogniser import Recognition
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
 from voiceid.services.calibration import SelfCalibrationCache
 from voiceid.services.challenges import Challenges, check_challenge_id
 from voiceid.services.cohort import CohortCache
-from voiceid.services.pad_checks import PadVerdict
+from voiceid.services.decision import Evidence, VoiceEvidence, compose
+from voiceid.services.pad_checks import PadFindings
 from voiceid.services.serving import ServingContext
 from voiceid.services.speakers import Speakers, lock_state
 from voiceid.services.views import UNUSABLE_AUDIO, Preview, VerificationView
@@ -29,9 +30,20 @@ from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, abandon, apply_watchlist, decide
+from voiceid.verify.decision import Decision, Outcome, Reason
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A probe scored against its claimed voiceprint, with the checks that run on every scored call."""
+
+    result: ScoreResult
+    applied: AppliedThresholds
+    hits: list[WatchlistHit]
+    pad: PadFindings
+    evidence: Evidence  # what `compose` decides on (the challenge and links are added when deciding)
 
 
 class Verifications:
@@ -124,16 +136,15 @@ class Verifications:
             early = self._without_audio(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            result, applied, outcome, hits, pad = self._score(session, speaker, utterance)
+            scored = self._gather(session, speaker, utterance)
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
-            outcome, challenge = self.challenges.step(
-                session, speaker, utterance, outcome, bool(linked.alert_identities), challenge_id, heard, now
-            )
-            outcome = mark_linked(outcome, bool(linked.alert_identities))
-            if abandoned:
-                outcome = abandon(outcome)
+            alert = bool(linked.alert_identities)
+            challenge_evidence = self.challenges.check(session, speaker, utterance, alert, challenge_id, heard, now)
+            challenge = challenge_evidence.check
+            evidence = replace(scored.evidence, challenge=challenge_evidence, linked=alert, abandoned=abandoned)
+            outcome = compose(evidence).outcome
             failed_challenge = challenge is not None and challenge.failed
             state = lockout.after_attempt(
                 lock_state(speaker),
@@ -151,11 +162,11 @@ class Verifications:
                 outcome,
                 api_key_id,
                 now,
-                result=result,
+                result=scored.result,
                 utterance=utterance,
-                applied=applied,
-                watchlist_hits=hits,
-                pad=pad,
+                applied=scored.applied,
+                watchlist_hits=scored.hits,
+                pad=scored.pad,
                 challenge=challenge,
             )
             self.challenges.link(session, challenge, view.verification_id)
@@ -174,8 +185,8 @@ class Verifications:
             early = self._without_audio(speaker, self.ctx.now())
             if early is not None:
                 return Preview(None, early)
-            result, _, outcome, _, _ = self._score(session, speaker, utterance)
-            return Preview(result.score, outcome)
+            scored = self._gather(session, speaker, utterance)
+            return Preview(scored.result.score, compose(scored.evidence).outcome)
 
     def count_unusable_attempt(self, speaker_id: str) -> None:
         """An attempt refused for too little or no speech still counts toward lockout (weighted):
@@ -234,11 +245,10 @@ class Verifications:
                 retry_after_s=int(settings.attempt_rate_window_s),
             )
 
-    def _score(
-        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance
-    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit], PadVerdict]:
-        """The one place a probe becomes a score and an outcome (final decisions and stream previews),
-        watchlist screen and presentation-attack checks included."""
+    def _gather(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> Scored:
+        """The evidence every decision and stream interim needs, each piece from its own service:
+        the calibrated voice score, the watchlist screen and the presentation-attack checks. The
+        decision itself is composed from it in one place, `services.decision.compose`."""
         ctx = self.ctx
         quality = utterance.quality
         # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
@@ -264,11 +274,17 @@ class Verifications:
         )
         applied = self.policy.thresholds(quality.channel, result.calibration_id)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
-        outcome = decide(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s)
-        hits = ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
-        outcome = apply_watchlist(outcome, bool(hits), ctx.fraud.watchlist_forces_reject)
-        pad = ctx.pad.screen(session, speaker, utterance, outcome)
-        return result, applied, pad.outcome, list(hits), pad
+        hits = list(ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel))
+        pad = ctx.pad.inspect(session, speaker, utterance)
+        evidence = Evidence(
+            VoiceEvidence(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s),
+            watchlist_hit=bool(hits),
+            watchlist_forces_reject=ctx.fraud.watchlist_forces_reject,
+            spoof_suspected=pad.spoof_suspected,
+            replay_suspected=pad.replay_suspected,
+            pad_action=ctx.pad.action,
+        )
+        return Scored(result, applied, hits, pad, evidence)
 
     def _log(
         self,
@@ -281,7 +297,7 @@ class Verifications:
         utterance: EmbeddedUtterance | None = None,
         applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
-        pad: PadVerdict | None = None,
+        pad: PadFindings | None = None,
         challenge: ChallengeCheck | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
