@@ -45,7 +45,7 @@ from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
 from voiceid.fraud.scale import CROSS_FILE, Channel, FraudScale, load_fraud_scale
 from voiceid.services.fraud_checks import MAX_POOL_SEEDS
 from voiceid.services.fraud_desk import pool_voice
-from voiceid.verify.scoring import l2_normalise
+from voiceid.verify.vectors import l2_normalise
 
 Matrix = npt.NDArray[np.float32]
 EVAL_CHANNEL = {Channel.PHONE: "g711-ulaw", Channel.WIDEBAND: "clean"}

@@ -65,7 +65,7 @@ def _service(load_model: bool = True) -> Any:
         # Key management touches only the database; loading the model would cost seconds for nothing.
         model_version = MODEL_VERSION
 
-        def embed_bytes(self, data: bytes, content_type: str | None) -> Any:
+        def analyse(self, data: bytes, content_type: str | None) -> Any:
             raise RuntimeError("no model loaded")
 
     return VoiceIdService.from_settings(get_settings(), engine=_NoModel())  # type: ignore[arg-type]
@@ -857,7 +857,7 @@ def cohort_build(
     for utt in utterances:
         data, content_type = through_channel(utt.path, channel)
         try:
-            utterance = engine.embed_bytes(data, content_type)
+            utterance = engine.analyse(data, content_type)
         except VoiceIdError as exc:
             typer.echo(f"skipped {utt.utt_id}: {exc.code}", err=True)
             continue

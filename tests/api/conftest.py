@@ -74,7 +74,7 @@ class NoInferenceEngine:
 
     model_version = MODEL_VERSION
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         raise AssertionError("this request must not reach inference")
 
 
@@ -95,7 +95,7 @@ class ScriptedEngine:
         self.probes[body] = (vector, net_speech_s)
         return body
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         vector, speech = self.probes[data]
         quality = QualityReport(speech + 1.0, speech, 30.0, 0.0, 8000, "ULAW", "phone")
         return EmbeddedUtterance(vector.astype(np.float32), self.model_version, quality)

@@ -14,7 +14,7 @@ from tests.api.conftest import ScriptedEngine, unit
 from voiceid.statuses import CallMode
 from voiceid.storage import changes
 from voiceid.storage.crypto import generate_key_text
-from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.telephony_adapter.call_registry import CallRegistry
 
 THREADS = 8
 

@@ -22,7 +22,7 @@ from voiceid.verify.calibration import Calibration
 from voiceid.verify.cohort import PHONE, WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.scorer import Scorer
-from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+from voiceid.verify.vectors import build_voiceprint, cosine_matrix
 
 FloatArray = npt.NDArray[np.float32]
 Progress = Callable[[Iterable[Utterance]], Iterable[Utterance]]

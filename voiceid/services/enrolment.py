@@ -66,7 +66,7 @@ class Enrolment:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             check_consented(self.speakers.load(session, speaker_id))
-        utterance = ctx.embed(data, content_type)
+        utterance = ctx.analyse(data, content_type)
         view = self._phone_view(data, content_type, utterance)
         with ctx.db.transaction() as session:
             # Re-read under lock: the speaker may have opted out or been deleted during inference.

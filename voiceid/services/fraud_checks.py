@@ -32,7 +32,7 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import DecryptionError
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.vectors import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192

@@ -26,7 +26,7 @@ from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import ReviewItem, WatchlistEntry
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.vectors import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -299,7 +299,7 @@ class FraudDesk:
     ) -> WatchlistEntryView:
         """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
         label, note = _text(label, note)
-        utterance = self.ctx.embed(data, content_type)
+        utterance = self.ctx.analyse(data, content_type)
         return self._add(
             utterance.vector,
             utterance.model_version,

@@ -9,7 +9,7 @@ services the adapters call:
 - `desk`: the fraud analyst's watchlist, review queue and linked calls (services/fraud_desk.py).
 
 The telephony adapter's call registry is built by the adapters from `ctx` and `speakers`
-(telephony_adapter/calls.py), so that nothing here points up at an adapter.
+(telephony_adapter/call_registry.py), so that nothing here points up at an adapter.
 
 The HTTP API, the CLI and the telephony streams go through these; none talks to the engine or the
 database on its own.
@@ -157,9 +157,10 @@ class VoiceIdService:
         self.ctx.db.dispose()
         self.ctx.cipher.close()
 
-    def embed(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
-        """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full)."""
-        return self.ctx.embed(data, content_type)
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        """Audio -> the call's evidence on the bounded inference pool (OVERLOADED when it is full).
+        `embed` means one thing in voiceid: speech -> vector (`models.embedder`); this is the whole analysis."""
+        return self.ctx.analyse(data, content_type)
 
     @property
     def cohort(self) -> CohortCache:

@@ -79,7 +79,7 @@ class Verifications:
         if early is not None:
             return early
         try:
-            utterance = self.ctx.embed(data, content_type, defer_cm=True)
+            utterance = self.ctx.analyse(data, content_type, defer_cm=True)
         except VoiceIdError as exc:
             if exc.code in UNUSABLE_AUDIO:
                 self.count_unusable_attempt(speaker_id)
