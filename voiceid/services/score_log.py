@@ -5,10 +5,11 @@ Read-only; the verification path writes the rows."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.export import csv_text
 from voiceid.services.views import VerificationPage, VerificationView
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
@@ -120,6 +121,48 @@ def parse_filter(params: Mapping[str, str], labels: Mapping[str, str] | None = N
     if problems:
         raise VoiceIdError(ErrorCode.INVALID_REQUEST, "Invalid filter: " + "; ".join(problems) + ".")
     return f
+
+
+def _hits(v: VerificationView) -> str:
+    return " ".join(
+        f"{h['label']}:llr={h.get('llr', '')}:cos={h.get('raw_score', h.get('score'))}" for h in v.watchlist_hits
+    )
+
+
+# Every column a score-log CSV export may have, and how a logged verification fills it.
+CSV_COLUMNS: dict[str, Callable[[VerificationView], object]] = {
+    "verification_id": lambda v: v.verification_id,
+    "created_at": lambda v: v.created_at.isoformat(),
+    "speaker_id": lambda v: v.speaker_id,
+    "decision": lambda v: v.decision,
+    "score": lambda v: v.score,
+    "accept_threshold": lambda v: v.accept_threshold,
+    "reject_threshold": lambda v: v.reject_threshold,
+    "net_speech_s": lambda v: v.net_speech_s,
+    "reasons": lambda v: " ".join(v.reasons),
+    "model_version": lambda v: v.model_version,
+    "channel": lambda v: v.channel,
+    "raw_score": lambda v: v.raw_score,
+    "llr": lambda v: v.llr,
+    "norm": lambda v: v.norm,
+    "calibration": lambda v: v.calibration,
+    "challenge_status": lambda v: v.challenge_status,
+    "challenge_prompt": lambda v: v.challenge_prompt,
+    "challenge_heard": lambda v: v.challenge_heard,
+    "watchlist_hits": _hits,
+    "decided_score": lambda v: v.decided_score,
+    "threshold_scale": lambda v: v.threshold_scale,
+}
+
+
+# The columns every score-log export starts with (the API's and the review desk's), in this order.
+LEADING_COLUMNS = ("verification_id", "created_at", "speaker_id", "decision", "score")
+
+
+def export_csv(views: Iterable[VerificationView], columns: Sequence[str]) -> str:
+    """The verifications as spreadsheet-safe CSV (fraud/export.py) with `columns` of CSV_COLUMNS."""
+    fill = [CSV_COLUMNS[c] for c in columns]
+    return csv_text(columns, ([get(v) for get in fill] for v in views))
 
 
 class ScoreLog:

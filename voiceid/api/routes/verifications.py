@@ -8,11 +8,10 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
-from voiceid.fraud.export import csv_text
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.root import VoiceIdService
-from voiceid.services.score_log import parse_filter
+from voiceid.services.score_log import LEADING_COLUMNS, export_csv, parse_filter
 from voiceid.services.views import Role
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
@@ -20,11 +19,7 @@ from voiceid.verify.decision import Decision, Reason
 router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
 
 CSV_FIELDS = [
-    "verification_id",
-    "created_at",
-    "speaker_id",
-    "decision",
-    "score",
+    *LEADING_COLUMNS,
     "accept_threshold",
     "reject_threshold",
     "net_speech_s",
@@ -116,32 +111,7 @@ async def verifications_csv(
     details = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(f).items() if v is not None}
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "verifications.csv", details)
     rows = await run_in_threadpool(service.score_log.all, f)
-    text = csv_text(
-        CSV_FIELDS,
-        (
-            [
-                v.verification_id,
-                v.created_at.isoformat(),
-                v.speaker_id,
-                v.decision,
-                v.score,
-                v.accept_threshold,
-                v.reject_threshold,
-                v.net_speech_s,
-                " ".join(v.reasons),
-                v.model_version,
-                v.channel,
-                v.raw_score,
-                v.llr,
-                v.norm,
-                v.calibration,
-                v.challenge_status,
-                v.challenge_prompt,
-                v.challenge_heard,
-            ]
-            for v in rows
-        ),
-    )
+    text = export_csv(rows, CSV_FIELDS)
     return Response(
         text,
         media_type="text/csv",
