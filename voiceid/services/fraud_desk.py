@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -136,14 +135,6 @@ def pool_voice(vectors: FloatArray) -> FloatArray:
     return build_voiceprint(vectors)
 
 
-def _entry_of_verification(session: Session, verification_id: str) -> WatchlistEntry | None:
-    sample = fraud_repo.sample_for_verification(session, verification_id)
-    if sample is not None:
-        return fraud_repo.get_watchlist_entry(session, sample.entry_id)
-    # Entries flagged before pooling existed carry the verification id on the entry itself.
-    return session.scalars(select(WatchlistEntry).where(WatchlistEntry.verification_id == verification_id)).first()
-
-
 def _verification(session: Session, verification_id: str) -> Verification:
     row = repo.get_verification(session, verification_id)
     if row is None:
@@ -188,7 +179,7 @@ class FraudDesk:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             if verification_id is not None:
-                existing = _entry_of_verification(session, verification_id)
+                existing = fraud_repo.entry_of_verification(session, verification_id)
                 if existing is not None:
                     return WatchlistEntryView.from_row(existing, created=False)
             now = ctx.now()
@@ -280,7 +271,7 @@ class FraudDesk:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             verification = _verification(session, verification_id)
-            existing = _entry_of_verification(session, verification_id)
+            existing = fraud_repo.entry_of_verification(session, verification_id)
             if existing is not None:
                 return WatchlistEntryView.from_row(existing, created=False)
             kept = _kept_embedding(session, verification_id, ctx.now())
