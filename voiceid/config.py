@@ -487,6 +487,13 @@ class Settings(BaseSettings):
         description="`voiceid serve`: open connections (HTTP and WebSocket) per process; above it uvicorn answers 503. "
         "Keep it well below the file-descriptor limit (ulimit -n).",
     )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers; larger requests get 431 HEADERS_TOO_LARGE (`voiceid serve` "
+        "stops reading them at this size).",
+    )
     # --- hostile traffic, round two (issue 20; docs/security.md) -----------------------------------
     # One Asterisk host (or a few Twilio egress addresses) carries every call, so the per-address
     # cap must allow a burst of call set-ups; waiting lasts until the first message (milliseconds

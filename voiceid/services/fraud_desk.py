@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -25,7 +24,7 @@ from voiceid.services.views import VerificationView
 from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.models import ReviewItem, WatchlistEntry
+from voiceid.storage.models import AttemptEmbedding, ReviewItem, Verification, WatchlistEntry
 from voiceid.verify.vectors import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
@@ -136,12 +135,22 @@ def pool_voice(vectors: FloatArray) -> FloatArray:
     return build_voiceprint(vectors)
 
 
-def _entry_of_verification(session: Session, verification_id: str) -> WatchlistEntry | None:
-    sample = fraud_repo.sample_for_verification(session, verification_id)
-    if sample is not None:
-        return fraud_repo.get_watchlist_entry(session, sample.entry_id)
-    # Entries flagged before pooling existed carry the verification id on the entry itself.
-    return session.scalars(select(WatchlistEntry).where(WatchlistEntry.verification_id == verification_id)).first()
+def _verification(session: Session, verification_id: str) -> Verification:
+    row = repo.get_verification(session, verification_id)
+    if row is None:
+        raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+    return row
+
+
+def _kept_embedding(session: Session, verification_id: str, now: datetime) -> AttemptEmbedding:
+    """The attempt's kept embedding, or EMBEDDING_NOT_AVAILABLE (what flagging and linking need)."""
+    kept = fraud_repo.get_attempt_embedding(session, verification_id, now)
+    if kept is None:
+        raise VoiceIdError(
+            ErrorCode.EMBEDDING_NOT_AVAILABLE,
+            "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
+        )
+    return kept
 
 
 class FraudDesk:
@@ -170,7 +179,7 @@ class FraudDesk:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             if verification_id is not None:
-                existing = _entry_of_verification(session, verification_id)
+                existing = fraud_repo.entry_of_verification(session, verification_id)
                 if existing is not None:
                     return WatchlistEntryView.from_row(existing, created=False)
             now = ctx.now()
@@ -261,18 +270,11 @@ class FraudDesk:
         label, note = _text(label, note)
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            verification = repo.get_verification(session, verification_id)
-            if verification is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            existing = _entry_of_verification(session, verification_id)
+            verification = _verification(session, verification_id)
+            existing = fraud_repo.entry_of_verification(session, verification_id)
             if existing is not None:
                 return WatchlistEntryView.from_row(existing, created=False)
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
-            if kept is None:
-                raise VoiceIdError(
-                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
-                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
-                )
+            kept = _kept_embedding(session, verification_id, ctx.now())
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
         return self._add(
@@ -334,9 +336,7 @@ class FraudDesk:
     def attempt(self, verification_id: str) -> AttemptDetail:
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            row = repo.get_verification(session, verification_id)
-            if row is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            row = _verification(session, verification_id)
             kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
             entries = [
                 WatchlistEntryView.from_row(e)
@@ -422,15 +422,8 @@ class FraudDesk:
         """The other retained attempts whose voice matches this one under other identities."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            row = repo.get_verification(session, verification_id)
-            if row is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
-            if kept is None:
-                raise VoiceIdError(
-                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
-                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
-                )
+            row = _verification(session, verification_id)
+            kept = _kept_embedding(session, verification_id, ctx.now())
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             found = ctx.fraud.links(
                 session, vector, row.channel, row.speaker_ref, kept.model_version, exclude=verification_id

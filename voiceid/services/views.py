@@ -14,9 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.views import scale_name
 from voiceid.statuses import ReviewKind, SpeakerStatus
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Outcome
+from voiceid.verify.policy import Scale
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Refusals that mean the caller sent no usable speech: they count toward lockout (weighted).
@@ -96,6 +98,19 @@ class VerificationView:
     replay_score: float | None = None  # best fingerprint match with earlier audio of the speaker (0..1)
     cm_threshold: float | None = None  # the CM threshold of the call's channel
     cm_check: str | None = None  # CmCheck: FLAGGED | PASSED | SKIPPED; None when the CM is off
+
+    @property
+    def decided_score(self) -> float | None:
+        """The value its thresholds were applied to: the calibrated LLR where they are on the LLR
+        scale, else the score (raw cosine thresholds). None where nothing was scored."""
+        return self.llr if self.threshold_scale == Scale.LLR else self.score
+
+    @property
+    def decided_scale(self) -> str | None:
+        """The name of `decided_score`'s scale, as the review desk labels it."""
+        if self.threshold_scale is None:
+            return None
+        return scale_name(self.threshold_scale, self.norm)
 
     @property
     def cm_flagged(self) -> bool | None:
