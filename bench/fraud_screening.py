@@ -5,7 +5,7 @@
 Embeddings of the dev set (105 speakers x 10 utterances) through the phone channel (G.711 mu-law)
 and clean (wideband), from the `voiceid eval` embedding cache (missing ones are computed unless
 --cached-only). Each figure is the service's own code path: `fraud.scale` turns cosines into LLRs
-on the pair's channel, `fraud.desk.pool_voice` pools flagged calls, `fraud.links` decides links and
+on the pair's channel, `fraud.watchlist.pool_voice` pools flagged calls, `fraud.links` decides links and
 alerts. Thresholds are the defaults in `voiceid/config.py` unless given.
 
 1. Watchlist. Every dev speaker in turn is the fraudster: their first K calls are flagged (K = 1: one
@@ -43,8 +43,8 @@ from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
 from voiceid.fraud.scale import CROSS_FILE, Channel, FraudScale, load_fraud_scale
+from voiceid.fraud.watchlist import pool_voice
 from voiceid.services.fraud_checks import MAX_POOL_SEEDS
-from voiceid.services.fraud_desk import pool_voice
 from voiceid.verify.vectors import l2_normalise
 
 Matrix = npt.NDArray[np.float32]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import Link, identities_within
+from voiceid.fraud.watchlist import pool_voice
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.retention import purge_attempts  # the worker's job: one implementation
@@ -25,7 +26,6 @@ from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import AttemptEmbedding, ReviewItem, Verification, WatchlistEntry
-from voiceid.verify.vectors import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -126,13 +126,6 @@ def _text(label: str, note: str | None) -> tuple[str, str | None]:
     if note is not None and len(note) > MAX_NOTE:
         raise VoiceIdError(ErrorCode.INVALID_REQUEST, f"note must be at most {MAX_NOTE} characters")
     return label, note
-
-
-def pool_voice(vectors: FloatArray) -> FloatArray:
-    """One watchlist voice from several flagged calls: the normalised mean of the normalised
-    embeddings, as a voiceprint is built from enrolment utterances (averaging cancels the
-    call-to-call variation that made single calls of one person score 0.42-0.76 together)."""
-    return build_voiceprint(vectors)
 
 
 def _verification(session: Session, verification_id: str) -> Verification:
