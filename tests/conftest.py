@@ -18,6 +18,19 @@ import soundfile as sf
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
 
+
+def _pin_model_dirs() -> None:
+    """The model directories default to `<data dir>/models/...`, and tests give each test (and each
+    server or worker process they start) a data dir of its own. The model files stay where the test
+    command fetched them, under the data dir this session started with: name them explicitly, in the
+    environment the child processes inherit too, so no test re-fetches or misses them."""
+    started_with = Settings()
+    os.environ.setdefault("VOICEID_MODEL_DIR", str(started_with.model_dir))
+    os.environ.setdefault("VOICEID_CM_MODEL_DIR", str(started_with.cm_model_dir))
+
+
+_pin_model_dirs()
+
 POSTGRES_ADMIN_DSN = os.environ.get(
     "VOICEID_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 )

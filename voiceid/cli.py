@@ -890,8 +890,8 @@ def cohort_refresh() -> None:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: VOICEID_HOST, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: VOICEID_PORT, 8000)")] = None,
 ) -> None:
     """Run the HTTP API (the model loads at start-up; `db upgrade` runs first unless
     VOICEID_UPGRADE_ON_START=false; on SQLite the singleton jobs run in this process too).

@@ -149,9 +149,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
 
 def server_config(
-    app: object, settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str | None = None
+    app: object, settings: Settings, host: str | None = None, port: int | None = None, log_level: str | None = None
 ) -> uvicorn.Config:
-    """The uvicorn configuration of `voiceid serve` (also used by the tests that attack it)."""
+    """The uvicorn configuration of `voiceid serve` (also used by the tests that attack it); `host` and
+    `port` (the command's options) override VOICEID_HOST / VOICEID_PORT."""
     protocol = type(
         "HeaderTimeout",
         (HeaderTimeoutProtocol,),
@@ -159,8 +160,8 @@ def server_config(
     )
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
+        host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
         http=protocol,
         timeout_keep_alive=settings.http_keep_alive_s,
         limit_concurrency=settings.max_connections,
@@ -173,7 +174,7 @@ def server_config(
     )
 
 
-def serve(app: object, settings: Settings, host: str, port: int) -> None:
+def serve(app: object, settings: Settings, host: str | None = None, port: int | None = None) -> None:
     files = raise_fd_limit()
     if files < settings.max_connections + 64:
         log.warning(
