@@ -44,6 +44,16 @@ class TrialScores:
     def nontarget(self) -> FloatArray:
         return self.scores[~self.is_target]
 
+    def subset(self, rows: npt.NDArray[np.bool_], cols: npt.NDArray[np.bool_]) -> TrialScores:
+        """The trials of the probes in `rows` against the voiceprints in `cols` (boolean masks)."""
+        return TrialScores(
+            self.scores[np.ix_(rows, cols)],
+            self.is_target[np.ix_(rows, cols)],
+            [t for t, keep in zip(self.test_ids, rows, strict=True) if keep],
+            [s for s, keep in zip(self.speakers, cols, strict=True) if keep],
+            None if self.probe_speech_s is None else self.probe_speech_s[rows],
+        )
+
 
 class EmbeddingCache:
     """Embeddings on disk keyed by everything that determines them (bytes, embedder, settings)."""
