@@ -42,9 +42,8 @@ Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 class StartupGuard:
     """The ASGI app `voiceid serve` hands uvicorn: the service app, with a failed start-up kept for the
     CLI to print as one line. Starlette reports a lifespan failure to uvicorn with the traceback as the
-    message, which uvicorn logs, then logs "Application startup failed" and returns normally (exit
-    status 0). The guard blanks that message and keeps the exception; `serve` raises it once uvicorn
-    has returned."""
+    message, which uvicorn logs, then logs "Application startup failed" and exits with status 3. The
+    guard blanks that message and keeps the exception; `serve` raises it once uvicorn has stopped."""
 
     def __init__(self, app: Asgi) -> None:
         self.app = app
@@ -104,6 +103,9 @@ def serve(
     uvicorn_log.addFilter(quiet)
     try:
         run_server(guard, settings, host, port)
+    except SystemExit:
+        if guard.error is None:  # uvicorn's own refusal (the port taken): it has logged its line
+            raise
     finally:
         uvicorn_log.removeFilter(quiet)
     if guard.error is not None:

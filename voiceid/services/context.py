@@ -49,6 +49,8 @@ def check_shared_configuration(settings: Settings) -> None:
             ErrorCode.CONFIGURATION_ERROR,
             f"with PostgreSQL every replica must share its secrets: set {' and '.join(missing)} "
             "(a per-host key file would make one replica unable to read what another wrote)",
+            hint="give every replica the same values: VOICEID_ENCRYPTION_KEY 32 random bytes in url-safe base64, "
+            "VOICEID_SESSION_SECRET 32 or more random characters, VOICEID_KEYSTORE_URL a database all replicas reach",
         )
     if settings.session_secret is not None and len(settings.session_secret.get_secret_value()) < 32:
         raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, "VOICEID_SESSION_SECRET must be at least 32 characters")
