@@ -142,7 +142,7 @@ def eval_command(
         cache,
     )
     try:
-        report = evaluate_verification(settings, options, _progress_bar).report
+        report = evaluate_verification(settings, options, _progress_bar)
     except EvaluationInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except VoiceIdError as exc:

@@ -126,6 +126,30 @@ def read_cohort(cohort_manifest: Path | None) -> list[Utterance] | None:
 
 
 @dataclass(frozen=True)
+class EvaluationSet:
+    """A manifest's protocol, the impostor cohort and the embedder: what an evaluation script embeds
+    its runs from, channel after channel and probe length after probe length."""
+
+    manifest: Path
+    base: Protocol
+    cohort: list[Utterance] | None
+    embedding: Embedding
+
+    @classmethod
+    def dev(cls, settings: Settings, manifest: Path | None = None, enrol_utts: int = 3) -> EvaluationSet:
+        """The dev set (or `manifest`) with the dev cohort, on the product's embedder."""
+        path = manifest or settings.dev_data_dir / "dev" / "manifest.csv"
+        cohort = read_cohort(default_cohort_manifest(settings))
+        return cls(path, read_protocol(path, enrol_utts), cohort, Embedding.from_settings(settings))
+
+    def run(
+        self, channel: str, probe_utts: int = 1, enrol_channel: str | None = None, phone_view: bool = False
+    ) -> EvalRun:
+        protocol = join_tests(self.base, probe_utts)
+        return self.embedding.run(protocol, channel, self.cohort, enrol_channel=enrol_channel, phone_view=phone_view)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Which manifest to embed, and how (the embedding options of `voiceid eval` and `calibrate`)."""
 
@@ -213,17 +237,11 @@ class EvalOptions:
     cache: bool = True
 
 
-@dataclass(frozen=True)
-class VerificationReport:
-    report: dict[str, Any]
-    run: EvalRun
-
-
 def evaluate_verification(
     settings: Settings,
     options: EvalOptions,
     progress: Callable[[str], Progress] = lambda _channel: lambda items: items,
-) -> VerificationReport:
+) -> dict[str, Any]:
     """The report of `voiceid eval`: EER, minDCF, Cllr, and what the decision policy does with the
     calibration the service would use for this channel and norm (or `options.calibration`).
     `progress(channel)` wraps the utterances of each embedding pass (a progress bar)."""
@@ -335,7 +353,7 @@ def evaluate_verification(
             str(plot_det({label: (trials.target, trials.nontarget)}, options.plots / f"det_{stem}.png", label)),
             str(plot_histogram(trials.target, trials.nontarget, options.plots / f"hist_{stem}.png", label)),
         ]
-    return VerificationReport(report, run)
+    return report
 
 
 def summary_line(report: dict[str, Any]) -> str:
