@@ -22,15 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from voiceid.config import Settings
+from voiceid.evaluation import embedders
 from voiceid.evaluation.channel import CHANNELS
-from voiceid.evaluation.embedders import (
-    EMBEDDERS,
-    EmbedFn,
-    SpeechFn,
-    speech_meter,
-    speechbrain_bare_embedder,
-    voiceid_embedder,
-)
+from voiceid.evaluation.embedders import EMBEDDERS, EmbedFn, SpeechFn
 from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.protocol import Protocol, Utterance, build_protocol, extend_tests, join_tests, read_manifest
 from voiceid.evaluation.regimes import CALIBRATIONS, policy_by_calibration, regime_for, regime_trials
@@ -82,12 +76,14 @@ class Embedding:
         """`voiceid`: the product path on the configured backend; `speechbrain-bare`: the baseline."""
         if embedder not in EMBEDDERS:
             raise EvaluationInputError(f"embedder must be one of {', '.join(EMBEDDERS)}")
+        # Through the module, so that a test can stand a fake embedder in for the network.
         if embedder == "voiceid":
-            embed = voiceid_embedder(settings)[0]
+            embed = embedders.voiceid_embedder(settings)[0]
             version = backend_model_version(settings.model_dir, settings.inference_backend)
         else:
-            embed, version = speechbrain_bare_embedder(settings), MODEL_VERSION
-        return cls(embed, speech_meter(settings), EmbeddingCache.for_embedder(settings, embedder, cache), version)
+            embed, version = embedders.speechbrain_bare_embedder(settings), MODEL_VERSION
+        cache_store = EmbeddingCache.for_embedder(settings, embedder, cache)
+        return cls(embed, embedders.speech_meter(settings), cache_store, version)
 
     def run(
         self,
