@@ -30,12 +30,11 @@ import dataclasses
 import sys
 from typing import Any
 
-from bench.dev_set import dev_arguments, save_report
-from voiceid.config import get_settings
+from bench.dev_set import dev_arguments, parse_dev, save_report
 from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.runner import summarise
 from voiceid.evaluation.second_chance import second_chance_of
-from voiceid.evaluation.verification import EvaluationSet, TrialArgs, extension_trials
+from voiceid.evaluation.verification import TrialArgs, extension_trials
 from voiceid.verify.calibration import load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
@@ -57,10 +56,7 @@ def _pct(value: float | None, digits: int = 1) -> str:
 def main() -> None:
     parser = dev_arguments(__doc__, "bench/out/cross_channel.json", channels=False)
     parser.add_argument("--rows", default=",".join(str(i) for i in range(len(ROWS))), help="indices into ROWS")
-    args = parser.parse_args()
-
-    settings = get_settings()
-    dev = EvaluationSet.dev(settings, args.manifest)
+    args, settings, dev = parse_dev(parser)
     version = dev.embedding.model_version
     shipped = {
         c.channel: c

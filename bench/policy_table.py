@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.dev_set import dev_arguments, save_report
-from voiceid.config import get_settings
+from bench.dev_set import dev_arguments, parse_dev, save_report
 from voiceid.evaluation.calibration_fit import PooledTrials
 from voiceid.evaluation.operating_point import format_accepts, operating_point, trial_llrs
 from voiceid.evaluation.regimes import pool_points
 from voiceid.evaluation.runner import TrialScores, summarise
-from voiceid.evaluation.verification import EvaluationSet, probe_speech
+from voiceid.evaluation.verification import probe_speech
 from voiceid.verify.calibration import Calibration, load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
@@ -52,10 +51,7 @@ def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = dev_arguments(__doc__, "bench/out/policy.json")
     parser.add_argument("--cohort-sizes", default="200,1000,5000")
-    args = parser.parse_args()
-
-    settings = get_settings()
-    dev = EvaluationSet.dev(settings, args.manifest)
+    args, settings, dev = parse_dev(parser)
     # The default backend's own calibration (the bf16 network's on a CPU with bf16), its population
     # AS-norm regime: the dev protocol's cohort holds the whole population (about 100 voiceprints).
     version = dev.embedding.model_version

@@ -22,11 +22,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bench.dev_set import dev_arguments, save_report
-from voiceid.config import get_settings
+from bench.dev_set import dev_arguments, parse_dev, save_report
 from voiceid.evaluation.operating_point import format_accepts, operating_point, trial_llrs
 from voiceid.evaluation.regimes import Regime, regime_for, regime_trials
-from voiceid.evaluation.verification import EvaluationSet
 from voiceid.verify.calibration import load_calibrations, select_calibration
 from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
 
@@ -34,9 +32,7 @@ from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
 def main() -> None:
     parser = dev_arguments(__doc__, "bench/out/regimes.json")
     parser.add_argument("--populations", default="1,10,30,100,all")
-    args = parser.parse_args()
-    settings = get_settings()
-    dev = EvaluationSet.dev(settings, args.manifest)
+    args, settings, dev = parse_dev(parser)
     version = dev.embedding.model_version
     calibrations = [c for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)]
     rows: list[dict[str, Any]] = []
