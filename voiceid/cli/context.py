@@ -47,11 +47,10 @@ def cli_actor() -> str:
 def database() -> Iterator[AppContext]:
     """The database, vault and clock without the model: what `VoiceIdService.from_settings` sets up
     before it loads the model (migrations and the admin-key bootstrap unless
-    VOICEID_UPGRADE_ON_START=false, legacy blobs re-wrapped, erasures shredding their data keys)."""
+    VOICEID_UPGRADE_ON_START=false, legacy blobs re-wrapped; `AppContext.from_settings` binds the shredding)."""
     settings = get_settings()
     context = AppContext.from_settings(settings)
     try:
-        context.cipher.bind(context.db.sessions)  # an erasure destroys the data key in its own transaction
         if settings.upgrade_on_start:
             upgrade(context.db, settings)
         upgrade_legacy_blobs(context.db, context.cipher)

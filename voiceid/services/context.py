@@ -72,7 +72,13 @@ class AppContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         check_shared_configuration(settings)
-        return cls(settings, Database(settings.sqlalchemy_url), cipher_from_settings(settings))
+        db = Database(settings.sqlalchemy_url)
+        cipher = cipher_from_settings(settings)
+        # Every process that can erase (the worker's voiceprint expiry and purges included) destroys
+        # the data key inside the erasing transaction; a context without this would leave erased
+        # owners' keys behind, and their ciphertext readable.
+        cipher.bind(db.sessions)
+        return cls(settings, db, cipher)
 
     def close(self) -> None:
         self.db.dispose()

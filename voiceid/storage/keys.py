@@ -355,6 +355,7 @@ class Vault:
         self._cache_s = cache_s
         self._cache: OrderedDict[str, tuple[AESGCM, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._bound: set[int] = set()  # id() of the session factories `bind` already listens on
 
     # -- keys
 
@@ -463,7 +464,10 @@ class Vault:
 
     def bind(self, sessions: sessionmaker[Session]) -> None:
         """Destroy the keys marked with `mark_for_shredding` inside each transaction of `sessions`,
-        just before its COMMIT."""
+        just before its COMMIT. Idempotent: binding one factory twice shreds once."""
+        if id(sessions) in self._bound:
+            return
+        self._bound.add(id(sessions))
 
         @event.listens_for(sessions, "before_commit")
         def _shred_marked(session: Session) -> None:
