@@ -27,10 +27,11 @@ DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
 DEFAULT_LINK_POOLED_LLR = 8.0
 
-# Spoken-challenge recogniser score (per-frame LLR, prompt alignment vs free digit loop) from which the
-# words pass: `voiceid eval-challenge --fit-speakers` fitted 0.080 (clean) and 0.100 (G.711 u-law) for 1 %
-# false pass on the fit speaker of dev_8k; the stricter one is the default (docs/challenge.md).
-DEFAULT_CHALLENGE_THRESHOLD = 0.10
+# Spoken-challenge recogniser score (Whisper: log-likelihood ratio in nats, the prompt teacher-forced vs
+# Whisper's own transcript) from which the words pass: `voiceid eval-challenge --fit-speakers` fitted -11.85
+# (clean), -12.22 (G.711 u-law) and -12.16 (A-law) for 1 % false pass on the fit speaker of dev_8k; the
+# strictest is the default (docs/challenge.md).
+DEFAULT_CHALLENGE_THRESHOLD = -11.85
 
 
 class InferenceBackend(StrEnum):
@@ -587,7 +588,10 @@ class Settings(BaseSettings):
         DEFAULT_CHALLENGE_THRESHOLD,
         ge=-50,
         le=50,
-        description="Recogniser score (per-frame log-likelihood ratio, nats) from which the words match the prompt.",
+        description=(
+            "Recogniser score (log-likelihood ratio of the prompt vs the recogniser's own transcript, nats) "
+            "from which the words match the prompt."
+        ),
     )
 
     @model_validator(mode="after")
