@@ -34,10 +34,11 @@ DEFAULT_DUPLICATE_LLR = 8.0
 DEFAULT_LINK_LLR = 6.0
 DEFAULT_LINK_POOLED_LLR = 8.0
 
-# Spoken-challenge recogniser score (per-frame LLR, prompt alignment vs free digit loop) from which the
-# words pass: `voiceid eval-challenge --fit-speakers` fitted 0.080 (clean) and 0.100 (G.711 u-law) for 1 %
-# false pass on the fit speaker of dev_8k; the stricter one is the default (docs/challenge.md).
-DEFAULT_CHALLENGE_THRESHOLD = 0.10
+# Spoken-challenge recogniser score (Whisper: log-likelihood ratio in nats, the prompt teacher-forced vs
+# Whisper's own transcript) from which the words pass: `voiceid eval-challenge --fit-speakers` fitted -11.85
+# (clean), -12.22 (G.711 u-law) and -12.16 (A-law) for 1 % false pass on the fit speaker of dev_8k; the
+# strictest is the default (docs/challenge.md).
+DEFAULT_CHALLENGE_THRESHOLD = -11.85
 
 # Where `make serve` listens unless VOICEID_HOST / VOICEID_PORT (or `--host` / `--port`) say otherwise.
 DEFAULT_HOST = "127.0.0.1"
@@ -495,7 +496,10 @@ class ChallengeSettings(BaseModel):
         DEFAULT_CHALLENGE_THRESHOLD,
         ge=-50,
         le=50,
-        description="Recogniser score (per-frame log-likelihood ratio, nats) from which the words match the prompt.",
+        description=(
+            "Recogniser score (log-likelihood ratio of the prompt vs the recogniser's own transcript, nats) "
+            "from which the words match the prompt."
+        ),
     )
 
 

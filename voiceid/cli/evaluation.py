@@ -270,22 +270,25 @@ def eval_challenge_command(
     ] = False,
     target_false_pass: Annotated[float, typer.Option(help="With --fit-speakers: mismatch pass rate aimed at")] = 0.01,
     mismatch_per_row: Annotated[int, typer.Option(min=1, help="Mismatch trials per row (other rows' texts)")] = 10,
+    engine: Annotated[str, typer.Option(help="whisper-base (the service's) | pocketsphinx")] = "whisper-base",
 ) -> None:
     """Spoken-challenge recogniser: genuine and mismatch pass rates per kind, and its real-time factor."""
     from voiceid.audio.frontend import FrontEndConfig
-    from voiceid.challenge.recogniser import DigitRecogniser
+    from voiceid.challenge.recogniser import DigitRecogniser, RecogniserEngine
     from voiceid.evaluation.challenge import evaluate, read_text_rows, split_speakers
     from voiceid.evaluation.channel import CHANNELS
 
     if channel not in CHANNELS:
         raise typer.BadParameter(f"channel must be one of {', '.join(CHANNELS)}")
+    if engine not in {e.value for e in RecogniserEngine}:
+        raise typer.BadParameter(f"engine must be one of {', '.join(e.value for e in RecogniserEngine)}")
     settings = get_settings()
     try:
         rows = read_text_rows(manifest)
         fit = split_speakers(rows)[0] if fit_speakers else None
         report = evaluate(
             rows,
-            DigitRecogniser(),
+            DigitRecogniser(engine=RecogniserEngine(engine)),
             channel,
             settings.challenge_threshold if threshold is None else threshold,
             mismatch_per_row,
