@@ -123,3 +123,15 @@ def test_a_tampered_checkpoint_stops_the_fast_runtime(settings: Settings, tmp_pa
         with pytest.raises(VoiceIdError) as info:
             load_countermeasure(model_dir, runtime=runtime)
         assert info.value.code == ErrorCode.MODEL_FILE_CORRUPT
+
+
+@needs_bf16
+def test_fast_runtime_scores_the_same_from_concurrent_inference_workers(fast: FastAasist) -> None:
+    """The service's inference pool calls the compiled network from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = _random_calls()
+    alone = [fast.score(wave, 16000).window_scores for wave in calls]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(lambda wave: fast.score(wave, 16000).window_scores, calls * 2))
+    assert together == alone * 2
