@@ -15,9 +15,10 @@ where rounding could change which nodes are kept.
 
 Not bit-identical to the fp32 network: on dev_spoof a call's raw score (spread over about +-13)
 moves by 0.04 in the median and 0.33 at most, i.e. at most 0.08 nats once calibrated; the EER moves
-by +0.41 point (clean) and 0 (G.711), within issue 18's 0.5-point budget, and no file changes side
-of the shipped thresholds (docs/antispoof.md, "Cost per call"). `tests/antispoof/test_fast_runtime.py`
-checks the agreement. 1.6-1.9x ONNX Runtime's speed per window on this machine's CPU. The
+by +0.41 point (clean) and 0 (G.711), within issue 18's 0.5-point budget, and no dev_spoof file
+changes side of its channel's shipped threshold (docs/antispoof.md, "Cost per call");
+`tests/antispoof/test_fast_runtime.py` checks the agreement. 1.6-1.9x ONNX Runtime's speed per
+window on this machine's CPU. The
 detector keeps its version (the fitted back-end and thresholds apply unchanged); evaluation caches
 are kept apart (`cache_key`). The reference runtime stays selectable: VOICEID_CM_RUNTIME=manifest.
 """
