@@ -65,6 +65,16 @@ class InferenceBackend(StrEnum):
     TORCH_BF16 = "torch-bf16"  # traced bf16 on oneDNN: fastest on CPUs with AVX512-BF16; a derived version
 
 
+class CmRuntime(StrEnum):
+    """Where the countermeasure network runs (docs/antispoof.md, "Cost per call")."""
+
+    # The default: torch-bf16 where the model directory holds the built-in AASIST checkpoint and the
+    # CPU multiplies bf16 natively, else what the manifest names.
+    AUTO = "auto"
+    MANIFEST = "manifest"  # the file the manifest names: ONNX Runtime fp32 for the shipped model.onnx (reference)
+    TORCH_BF16 = "torch-bf16"  # AASIST's encoder in bf16, compiled by Inductor: 1.6-1.9x faster
+
+
 class VadBackend(StrEnum):
     TORCH = "torch"  # Silero's TorchScript model
     ONNX = "onnx"  # the same Silero model as shipped ONNX, on ONNX Runtime
@@ -439,6 +449,11 @@ class CountermeasureSettings(BaseModel):
     cm_enabled: bool = Field(True, description="Run the spoofing countermeasure beside the embedding on every call.")
     cm_max_windows: int = Field(
         4, ge=1, le=32, description="4-s windows the countermeasure scores per call at most (bounds its cost)."
+    )
+    cm_runtime: CmRuntime = Field(
+        CmRuntime.AUTO,
+        description="Countermeasure runtime: auto (torch-bf16 where it can run, else the manifest's), manifest, "
+        "torch-bf16.",
     )
     cm_backend_file: Path | None = Field(
         None, description="Fitted PAD back-end (cm_backend.json); default: the one shipped in the package."

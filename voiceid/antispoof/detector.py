@@ -1,8 +1,10 @@
 """Load a countermeasure from its model directory and score 16 kHz audio with it.
 
-Two back ends behind one interface: the built-in AASIST in PyTorch, and any ONNX model an operator
-drops in (onnxruntime). Both receive the same windows and return one raw score per window, oriented
-so that higher means more likely bona fide; the call's raw score is the mean over windows.
+Three runtimes behind one interface: the built-in AASIST in PyTorch (fp32, the reference), any ONNX
+model an operator drops in (onnxruntime; the shipped `model.onnx` is AASIST exported), and the
+built-in AASIST with its encoder in bf16, compiled (`voiceid.antispoof.fast`, the default where the
+CPU has native bf16; VOICEID_CM_RUNTIME chooses). All receive the same windows and return one raw
+score per window, oriented so that higher means more likely bona fide; the call's raw score is the mean over windows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from voiceid.antispoof.manifest import CmManifest, ModelFormat, OutputKind, ScoreDirection, verified_manifest
 from voiceid.antispoof.windows import frame_windows
 from voiceid.audio.resample import resample
+from voiceid.config import CmRuntime
 from voiceid.errors import ErrorCode, VoiceIdError
 
 FloatArray = npt.NDArray[np.float32]
@@ -54,6 +57,9 @@ class Countermeasure(Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def cache_key(self) -> str: ...
+
     def score(self, wave: FloatArray, sample_rate: int) -> CmOutput: ...
 
 
@@ -66,6 +72,12 @@ class _WindowedModel:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def cache_key(self) -> str:
+        """Names evaluation caches of raw outputs: a runtime that is not numerically equivalent to the
+        manifest's file (bf16) adds its own suffix."""
+        return self.manifest.cache_key
 
     def _forward(self, windows: FloatArray) -> tuple[FloatArray, FloatArray | None]:
         raise NotImplementedError
@@ -124,18 +136,30 @@ class OnnxModel(_WindowedModel):
         return np.asarray(outputs[0], dtype=np.float32), hidden
 
 
-def load_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
+def load_countermeasure(
+    model_dir: Path, threads: int = 1, max_windows: int | None = None, runtime: CmRuntime = CmRuntime.MANIFEST
+) -> Countermeasure:
     """The detector described by `model_dir/manifest.json`, its file verified by hash first;
-    `max_windows` overrides the manifest's (a service setting: it bounds the cost per call)."""
+    `max_windows` overrides the manifest's (a service setting: it bounds the cost per call).
+    `runtime` (VOICEID_CM_RUNTIME): `manifest` runs the file the manifest names; `torch-bf16` the
+    built-in AASIST in bf16 (an error where it cannot run); `auto` the latter where it can."""
     manifest = verified_manifest(model_dir)
     if max_windows is not None:
         manifest = replace(manifest, max_windows=max_windows)
+    if runtime != CmRuntime.MANIFEST:
+        from voiceid.antispoof.fast import load_fast
+
+        fast = load_fast(manifest, model_dir, threads, required=runtime == CmRuntime.TORCH_BF16)
+        if fast is not None:
+            return fast
     if manifest.format == ModelFormat.AASIST_TORCH:
         return TorchAasist(manifest, model_dir, threads)
     return OnnxModel(manifest, model_dir, threads)
 
 
 @lru_cache(maxsize=4)
-def shared_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
+def shared_countermeasure(
+    model_dir: Path, threads: int = 1, max_windows: int | None = None, runtime: CmRuntime = CmRuntime.MANIFEST
+) -> Countermeasure:
     """One loaded detector per process and directory, like the embedding model."""
-    return load_countermeasure(model_dir, threads, max_windows)
+    return load_countermeasure(model_dir, threads, max_windows, runtime)

@@ -76,7 +76,9 @@ class PadStage:
             return None
         scorer = None
         if settings.cm_enabled:
-            cm = shared_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
+            cm = shared_countermeasure(
+                settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows, settings.cm_runtime
+            )
             scorer = CmScorer(cm, load_backend(settings.cm_backend_file))
         return cls(scorer, settings.replay_enabled)
 

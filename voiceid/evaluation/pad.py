@@ -353,11 +353,17 @@ def run_pad(
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}")
     items = read_pad_manifest(manifest)
-    cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
-    wider = [replace(cm.manifest, max_windows=w).cache_key for w in (4, 8, 16, 32) if w > cm.manifest.max_windows]
+    cm = load_countermeasure(
+        settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows, settings.cm_runtime
+    )
+    # a runtime's own suffix (bf16) on the manifest's key, kept for the wider caches too
+    suffix = cm.cache_key.removeprefix(cm.manifest.cache_key)
+    wider = [
+        replace(cm.manifest, max_windows=w).cache_key + suffix for w in (4, 8, 16, 32) if w > cm.manifest.max_windows
+    ]
     cache = CmCache(
         settings.data_dir / "cache" / "cm" if cache_enabled else None,
-        cm.manifest.cache_key,
+        cm.cache_key,
         cm.manifest.max_windows,
         wider,
     )
