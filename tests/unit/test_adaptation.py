@@ -67,6 +67,7 @@ def test_a_call_that_passed_everything_adapts() -> None:
         ({"linked": True}, 0.8, Refusal.LINKED_VOICE),
         ({"challenge_failed": True}, 0.8, Refusal.CHALLENGE),
         ({"net_speech_s": 3.9}, 0.8, Refusal.TOO_LITTLE_SPEECH),
+        ({"same_channel": False}, 0.8, Refusal.CROSS_CHANNEL),
         ({}, 0.49, Refusal.FAR_FROM_ENROLMENT),
     ],
 )

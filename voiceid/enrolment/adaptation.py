@@ -17,7 +17,8 @@ so an accepted call that passed every check can join the voiceprint of its chann
   the accept threshold, the countermeasure run and PASSED (not skipped, not flagged), no replay, no
   watchlist hit, no linked-voice alert, the challenge (if any) passed, enough net speech.
 - **Per channel.** A phone call adapts the voiceprint phone calls are scored against, a wideband call
-  the wideband one; the enrolment voiceprint itself is never changed, so removing a call (an analyst's
+  the wideband one, and only where that voiceprint is of the call's own channel (a phone view, or a
+  phone enrolment, for phone calls); the enrolment voiceprint itself is never changed, so removing a call (an analyst's
   reversion, retention) rebuilds exactly the voiceprint without it (`adapted_voiceprint`).
 
 Adaptation runs after the decision is taken and logged: it never changes the decision of the call
@@ -59,6 +60,10 @@ class Refusal(StrEnum):
 
     DISABLED = "DISABLED"  # VOICEID_ADAPTATION is off
     NO_VOICEPRINT = "NO_VOICEPRINT"  # no enrolment voiceprint of the call's model to hold it to
+    # The voiceprint the call meets is of another channel (a G.711 call against a wideband voiceprint with
+    # the phone view off, a wideband call against a phone enrolment): adapted towards the call's channel it
+    # would leave its cohort's, and its scores run high (bench/adaptation.py: impostor ACCEPT doubled).
+    CROSS_CHANNEL = "CROSS_CHANNEL"
     NOT_ACCEPTED = "NOT_ACCEPTED"
     NOT_CALIBRATED = "NOT_CALIBRATED"  # no LLR: the margin cannot be checked
     LOW_CONFIDENCE = "LOW_CONFIDENCE"
@@ -84,6 +89,7 @@ class CallFacts:
     linked: bool
     challenge_failed: bool  # a challenge was sent and not passed (False: passed, or none sent)
     net_speech_s: float
+    same_channel: bool = True  # the voiceprint the call was scored against is of the call's channel
 
 
 def refusal_of(facts: CallFacts, cosine_to_enrolment: float, limits: AdaptationLimits) -> Refusal | None:
@@ -107,6 +113,8 @@ def refusal_of(facts: CallFacts, cosine_to_enrolment: float, limits: AdaptationL
         return Refusal.CHALLENGE
     if facts.net_speech_s < limits.min_speech_s:
         return Refusal.TOO_LITTLE_SPEECH
+    if not facts.same_channel:
+        return Refusal.CROSS_CHANNEL
     if cosine_to_enrolment < limits.min_cosine:
         return Refusal.FAR_FROM_ENROLMENT
     return None

@@ -17,7 +17,7 @@ sealed under the speaker's data key and go with every erasure (repositories.eras
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -40,7 +40,7 @@ from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.context import AppContext
 from voiceid.statuses import AdaptationState
-from voiceid.storage import adaptation_repo
+from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import AdaptationCall, Speaker
 from voiceid.verify.cohort import PHONE, WIDEBAND
@@ -90,6 +90,13 @@ class Adaptation:
         """The enrolment voiceprint calls on `channel` are held to (never an adapted one)."""
         return repo.voiceprint_for_channel(self.ctx.cipher, speaker, channel, self.ctx.settings.enrol_phone_view)
 
+    def _same_channel(self, session: Session, speaker: Speaker, channel: str) -> bool:
+        """Whether the enrolment voiceprint a call on `channel` meets is of that channel: the phone view
+        for a phone call, else the channel most of the enrolment audio came through."""
+        if channel == PHONE and self.ctx.settings.enrol_phone_view and speaker.phone_voiceprint is not None:
+            return True
+        return fraud_repo.voiceprint_channels(session, [speaker.id]).get(speaker.id) == channel
+
     def adapt(
         self,
         session: Session,
@@ -108,6 +115,7 @@ class Adaptation:
         if anchor is None or model_version != speaker.voiceprint_model_version:
             return Adapted(Refusal.NO_VOICEPRINT)  # not scored against a voiceprint of this model
         similarity = cosine(vector, anchor)
+        facts = replace(facts, same_channel=self._same_channel(session, speaker, channel))
         refusal = refusal_of(facts, similarity, self.limits)
         if refusal is not None:
             return Adapted(refusal, similarity)
