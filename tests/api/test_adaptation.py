@@ -6,6 +6,7 @@ every adaptation and reversion is audited; erasure and retention remove the kept
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from tests.api.conftest import Api, unit
 from tests.api.test_cm_policy import DeferringEngine
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thresholds
+from voiceid.audio.quality import QualityReport
 from voiceid.enrolment.adaptation import adapted_voiceprint
 from voiceid.models.files import MODEL_VERSION
 from voiceid.services import audit
@@ -301,3 +303,43 @@ def test_kept_calls_expire_with_the_attempt_embeddings(make_api, files) -> None:
     assert logged(api, got["verification_id"])["adaptation"] == "REVERTED"
     (entry,) = audits(api, speaker, "ADAPTATION_REVERTED")
     assert entry.details["why"] == "retention" and entry.actor == "retention"
+
+
+class WidebandEnrolmentEngine(DeferringEngine):
+    """Bodies starting with b"wb" arrive over a wideband line; the others over the phone."""
+
+    def analyse(self, data: bytes, content_type: str | None, defer_cm: bool = False):  # type: ignore[no-untyped-def]
+        got = super().analyse(data, content_type, defer_cm)
+        if not data.startswith(b"wb"):
+            return got
+        return replace(got, quality=QualityReport(7.0, 6.0, 30.0, 0.0, 16000, "PCM_16", "wideband"))
+
+
+def test_a_phone_call_never_adapts_a_wideband_voiceprint(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    """With the phone view off, a phone call meets the wideband voiceprint: adapting it towards the phone
+    channel would move it away from its cohort (bench/adaptation.py: impostor ACCEPT doubled)."""
+    engine = WidebandEnrolmentEngine()
+    api = make_api(
+        engine=engine,
+        pin_thresholds=False,
+        calibration_file=files["calibration"],
+        cm_thresholds_file=files["pad"],
+        score_norm="none",
+        enrol_phone_view=False,
+        self_calibration=False,
+        replay_enabled=False,
+        enrol_min_speech_s=4.0,
+        adaptation=True,
+        adaptation_min_cosine=0.5,
+    )
+    speaker = f"app-{uuid.uuid4().hex[:8]}"
+    api.put_speaker(speaker)
+    r = api.client.post(
+        f"/v1/speakers/{speaker}/enrolment-audio",
+        content=engine.register(f"wb-{speaker}".encode(), VOICE),
+        headers={**api.h("enrolment"), "Content-Type": "audio/wav"},
+    )
+    assert r.json()["status"] == "ENROLLED", r.text
+    got = call(api, engine, speaker, toward(VOICE, 0.9, 10))
+    assert got["channel"] == "phone" and got["decision"] == "ACCEPT" and got["cm_check"] == "PASSED"
+    assert got["adaptation"] is None and kept(api, speaker) == 0
