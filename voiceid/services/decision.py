@@ -20,6 +20,11 @@ above, so a reader sees in one screen what can turn a voice ACCEPT into somethin
 
 A stream's interim (`Verifications.preview`) composes the steps up to replay: its challenge is settled
 and its links are checked only once, when the call is decided.
+
+Nothing after `compose` changes the outcome. Once it is logged, a call that ended ACCEPT and passed every
+check with a margin may adapt its speaker's voiceprint for *later* calls (services/adaptation.py, the
+rule in enrolment/adaptation.py): the voiceprint a call is scored against may be an adapted one, but the
+call that adapts it was decided before.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import Link, identities_within
 from voiceid.fraud.watchlist import pool_voice
 from voiceid.services import audit
+from voiceid.services.adaptation import Adaptation, Reverted
 from voiceid.services.audit import AuditAction
 from voiceid.services.retention import purge_attempts  # the worker's job: one implementation
 from voiceid.services.serving import ServingContext
 from voiceid.services.views import VerificationView
 from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
-from voiceid.storage import fraud_repo
+from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import AttemptEmbedding, ReviewItem, Verification, WatchlistEntry
 
@@ -149,6 +150,7 @@ def _kept_embedding(session: Session, verification_id: str, now: datetime) -> At
 class FraudDesk:
     def __init__(self, ctx: ServingContext) -> None:
         self.ctx = ctx
+        self.adaptation = Adaptation(ctx)
 
     # --- watchlist -------------------------------------------------------------------------
 
@@ -270,6 +272,8 @@ class FraudDesk:
             kept = _kept_embedding(session, verification_id, ctx.now())
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
+            # A call flagged as fraud never stays in a voiceprint: taken out, the voiceprint rebuilt without it.
+            self.adaptation.revert(session, adaptation_repo.calls_of(session, [verification_id]), "flagged")
         return self._add(
             vector,
             model_version,
@@ -323,6 +327,16 @@ class FraudDesk:
             audit.append(session, AuditAction.WATCHLIST_DELETED, entry_id, {"label": row.label}, ctx.now())
         ctx.fraud.watchlist.removed(entry_id, generation)
         ctx.db.flush_erased()
+
+    # --- adaptation ------------------------------------------------------------------------
+
+    def unadapt(self, verification_id: str) -> Reverted:
+        """Take one accepted call out of the voiceprint it adapted; the voiceprint is rebuilt without it."""
+        return self.adaptation.revert_verification(verification_id)
+
+    def revert_adaptation(self, speaker_id: str) -> Reverted:
+        """Take every call out of a speaker's adapted voiceprints: scored against the enrolment ones again."""
+        return self.adaptation.revert_speaker(speaker_id)
 
     # --- attempts and retention ---------------------------------------------------------------
 

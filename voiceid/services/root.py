@@ -83,6 +83,7 @@ class VoiceIdService:
         self.enrolment = Enrolment(self.ctx, self.speakers, on_cohort_change=cohort.invalidate)
         self.verifications = Verifications(self.ctx, self.speakers, self.scorer, self.policy, cohort)
         self.challenges = self.verifications.challenges  # spoken challenges (issue 22): issue, recognise, settle
+        self.adaptation = self.verifications.adaptation  # voiceprints adapted with accepted calls (issue 19)
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
         self.desk = FraudDesk(self.ctx)

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 from voiceid.challenge.policy import ChallengeCheck
 from voiceid.challenge.recogniser import Recognition
 from voiceid.engine import EmbeddedUtterance
+from voiceid.enrolment.adaptation import CallFacts
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.watchlist import WatchlistHit
+from voiceid.services.adaptation import Adaptation
 from voiceid.services.calibration import SelfCalibrationCache
 from voiceid.services.challenges import Challenges, check_challenge_id
 from voiceid.services.cohort import CohortCache
@@ -26,7 +28,7 @@ from voiceid.services.pad_checks import PadFindings
 from voiceid.services.serving import ServingContext
 from voiceid.services.speakers import Speakers, lock_state
 from voiceid.services.views import UNUSABLE_AUDIO, Preview, VerificationView
-from voiceid.statuses import SpeakerStatus
+from voiceid.statuses import AdaptationState, CmCheck, SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
@@ -56,6 +58,7 @@ class Verifications:
         cohort: CohortCache,
         self_calibration: SelfCalibrationCache | None = None,
         challenges: Challenges | None = None,
+        adaptation: Adaptation | None = None,
     ) -> None:
         self.ctx = ctx
         self.speakers = speakers
@@ -64,6 +67,7 @@ class Verifications:
         self.cohort = cohort
         self.self_calibration = self_calibration or SelfCalibrationCache(ctx.settings.change_poll_s)
         self.challenges = challenges or Challenges(ctx)
+        self.adaptation = adaptation or Adaptation(ctx)
 
     def verify(
         self,
@@ -175,6 +179,19 @@ class Verifications:
             )
             ctx.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
             ctx.pad.keep_attempt(session, speaker, view.verification_id, utterance)
+            # After the decision is taken and logged: adaptation only ever affects later calls.
+            if outcome.decision is Decision.ACCEPT:
+                adapted = self.adaptation.adapt(
+                    session,
+                    speaker,
+                    view.verification_id,
+                    utterance.vector,
+                    utterance.quality.channel,
+                    utterance.model_version,
+                    self._facts(outcome, scored, alert, challenge, utterance),
+                )
+                if adapted.refusal is None:
+                    view = replace(view, adaptation=AdaptationState.ADAPTED.value)
             return view
 
     def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
@@ -233,6 +250,25 @@ class Verifications:
             return Outcome(Decision.NOT_ENROLLED, (Reason.MODEL_VERSION_MISMATCH,))
         return None
 
+    @staticmethod
+    def _facts(
+        outcome: Outcome, scored: Scored, linked: bool, challenge: ChallengeCheck | None, utterance: EmbeddedUtterance
+    ) -> CallFacts:
+        """What the adaptation guards read of a decided call (enrolment/adaptation.py)."""
+        applied = scored.applied
+        cm_check = scored.pad.log_fields.get("cm_check")
+        return CallFacts(
+            decision=outcome.decision,
+            llr=scored.result.llr,
+            accept_threshold=applied.thresholds.accept if applied.scale is Scale.LLR else None,
+            cm_check=None if cm_check is None else CmCheck(cm_check),
+            replay_suspected=scored.pad.replay_suspected,
+            watchlist_hit=bool(scored.hits),
+            linked=linked,
+            challenge_failed=challenge is not None and challenge.failed,
+            net_speech_s=utterance.quality.net_speech_s,
+        )
+
     def _check_rate(self, session: Session, speaker: Speaker, now: datetime) -> None:
         settings = self.ctx.settings
         since = now - timedelta(seconds=settings.attempt_rate_window_s)
@@ -252,7 +288,10 @@ class Verifications:
         ctx = self.ctx
         quality = utterance.quality
         # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
-        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view)
+        # With adaptation on, the voiceprint adapted with that channel's accepted calls (services/adaptation.py).
+        voiceprint = repo.voiceprint_for_channel(
+            ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view, adapted=ctx.settings.adaptation
+        )
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
         population, correction = None, None

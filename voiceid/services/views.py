@@ -121,6 +121,7 @@ class VerificationView:
     challenge_prompt: str | None = None
     challenge_heard: str | None = None
     challenge_score: float | None = None
+    adaptation: str | None = None  # AdaptationState: ADAPTED | REVERTED; None: the call adapted nothing
 
     @property
     def challenge(self) -> ChallengeResult | None:
@@ -159,6 +160,7 @@ class VerificationView:
             challenge_prompt=row.challenge_prompt,
             challenge_heard=row.challenge_heard,
             challenge_score=row.challenge_score,
+            adaptation=None if row.adaptation is None else str(row.adaptation),
         )
 
 

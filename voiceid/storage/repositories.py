@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.enrolment.views import ChannelSample
 from voiceid.statuses import CmCheck, SpeakerStatus
+from voiceid.storage import adaptation_repo
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
@@ -231,11 +232,16 @@ def set_phone_voiceprint(
 
 
 def voiceprint_for_channel(
-    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True
+    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True, adapted: bool = False
 ) -> npt.NDArray[np.float32] | None:
-    """The voiceprint a call on `channel` is scored against: the phone-view voiceprint for a phone
-    call when the enrolment had one (wideband enrolment audio) and `phone_view` is on, else the
-    voiceprint."""
+    """The voiceprint a call on `channel` is scored against: with `adapted`, the voiceprint adapted
+    with that channel's accepted calls where one exists (enrolment/adaptation.py); else the phone-view
+    voiceprint for a phone call when the enrolment had one (wideband enrolment audio) and `phone_view`
+    is on, else the voiceprint. Without `adapted`: the enrolment voiceprint of the channel."""
+    if adapted:
+        found = adaptation_repo.adapted_voiceprint(vault, speaker, channel)
+        if found is not None:
+            return found
     version = speaker.voiceprint_model_version
     if phone_view and channel == PHONE and speaker.phone_voiceprint is not None and version is not None:
         try:
@@ -284,6 +290,7 @@ def erase_biometrics(session: Session, speaker: Speaker) -> None:
     mark_for_shredding(session, speaker_owner(speaker.id))
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
     session.execute(delete(VoiceFingerprint).where(VoiceFingerprint.speaker_id == speaker.id))  # replay fingerprints
+    adaptation_repo.erase(session, speaker)  # the calls kept to adapt the voiceprint, and the adapted voiceprints
     speaker.voiceprint = None
     speaker.phone_voiceprint = None
     speaker.voiceprint_model_version = None
