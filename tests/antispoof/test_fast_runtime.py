@@ -13,8 +13,8 @@ import soundfile as sf
 
 from voiceid.antispoof.detector import OnnxModel, TorchAasist, load_countermeasure
 from voiceid.antispoof.fast import FastAasist, cpu_has_native_bf16
-from voiceid.antispoof.fetch import AASIST_FILE, builtin_manifest
-from voiceid.antispoof.manifest import MANIFEST_NAME, write_manifest
+from voiceid.antispoof.fetch import builtin_manifest
+from voiceid.antispoof.manifest import AASIST_FILE, MANIFEST_NAME, write_manifest
 from voiceid.config import CmRuntime, Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 

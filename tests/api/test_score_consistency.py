@@ -77,4 +77,8 @@ def test_shipped_cohort_is_what_the_cohort_build_produces(engine, settings) -> N
     assert cohort is not None, "rebuild with `voiceid cohort build --channel g711-ulaw --out-dir voiceid/verify/data`"
     utterances = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")[:2]
     fresh = np.stack([engine.analyse(*through_channel(u.path, "g711-ulaw")).vector for u in utterances])
-    np.testing.assert_allclose(cohort.embeddings[:2], fresh, atol=1e-5)
+    # fp32 is reproducible to rounding on any CPU; bf16 goes through the CPU's own oneDNN kernels
+    # (AVX512-BF16 on Zen 4, AMX on Xeon), which accumulate in different orders: measured 1.3e-3 per
+    # component between the two (cosine > 0.9999), far below what moves a decision.
+    atol = 3e-3 if engine.model_version.endswith("-bf16") else 1e-5
+    np.testing.assert_allclose(cohort.embeddings[:2], fresh, atol=atol)

@@ -34,9 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from voiceid.antispoof.aasist import Aasist, AasistConfig, load_aasist
-from voiceid.antispoof.detector import FloatArray, _WindowedModel
-from voiceid.antispoof.fetch import AASIST_FILE, AASIST_MODEL_CONFIG, AASIST_SHA256
-from voiceid.antispoof.manifest import CmManifest, ModelFormat
+from voiceid.antispoof.countermeasure import FloatArray, WindowedModel
+from voiceid.antispoof.manifest import AASIST_FILE, AASIST_MODEL_CONFIG, AASIST_SHA256, CmManifest, ModelFormat
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.models.files import verify_file
 
@@ -78,7 +77,7 @@ class _Bf16Network(nn.Module):
         return self.model.classify(e.float())
 
 
-class FastAasist(_WindowedModel):
+class FastAasist(WindowedModel):
     """The built-in AASIST on the bf16 runtime. Compiled once, at load (tens of seconds on a busy
     2-core machine; Inductor's on-disk cache makes later starts quicker), for one window at a time so
     there is one static shape: a call's windows are scored one after another."""

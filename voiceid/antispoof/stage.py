@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from voiceid.antispoof import fingerprint as fp
 from voiceid.antispoof.backend import PadBackend, features, load_backend
-from voiceid.antispoof.detector import CmOutput, Countermeasure, shared_countermeasure
+from voiceid.antispoof.countermeasure import CmOutput, Countermeasure
+from voiceid.antispoof.detector import shared_countermeasure
 from voiceid.audio.decode import DecodedAudio
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.antispoof.detector import CmOutput, Countermeasure
+from voiceid.antispoof.countermeasure import CmOutput, Countermeasure
 from voiceid.antispoof.metrics import apcer_at, summarise_pad, threshold_at_bpcer
 from voiceid.antispoof.policy import PadThresholds
 from voiceid.audio.frontend import FrontEnd
