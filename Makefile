@@ -1,5 +1,7 @@
 # Two entry points: `make serve` (install, fetch the model, start the service on SQLite) and
 # `make test` (install, fetch the model, make sure PostgreSQL is up, run the whole suite).
+# `make serve PORT=8080 HOST=0.0.0.0` chooses where it listens (default: VOICEID_PORT / VOICEID_HOST,
+# else 127.0.0.1:8000).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ export VOICEID_DEV_DATA_DIR ?= $(abspath ../shared/data)
 # most model inference first, so no long one starts last. Each worker loads the model once; 2 fits 2 cores.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install model serve test lint bench eval
+.PHONY: install model serve test lint bench eval walkthrough
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +27,12 @@ model: install
 	$(BIN)/voiceid models fetch
 
 serve: model
-	$(BIN)/voiceid serve
+	$(BIN)/voiceid serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+# Runs the README walk-through against a fresh server and fails when its output differs from the
+# README's (ids and times masked; docs/walkthrough.sh).
+walkthrough: model
+	bash docs/walkthrough.sh --check
 
 test: model
 	bash scripts/ensure-services.sh

@@ -44,9 +44,9 @@ class MemoEngine:
         self.front_end = engine.front_end
         self.memo: dict[bytes, EmbeddedUtterance] = {}
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         if data not in self.memo:
-            self.memo[data] = self.engine.embed_bytes(data, content_type)
+            self.memo[data] = self.engine.analyse(data, content_type)
         return self.memo[data]
 
     def embed_phone_view(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:

@@ -26,20 +26,15 @@ Embeddings and net speech are cached under the data dir.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from voiceid.config import get_settings
-from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
+from bench.dev_set import dev_arguments, parse_dev, save_report
 from voiceid.evaluation.operating_point import operating_point, trial_llrs
-from voiceid.evaluation.protocol import Protocol, build_protocol, extend_tests, join_tests, read_manifest
-from voiceid.evaluation.runner import EmbeddingCache, embed_run, summarise
+from voiceid.evaluation.runner import summarise
 from voiceid.evaluation.second_chance import second_chance_of
-from voiceid.models.registry import backend_model_version
+from voiceid.evaluation.verification import TrialArgs, extension_trials
 from voiceid.verify.calibration import load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
@@ -59,38 +54,26 @@ def _pct(value: float | None, digits: int = 1) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, default=None)
-    parser.add_argument("--probe-utts", default="1,3")
+    parser = dev_arguments(__doc__, "bench/out/cross_channel.json", channels=False)
     parser.add_argument("--rows", default=",".join(str(i) for i in range(len(ROWS))), help="indices into ROWS")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/cross_channel.json"))
-    args = parser.parse_args()
-
-    settings = get_settings()
-    manifest = args.manifest or settings.dev_data_dir / "dev" / "manifest.csv"
-    cohort = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")
-    base = build_protocol(read_manifest(manifest), 3)
-    embed = voiceid_embedder(settings)[0]
-    speech = speech_meter(settings)
-    cache = EmbeddingCache.for_embedder(settings, "voiceid")
-    version = backend_model_version(settings.model_dir, settings.inference_backend)
+    args, settings, dev = parse_dev(parser)
+    version = dev.embedding.model_version
     shipped = {
         c.channel: c
         for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)
         if c.model_version == version and c.norm == settings.score_norm
     }
     report: dict[str, Any] = {
-        "manifest": str(manifest),
+        "manifest": str(dev.manifest),
         "model_version": version,
         "target_fmr": settings.target_fmr,
         "rows": [],
     }
-    trial_args = (settings.score_norm, settings.score_top_n, settings.cohort_source, settings.cohort_size)
+    trial_args: TrialArgs = (settings.score_norm, settings.score_top_n, settings.cohort_source, settings.cohort_size)
     for index in (int(v) for v in args.rows.split(",")):
         label, enrol_channel, channel, view = ROWS[index]
         for n in (int(v) for v in args.probe_utts.split(",")):
-            kwargs: dict[str, Any] = {"speech": speech, "enrol_channel": enrol_channel, "phone_view": view}
-            run = embed_run(join_tests(base, n), channel, embed, cache, cohort, **kwargs)
+            run = dev.run(channel, n, enrol_channel, view)
             # The population cohort serving phone views to phone calls (not in the service yet).
             run = dataclasses.replace(run, view_cohort="phone-view cohort" in label)
             trials = run.trials(*trial_args)
@@ -98,13 +81,7 @@ def main() -> None:
             pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr, settings.target_fnmr)[cal.channel]
             llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
             policy = operating_point(llr, trials.is_target, trials.probe_speech_s, pair, settings.verify_min_speech_s)
-            extensions = extend_tests(base, n)
-            extended = embed_run(
-                Protocol(base.enrolment, list(extensions.values())), channel, embed, cache, cohort, **kwargs
-            )
-            extended = dataclasses.replace(extended, view_cohort=run.view_cohort)
-            second = extended.trials(*trial_args)
-            extension_of = {probe: ext.utt_id for probe, ext in extensions.items()}
+            second, extension_of = extension_trials(dev.base, n, run, dev.embedding, dev.cohort, trial_args)
             chance = second_chance_of(trials, second, extension_of, cal, pair, settings.verify_min_speech_s)
             strict_pair = policy_from_calibrations({cal.channel: cal}, settings.target_fmr / 2, settings.target_fnmr)
             strict = second_chance_of(
@@ -136,8 +113,7 @@ def main() -> None:
                 f"{_pct(strict['impostor_accept_rate_after'], 3)} %)",
                 file=sys.stderr,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_report(args.out, report)
     print("| enrolment -> call | probe | EER | calibration | genuine ACCEPT / INCONCL. / REJECT | impostor ACCEPT |")
     print("|---|---|---:|---|---:|---:|")
     for r in report["rows"]:

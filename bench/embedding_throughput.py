@@ -6,7 +6,7 @@ other load on a shared machine falls on every path alike:
   baseline the issue names; decoding not counted);
 - `voiceid torch + TorchScript VAD`: the product's whole path as it was before issue 13, bytes ->
   decode -> 16 kHz -> Silero VAD (TorchScript) -> quality report -> Fbank -> ECAPA in PyTorch eager
-  fp32 (`Engine.embed_bytes`);
+  fp32 (`Engine.analyse`);
 - `voiceid torch + ONNX VAD`: the fp32 network with today's VAD (`VOICEID_INFERENCE_BACKEND=torch`,
   what an existing fp32 deployment keeps running);
 - `voiceid <backend> + ONNX VAD`: the same path with `--backend` (default `auto`, the product's
@@ -114,7 +114,7 @@ class _Load:
             if i is None:
                 return
             t0 = time.perf_counter()
-            self.pool.run(self.engine.embed_bytes, *self.payloads[i % len(self.payloads)])
+            self.pool.run(self.engine.analyse, *self.payloads[i % len(self.payloads)])
             with self.lock:
                 self.latencies.append(time.perf_counter() - t0)
 
@@ -205,16 +205,16 @@ def main() -> None:
 
     # Warm-up: lazy loads, oneDNN primitive creation and ORT arenas are not timed.
     for _ in range(2):
-        reference.embed_bytes(*payloads[0])
-        torch_onnx_vad.embed_bytes(*payloads[0])
-        optimised.embed_bytes(*payloads[0])
+        reference.analyse(*payloads[0])
+        torch_onnx_vad.analyse(*payloads[0])
+        optimised.analyse(*payloads[0])
         bare_encode(waves[0])
     full_name = f"voiceid {args.backend} + ONNX VAD, whole path"
     paths: dict[str, Callable[[int], Any]] = {
         "speechbrain bare encode_batch (whole file, no decode)": lambda i: bare_encode(waves[i]),
-        "voiceid torch + TorchScript VAD, whole path (before)": lambda i: reference.embed_bytes(*payloads[i]),
-        "voiceid torch + ONNX VAD, whole path": lambda i: torch_onnx_vad.embed_bytes(*payloads[i]),
-        full_name: lambda i: optimised.embed_bytes(*payloads[i]),
+        "voiceid torch + TorchScript VAD, whole path (before)": lambda i: reference.analyse(*payloads[i]),
+        "voiceid torch + ONNX VAD, whole path": lambda i: torch_onnx_vad.analyse(*payloads[i]),
+        full_name: lambda i: optimised.analyse(*payloads[i]),
     }
     cpu: dict[str, list[float]] = defaultdict(list)
     wall: dict[str, list[float]] = defaultdict(list)

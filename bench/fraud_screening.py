@@ -5,8 +5,8 @@
 Embeddings of the dev set (105 speakers x 10 utterances) through the phone channel (G.711 mu-law)
 and clean (wideband), from the `voiceid eval` embedding cache (missing ones are computed unless
 --cached-only). Each figure is the service's own code path: `fraud.scale` turns cosines into LLRs
-on the pair's channel, `fraud.desk.pool_voice` pools flagged calls, `fraud.links` decides links and
-alerts. Thresholds are the defaults in `voiceid/config.py` unless given.
+on the pair's channel, `fraud.watchlist.pool_voice` pools flagged calls, `fraud.links.find_links` (what
+`FraudChecks.links` runs) finds linked calls. Thresholds are the defaults in `voiceid/config.py` unless given.
 
 1. Watchlist. Every dev speaker in turn is the fraudster: their first K calls are flagged (K = 1: one
    entry from one call; K = 3: three calls pooled into one voice) and their remaining calls are
@@ -32,7 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -42,10 +45,11 @@ from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import Utterance, read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
+from voiceid.fraud.index import VectorIndex
+from voiceid.fraud.links import MAX_LINK_CANDIDATES, AttemptMeta, find_links
 from voiceid.fraud.scale import CROSS_FILE, Channel, FraudScale, load_fraud_scale
-from voiceid.services.fraud_checks import MAX_POOL_SEEDS
-from voiceid.services.fraud_desk import pool_voice
-from voiceid.verify.scoring import l2_normalise
+from voiceid.fraud.watchlist import pool_voice
+from voiceid.verify.vectors import l2_normalise
 
 Matrix = npt.NDArray[np.float32]
 EVAL_CHANNEL = {Channel.PHONE: "g711-ulaw", Channel.WIDEBAND: "clean"}
@@ -132,28 +136,6 @@ def duplicates(
     }
 
 
-def linked_calls(
-    i: int,
-    candidates: npt.NDArray[np.bool_],
-    pool: Matrix,
-    llr: npt.NDArray[np.float64],
-    scale: FraudScale,
-    channel: Channel,
-    threshold: float,
-    pooled_threshold: float | None,
-) -> npt.NDArray[np.int64]:
-    """The calls among `candidates` linked to call `i`, as the service finds them
-    (`FraudChecks.links`): first against the call, then against the call pooled with its best
-    first-pass links (up to MAX_POOL_SEEDS) at `pooled_threshold`."""
-    first = np.flatnonzero((llr[i] >= threshold) & candidates)
-    if len(first) == 0 or pooled_threshold is None:
-        return first
-    seeds = first[np.argsort(-llr[i, first])][:MAX_POOL_SEEDS]
-    voice = pool_voice(np.vstack([pool[i][None, :], pool[seeds]]))
-    second = np.flatnonzero((scale.llr(pool @ voice, channel, channel) >= pooled_threshold) & candidates)
-    return np.union1d(first, second)
-
-
 def linking(
     speakers: Sequence[str],
     calls: dict[str, Matrix],
@@ -165,16 +147,29 @@ def linking(
     draws: int,
     seed: int,
 ) -> dict[str, Any]:
+    """Links found as the service finds them (`fraud.links.find_links`, what `FraudChecks.links`
+    runs): the pool is an attempt index of every call, each call's attempt labelled with the
+    identity it claimed."""
     rng = np.random.default_rng(seed)
     owner = np.concatenate([[s] * len(calls[s]) for s in speakers])
     pool = np.concatenate([calls[s] for s in speakers])
+    keys = [str(j) for j in range(len(owner))]
+    index = VectorIndex(pool.shape[1], exact_max=len(owner))  # exact search: the bench's pool is small
+    index.add(keys, pool)
+    when = datetime(2026, 1, 1, tzinfo=UTC)  # one time for all: every call falls in the alert window
+    metas = {keys[j]: AttemptMeta(keys[j], str(owner[j]), channel.value, "ACCEPT", when) for j in range(len(owner))}
+    candidates = min(len(index), MAX_LINK_CANDIDATES)
+
+    def linked(i: int, claimed: str, labels: Mapping[str, AttemptMeta]) -> npt.NDArray[np.int64]:
+        found = find_links(
+            pool[i], claimed, channel.value, index, labels, scale, threshold, pooled_threshold, candidates, keys[i]
+        )
+        return np.array(sorted(int(link.verification_id) for link in found), dtype=np.int64)
+
     llr = scale.llr(pool @ pool.T, channel, channel)
     other_identity = owner[:, None] != owner[None, :]
     # Genuine calls: each pool call on its own identity against every other speaker's calls.
-    found = [
-        linked_calls(i, other_identity[i], pool, llr, scale, channel, threshold, pooled_threshold)
-        for i in range(len(owner))
-    ]
+    found = [linked(i, str(owner[i]), metas) for i in range(len(owner))]
     linked_identities = np.array([len(set(owner[f])) for f in found])
     n_links = sum(len(f) for f in found)
     same = (owner[:, None] == owner[None, :]) & ~np.eye(len(owner), dtype=bool)
@@ -197,11 +192,14 @@ def linking(
             for _ in range(draws):
                 chosen = rng.choice(own, size=m, replace=False)
                 # The last call of the campaign against the earlier ones (each on its own identity)
-                # and against the genuine pool (other speakers' calls, their own identities).
+                # and against the genuine pool (other speakers' calls, their own identities); the
+                # speaker's other calls stay on the last call's identity (its own history, no link).
                 last, earlier = chosen[-1], chosen[:-1]
-                candidates = owner != s
-                candidates[earlier] = True
-                hits = linked_calls(last, candidates, pool, llr, scale, channel, threshold, pooled_threshold)
+                labels = ChainMap(
+                    {keys[e]: replace(metas[keys[e]], speaker_ref=f"{s}#campaign-{k}") for k, e in enumerate(earlier)},
+                    metas,
+                )
+                hits = linked(int(last), str(s), labels)
                 fraud_links = np.isin(earlier, hits)
                 pool_links = {owner[j] for j in hits if owner[j] != s}
                 identities = 1 + int(fraud_links.sum()) + len(pool_links)

@@ -21,7 +21,7 @@ from voiceid.config import get_settings
 from voiceid.evaluation.embedders import voiceid_embedder
 from voiceid.evaluation.protocol import read_manifest
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
-from voiceid.verify.scoring import build_voiceprint, l2_normalise
+from voiceid.verify.vectors import build_voiceprint, l2_normalise
 
 
 def describe(name: str, same: np.ndarray, diff: np.ndarray, thresholds: list[float]) -> None:

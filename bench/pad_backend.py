@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voiceid.antispoof.backend import DEFAULT_BACKEND, FeatureGroup, features, fit_backend, save_backend
-from voiceid.antispoof.detector import CmOutput
+from voiceid.antispoof.countermeasure import CmOutput
 from voiceid.antispoof.manifest import read_manifest
 from voiceid.antispoof.metrics import apcer_at_bpcer, pad_eer
 from voiceid.config import get_settings

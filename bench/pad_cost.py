@@ -2,10 +2,11 @@
 
     nice -n 10 python bench/pad_cost.py [--repeats 5]
 
-Times, on real dev speech (LibriSpeech files joined) cut to 4 / 8 / 16 s: the countermeasure through
-onnxruntime (the installed default) and through PyTorch, the fingerprint, and matching it against 24
-stored fingerprints. Medians;
-on a shared machine the figures are noisy (other processes compete for the cores).
+Times, on real dev speech (LibriSpeech files joined) cut to 4 / 8 / 16 s: the countermeasure on its
+three runtimes (bf16 compiled, the default on a CPU with native bf16; onnxruntime fp32, the
+manifest's reference; PyTorch fp32 eager), the fingerprint, and matching it against 24 stored
+fingerprints. Medians of `--repeats` rounds, the runtimes interleaved within each round so that a
+machine shared with other jobs loads them alike (the ratios hold better than the absolute times).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from voiceid.antispoof.detector import load_countermeasure
 from voiceid.antispoof.fetch import builtin_manifest
 from voiceid.antispoof.fingerprint import best_match, fingerprint
 from voiceid.antispoof.manifest import write_manifest
-from voiceid.config import get_settings
+from voiceid.config import CmRuntime, get_settings
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -37,13 +38,27 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
     return float(np.median(times))
 
 
+def interleaved_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    for fn in fns:
+        fn()  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
+    for r in range(repeats):
+        for k in range(len(fns)):
+            i = (r + k) % len(fns)  # rotate the order
+            start = time.perf_counter()
+            fns[i]()
+            times[i].append((time.perf_counter() - start) * 1000)
+    return [float(np.median(t)) for t in times]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     settings = get_settings()
     torch.set_num_threads(1)
-    onnx = load_countermeasure(settings.cm_model_dir, threads=1)
+    onnx = load_countermeasure(settings.cm_model_dir, threads=1, runtime=CmRuntime.MANIFEST)
+    bf16 = load_countermeasure(settings.cm_model_dir, threads=1, runtime=CmRuntime.TORCH_BF16)
     torch_dir = Path(settings.data_dir) / "cache" / "aasist-torch"
     torch_dir.mkdir(parents=True, exist_ok=True)
     (torch_dir / "AASIST.pth").write_bytes((settings.cm_model_dir / "AASIST.pth").read_bytes())
@@ -60,14 +75,16 @@ def main() -> None:
     for seconds in (4, 8, 16):
         clip = wave[: seconds * rate]
         fp = fingerprint(clip, rate)
-        n = args.repeats
-        ms_onnx = median_ms(lambda c=clip: onnx.score(c, rate), n)  # type: ignore[misc]
-        ms_torch = median_ms(lambda c=clip: pt.score(c, rate), n)  # type: ignore[misc]
-        ms_fp = median_ms(lambda c=clip: fingerprint(c, rate), n)  # type: ignore[misc]
-        ms_match = median_ms(lambda f=fp: best_match(f, stored), n)  # type: ignore[misc]
+        ms_bf16, ms_onnx, ms_torch = interleaved_ms(
+            [lambda c=clip: bf16.score(c, rate), lambda c=clip: onnx.score(c, rate), lambda c=clip: pt.score(c, rate)],  # type: ignore[misc]
+            args.repeats,
+        )
+        ms_fp = median_ms(lambda c=clip: fingerprint(c, rate), args.repeats)  # type: ignore[misc]
+        ms_match = median_ms(lambda f=fp: best_match(f, stored), args.repeats)  # type: ignore[misc]
         print(
-            f"{seconds:2d} s call: CM onnxruntime {ms_onnx:7.0f}  CM PyTorch {ms_torch:7.0f}  "
-            f"fingerprint {ms_fp:5.0f}  match vs {len(stored)} stored {ms_match:5.0f}"
+            f"{seconds:2d} s call: CM bf16 {ms_bf16:7.0f}  CM onnxruntime {ms_onnx:7.0f}  CM PyTorch {ms_torch:7.0f}  "
+            f"(onnx/bf16 {ms_onnx / ms_bf16:.2f}x)  fingerprint {ms_fp:5.0f}  "
+            f"match vs {len(stored)} stored {ms_match:5.0f}"
         )
 
 

@@ -16,22 +16,18 @@ Embeddings and net speech are cached under the data dir.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voiceid.config import get_settings
-from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
-from voiceid.evaluation.operating_point import operating_point, trial_llrs
-from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
+from bench.dev_set import dev_arguments, parse_dev, save_report
+from voiceid.evaluation.calibration_fit import PooledTrials
+from voiceid.evaluation.operating_point import format_accepts, operating_point, trial_llrs
 from voiceid.evaluation.regimes import pool_points
-from voiceid.evaluation.runner import EmbeddingCache, TrialScores, embed_run, summarise
-from voiceid.models.registry import backend_model_version
-from voiceid.verify.calibration import fit_calibration, load_calibrations
+from voiceid.evaluation.runner import TrialScores, summarise
+from voiceid.evaluation.verification import probe_speech
+from voiceid.verify.calibration import Calibration, load_calibrations
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
 
@@ -40,25 +36,9 @@ def _rows(trials: TrialScores, speakers: set[str]) -> np.ndarray:
     return np.array([o in speakers for o in owner])
 
 
-def _fit(parts: list[tuple[TrialScores, np.ndarray, np.ndarray]], channel: str) -> Any:
-    """Calibration on the given trial subsets (rows = probes of the fold, cols = voiceprints of the fold)."""
-    s, p, t = [], [], []
-    for trials, rows, cols in parts:
-        sub = trials.scores[np.ix_(rows, cols)]
-        s.append(sub.ravel())
-        p.append(np.broadcast_to(trials.probe_speech_s[rows][:, None], sub.shape).ravel())
-        t.append(trials.is_target[np.ix_(rows, cols)].ravel())
-    scores, probe, is_t = (np.concatenate(x) for x in (s, p, t))
-    return fit_calibration(
-        scores[is_t],
-        scores[~is_t],
-        target_probe_s=probe[is_t],
-        nontarget_probe_s=probe[~is_t],
-        channel=channel,
-        norm="as-norm",
-        model_version="fold",
-        fitted_on="fold",
-    )
+def _fit(parts: list[TrialScores], channel: str) -> Calibration:
+    """Calibration on the given trial subsets (probes of the fold against voiceprints of the fold)."""
+    return PooledTrials.of(parts).fit(channel, "as-norm", "fold", "fold")
 
 
 def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,36 +49,29 @@ def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, default=None)
-    parser.add_argument("--channels", default="clean,g711-ulaw")
-    parser.add_argument("--probe-utts", default="1,3")
+    parser = dev_arguments(__doc__, "bench/out/policy.json")
     parser.add_argument("--cohort-sizes", default="200,1000,5000")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/policy.json"))
-    args = parser.parse_args()
-
-    settings = get_settings()
-    manifest = args.manifest or settings.dev_data_dir / "dev" / "manifest.csv"
-    cohort = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")
-    base = build_protocol(read_manifest(manifest), 3)
-    embed = voiceid_embedder(settings)[0]
-    speech = speech_meter(settings)
-    cache = EmbeddingCache.for_embedder(settings, "voiceid")
+    args, settings, dev = parse_dev(parser)
     # The default backend's own calibration (the bf16 network's on a CPU with bf16), its population
     # AS-norm regime: the dev protocol's cohort holds the whole population (about 100 voiceprints).
-    version = backend_model_version(settings.model_dir, settings.inference_backend)
+    version = dev.embedding.model_version
     shipped = {
         (c.channel, c.norm): c
         for c in load_calibrations(BUILTIN_CALIBRATION)
         if c.model_version == version and c.norm == "as-norm"
     }
-    speakers = base.speakers
+    speakers = dev.base.speakers
     folds = [set(speakers[0::2]), set(speakers[1::2])]
-    report: dict[str, Any] = {"manifest": str(manifest), "target_fmr": settings.target_fmr, "rows": [], "cohort": []}
+    report: dict[str, Any] = {
+        "manifest": str(dev.manifest),
+        "target_fmr": settings.target_fmr,
+        "rows": [],
+        "cohort": [],
+    }
     for channel in args.channels.split(","):
         runs = {}
         for n in sorted({1, 3} | {int(v) for v in args.probe_utts.split(",")}):
-            run = embed_run(join_tests(base, n), channel, embed, cache, cohort, speech=speech)
+            run = dev.run(channel, n)
             runs[n] = (run, run.trials("as-norm", settings.score_top_n, "population", settings.cohort_size))
         service_channel = runs[1][0].service_channel
         for n in (int(v) for v in args.probe_utts.split(",")):
@@ -116,22 +89,17 @@ def main() -> None:
             # 2-fold by speaker: fit on fold A (all probe lengths pooled), apply to fold B.
             points = []
             for train, test in ((folds[0], folds[1]), (folds[1], folds[0])):
-                parts = []
-                for m in sorted(runs):
-                    t = runs[m][1]
-                    parts.append((t, _rows(t, train), np.array([s in train for s in t.speakers])))
+                parts = [
+                    t.subset(_rows(t, train), np.array([s in train for s in t.speakers]))
+                    for t in (runs[m][1] for m in sorted(runs))
+                ]
                 fold_cal = _fit(parts, service_channel)
                 pair = policy_from_calibrations({service_channel: fold_cal}, settings.target_fmr, settings.target_fnmr)
-                rows, cols = _rows(trials, test), np.array([s in test for s in trials.speakers])
-                sub = trials.scores[np.ix_(rows, cols)]
-                llr = fold_cal.llrs(sub, trials.probe_speech_s[rows][:, None])
+                held = trials.subset(_rows(trials, test), np.array([s in test for s in trials.speakers]))
+                llr = fold_cal.llrs(held.scores, probe_speech(held)[:, None])
                 points.append(
                     operating_point(
-                        llr,
-                        trials.is_target[np.ix_(rows, cols)],
-                        trials.probe_speech_s[rows],
-                        pair[service_channel],
-                        settings.verify_min_speech_s,
+                        llr, held.is_target, probe_speech(held), pair[service_channel], settings.verify_min_speech_s
                     )
                 )
             row["cross_validated"] = _merge(points)
@@ -157,8 +125,7 @@ def main() -> None:
             entry = {"channel": channel, "cohort_size": label, **summarise(trials.target, trials.nontarget)}
             report["cohort"].append(entry)
             print(f"{channel:10s} cohort {label:>16s}: EER {entry['eer'] * 100:.2f} %", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_report(args.out, report)
     print(
         "| channel | probe | EER | genuine ACCEPT / INCONCL. / REJECT (shipped) | impostor ACCEPT (shipped) "
         "| genuine ACCEPT (cross-validated) | impostor ACCEPT (cross-validated) |"
@@ -175,8 +142,7 @@ def main() -> None:
         )
         print(
             f"| {r['channel']} | {r['probe_utts']} utt | {r['eer'] * 100:.2f} % | {shipped_cells} | "
-            f"{cv['genuine_accept_rate'] * 100:.1f} % | {cv['impostor']['accept']} of {cv['impostor']['n']} "
-            f"({cv['impostor_accept_rate'] * 100:.3f} %) |"
+            f"{format_accepts(cv, ' | ')} |"
         )
 
 

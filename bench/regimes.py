@@ -19,43 +19,26 @@ Embeddings are cached under the data dir.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from voiceid.config import get_settings
-from voiceid.evaluation.embedders import speech_meter, voiceid_embedder
-from voiceid.evaluation.operating_point import operating_point, trial_llrs
-from voiceid.evaluation.protocol import build_protocol, join_tests, read_manifest
+from bench.dev_set import dev_arguments, parse_dev, save_report
+from voiceid.evaluation.operating_point import format_accepts, operating_point, trial_llrs
 from voiceid.evaluation.regimes import Regime, regime_for, regime_trials
-from voiceid.evaluation.runner import EmbeddingCache, embed_run
-from voiceid.models.registry import backend_model_version
 from voiceid.verify.calibration import load_calibrations, select_calibration
 from voiceid.verify.policy import BUILTIN_CALIBRATION, channel_regimes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, default=None)
-    parser.add_argument("--channels", default="clean,g711-ulaw")
-    parser.add_argument("--probe-utts", default="1,3")
+    parser = dev_arguments(__doc__, "bench/out/regimes.json")
     parser.add_argument("--populations", default="1,10,30,100,all")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/regimes.json"))
-    args = parser.parse_args()
-    settings = get_settings()
-    manifest = args.manifest or settings.dev_data_dir / "dev" / "manifest.csv"
-    base = build_protocol(read_manifest(manifest), 3)
-    cohort = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")
-    embed, speech = voiceid_embedder(settings)[0], speech_meter(settings)
-    cache = EmbeddingCache.for_embedder(settings, "voiceid")
-    version = backend_model_version(settings.model_dir, settings.inference_backend)
+    args, settings, dev = parse_dev(parser)
+    version = dev.embedding.model_version
     calibrations = [c for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)]
     rows: list[dict[str, Any]] = []
     for channel in args.channels.split(","):
         for n in (int(v) for v in args.probe_utts.split(",")):
-            run = embed_run(join_tests(base, n), channel, embed, cache, cohort, speech=speech)
+            run = dev.run(channel, n)
             regimes = channel_regimes(
                 [c for c in calibrations if c.channel == run.service_channel and c.model_version == version],
                 settings.score_norm,
@@ -83,16 +66,14 @@ def main() -> None:
                     ),
                     file=sys.stderr,
                 )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "target_fmr": settings.target_fmr}, indent=2) + "\n")
+    save_report(args.out, {"rows": rows, "target_fmr": settings.target_fmr})
     print("| channel | probe | callers | regime | genuine ACCEPT | impostor ACCEPT | before: genuine / impostor |")
     print("|---|---|---:|---|---:|---:|---:|")
     for r in rows:
         t, b = r["regimes"], r["one_calibration"]
         print(
             f"| {r['channel']} | {r['probe_utts']} utt | {r['population']} | {t['calibration'].split('/')[1]} | "
-            f"{t['genuine_accept_rate'] * 100:.1f} % | {t['impostor']['accept']} of {t['impostor']['n']} "
-            f"({t['impostor_accept_rate'] * 100:.3f} %) | {b['genuine_accept_rate'] * 100:.1f} % / "
+            f"{format_accepts(t, ' | ')} | {b['genuine_accept_rate'] * 100:.1f} % / "
             f"{b['impostor_accept_rate'] * 100:.3f} % |"
         )
 

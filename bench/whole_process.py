@@ -70,7 +70,7 @@ def child(kind: str, files: list[Path]) -> dict[str, Any]:
         types = {".flac": "audio/flac", ".wav": "audio/wav"}
 
         def run(path: Path) -> None:
-            engine.embed_bytes(path.read_bytes(), types.get(path.suffix, "application/octet-stream"))
+            engine.analyse(path.read_bytes(), types.get(path.suffix, "application/octet-stream"))
 
         label = f"voiceid {concrete_backend(settings.inference_backend)}"
     run(files[0])  # warm-up: lazy loads and oneDNN primitive creation, as any long-running service has done

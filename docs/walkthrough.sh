@@ -1,45 +1,74 @@
 #!/usr/bin/env bash
-# The README walk-through as a script: start the service, create keys, enrol a dev speaker from
-# ../shared/data/dev until ENROLLED, verify the same speaker (ACCEPT) and another one (REJECT).
-# Run from the repository root after `make serve` has installed everything (it starts its own
-# server on port 8765 with a throw-away data dir).
+# The README walk-through, run verbatim: this script takes the README's command block (the fenced
+# block after `<!-- walkthrough:commands ... -->`) and runs it as it stands against a fresh server,
+# then prints what it answered. With --check (`make walkthrough`, tests/docs/test_walkthrough.py)
+# it compares that output with the README's shown output and fails on any difference; timestamps and
+# verification ids are masked on both sides (scripts/walkthrough.py says exactly how).
+#
+#   bash docs/walkthrough.sh [--check]
+#
+# Run from anywhere after `make serve` (or `make install`) has built .venv. Around the README's
+# commands, and only there, this script
+#   - clears every VOICEID_* variable but VOICEID_DEV_DATA_DIR, so the run sees the defaults;
+#   - gives the server a throw-away data dir (removed on exit), and names the model directories the
+#     default data dir holds (they default to <data dir>/models, so they must be named once the data
+#     dir moves);
+#   - refuses to start when port 8765 already answers (another run's server would be the one asked);
+#   - stops the server and everything the block started when it ends, or after 10 minutes.
 set -euo pipefail
-# A data dir of our own (database, key file, log) is removed on exit; one passed in is kept.
-if [ -z "${VOICEID_DATA_DIR:-}" ]; then
-  VOICEID_DATA_DIR=$(mktemp -d)
-  OWN_DATA_DIR=$VOICEID_DATA_DIR
+cd "$(dirname "$0")/.."
+CHECK=false
+case "${1:-}" in
+  --check) CHECK=true ;;
+  "") ;;
+  *) echo "usage: bash docs/walkthrough.sh [--check]" >&2; exit 2 ;;
+esac
+
+for variable in $(compgen -e | grep '^VOICEID_' | grep -v '^VOICEID_DEV_DATA_DIR$' || true); do
+  unset "$variable"
+done
+eval "$(.venv/bin/python -c '
+import shlex
+from voiceid.config import Settings
+s = Settings()
+print(f"export VOICEID_MODEL_DIR={shlex.quote(str(s.model_dir))} VOICEID_CM_MODEL_DIR={shlex.quote(str(s.cm_model_dir))}")
+')"
+WORK=$(mktemp -d)
+export VOICEID_DATA_DIR=$WORK/data
+
+if curl -s -o /dev/null --max-time 2 http://127.0.0.1:8765/healthz; then
+  echo "port 8765 already answers: stop that server first" >&2
+  exit 1
 fi
-export VOICEID_DATA_DIR
-# A weak admin key stops start-up (docs/security.md): generate a random one.
-export VOICEID_ADMIN_KEY=${VOICEID_ADMIN_KEY:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}
-DEV=${VOICEID_DEV_DATA_DIR:-../shared/data}/dev
-B=http://127.0.0.1:8765
-.venv/bin/voiceid serve --port 8765 > "$VOICEID_DATA_DIR/serve.log" 2>&1 &
-SERVER=$!
+
+.venv/bin/python scripts/walkthrough.py commands > "$WORK/commands.sh"
+# timeout(1) makes itself the leader of a process group of its own, which the block and everything
+# it starts (the server) join; past 10 minutes it signals the whole group, and the cleanup does too.
+timeout -k 10 600 bash -euo pipefail "$WORK/commands.sh" > "$WORK/output.txt" 2> "$WORK/stderr.txt" &
+BLOCK=$!
 cleanup() {
-  kill "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
-  if [ -n "${OWN_DATA_DIR:-}" ]; then rm -rf "$OWN_DATA_DIR"; fi
+  kill -- -"$BLOCK" 2>/dev/null || true
+  # The server shuts down gracefully: wait (15 s at most) until it no longer answers, so nothing of
+  # this run is left behind and the next run finds the port free.
+  for _ in $(seq 15); do
+    curl -s -o /dev/null --max-time 1 http://127.0.0.1:8765/healthz || break
+    sleep 1
+  done
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
-until curl -sf $B/readyz > /dev/null; do sleep 1; done
-echo "# readyz"; curl -s $B/readyz; echo
 
-key() { curl -s -X POST $B/v1/api-keys -H "Authorization: Bearer $VOICEID_ADMIN_KEY" \
-  -H 'Content-Type: application/json' -d "{\"role\":\"$1\"}" | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])'; }
-ENROL_KEY=$(key enrolment); IVR_KEY=$(key ivr)
-
-echo "# consent"
-curl -s -X PUT $B/v1/speakers/caller-1688 -H "Authorization: Bearer $ENROL_KEY" -H 'Content-Type: application/json' \
-  -d '{"consent":{"granted":true,"text_version":"voiceid-consent-v1","channel":"phone"}}'; echo
-echo "# enrolment audio until ENROLLED"
-for f in $DEV/ls_1688/ls_1688-142285-0000.flac $DEV/ls_1688/ls_1688-142285-0001.flac; do
-  curl -s -X POST $B/v1/speakers/caller-1688/enrolment-audio -H "Authorization: Bearer $ENROL_KEY" \
-    -H 'Content-Type: audio/flac' --data-binary @$f; echo
-done
-echo "# verify: an unused file of the same speaker"
-curl -s -X POST $B/v1/speakers/caller-1688/verifications -H "Authorization: Bearer $IVR_KEY" \
-  -H 'Content-Type: audio/flac' --data-binary @$DEV/ls_1688/ls_1688-142285-0006.flac; echo
-echo "# verify: another speaker claiming to be caller-1688"
-curl -s -X POST $B/v1/speakers/caller-1688/verifications -H "Authorization: Bearer $IVR_KEY" \
-  -H 'Content-Type: audio/flac' --data-binary @$DEV/ls_1998/ls_1998-15444-0001.flac; echo
+status=0
+wait "$BLOCK" || status=$?
+cat "$WORK/output.txt"
+if [ "$status" -ne 0 ]; then
+  echo "the README's commands failed (exit $status); their stderr and the server's log:" >&2
+  cat "$WORK/stderr.txt" /tmp/voiceid-walkthrough.log >&2
+  exit "$status"
+fi
+if $CHECK; then
+  .venv/bin/python scripts/walkthrough.py check "$WORK/output.txt" || {
+    echo "(the server's log is /tmp/voiceid-walkthrough.log)" >&2
+    exit 1
+  }
+fi

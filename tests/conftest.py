@@ -30,6 +30,20 @@ from voiceid.testkit import postgres as testkit_postgres
 from voiceid.testkit.api import ADMIN_KEY, SESSION_SECRET, Api
 from voiceid.testkit.engines import NoInferenceEngine
 
+
+def _pin_model_dirs() -> None:
+    """The model directories default to `<data dir>/models/...`, and tests give each test (and each
+    server or worker process they start) a data dir of its own. The model files stay where the test
+    command fetched them, under the data dir this session started with: name them explicitly, in the
+    environment the child processes inherit too, so no test re-fetches or misses them."""
+    started_with = Settings()
+    os.environ.setdefault("VOICEID_MODEL_DIR", str(started_with.model_dir))
+    os.environ.setdefault("VOICEID_CM_MODEL_DIR", str(started_with.cm_model_dir))
+
+
+_pin_model_dirs()
+
+
 # Test state (SQLite databases, key stores, data dirs) on memory-backed storage when the machine has it:
 # the key store commits with synchronous=FULL and a rollback journal, as production must, and on this
 # machine's disk 1,200 such commits took 30 s against 1.5 s on tmpfs. No test is about surviving a power

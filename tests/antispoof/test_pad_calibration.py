@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from voiceid.antispoof.calibration import BonafideScore, fit_thresholds, held_out_speakers
-from voiceid.antispoof.detector import CmOutput
+from voiceid.antispoof.countermeasure import CmOutput
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, enrolment_doubt
 from voiceid.audio.decode import AudioLimits
 from voiceid.audio.frontend import FrontEnd, FrontEndConfig

@@ -44,7 +44,7 @@ class PadScriptedEngine:
         self.vectors[body] = (vector, cm_score)
         return body
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         vector, cm_score = self.vectors[data]
         decoded = decode_audio(data, content_type, AudioLimits(max_bytes=1 << 26, max_seconds=600))
         seconds = decoded.duration_s

@@ -45,7 +45,7 @@ class DeferringEngine(Engine):
         self.probes[body] = (vector, cm_score)
         return body
 
-    def embed_bytes(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
         vector, cm_score = self.probes[data]
         quality = QualityReport(7.0, 6.0, 30.0, 0.0, 8000, "ULAW", "phone")
         if defer_cm:

@@ -18,7 +18,7 @@ from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.testkit.engines import ScriptedEngine, unit
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.vectors import build_voiceprint
 
 
 @dataclass
@@ -32,8 +32,8 @@ class TwoChannelEngine(ScriptedEngine):
         self.views[body] = view
         return self.register(body, vector, net_speech_s=6.0)
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
-        got = super().embed_bytes(data, content_type)
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        got = super().analyse(data, content_type)
         if not data.startswith(b"wb"):
             return got
         wide = QualityReport(7.0, 6.0, 30.0, 0.0, 16000, "PCM_16", "wideband")
@@ -181,7 +181,7 @@ def test_api_phone_call_against_wideband_enrolment_scores_as_eval_phone_view(mak
     run = embed_run(
         protocol,
         "g711-ulaw",
-        lambda d, c: engine.embed_bytes(d, c).vector,
+        lambda d, c: engine.analyse(d, c).vector,
         EmbeddingCache(None, ""),
         None,
         speech=speech_meter(settings),

@@ -18,10 +18,10 @@ from voiceid.testkit.engines import ScriptedEngine, unit
 class RefusingEngine(ScriptedEngine):
     """Bodies starting with b"short" are refused as a too-short clip, like the real front end."""
 
-    def embed_bytes(self, data, content_type):
+    def analyse(self, data, content_type):
         if data.startswith(b"short"):
             raise VoiceIdError(ErrorCode.AUDIO_TOO_SHORT, "less than 1 s of speech", net_speech_s=0.4)
-        return super().embed_bytes(data, content_type)
+        return super().analyse(data, content_type)
 
 
 def test_no_thresholds_on_answers_where_nothing_was_scored(make_api):

@@ -51,7 +51,7 @@ def test_api_score_equals_eval_score_for_the_same_phone_audio(make_api, engine, 
     run = embed_run(
         protocol,
         "g711-ulaw",
-        lambda d, c: engine.embed_bytes(d, c).vector,
+        lambda d, c: engine.analyse(d, c).vector,
         EmbeddingCache(None, ""),
         None,
         speech=speech_meter(settings),
@@ -76,5 +76,9 @@ def test_shipped_cohort_is_what_the_cohort_build_produces(engine, settings) -> N
     cohort = find_cohort([BUILTIN_DIR], engine.model_version, "phone", front_end)
     assert cohort is not None, "rebuild with `voiceid cohort build --channel g711-ulaw --out-dir voiceid/verify/data`"
     utterances = read_manifest(settings.dev_data_dir / "dev_cohort" / "manifest.csv")[:2]
-    fresh = np.stack([engine.embed_bytes(*through_channel(u.path, "g711-ulaw")).vector for u in utterances])
-    np.testing.assert_allclose(cohort.embeddings[:2], fresh, atol=1e-5)
+    fresh = np.stack([engine.analyse(*through_channel(u.path, "g711-ulaw")).vector for u in utterances])
+    # fp32 is reproducible to rounding on any CPU; bf16 goes through the CPU's own oneDNN kernels
+    # (AVX512-BF16 on Zen 4, AMX on Xeon), which accumulate in different orders: measured 1.3e-3 per
+    # component between the two (cosine > 0.9999), far below what moves a decision.
+    atol = 3e-3 if engine.model_version.endswith("-bf16") else 1e-5
+    np.testing.assert_allclose(cohort.embeddings[:2], fresh, atol=atol)

@@ -176,10 +176,10 @@ class BlockingEngine(ScriptedEngine):
         self.started = threading.Event()
         self.release = threading.Event()
 
-    def embed_bytes(self, data, content_type):
+    def analyse(self, data, content_type):
         self.started.set()
         assert self.release.wait(30)
-        return super().embed_bytes(data, content_type)
+        return super().analyse(data, content_type)
 
 
 def test_saturated_pool_answers_503_with_retry_after(make_api, db):

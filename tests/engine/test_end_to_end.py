@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from voiceid.evaluation.channel import through_channel
-from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+from voiceid.verify.vectors import build_voiceprint, cosine_matrix
 
 # Two LibriSpeech and three speechocean762 speakers: both corpora, both sexes.
 SPEAKERS = ["ls_1688", "ls_2414", "so762_0036", "so762_0135", "so762_0482"]
@@ -15,10 +15,10 @@ def test_same_speaker_outscores_other_speakers(engine, dev_files, channel: str) 
     voiceprints, probes, probe_owner = [], [], []
     for index, speaker in enumerate(SPEAKERS):
         files = dev_files[speaker]
-        enrol = [engine.embed_bytes(*through_channel(p, channel)).vector for p in files[:3]]
+        enrol = [engine.analyse(*through_channel(p, channel)).vector for p in files[:3]]
         voiceprints.append(build_voiceprint(np.stack(enrol)))
         for path in files[3:5]:
-            probes.append(engine.embed_bytes(*through_channel(path, channel)).vector)
+            probes.append(engine.analyse(*through_channel(path, channel)).vector)
             probe_owner.append(index)
     scores = cosine_matrix(np.stack(probes), np.stack(voiceprints))
     owner = np.array(probe_owner)

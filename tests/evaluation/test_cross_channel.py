@@ -15,7 +15,7 @@ from voiceid.evaluation.protocol import Protocol, Utterance, build_protocol, ext
 from voiceid.evaluation.runner import score_population, voiceprints_of
 from voiceid.evaluation.second_chance import after_second_chance, second_chance_report
 from voiceid.verify.scorer import Scorer
-from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+from voiceid.verify.vectors import build_voiceprint, cosine_matrix
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 192) -> np.ndarray:

@@ -103,8 +103,8 @@ class ChannelEngine(ScriptedEngine):
         self.channels[body] = channel
         return self.register(body, vector)
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
-        got = super().embed_bytes(data, content_type)
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        got = super().analyse(data, content_type)
         channel = self.channels.get(data, "phone")
         q = got.quality
         quality = QualityReport(

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from voiceid.statuses import CallMode
 from voiceid.storage import changes
 from voiceid.storage.crypto import generate_key_text
-from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.telephony_adapter.call_registry import CallRegistry
 from voiceid.testkit.engines import ScriptedEngine, unit
 
 THREADS = 8

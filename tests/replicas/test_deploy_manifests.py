@@ -182,3 +182,34 @@ def test_the_dockerfile_runs_the_cli_and_bakes_the_verified_model():
     text = (DEPLOY / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["voiceid"]' in text and "voiceid models fetch" in text
     assert "USER voiceid" in text  # not root
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The ENV assignments of the Dockerfile (continuation lines joined)."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(word.split("=", 1) for word in line[4:].split() if "=" in word)
+    return env
+
+
+def test_the_image_bakes_every_model_directory_outside_the_data_dir():
+    # The model dirs default to <data dir>/models/...; in the image the data dir is the writable (often
+    # mounted) state directory, so every model dir is set explicitly to a baked, read-only path.
+    env = _dockerfile_env()
+    model_dirs = {f"VOICEID_{name.upper()}" for name in Settings.model_fields if name.endswith("model_dir")}
+    assert model_dirs == {"VOICEID_MODEL_DIR", "VOICEID_CM_MODEL_DIR"}
+    for variable in model_dirs:
+        assert variable in env, variable
+        assert not env[variable].startswith(env["VOICEID_DATA_DIR"].rstrip("/") + "/"), variable
+
+
+def test_no_pod_gets_service_link_variables():
+    # A Service named "voiceid" makes Kubernetes inject VOICEID_PORT=tcp://<ip>:<port> into every pod
+    # of the namespace that does not opt out: the name of the port setting, and not a port.
+    services = set(_by("Service"))
+    assert "voiceid" in services
+    for d in _documents():
+        if d["kind"] in ("Deployment", "Job"):
+            assert d["spec"]["template"]["spec"].get("enableServiceLinks") is False, d["metadata"]["name"]

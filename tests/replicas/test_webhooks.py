@@ -18,7 +18,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services.context import AppContext
 from voiceid.statuses import DeliveryStatus
 from voiceid.storage.models import WebhookDelivery
-from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.telephony_adapter.call_registry import CallRegistry
 from voiceid.webhooks import signing
 from voiceid.webhooks.outbox import backoff_s, deliver_due, enqueue, pin
 from voiceid.webhooks.targets import WebhookPolicy, check_target

@@ -18,7 +18,7 @@ from voiceid.storage.crypto import (
     generate_key_text,
     load_or_create_key_file,
 )
-from voiceid.verify.scoring import build_voiceprint, cosine
+from voiceid.verify.vectors import build_voiceprint, cosine
 
 
 def test_cipher_round_trip_and_binding():

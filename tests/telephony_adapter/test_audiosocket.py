@@ -97,7 +97,7 @@ async def test_early_decision_hangs_up_before_the_caller_does(audiosocket, line,
         probe = line(speaker, index, 8.0)
         # Silence holds the line after the file, so the server's decision (and hang-up) must come
         # before the simulated caller hangs up, however fast this machine scores.
-        result = await _sim(live, port, a, "verify", probe, hold_s=10.0)
+        result = await _sim(live, port, a, "verify", probe, hold_s=40.0)
         assert result.decision is not None and result.decision["decision"] == expected, result.events
         assert result.outcome["early"] is True and result.outcome_before_end is True
         assert {"event": "frame", "kind": "hangup"} in result.events  # the server hung up on a decision

@@ -49,9 +49,10 @@ def test_early_accept_and_reject_before_the_caller_stops(start_server, line, two
     for speaker, expected in ((a, "ACCEPT"), (b, "REJECT")):
         probe = line(speaker, 6 if speaker == a else 2, 8.0)
         # The line stays open after the file (silence, as a real line does) until the server decides:
-        # whatever the machine's speed, the decision must come before the simulated caller's `stop`.
+        # whatever the machine's speed, the decision must come before the simulated caller's `stop` (40 s of
+        # line at 8x real time is 5 s of wall time: room for a loaded CI machine, still far short of a hang-up).
         result = asyncio.run(
-            simulate_twilio(live.ws_url, a, "verify", probe, live.keys["ivr"], speed=SPEED, hold_s=10.0)
+            simulate_twilio(live.ws_url, a, "verify", probe, live.keys["ivr"], speed=SPEED, hold_s=40.0)
         )
         assert result.decision is not None, result.events
         assert result.decision["decision"] == expected

@@ -6,7 +6,7 @@ from voiceid.verify.cohort import Cohort, find_cohort, read_cohort, save_cohort,
 from voiceid.verify.decision import Decision, Outcome, Reason, Thresholds, decide, decide_many
 from voiceid.verify.policy import DecisionPolicy, Scale, policy_from_calibrations
 from voiceid.verify.scorer import Scorer
-from voiceid.verify.scoring import cosine
+from voiceid.verify.vectors import cosine
 
 
 def _unit(rng, n, d=16):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from voiceid.verify.scoring import build_voiceprint, cosine, cosine_matrix, l2_normalise
+from voiceid.verify.vectors import build_voiceprint, cosine, cosine_matrix, l2_normalise
 
 
 def test_cosine_known_values() -> None:

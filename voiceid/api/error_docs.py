@@ -59,6 +59,8 @@ ERROR_HELP: dict[ErrorCode, str] = {
     "nothing was stored. Enrol with live speech. (The synthetic-speech countermeasure alone never refuses "
     "enrolment audio: see `countermeasure` and `next_step` in the enrolment answer.)",
     ErrorCode.DATABASE_UNAVAILABLE: "The database cannot be reached; nothing was changed. Retry after Retry-After.",
+    ErrorCode.HEADERS_TOO_LARGE: "The request line and headers exceed VOICEID_MAX_HEADER_BYTES (16 KiB); nothing "
+    "was read further and the connection closes. Send fewer or shorter headers (cookies, long query strings).",
 }
 
 

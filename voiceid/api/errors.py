@@ -54,6 +54,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONTENT_TYPE_MISMATCH: 415,
     ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
 }
 
 

@@ -1,4 +1,5 @@
-"""What every HTTP request with a body passes before FastAPI sees it (issue 20).
+"""What every HTTP request passes before FastAPI sees it: headers within VOICEID_MAX_HEADER_BYTES
+(issue 21, `HeaderGuard`), and for a request with a body (issue 20, `BodyGuard`):
 
 FastAPI reads and parses a declared JSON body *before* it runs the dependencies, authentication
 included: a 100 MB unauthenticated JSON body was parsed (+285 MB) before its 401, and bodies
@@ -132,6 +133,38 @@ async def _read_whole(receive: Receive, limit: int, timeout_s: float) -> Receive
     return replay
 
 
+def header_bytes(scope: Scope) -> int:
+    """The size of the request line and headers as they were sent (near enough: separators counted)."""
+    line = len(scope.get("method", "")) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 12
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+def headers_too_large(limit: int) -> VoiceIdError:
+    return VoiceIdError(
+        ErrorCode.HEADERS_TOO_LARGE, f"the request line and headers may be at most {limit} bytes", limit=limit
+    )
+
+
+class HeaderGuard:
+    """431 for requests whose headers exceed VOICEID_MAX_HEADER_BYTES, whatever server runs the app.
+    `voiceid serve` refuses them earlier, before buffering them (api/server.py); this is the bound
+    under any other ASGI server and the precise one (a server counts bytes, not headers)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and header_bytes(scope) > self.limit:
+            if scope["type"] == "http":
+                await _closing(headers_too_large(self.limit))(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1009})  # message too big
+            return
+        await self.app(scope, receive, send)
+
+
 def install(app: Any, settings: Settings) -> None:
     app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(HeaderGuard, limit=settings.max_header_bytes)  # outside: before anything reads them
     app.state.upload_budget = UploadBudget(settings.max_buffered_upload_bytes)

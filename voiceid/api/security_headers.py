@@ -27,7 +27,7 @@ def install(app: FastAPI) -> None:
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.url.path.startswith("/review"):
+        if request.url.path.startswith("/review") or request.url.path == "/":
             for name, value in HTML_HEADERS.items():
                 response.headers.setdefault(name, value)
         return response

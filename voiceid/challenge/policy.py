@@ -1,6 +1,6 @@
 """Spoken challenges, the pure part: prompts, statuses, and the challenge step of the decision.
 
-The decision is composed in voiceid/services/verification.py in the order voice policy -> watchlist ->
+The decision is composed in voiceid/services/decision.py in the order voice policy -> watchlist ->
 countermeasure -> replay -> challenge -> links; `apply_challenge` is the challenge step.
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.vectors import build_voiceprint
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voiceid.verify.cohort import PHONE, WIDEBAND
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.verify.vectors import build_voiceprint
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ is of kind `digits`; other texts are not scored (there is no phrase kind yet).
 
 Each probe goes through the channel the API would see (`evaluation.channel`) and the API's own
 decoder before the recogniser hears it. With `fit_speakers`, the threshold is chosen on those
-speakers' trials only (the largest false-pass rate not above `target_false_pass`) and every
-figure is reported on the other speakers, so the threshold never saw the audio it is judged on.
+speakers' trials only (false-pass rate not above `target_false_pass`, placed in the middle of the
+gap between the fit speakers' classes: `fit_threshold`) and every figure is reported on the other
+speakers, so the threshold never saw the audio it is judged on.
 """
 
 from __future__ import annotations
@@ -109,19 +110,29 @@ def run_trials(
 
 
 def fit_threshold(trials: list[Trial], target_false_pass: float) -> float:
-    """The lowest threshold whose mismatch pass rate is at most `target_false_pass` (so genuine
-    calls keep every pass that target allows)."""
+    """A threshold whose mismatch pass rate is at most `target_false_pass` and whose genuine pass
+    rate is the highest that target allows, placed in the middle of the gap that separates the
+    fit trials there (max margin) rather than on its edge.
+
+    Every threshold from just above the (allowed+1)-th highest mismatch score up to the lowest
+    genuine score above it passes the same genuine trials; its lowest point sits on the fit
+    speaker's hardest mismatch, so another speaker's slightly harder one passes. The middle
+    passes the same genuine fit trials and at most the same mismatches."""
     mismatch = np.sort(np.array([t.score for t in trials if not t.genuine], dtype=np.float64))
     finite = mismatch[np.isfinite(mismatch)]
+    genuine = np.array([t.score for t in trials if t.genuine and math.isfinite(t.score)], dtype=np.float64)
     if finite.size == 0:
-        genuine = [t.score for t in trials if t.genuine and math.isfinite(t.score)]
-        return float(min(genuine)) if genuine else 0.0
+        return float(genuine.min()) if genuine.size else 0.0
     allowed = math.floor(target_false_pass * mismatch.size)  # how many mismatches may pass
-    # Passing means score >= threshold: put the threshold just above the (allowed+1)-th highest.
+    # Passing means score >= threshold: the lowest admissible one is just above the (allowed+1)-th highest.
     ordered = finite[::-1]
     if allowed >= ordered.size:
         return float(ordered[-1])
-    return float(np.nextafter(ordered[allowed], math.inf))
+    lowest = float(np.nextafter(ordered[allowed], math.inf))
+    above = genuine[genuine >= lowest]
+    if above.size == 0:
+        return lowest
+    return max(lowest, (float(ordered[allowed]) + float(above.min())) / 2)
 
 
 def summarise(trials: list[Trial], threshold: float) -> dict[str, Any]:
@@ -159,7 +170,7 @@ def evaluate(
     progress: Callable[[Iterable[TextRow]], Iterable[TextRow]] = lambda rows: rows,
 ) -> dict[str, Any]:
     trials, rtf = run_trials(rows, recogniser, channel, mismatch_per_row, limits, progress)
-    report: dict[str, Any] = {"channel": channel, "recogniser": f"pocketsphinx/{recogniser.mode.value}"}
+    report: dict[str, Any] = {"channel": channel, "recogniser": recogniser.name}
     scored = trials
     if fit_speakers:
         fit = [t for t in trials if t.speaker_id in fit_speakers]

@@ -30,7 +30,7 @@ def voiceid_embedder(settings: Settings) -> tuple[EmbedFn, Engine]:
     engine = Engine.embedding_only(settings)
 
     def embed(data: bytes, content_type: str) -> npt.NDArray[np.float32]:
-        return engine.embed_bytes(data, content_type).vector
+        return engine.analyse(data, content_type).vector
 
     return embed, engine
 

@@ -71,6 +71,15 @@ def operating_point(
     }
 
 
+def format_accepts(point: dict[str, Any], between: str = " / ") -> str:
+    """`genuine ACCEPT % <between> impostors accepted of n (rate %)`: a table cell of the bench scripts."""
+    impostor = point["impostor"]
+    return (
+        f"{point['genuine_accept_rate'] * 100:.1f} %{between}{impostor['accept']} of {impostor['n']} "
+        f"({point['impostor_accept_rate'] * 100:.3f} %)"
+    )
+
+
 def format_table(policy: dict[str, Any]) -> str:
     """A plain-text table of the policy section, for the terminal."""
     lines = [

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.antispoof.detector import CmOutput, Countermeasure
+from voiceid.antispoof.countermeasure import CmOutput, Countermeasure
 from voiceid.antispoof.metrics import apcer_at, summarise_pad, threshold_at_bpcer
 from voiceid.antispoof.policy import PadThresholds
 from voiceid.audio.frontend import FrontEnd
@@ -353,11 +353,17 @@ def run_pad(
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}")
     items = read_pad_manifest(manifest)
-    cm = load_countermeasure(settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows)
-    wider = [replace(cm.manifest, max_windows=w).cache_key for w in (4, 8, 16, 32) if w > cm.manifest.max_windows]
+    cm = load_countermeasure(
+        settings.cm_model_dir, settings.torch_threads, settings.cm_max_windows, settings.cm_runtime
+    )
+    # a runtime's own suffix (bf16) on the manifest's key, kept for the wider caches too
+    suffix = cm.cache_key.removeprefix(cm.manifest.cache_key)
+    wider = [
+        replace(cm.manifest, max_windows=w).cache_key + suffix for w in (4, 8, 16, 32) if w > cm.manifest.max_windows
+    ]
     cache = CmCache(
         settings.data_dir / "cache" / "cm" if cache_enabled else None,
-        cm.manifest.cache_key,
+        cm.cache_key,
         cm.manifest.max_windows,
         wider,
     )
@@ -386,3 +392,130 @@ def run_pad(
         if FeatureGroup.ECAPA_EMBEDDING not in scorer.backend.groups or utt in vectors
     }
     return PadRun(items, channel, outputs, scores, f"{detector}:{scorer.version}", channels, problems)
+
+
+@dataclass(frozen=True)
+class PadEvaluation:
+    report: dict[str, Any]
+    run: PadRun
+
+
+def evaluate_pad(
+    settings: Settings,
+    manifest: Path,
+    channel: str,
+    detector: str,
+    cache: bool = True,
+    plot: Path | None = None,
+) -> PadEvaluation:
+    """The report of `voiceid eval-pad`: EER, APCER at BPCER 1 % / 5 %, per attack and per source, and
+    what the shipped thresholds do (the shipped detector only); a DET plot when `plot` is given."""
+    from voiceid.antispoof.policy import load_thresholds
+    from voiceid.evaluation.channel import CHANNELS
+
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}")
+    run = run_pad(manifest, channel, detector, settings, cache)
+    thresholds = load_thresholds(settings.cm_thresholds_file)
+    report: dict[str, Any] = {
+        "manifest": str(manifest),
+        "channel": channel,
+        "detector": run.detector,
+        "score": "higher = more likely bona fide; flagged as an attack below the threshold",
+        **pad_report(run.items, run.scores),
+    }
+    # The shipped thresholds hold for the shipped detector's scores only (the raw AASIST score is on
+    # another scale), each file judged by the threshold of the channel it arrives on.
+    report["at_shipped_thresholds"] = (
+        at_thresholds(run.items, run.scores, run.channels, thresholds) if detector == "shipped" else None
+    )
+    report["problems"] = [p.to_dict() for p in run.problems]
+    if plot is not None:
+        from voiceid.evaluation.plots import plot_det  # matplotlib: only when a plot is asked for
+
+        bona = np.array([run.scores[i.utt_id] for i in run.items if i.is_bonafide and i.utt_id in run.scores])
+        spoof = np.array([run.scores[i.utt_id] for i in run.items if not i.is_bonafide and i.utt_id in run.scores])
+        if len(bona) == 0 or len(spoof) == 0:
+            raise ValueError("a DET plot needs both bona fide and spoof rows")
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        label = f"{detector} {channel}"
+        report["det_plot"] = str(plot_det({label: (bona, spoof)}, plot, label, ("APCER (%)", "BPCER (%)")))
+    return PadEvaluation(report, run)
+
+
+def pad_summary_line(report: dict[str, Any], run: PadRun) -> str:
+    """The one-line summary `voiceid eval-pad` prints."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f} %"
+
+    shipped = report["at_shipped_thresholds"] or {}
+    return (
+        f"{run.detector} {run.channel}: EER {pct(report['eer'])}  "
+        f"APCER@BPCER1% {pct(report['apcer_at_bpcer_1pct'])}  "
+        f"APCER@BPCER5% {pct(report['apcer_at_bpcer_5pct'])}  bona fide {report['n_bonafide']}  "
+        f"spoof {report['n_spoof']}; at the shipped thresholds BPCER {pct(shipped.get('bpcer'))} "
+        f"APCER {pct(shipped.get('apcer'))}; {len(run.problems)} file(s) truncated or skipped"
+    )
+
+
+@dataclass(frozen=True)
+class PadThresholdFit:
+    thresholds: PadThresholds
+    report: dict[str, Any]  # thresholds, BPCER per source (fit and held out), APCER per attack, problems
+    per_source: dict[str, Any]
+
+
+def fit_pad_thresholds(
+    settings: Settings,
+    manifests: Sequence[Path],
+    channels: Sequence[str],
+    target_bpcer: float,
+    holdout_share: float,
+) -> PadThresholdFit:
+    """What `voiceid calibrate-pad` fits: the countermeasure thresholds per service channel for a
+    target BPCER on the bona fide files of every manifest sent through every channel, with the BPCER
+    per data source on fitted and held-out speakers and the APCER the manifests' attacks meet."""
+    from voiceid.antispoof.calibration import BonafideScore, fit_thresholds
+    from voiceid.evaluation.channel import CHANNELS
+
+    for name in channels:
+        if name not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
+    scores: list[BonafideScore] = []
+    runs: list[tuple[Path, PadRun]] = []
+    backend_id = ""
+    problems: list[dict[str, str]] = []
+    for path in manifests:
+        for name in channels:
+            run = run_pad(path, name, "shipped", settings)
+            runs.append((path, run))
+            backend_id = run.detector.split(":", 1)[1]
+            problems += [{"manifest": str(path), "channel": name, **p.to_dict()} for p in run.problems]
+            scores += [
+                BonafideScore(
+                    f"{path}|{name}|{i.utt_id}",
+                    i.speaker_id,
+                    i.source,
+                    name,
+                    run.channels[i.utt_id],
+                    run.scores[i.utt_id],
+                )
+                for i in run.items
+                if i.is_bonafide and i.utt_id in run.scores
+            ]
+    if not scores:
+        raise ValueError("the manifests hold no bona fide file that could be scored")
+    thresholds, fit_report = fit_thresholds(scores, backend_id, target_bpcer, holdout_share)
+    # Attacks in the manifests (dev_spoof) are not used for the fit; the APCER they meet is reported.
+    attacks = {
+        f"{path.parent.name} [{run.channel}]": at_thresholds(run.items, run.scores, run.channels, thresholds)[
+            "apcer_per_attack"
+        ]
+        for path, run in runs
+        if any(not i.is_bonafide for i in run.items)
+    }
+    full = {"thresholds": thresholds.to_dict(), **fit_report, "apcer_per_attack": attacks, "problems": problems}
+    return PadThresholdFit(thresholds, full, fit_report["per_source"])

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from voiceid.config import Settings
 from voiceid.evaluation.operating_point import operating_point
 from voiceid.evaluation.protocol import Protocol
-from voiceid.evaluation.runner import EvalRun, TrialScores, score_population, score_protocol
+from voiceid.evaluation.runner import EvalRun, FloatArray, TrialScores, score_population, score_protocol
 from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.normalisation import NormMethod
@@ -48,12 +48,14 @@ def regime_for(regimes: Sequence[Calibration], settings: Settings, population: i
     return Regime(calibration, pairs[calibration.calibration_id], population)
 
 
-def _score(run: EvalRun, protocol: Protocol, regime: Regime, settings: Settings) -> TrialScores:
+def _score(
+    run: EvalRun, protocol: Protocol, regime: Regime, settings: Settings, claimed: FloatArray | None = None
+) -> TrialScores:
     norm = cast(NormMethod, regime.calibration.norm)
     scorer = run.scorer(norm, settings.score_top_n, cohort_size=settings.cohort_size)
     if norm == "none":
         return score_protocol(
-            protocol, run.vectors, scorer, run.service_channel, run.speech, claim_vectors=run.claim_vectors
+            protocol, run.vectors, scorer, run.service_channel, run.speech, run.claim_vectors, claimed
         )
     limit = None if regime.population is None else max(regime.population - 1, 0)
     return score_population(
@@ -65,11 +67,20 @@ def _score(run: EvalRun, protocol: Protocol, regime: Regime, settings: Settings)
         claim_vectors=run.claim_vectors,
         view_cohort=run.view_cohort,
         population_limit=limit,
+        claimed=claimed,
     )
 
 
-def regime_trials(run: EvalRun, regime: Regime, settings: Settings) -> TrialScores:
-    return _score(run, run.protocol, regime, settings)
+def regime_trials(
+    run: EvalRun,
+    regime: Regime,
+    settings: Settings,
+    protocol: Protocol | None = None,
+    claimed: FloatArray | None = None,
+) -> TrialScores:
+    """`protocol`: other probes of the run's speakers (default: the run's own); `claimed`: voiceprints to
+    score against instead of the enrolled ones, row for row with the speakers (adapted voiceprints)."""
+    return _score(run, protocol or run.protocol, regime, settings, claimed)
 
 
 def population_trials(run: EvalRun, regime: Regime, settings: Settings) -> TrialScores:

@@ -22,7 +22,7 @@ from voiceid.verify.calibration import Calibration
 from voiceid.verify.cohort import PHONE, WIDEBAND, service_channel
 from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.scorer import Scorer
-from voiceid.verify.scoring import build_voiceprint, cosine_matrix
+from voiceid.verify.vectors import build_voiceprint, cosine_matrix
 
 FloatArray = npt.NDArray[np.float32]
 Progress = Callable[[Iterable[Utterance]], Iterable[Utterance]]
@@ -43,6 +43,16 @@ class TrialScores:
     @property
     def nontarget(self) -> FloatArray:
         return self.scores[~self.is_target]
+
+    def subset(self, rows: npt.NDArray[np.bool_], cols: npt.NDArray[np.bool_]) -> TrialScores:
+        """The trials of the probes in `rows` against the voiceprints in `cols` (boolean masks)."""
+        return TrialScores(
+            self.scores[np.ix_(rows, cols)],
+            self.is_target[np.ix_(rows, cols)],
+            [t for t, keep in zip(self.test_ids, rows, strict=True) if keep],
+            [s for s, keep in zip(self.speakers, cols, strict=True) if keep],
+            None if self.probe_speech_s is None else self.probe_speech_s[rows],
+        )
 
 
 class EmbeddingCache:
@@ -190,10 +200,12 @@ def score_protocol(
     channel: str = WIDEBAND,
     speech: dict[str, float] | None = None,
     claim_vectors: dict[str, FloatArray] | None = None,
+    claimed: FloatArray | None = None,
 ) -> TrialScores:
-    """Every test utterance against every voiceprint, normalised with the shipped cohort."""
+    """Every test utterance against every voiceprint, normalised with the shipped cohort. `claimed`:
+    the voiceprints to score against instead, row for row with the protocol's speakers (adapted ones)."""
     speakers, voiceprints = voiceprints_of(protocol, vectors)
-    voiceprints = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
+    voiceprints = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors) if claimed is None else claimed
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probe = np.stack([vectors[u.utt_id] for u in tests])
     scorer = scorer or Scorer("none", 0, {}, {})
@@ -212,6 +224,7 @@ def score_population(
     claim_vectors: dict[str, FloatArray] | None = None,
     view_cohort: bool = False,
     population_limit: int | None = None,
+    claimed: FloatArray | None = None,
 ) -> TrialScores:
     """Trials normalised as the service does it: against a fixed-size cohort of up to
     `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
@@ -225,6 +238,10 @@ def score_population(
     as the service's cohort holds each member's main voiceprint; with `view_cohort` the cohort's
     population members are those claimed voiceprints too (a cohort that serves phone views to phone
     calls, which the service does not do yet).
+
+    `claimed` replaces the claimed voiceprints (row for row with the protocol's speakers) while the cohort
+    stays as it is: the voiceprints adapted with accepted calls (bench/adaptation.py), which the service
+    scores calls against but never puts in a cohort.
     """
     from voiceid.verify.cohort import sample_order
     from voiceid.verify.normalisation import normalise_scores
@@ -238,8 +255,9 @@ def score_population(
     index = {s: i for i, s in enumerate(speakers)}
     owner = np.array([index.get(u.speaker_id, -1) for u in tests])
     shipped = scorer.cohorts[channel]
-    claimed = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
-    members = claimed if view_cohort else voiceprints
+    enrolled = claimed_voiceprints(protocol, speakers, voiceprints, claim_vectors)
+    members = enrolled if view_cohort else voiceprints
+    claimed = enrolled if claimed is None else claimed
     union = np.concatenate([members[order], shipped])  # population in sampling order, then shipped
     vp_vs_union = cosine_matrix(claimed, union)
     probe_vs_union = cosine_matrix(probes, union)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from voiceid.verify.scoring import l2_normalise
+from voiceid.verify.vectors import l2_normalise
 
 FloatArray = npt.NDArray[np.float32]
 

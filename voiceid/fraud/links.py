@@ -9,13 +9,24 @@ each pair's channel (`fraud/scale.py`) and kept where the claimed identity diffe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from voiceid.fraud.index import Neighbour
 from voiceid.fraud.scale import FraudScale, pair_channel
 from voiceid.verify.decision import Outcome, Reason
+from voiceid.verify.vectors import build_voiceprint
+
+# A linked-calls search ranks this many nearest attempts by cosine before scoring them on the
+# pairs' channels, and reports at most MAX_LINKS.
+MAX_LINK_CANDIDATES = 1000
+MAX_LINKS = 200
+MAX_POOL_SEEDS = 10  # first-pass links pooled with the call for the second pass
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ class Link:
 
 def links_from_neighbours(
     neighbours: Sequence[Neighbour],
-    metas: dict[str, AttemptMeta],
+    metas: Mapping[str, AttemptMeta],
     own_ref: str,
     own_channel: str | None,
     scale: FraudScale,
@@ -69,12 +80,18 @@ def links_from_neighbours(
 ) -> list[Link]:
     """The neighbours of an attempt that claimed *another* identity and score at least
     `threshold_llr`, best first. Calls on the same identity are the customer's own history."""
+    others = [
+        (n, meta)
+        for n in neighbours
+        if (meta := metas.get(n.key)) is not None and n.key != exclude and meta.speaker_ref != own_ref
+    ]
+    if not others:
+        return []
+    # One vector operation for the candidates' LLRs (each pair on its own channels' scale).
+    llrs = scale.llrs([n.score for n, _ in others], own_channel, [meta.channel for _, meta in others])
     links = []
-    for n in neighbours:
-        meta = metas.get(n.key)
-        if meta is None or n.key == exclude or meta.speaker_ref == own_ref:
-            continue
-        llr = float(scale.llr(n.score, own_channel, meta.channel))
+    for (n, meta), value in zip(others, llrs, strict=True):
+        llr = float(value)
         if llr >= threshold_llr:
             links.append(
                 Link(
@@ -99,6 +116,53 @@ def merge_links(first: list[Link], second: list[Link]) -> list[Link]:
     merged = first + [link for link in second if link.verification_id not in seen]
     merged.sort(key=lambda link: (link.pooled, -link.llr, link.verification_id))
     return merged
+
+
+class AttemptSearch(Protocol):
+    """The retained attempts' vectors, searchable by cosine (`fraud.index.VectorIndex`)."""
+
+    def search(self, probes: npt.NDArray[np.floating], k: int) -> list[list[Neighbour]]: ...
+
+    def vectors(self, keys: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+
+def find_links(
+    vector: npt.NDArray[np.float32],
+    own_ref: str,
+    own_channel: str | None,
+    index: AttemptSearch,
+    metas: Mapping[str, AttemptMeta],
+    scale: FraudScale,
+    threshold_llr: float,
+    pooled_threshold_llr: float | None,
+    candidates: int,
+    exclude: str | None = None,
+) -> list[Link]:
+    """The retained attempts under other identities whose voice matches `vector`: the `candidates`
+    nearest by cosine scored on their pairs' channels at `threshold_llr`; then, unless
+    `pooled_threshold_llr` is None, a second pass with the call pooled with its best first-pass links
+    at that (stricter) bar. Best first, at most MAX_LINKS."""
+    first = links_from_neighbours(
+        index.search(vector, candidates)[0], metas, own_ref, own_channel, scale, threshold_llr, exclude
+    )
+    if not first or pooled_threshold_llr is None:
+        return first[:MAX_LINKS]
+    # Second pass: one short call is weak evidence of a voice; pooled with the calls it already
+    # links to (as flagged calls are pooled on the watchlist) it finds more of the same voice's
+    # calls. The stricter bar holds the false links of a pooled voice down (docs/fraud.md).
+    seeds = index.vectors([link.verification_id for link in first[:MAX_POOL_SEEDS]])
+    pooled = build_voiceprint(np.vstack([vector[None, :], seeds]))
+    second = links_from_neighbours(
+        index.search(pooled, candidates)[0],
+        metas,
+        own_ref,
+        own_channel,
+        scale,
+        pooled_threshold_llr,
+        exclude,
+        pooled=True,
+    )
+    return merge_links(first, second)[:MAX_LINKS]
 
 
 def identities_within(links: Sequence[Link], own_ref: str, at: datetime, days: float) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 from voiceid.fraud.histogram import Threshold
 from voiceid.statuses import ReviewKind
 from voiceid.verify.decision import Reason
+from voiceid.verify.policy import Scale
 
 REASON_TEXT: dict[str, str] = {
     Reason.SCORE_ABOVE_ACCEPT_THRESHOLD: "Score at or above the accept threshold: the voice matches the voiceprint.",
@@ -74,14 +75,23 @@ def quality_rows(quality: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
+def scale_name(threshold_scale: str | None, norm: str | None) -> str:
+    """What a score decided on `threshold_scale` is called on the review desk (charts, tables, detail):
+    the calibrated LLR, or the score the thresholds were pinned on (raw or normalised cosine)."""
+    if threshold_scale == Scale.LLR:
+        return "calibrated LLR"
+    return "raw cosine" if (norm or "none") == "none" else f"{norm}-normalised score"
+
+
 @dataclass(frozen=True)
 class ScoredRow:
     channel: str | None
     decision: str
-    score: float
+    score: float  # on the scale its thresholds are on (the LLR where threshold_scale is "llr")
     accept: float
     reject: float
     norm: str | None
+    threshold_scale: str | None = None
 
 
 @dataclass
@@ -91,11 +101,12 @@ class ChannelChart:
     scores: dict[str, list[float]] = field(default_factory=dict)
     thresholds: tuple[Threshold, ...] = ()
     other_thresholds: int = 0  # calls decided with another pair (poor audio: stricter thresholds)
+    threshold_scale: str | None = None
 
     @property
     def scale_label(self) -> str:
-        norm = "raw cosine" if self.norm == "none" else f"{self.norm}-normalised score"
-        return f"{norm} ({self.channel} channel), the scale its thresholds apply to"
+        scale = scale_name(self.threshold_scale, self.norm)
+        return f"{scale} ({self.channel} channel), the scale its thresholds apply to"
 
 
 def charts_by_channel(rows: Iterable[ScoredRow]) -> list[ChannelChart]:
@@ -110,7 +121,8 @@ def charts_by_channel(rows: Iterable[ScoredRow]) -> list[ChannelChart]:
         members = grouped[channel]
         pair, _ = Counter((r.accept, r.reject) for r in members).most_common(1)[0]
         norm, _ = Counter(r.norm or "none" for r in members).most_common(1)[0]
-        chart = ChannelChart(channel, norm)
+        scale, _ = Counter(r.threshold_scale for r in members).most_common(1)[0]
+        chart = ChannelChart(channel, norm, threshold_scale=scale)
         for r in members:
             chart.scores.setdefault(r.decision, []).append(r.score)
         chart.thresholds = (Threshold("reject", pair[1]), Threshold("accept", pair[0]))

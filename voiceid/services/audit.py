@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     WATCHLIST_DELETED = "WATCHLIST_DELETED"
     REVIEW_RESOLVED = "REVIEW_RESOLVED"
     SCORE_LOG_EXPORTED = "SCORE_LOG_EXPORTED"
+    VOICEPRINT_ADAPTED = "VOICEPRINT_ADAPTED"  # an accepted call joined its voiceprint (services/adaptation.py)
+    ADAPTATION_REVERTED = "ADAPTATION_REVERTED"  # calls removed from it (an analyst, retention), voiceprint rebuilt
 
 
 def set_actor(actor: str) -> None:

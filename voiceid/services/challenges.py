@@ -21,7 +21,6 @@ from voiceid.challenge.policy import (
     ChallengeKind,
     ChallengePolicy,
     ChallengeStatus,
-    apply_challenge,
     at_risk,
     new_challenge_id,
     new_digits,
@@ -31,12 +30,12 @@ from voiceid.challenge.policy import (
 from voiceid.challenge.recogniser import DigitRecogniser, Recognition
 from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.decision import ChallengeEvidence
 from voiceid.services.serving import ServingContext
 from voiceid.services.views import validate_speaker_id
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Challenge, Speaker
-from voiceid.verify.decision import Outcome
 
 
 @dataclass(frozen=True)
@@ -145,19 +144,18 @@ class Challenges:
         decoded = decode_audio(data, content_type, limits)
         return self.recogniser.recognise(decoded.samples, decoded.sample_rate, prompt)
 
-    def step(
+    def check(
         self,
         session: Session,
         speaker: Speaker,
         utterance: EmbeddedUtterance,
-        outcome: Outcome,
         linked: bool,
         challenge_id: str | None,
         heard: Recognition | None,
         now: datetime,
-    ) -> tuple[Outcome, ChallengeCheck | None]:
-        """The challenge step of the decision (after replay, before links): settle the call's
-        challenge, or ask for one when the policy wants it and none was sent."""
+    ) -> ChallengeEvidence:
+        """The challenge evidence of a call being decided: its challenge settled (consumed), or,
+        without one, whether the on-risk policy finds the call risky (`services.decision` applies it)."""
         check = None if challenge_id is None else self.settle(session, speaker, challenge_id, heard, now)
         risky = False
         if check is None and self.policy is ChallengePolicy.ON_RISK:
@@ -165,7 +163,7 @@ class Challenges:
             cm_score = None if utterance.pad is None else utterance.pad.cm_score
             cm_threshold = None if thresholds is None else thresholds.threshold(utterance.quality.channel)
             risky = at_risk(cm_score, cm_threshold, self.ctx.settings.challenge_cm_band, linked)
-        return apply_challenge(outcome, check, self.policy, risky), check
+        return ChallengeEvidence(check, self.policy, risky)
 
     @staticmethod
     def link(session: Session, check: ChallengeCheck | None, verification_id: str) -> None:

@@ -49,6 +49,8 @@ def check_shared_configuration(settings: Settings) -> None:
             ErrorCode.CONFIGURATION_ERROR,
             f"with PostgreSQL every replica must share its secrets: set {' and '.join(missing)} "
             "(a per-host key file would make one replica unable to read what another wrote)",
+            hint="give every replica the same values: VOICEID_ENCRYPTION_KEY 32 random bytes in url-safe base64, "
+            "VOICEID_SESSION_SECRET 32 or more random characters, VOICEID_KEYSTORE_URL a database all replicas reach",
         )
     if settings.session_secret is not None and len(settings.session_secret.get_secret_value()) < 32:
         raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, "VOICEID_SESSION_SECRET must be at least 32 characters")
@@ -70,7 +72,13 @@ class AppContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         check_shared_configuration(settings)
-        return cls(settings, Database(settings.sqlalchemy_url), cipher_from_settings(settings))
+        db = Database(settings.sqlalchemy_url)
+        cipher = cipher_from_settings(settings)
+        # Every process that can erase (the worker's voiceprint expiry and purges included) destroys
+        # the data key inside the erasing transaction; a context without this would leave erased
+        # owners' keys behind, and their ciphertext readable.
+        cipher.bind(db.sessions)
+        return cls(settings, db, cipher)
 
     def close(self) -> None:
         self.db.dispose()

@@ -18,6 +18,7 @@ from voiceid.engine import EmbeddedUtterance
 from voiceid.enrolment.session import progress
 from voiceid.enrolment.views import phone_voiceprint
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.adaptation import Adaptation
 from voiceid.services.cohort import follow_enrolment
 from voiceid.services.serving import ServingContext
 from voiceid.services.speakers import Speakers
@@ -53,6 +54,7 @@ class Enrolment:
         self.speakers = speakers
         # this process's cohort cache looks again at once (other replicas within their poll interval)
         self.on_cohort_change = on_cohort_change
+        self.adaptation = Adaptation(ctx)
 
     def cohort_follows(self, session: Session, model_version: str) -> None:
         """A small population's cohort takes the new voiceprint at once (population.follow_enrolment)."""
@@ -66,7 +68,7 @@ class Enrolment:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             check_consented(self.speakers.load(session, speaker_id))
-        utterance = ctx.embed(data, content_type)
+        utterance = ctx.analyse(data, content_type)
         view = self._phone_view(data, content_type, utterance)
         with ctx.db.transaction() as session:
             # Re-read under lock: the speaker may have opted out or been deleted during inference.
@@ -101,6 +103,8 @@ class Enrolment:
                 repo.set_voiceprint(session, ctx.cipher, speaker, state.voiceprint, version)
                 phone = phone_voiceprint(repo.enrolment_channel_samples(session, ctx.cipher, speaker, version))
                 repo.set_phone_voiceprint(session, ctx.cipher, speaker, phone, version)
+                # Adapted voiceprints are anchored to the enrolment ones: rebuilt on the new anchor.
+                self.adaptation.rebuild_all(session, speaker)
                 speaker.voiceprint_used_at = ctx.now()  # the retention clock starts (services/retention.py)
                 held = ctx.fraud.check_duplicates(session, speaker, state.voiceprint, version, fraud)
                 held_by_cm = fraud.refusal is None and ctx.pad.hold_doubtful(session, speaker, cm) is not None

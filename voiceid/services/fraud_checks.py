@@ -22,7 +22,7 @@ from voiceid.config import Settings
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.duplicates import DuplicateMatch, find_duplicates
 from voiceid.fraud.index import VectorIndex
-from voiceid.fraud.links import AttemptMeta, Link, alert_identities, links_from_neighbours, merge_links
+from voiceid.fraud.links import MAX_LINK_CANDIDATES, AttemptMeta, Link, alert_identities, find_links
 from voiceid.fraud.scale import load_fraud_scale
 from voiceid.fraud.watchlist import WatchlistHit, screen
 from voiceid.services.index_caches import VoiceprintCache, WatchlistCache
@@ -32,17 +32,10 @@ from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import DecryptionError
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
-from voiceid.verify.scoring import build_voiceprint
 
 FloatArray = npt.NDArray[np.float32]
 EMBEDDING_DIM = 192
 SYNC_BATCH = 500  # ids per IN (...) query when syncing caches
-
-# A linked-calls search ranks this many nearest attempts by cosine before scoring them on the
-# pairs' channels, and reports at most MAX_LINKS.
-MAX_LINK_CANDIDATES = 1000
-MAX_LINKS = 200
-MAX_POOL_SEEDS = 10  # first-pass links pooled with the call for the second pass
 
 
 class AttemptIndex:
@@ -218,29 +211,19 @@ class FraudChecks:
         index, metas = self.attempts.current(session, model_version, self.clock())
         if len(index) == 0:
             return []
-        k = min(len(index), MAX_LINK_CANDIDATES)
         s = self.settings
-        first = links_from_neighbours(
-            index.search(vector, k)[0], metas, speaker_ref, channel, self.scale, s.link_llr_threshold, exclude
-        )
-        if not first or s.link_pooled_llr_threshold is None:
-            return first[:MAX_LINKS]
-        # Second pass: one short call is weak evidence of a voice; pooled with the calls it already
-        # links to (as flagged calls are pooled on the watchlist) it finds more of the same voice's
-        # calls. The stricter bar holds the false links of a pooled voice down (docs/fraud.md).
-        seeds = index.vectors([link.verification_id for link in first[:MAX_POOL_SEEDS]])
-        pooled = build_voiceprint(np.vstack([vector[None, :], seeds]))
-        second = links_from_neighbours(
-            index.search(pooled, k)[0],
-            metas,
+        return find_links(
+            vector,
             speaker_ref,
             channel,
+            index,
+            metas,
             self.scale,
+            s.link_llr_threshold,
             s.link_pooled_llr_threshold,
+            min(len(index), MAX_LINK_CANDIDATES),
             exclude,
-            pooled=True,
         )
-        return merge_links(first, second)[:MAX_LINKS]
 
     def check_links(
         self, session: Session, vector: FloatArray, channel: str | None, speaker_ref: str, model_version: str

@@ -12,21 +12,21 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import Link, identities_within
+from voiceid.fraud.watchlist import pool_voice
 from voiceid.services import audit
+from voiceid.services.adaptation import Adaptation, Reverted
 from voiceid.services.audit import AuditAction
 from voiceid.services.retention import purge_attempts  # the worker's job: one implementation
 from voiceid.services.serving import ServingContext
 from voiceid.services.views import VerificationView
 from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
-from voiceid.storage import fraud_repo
+from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.models import ReviewItem, WatchlistEntry
-from voiceid.verify.scoring import build_voiceprint
+from voiceid.storage.models import AttemptEmbedding, ReviewItem, Verification, WatchlistEntry
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -129,24 +129,28 @@ def _text(label: str, note: str | None) -> tuple[str, str | None]:
     return label, note
 
 
-def pool_voice(vectors: FloatArray) -> FloatArray:
-    """One watchlist voice from several flagged calls: the normalised mean of the normalised
-    embeddings, as a voiceprint is built from enrolment utterances (averaging cancels the
-    call-to-call variation that made single calls of one person score 0.42-0.76 together)."""
-    return build_voiceprint(vectors)
+def _verification(session: Session, verification_id: str) -> Verification:
+    row = repo.get_verification(session, verification_id)
+    if row is None:
+        raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+    return row
 
 
-def _entry_of_verification(session: Session, verification_id: str) -> WatchlistEntry | None:
-    sample = fraud_repo.sample_for_verification(session, verification_id)
-    if sample is not None:
-        return fraud_repo.get_watchlist_entry(session, sample.entry_id)
-    # Entries flagged before pooling existed carry the verification id on the entry itself.
-    return session.scalars(select(WatchlistEntry).where(WatchlistEntry.verification_id == verification_id)).first()
+def _kept_embedding(session: Session, verification_id: str, now: datetime) -> AttemptEmbedding:
+    """The attempt's kept embedding, or EMBEDDING_NOT_AVAILABLE (what flagging and linking need)."""
+    kept = fraud_repo.get_attempt_embedding(session, verification_id, now)
+    if kept is None:
+        raise VoiceIdError(
+            ErrorCode.EMBEDDING_NOT_AVAILABLE,
+            "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
+        )
+    return kept
 
 
 class FraudDesk:
     def __init__(self, ctx: ServingContext) -> None:
         self.ctx = ctx
+        self.adaptation = Adaptation(ctx)
 
     # --- watchlist -------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class FraudDesk:
         ctx = self.ctx
         with ctx.db.transaction() as session:
             if verification_id is not None:
-                existing = _entry_of_verification(session, verification_id)
+                existing = fraud_repo.entry_of_verification(session, verification_id)
                 if existing is not None:
                     return WatchlistEntryView.from_row(existing, created=False)
             now = ctx.now()
@@ -261,20 +265,15 @@ class FraudDesk:
         label, note = _text(label, note)
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            verification = repo.get_verification(session, verification_id)
-            if verification is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            existing = _entry_of_verification(session, verification_id)
+            verification = _verification(session, verification_id)
+            existing = fraud_repo.entry_of_verification(session, verification_id)
             if existing is not None:
                 return WatchlistEntryView.from_row(existing, created=False)
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
-            if kept is None:
-                raise VoiceIdError(
-                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
-                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
-                )
+            kept = _kept_embedding(session, verification_id, ctx.now())
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
+            # A call flagged as fraud never stays in a voiceprint: taken out, the voiceprint rebuilt without it.
+            self.adaptation.revert(session, adaptation_repo.calls_of(session, [verification_id]), "flagged")
         return self._add(
             vector,
             model_version,
@@ -299,7 +298,7 @@ class FraudDesk:
     ) -> WatchlistEntryView:
         """A fraud voice known from elsewhere (a recorded call): same decoder, gates and model as a call."""
         label, note = _text(label, note)
-        utterance = self.ctx.embed(data, content_type)
+        utterance = self.ctx.analyse(data, content_type)
         return self._add(
             utterance.vector,
             utterance.model_version,
@@ -329,14 +328,22 @@ class FraudDesk:
         ctx.fraud.watchlist.removed(entry_id, generation)
         ctx.db.flush_erased()
 
+    # --- adaptation ------------------------------------------------------------------------
+
+    def unadapt(self, verification_id: str) -> Reverted:
+        """Take one accepted call out of the voiceprint it adapted; the voiceprint is rebuilt without it."""
+        return self.adaptation.revert_verification(verification_id)
+
+    def revert_adaptation(self, speaker_id: str) -> Reverted:
+        """Take every call out of a speaker's adapted voiceprints: scored against the enrolment ones again."""
+        return self.adaptation.revert_speaker(speaker_id)
+
     # --- attempts and retention ---------------------------------------------------------------
 
     def attempt(self, verification_id: str) -> AttemptDetail:
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            row = repo.get_verification(session, verification_id)
-            if row is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            row = _verification(session, verification_id)
             kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
             entries = [
                 WatchlistEntryView.from_row(e)
@@ -422,15 +429,8 @@ class FraudDesk:
         """The other retained attempts whose voice matches this one under other identities."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
-            row = repo.get_verification(session, verification_id)
-            if row is None:
-                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
-            kept = fraud_repo.get_attempt_embedding(session, verification_id, ctx.now())
-            if kept is None:
-                raise VoiceIdError(
-                    ErrorCode.EMBEDDING_NOT_AVAILABLE,
-                    "this attempt's embedding is not kept (not scored, past retention, or the speaker was erased)",
-                )
+            row = _verification(session, verification_id)
+            kept = _kept_embedding(session, verification_id, ctx.now())
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             found = ctx.fraud.links(
                 session, vector, row.channel, row.speaker_ref, kept.model_version, exclude=verification_id

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from voiceid.antispoof import fingerprint as fp
-from voiceid.antispoof.policy import PadAction, PadThresholds, apply_pad_flag, enrolment_doubt, load_thresholds
+from voiceid.antispoof.policy import PadAction, PadThresholds, enrolment_doubt, load_thresholds
 from voiceid.antispoof.stage import PadEvidence
 from voiceid.config import Settings
 from voiceid.engine import EmbeddedUtterance
@@ -32,7 +32,7 @@ from voiceid.storage import fingerprint_repo, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.keys import Vault
 from voiceid.storage.models import Speaker
-from voiceid.verify.decision import Outcome, Reason
+from voiceid.verify.decision import Reason
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,11 @@ class EnrolmentCm:
 
 
 @dataclass(frozen=True)
-class PadVerdict:
-    outcome: Outcome
+class PadFindings:
+    """What the presentation-attack checks found on a call; `services.decision.compose` applies it."""
+
+    spoof_suspected: bool = False  # countermeasure score below the channel's threshold
+    replay_suspected: bool = False  # fingerprint matches audio already heard for this speaker
     log_fields: dict[str, Any] = field(default_factory=dict)  # verifications columns (score log)
 
 
@@ -92,7 +95,6 @@ class PadChecks:
         self.settings = settings
         self.cipher = cipher
         self.clock = clock
-        self.action = PadAction(settings.cm_action)
         # Loaded once at start-up: a missing, malformed or mismatched file fails the service, not a call.
         self.thresholds: PadThresholds | None = None
         if settings.cm_enabled:
@@ -118,16 +120,20 @@ class PadChecks:
         score, _ = fp.best_match(evidence.fingerprint, [s for _, s in stored])
         return score
 
-    def screen(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance, outcome: Outcome) -> PadVerdict:
+    @property
+    def action(self) -> PadAction:
+        return PadAction(self.settings.cm_action)
+
+    def inspect(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> PadFindings:
+        """The countermeasure score against its channel's threshold and the probe's fingerprint
+        against the speaker's stored ones; the decision step itself is `services.decision`."""
         evidence = utterance.pad
         if evidence is None:
-            return PadVerdict(outcome)
+            return PadFindings()
         channel = utterance.quality.channel
         cm_flagged = self._cm_flagged(evidence, channel)
-        outcome = apply_pad_flag(outcome, cm_flagged, Reason.SPOOF_SUSPECTED, self.action)
         replay = self._replay_score(session, speaker, evidence)
         replayed = replay is not None and replay >= self.settings.replay_threshold
-        outcome = apply_pad_flag(outcome, replayed, Reason.REPLAY_SUSPECTED, self.action)
         check = None
         if self.thresholds is not None:
             if evidence.cm_skipped:
@@ -142,7 +148,7 @@ class PadChecks:
             "cm_threshold": None if self.thresholds is None else round(self.thresholds.threshold(channel), 4),
             "cm_check": check,
         }
-        return PadVerdict(outcome, fields)
+        return PadFindings(cm_flagged, replayed, fields)
 
     def keep_attempt(
         self, session: Session, speaker: Speaker, verification_id: str, utterance: EmbeddedUtterance

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from voiceid.services import audit
+from voiceid.services.adaptation import Adaptation
 from voiceid.services.audit import AuditAction
 from voiceid.services.context import AppContext
 from voiceid.statuses import SpeakerStatus
@@ -64,10 +65,12 @@ def expire_unused_voiceprints(db: Database, now: datetime, retention_days: float
 
 
 def purge_attempts(ctx: AppContext) -> int:
-    """Delete attempt embeddings past their retention: the worker's `retention-purge` job, `voiceid purge`
-    and the fraud desk's purge all run this one."""
+    """Delete attempt embeddings (and calls kept to adapt voiceprints) past their retention: the worker's
+    `retention-purge` job, `voiceid purge` and the fraud desk's purge all run this one."""
     with ctx.db.transaction() as session:
         removed = fraud_repo.purge_expired_attempts(session, ctx.clock())
+    # The calls kept to adapt voiceprints expire alike; each voiceprint is rebuilt without them.
+    removed += Adaptation(ctx).purge_expired()
     if removed:
         ctx.db.flush_erased()
     return removed

@@ -7,10 +7,8 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, select
-
 from voiceid.services.context import AppContext
-from voiceid.storage.models import ApiKey, ReviewSessionRow
+from voiceid.storage import fraud_repo
 
 
 def _hash(session_id: str) -> str:
@@ -25,16 +23,9 @@ class ReviewSessions:
         """A new session id for `key_id` (to put in the signed cookie); expired rows are swept."""
         session_id = secrets.token_urlsafe(32)
         now = self.ctx.now()
+        expires_at = now + timedelta(seconds=self.ctx.settings.review_session_max_age_s)
         with self.ctx.db.transaction() as session:
-            session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.expires_at <= now))
-            session.add(
-                ReviewSessionRow(
-                    id_hash=_hash(session_id),
-                    key_id=key_id,
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=self.ctx.settings.review_session_max_age_s),
-                )
-            )
+            fraud_repo.add_review_session(session, _hash(session_id), key_id, now, expires_at)
         return session_id
 
     def is_live(self, session_id: str, key_id: str) -> bool:
@@ -42,11 +33,7 @@ class ReviewSessions:
         still usable: a session ends with its key's revocation or expiry, not only at its own."""
         now = self.ctx.now()
         with self.ctx.db.transaction() as session:
-            found = session.execute(
-                select(ReviewSessionRow, ApiKey)
-                .join(ApiKey, ApiKey.id == ReviewSessionRow.key_id)
-                .where(ReviewSessionRow.id_hash == _hash(session_id))
-            ).first()
+            found = fraud_repo.review_session_and_key(session, _hash(session_id))
             if found is None:
                 return False
             row, key = found
@@ -59,4 +46,4 @@ class ReviewSessions:
 
     def close(self, session_id: str) -> None:
         with self.ctx.db.transaction() as session:
-            session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.id_hash == _hash(session_id)))
+            fraud_repo.delete_review_session(session, _hash(session_id))

@@ -9,7 +9,7 @@ services the adapters call:
 - `desk`: the fraud analyst's watchlist, review queue and linked calls (services/fraud_desk.py).
 
 The telephony adapter's call registry is built by the adapters from `ctx` and `speakers`
-(telephony_adapter/calls.py), so that nothing here points up at an adapter.
+(telephony_adapter/call_registry.py), so that nothing here points up at an adapter.
 
 The HTTP API, the CLI and the telephony streams go through these; none talks to the engine or the
 database on its own.
@@ -83,6 +83,7 @@ class VoiceIdService:
         self.enrolment = Enrolment(self.ctx, self.speakers, on_cohort_change=cohort.invalidate)
         self.verifications = Verifications(self.ctx, self.speakers, self.scorer, self.policy, cohort)
         self.challenges = self.verifications.challenges  # spoken challenges (issue 22): issue, recognise, settle
+        self.adaptation = self.verifications.adaptation  # voiceprints adapted with accepted calls (issue 19)
         self.score_log = ScoreLog(db)
         self.keys = ApiKeys(db, lambda: self.clock(), settings.api_key_touch_interval_s)
         self.desk = FraudDesk(self.ctx)
@@ -157,9 +158,10 @@ class VoiceIdService:
         self.ctx.db.dispose()
         self.ctx.cipher.close()
 
-    def embed(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
-        """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full)."""
-        return self.ctx.embed(data, content_type)
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+        """Audio -> the call's evidence on the bounded inference pool (OVERLOADED when it is full).
+        `embed` means one thing in voiceid: speech -> vector (`models.embedder`); this is the whole analysis."""
+        return self.ctx.analyse(data, content_type)
 
     @property
     def cohort(self) -> CohortCache:

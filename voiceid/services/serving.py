@@ -29,14 +29,15 @@ class ServingContext(AppContext):
     def model_version(self) -> str:
         return self.engine.model_version
 
-    def embed(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
-        """Audio -> embedding on the bounded inference pool (OVERLOADED when it is full). `defer_cm`
+    def analyse(self, data: bytes, content_type: str | None, defer_cm: bool = False) -> EmbeddedUtterance:
+        """Audio -> the call's evidence (quality, embedding, countermeasure, fingerprint) on the bounded
+        inference pool (OVERLOADED when it is full). `defer_cm`
         leaves the countermeasure for `complete_cm` (only the product engine defers; others score it)."""
         started = self.now()
         if defer_cm and isinstance(self.engine, Engine):
-            utterance = self.pool.run(self.engine.embed_bytes, data, content_type, True)
+            utterance = self.pool.run(self.engine.analyse, data, content_type, True)
         else:
-            utterance = self.pool.run(self.engine.embed_bytes, data, content_type)
+            utterance = self.pool.run(self.engine.analyse, data, content_type)
         self.counters.on_inference((self.now() - started).total_seconds())
         return utterance
 

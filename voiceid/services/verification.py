@@ -8,6 +8,7 @@ held while the model runs; streams embed once and call `preview` for interims, `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -15,23 +16,36 @@ from sqlalchemy.orm import Session
 from voiceid.challenge.policy import ChallengeCheck
 from voiceid.challenge.recogniser import Recognition
 from voiceid.engine import EmbeddedUtterance
+from voiceid.enrolment.adaptation import CallFacts
 from voiceid.errors import ErrorCode, VoiceIdError
-from voiceid.fraud.links import mark_linked
 from voiceid.fraud.watchlist import WatchlistHit
+from voiceid.services.adaptation import Adaptation
 from voiceid.services.calibration import SelfCalibrationCache
 from voiceid.services.challenges import Challenges, check_challenge_id
 from voiceid.services.cohort import CohortCache
-from voiceid.services.pad_checks import PadVerdict
+from voiceid.services.decision import Evidence, VoiceEvidence, compose
+from voiceid.services.pad_checks import PadFindings
 from voiceid.services.serving import ServingContext
 from voiceid.services.speakers import Speakers, lock_state
 from voiceid.services.views import UNUSABLE_AUDIO, Preview, VerificationView
-from voiceid.statuses import SpeakerStatus
+from voiceid.statuses import AdaptationState, CmCheck, SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Speaker
 from voiceid.verify import lockout
-from voiceid.verify.decision import Decision, Outcome, Reason, abandon, apply_watchlist, decide
+from voiceid.verify.decision import Decision, Outcome, Reason
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A probe scored against its claimed voiceprint, with the checks that run on every scored call."""
+
+    result: ScoreResult
+    applied: AppliedThresholds
+    hits: list[WatchlistHit]
+    pad: PadFindings
+    evidence: Evidence  # what `compose` decides on (the challenge and links are added when deciding)
 
 
 class Verifications:
@@ -44,6 +58,7 @@ class Verifications:
         cohort: CohortCache,
         self_calibration: SelfCalibrationCache | None = None,
         challenges: Challenges | None = None,
+        adaptation: Adaptation | None = None,
     ) -> None:
         self.ctx = ctx
         self.speakers = speakers
@@ -52,6 +67,7 @@ class Verifications:
         self.cohort = cohort
         self.self_calibration = self_calibration or SelfCalibrationCache(ctx.settings.change_poll_s)
         self.challenges = challenges or Challenges(ctx)
+        self.adaptation = adaptation or Adaptation(ctx)
 
     def verify(
         self,
@@ -67,7 +83,7 @@ class Verifications:
         if early is not None:
             return early
         try:
-            utterance = self.ctx.embed(data, content_type, defer_cm=True)
+            utterance = self.ctx.analyse(data, content_type, defer_cm=True)
         except VoiceIdError as exc:
             if exc.code in UNUSABLE_AUDIO:
                 self.count_unusable_attempt(speaker_id)
@@ -124,16 +140,15 @@ class Verifications:
             early = self._without_audio(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            result, applied, outcome, hits, pad = self._score(session, speaker, utterance)
+            scored = self._gather(session, speaker, utterance)
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
-            outcome, challenge = self.challenges.step(
-                session, speaker, utterance, outcome, bool(linked.alert_identities), challenge_id, heard, now
-            )
-            outcome = mark_linked(outcome, bool(linked.alert_identities))
-            if abandoned:
-                outcome = abandon(outcome)
+            alert = bool(linked.alert_identities)
+            challenge_evidence = self.challenges.check(session, speaker, utterance, alert, challenge_id, heard, now)
+            challenge = challenge_evidence.check
+            evidence = replace(scored.evidence, challenge=challenge_evidence, linked=alert, abandoned=abandoned)
+            outcome = compose(evidence).outcome
             failed_challenge = challenge is not None and challenge.failed
             state = lockout.after_attempt(
                 lock_state(speaker),
@@ -151,11 +166,11 @@ class Verifications:
                 outcome,
                 api_key_id,
                 now,
-                result=result,
+                result=scored.result,
                 utterance=utterance,
-                applied=applied,
-                watchlist_hits=hits,
-                pad=pad,
+                applied=scored.applied,
+                watchlist_hits=scored.hits,
+                pad=scored.pad,
                 challenge=challenge,
             )
             self.challenges.link(session, challenge, view.verification_id)
@@ -164,6 +179,19 @@ class Verifications:
             )
             ctx.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
             ctx.pad.keep_attempt(session, speaker, view.verification_id, utterance)
+            # After the decision is taken and logged: adaptation only ever affects later calls.
+            if outcome.decision is Decision.ACCEPT:
+                adapted = self.adaptation.adapt(
+                    session,
+                    speaker,
+                    view.verification_id,
+                    utterance.vector,
+                    utterance.quality.channel,
+                    utterance.model_version,
+                    self._facts(outcome, scored, alert, challenge, utterance),
+                )
+                if adapted.refusal is None:
+                    view = replace(view, adaptation=AdaptationState.ADAPTED.value)
             return view
 
     def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
@@ -174,8 +202,8 @@ class Verifications:
             early = self._without_audio(speaker, self.ctx.now())
             if early is not None:
                 return Preview(None, early)
-            result, _, outcome, _, _ = self._score(session, speaker, utterance)
-            return Preview(result.score, outcome)
+            scored = self._gather(session, speaker, utterance)
+            return Preview(scored.result.score, compose(scored.evidence).outcome)
 
     def count_unusable_attempt(self, speaker_id: str) -> None:
         """An attempt refused for too little or no speech still counts toward lockout (weighted):
@@ -222,6 +250,25 @@ class Verifications:
             return Outcome(Decision.NOT_ENROLLED, (Reason.MODEL_VERSION_MISMATCH,))
         return None
 
+    @staticmethod
+    def _facts(
+        outcome: Outcome, scored: Scored, linked: bool, challenge: ChallengeCheck | None, utterance: EmbeddedUtterance
+    ) -> CallFacts:
+        """What the adaptation guards read of a decided call (enrolment/adaptation.py)."""
+        applied = scored.applied
+        cm_check = scored.pad.log_fields.get("cm_check")
+        return CallFacts(
+            decision=outcome.decision,
+            llr=scored.result.llr,
+            accept_threshold=applied.thresholds.accept if applied.scale is Scale.LLR else None,
+            cm_check=None if cm_check is None else CmCheck(cm_check),
+            replay_suspected=scored.pad.replay_suspected,
+            watchlist_hit=bool(scored.hits),
+            linked=linked,
+            challenge_failed=challenge is not None and challenge.failed,
+            net_speech_s=utterance.quality.net_speech_s,
+        )
+
     def _check_rate(self, session: Session, speaker: Speaker, now: datetime) -> None:
         settings = self.ctx.settings
         since = now - timedelta(seconds=settings.attempt_rate_window_s)
@@ -234,15 +281,17 @@ class Verifications:
                 retry_after_s=int(settings.attempt_rate_window_s),
             )
 
-    def _score(
-        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance
-    ) -> tuple[ScoreResult, AppliedThresholds, Outcome, list[WatchlistHit], PadVerdict]:
-        """The one place a probe becomes a score and an outcome (final decisions and stream previews),
-        watchlist screen and presentation-attack checks included."""
+    def _gather(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> Scored:
+        """The evidence every decision and stream interim needs, each piece from its own service:
+        the calibrated voice score, the watchlist screen and the presentation-attack checks. The
+        decision itself is composed from it in one place, `services.decision.compose`."""
         ctx = self.ctx
         quality = utterance.quality
         # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
-        voiceprint = repo.voiceprint_for_channel(ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view)
+        # With adaptation on, the voiceprint adapted with that channel's accepted calls (services/adaptation.py).
+        voiceprint = repo.voiceprint_for_channel(
+            ctx.cipher, speaker, quality.channel, ctx.settings.enrol_phone_view, adapted=ctx.settings.adaptation
+        )
         if voiceprint is None:  # _without_audio guarantees a voiceprint; this keeps the types honest
             raise VoiceIdError(ErrorCode.INTERNAL_ERROR, "voiceprint vanished")
         population, correction = None, None
@@ -264,11 +313,17 @@ class Verifications:
         )
         applied = self.policy.thresholds(quality.channel, result.calibration_id)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
-        outcome = decide(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s)
-        hits = ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel)
-        outcome = apply_watchlist(outcome, bool(hits), ctx.fraud.watchlist_forces_reject)
-        pad = ctx.pad.screen(session, speaker, utterance, outcome)
-        return result, applied, pad.outcome, list(hits), pad
+        hits = list(ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel))
+        pad = ctx.pad.inspect(session, speaker, utterance)
+        evidence = Evidence(
+            VoiceEvidence(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s),
+            watchlist_hit=bool(hits),
+            watchlist_forces_reject=ctx.fraud.watchlist_forces_reject,
+            spoof_suspected=pad.spoof_suspected,
+            replay_suspected=pad.replay_suspected,
+            pad_action=ctx.pad.action,
+        )
+        return Scored(result, applied, hits, pad, evidence)
 
     def _log(
         self,
@@ -281,7 +336,7 @@ class Verifications:
         utterance: EmbeddedUtterance | None = None,
         applied: AppliedThresholds | None = None,
         watchlist_hits: Sequence[WatchlistHit] = (),
-        pad: PadVerdict | None = None,
+        pad: PadFindings | None = None,
         challenge: ChallengeCheck | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was

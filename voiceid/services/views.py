@@ -14,9 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.fraud.views import scale_name
 from voiceid.statuses import ReviewKind, SpeakerStatus
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Outcome
+from voiceid.verify.policy import Scale
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Refusals that mean the caller sent no usable speech: they count toward lockout (weighted).
@@ -98,6 +100,19 @@ class VerificationView:
     cm_check: str | None = None  # CmCheck: FLAGGED | PASSED | SKIPPED; None when the CM is off
 
     @property
+    def decided_score(self) -> float | None:
+        """The value its thresholds were applied to: the calibrated LLR where they are on the LLR
+        scale, else the score (raw cosine thresholds). None where nothing was scored."""
+        return self.llr if self.threshold_scale == Scale.LLR else self.score
+
+    @property
+    def decided_scale(self) -> str | None:
+        """The name of `decided_score`'s scale, as the review desk labels it."""
+        if self.threshold_scale is None:
+            return None
+        return scale_name(self.threshold_scale, self.norm)
+
+    @property
     def cm_flagged(self) -> bool | None:
         return None if self.cm_check in (None, "SKIPPED") else self.cm_check == "FLAGGED"
 
@@ -106,6 +121,7 @@ class VerificationView:
     challenge_prompt: str | None = None
     challenge_heard: str | None = None
     challenge_score: float | None = None
+    adaptation: str | None = None  # AdaptationState: ADAPTED | REVERTED; None: the call adapted nothing
 
     @property
     def challenge(self) -> ChallengeResult | None:
@@ -144,6 +160,7 @@ class VerificationView:
             challenge_prompt=row.challenge_prompt,
             challenge_heard=row.challenge_heard,
             challenge_score=row.challenge_score,
+            adaptation=None if row.adaptation is None else str(row.adaptation),
         )
 
 

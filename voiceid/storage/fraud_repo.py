@@ -16,10 +16,12 @@ from voiceid.statuses import ReviewKind, ReviewStatus
 from voiceid.storage.crypto import DecryptionError, associated_data
 from voiceid.storage.keys import Vault, mark_for_shredding, speaker_owner, watchlist_owner
 from voiceid.storage.models import (
+    ApiKey,
     AttemptEmbedding,
     EnrolmentEmbedding,
     FraudGeneration,
     ReviewItem,
+    ReviewSessionRow,
     Speaker,
     Verification,
     WatchlistEntry,
@@ -341,3 +343,35 @@ def attempt_rows(session: Session, verification_ids: Sequence[str]) -> Sequence[
     return session.scalars(
         select(AttemptEmbedding).where(AttemptEmbedding.verification_id.in_(list(verification_ids)))
     ).all()
+
+
+def entry_of_verification(session: Session, verification_id: str) -> WatchlistEntry | None:
+    """The watchlist entry an attempt was flagged into, if any."""
+    sample = sample_for_verification(session, verification_id)
+    if sample is not None:
+        return get_watchlist_entry(session, sample.entry_id)
+    # Entries flagged before pooling existed carry the verification id on the entry itself.
+    return session.scalars(select(WatchlistEntry).where(WatchlistEntry.verification_id == verification_id)).first()
+
+
+# --- review desk sessions (ReviewSessionRow; services/review_sessions.py) ---------------------------
+
+
+def add_review_session(session: Session, id_hash: str, key_id: str, now: datetime, expires_at: datetime) -> None:
+    """A new desk session; sessions already expired are swept first."""
+    session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.expires_at <= now))
+    session.add(ReviewSessionRow(id_hash=id_hash, key_id=key_id, created_at=now, expires_at=expires_at))
+
+
+def review_session_and_key(session: Session, id_hash: str) -> tuple[ReviewSessionRow, ApiKey] | None:
+    """The desk session and the API key it was opened with (None: no such session, or no such key)."""
+    found = session.execute(
+        select(ReviewSessionRow, ApiKey)
+        .join(ApiKey, ApiKey.id == ReviewSessionRow.key_id)
+        .where(ReviewSessionRow.id_hash == id_hash)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+def delete_review_session(session: Session, id_hash: str) -> None:
+    session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.id_hash == id_hash))

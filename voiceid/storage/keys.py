@@ -62,6 +62,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceid.config import Settings
+from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.storage.crypto import (
     KEY_BYTES,
     KEY_FILE_NAME,
@@ -354,6 +355,7 @@ class Vault:
         self._cache_s = cache_s
         self._cache: OrderedDict[str, tuple[AESGCM, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._bound: set[int] = set()  # id() of the session factories `bind` already listens on
 
     # -- keys
 
@@ -462,7 +464,10 @@ class Vault:
 
     def bind(self, sessions: sessionmaker[Session]) -> None:
         """Destroy the keys marked with `mark_for_shredding` inside each transaction of `sessions`,
-        just before its COMMIT."""
+        just before its COMMIT. Idempotent: binding one factory twice shreds once."""
+        if id(sessions) in self._bound:
+            return
+        self._bound.add(id(sessions))
 
         @event.listens_for(sessions, "before_commit")
         def _shred_marked(session: Session) -> None:
@@ -493,17 +498,38 @@ def parse_key_list(text: str | None) -> tuple[MasterKey, ...]:
     return tuple(MasterKey(decode_key(part)) for part in text.split(",") if part.strip())
 
 
+# How to make a key, for the error that names a malformed one.
+KEY_HINT = (
+    "set it to 32 random bytes in url-safe base64, e.g. the output of "
+    '`python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`, '
+    "or unset VOICEID_ENCRYPTION_KEY to use the key file in the data dir"
+)
+
+
+@contextmanager
+def _key_named(source: str, hint: str = KEY_HINT) -> Iterator[None]:
+    """A malformed master key as a configuration error naming where it came from (never its value)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"{source}: {exc}", hint=hint) from exc
+
+
 def load_master_keys(env_key: str | None, previous: str | None, key_file: Path) -> MasterKeys:
     """From VOICEID_ENCRYPTION_KEY when set, else the key file (created on first use). A
     `<key file>.next` left by an interrupted file rotation also unwraps, so the service keeps
     working until `voiceid keys rotate-master` is run again and finishes."""
-    extra = list(parse_key_list(previous))
+    with _key_named("VOICEID_ENCRYPTION_PREVIOUS_KEYS"):
+        extra = list(parse_key_list(previous))
     if env_key is not None:
-        return MasterKeys(MasterKey(decode_key(env_key)), tuple(extra))
-    current = MasterKey(load_or_create_key_file(key_file))
+        with _key_named("VOICEID_ENCRYPTION_KEY"):
+            return MasterKeys(MasterKey(decode_key(env_key)), tuple(extra))
+    with _key_named(f"the key file {key_file}", "restore the key file from its backup"):
+        current = MasterKey(load_or_create_key_file(key_file))
     pending = Path(str(key_file) + NEXT_SUFFIX)
     if pending.exists():
-        extra.insert(0, MasterKey(decode_key(pending.read_text())))
+        with _key_named(f"the pending key file {pending}", "restore it, or remove it if no rotation was run"):
+            extra.insert(0, MasterKey(decode_key(pending.read_text())))
     return MasterKeys(current, tuple(extra))
 
 

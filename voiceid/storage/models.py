@@ -23,7 +23,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from voiceid.statuses import CallMode, CallStatus, CmCheck, DeliveryStatus, ReviewKind, ReviewStatus, SpeakerStatus
+from voiceid.statuses import (
+    AdaptationState,
+    CallMode,
+    CallStatus,
+    CmCheck,
+    DeliveryStatus,
+    ReviewKind,
+    ReviewStatus,
+    SpeakerStatus,
+)
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -108,6 +117,11 @@ class Speaker(Base):
     # 0019b: the voiceprint of the enrolment audio's G.711 view, scored against phone calls when the
     # enrolment came over a wideband line (sealed like `voiceprint`, same model version and key).
     phone_voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # 0024_adaptation: the voiceprints adapted with accepted calls (enrolment/adaptation.py), one per
+    # channel the calls came on; null until a call adapts it. Sealed like `voiceprint`; the enrolment
+    # voiceprints above stay as enrolled (the anchor every adapting call is held to).
+    adapted_voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # wideband calls
+    adapted_phone_voiceprint: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # phone calls
 
 
 class EnrolmentEmbedding(Base):
@@ -162,6 +176,8 @@ class Verification(Base):
     challenge_prompt: Mapped[str | None] = mapped_column(String(16), default=None)
     challenge_heard: Mapped[str | None] = mapped_column(String(64), default=None)
     challenge_score: Mapped[float | None] = mapped_column(Float, default=None)
+    # 0024_adaptation: ADAPTED when this call adapted the speaker's voiceprint, REVERTED once that was undone.
+    adaptation: Mapped[AdaptationState | None] = mapped_column(EnumText(AdaptationState, 16), default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
@@ -188,6 +204,22 @@ class Call(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The caller's number or SIP AOR (migration 0023): SIPREC scores that participant's stream.
     caller: Mapped[str | None] = mapped_column(String(256), default=None)
+
+
+class AdaptationCall(Base):
+    """One accepted call kept to adapt its speaker's voiceprint of its channel (enrolment/adaptation.py,
+    migration 0024_adaptation). Its embedding is sealed under the speaker's data key like the enrolment
+    embeddings and erased with them; it expires with the attempt embeddings, and an analyst may remove it
+    (a flagged call): the adapted voiceprint is then rebuilt from what remains."""
+
+    __tablename__ = "adaptation_calls"
+    verification_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(ForeignKey("speakers.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # --- fraud workspace (migration 0003_fraud) ------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,16 +14,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Select, String, and_, cast, delete, func, inspect, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, case, cast, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.enrolment.views import ChannelSample
 from voiceid.statuses import CmCheck, SpeakerStatus
+from voiceid.storage import adaptation_repo
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
 from voiceid.storage.models import ApiKey, EnrolmentEmbedding, Speaker, Verification, VoiceFingerprint
 from voiceid.verify.cohort import PHONE
+from voiceid.verify.policy import Scale
 
 KEY_PREFIX = "vid_"
 
@@ -229,11 +232,16 @@ def set_phone_voiceprint(
 
 
 def voiceprint_for_channel(
-    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True
+    vault: Vault, speaker: Speaker, channel: str, phone_view: bool = True, adapted: bool = False
 ) -> npt.NDArray[np.float32] | None:
-    """The voiceprint a call on `channel` is scored against: the phone-view voiceprint for a phone
-    call when the enrolment had one (wideband enrolment audio) and `phone_view` is on, else the
-    voiceprint."""
+    """The voiceprint a call on `channel` is scored against: with `adapted`, the voiceprint adapted
+    with that channel's accepted calls where one exists (enrolment/adaptation.py); else the phone-view
+    voiceprint for a phone call when the enrolment had one (wideband enrolment audio) and `phone_view`
+    is on, else the voiceprint. Without `adapted`: the enrolment voiceprint of the channel."""
+    if adapted:
+        found = adaptation_repo.adapted_voiceprint(vault, speaker, channel)
+        if found is not None:
+            return found
     version = speaker.voiceprint_model_version
     if phone_view and channel == PHONE and speaker.phone_voiceprint is not None and version is not None:
         try:
@@ -282,6 +290,7 @@ def erase_biometrics(session: Session, speaker: Speaker) -> None:
     mark_for_shredding(session, speaker_owner(speaker.id))
     session.execute(delete(EnrolmentEmbedding).where(EnrolmentEmbedding.speaker_id == speaker.id))
     session.execute(delete(VoiceFingerprint).where(VoiceFingerprint.speaker_id == speaker.id))  # replay fingerprints
+    adaptation_repo.erase(session, speaker)  # the calls kept to adapt the voiceprint, and the adapted voiceprints
     speaker.voiceprint = None
     speaker.phone_voiceprint = None
     speaker.voiceprint_model_version = None
@@ -316,10 +325,20 @@ class VerificationFilter:
     decision: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    min_score: float | None = None
+    min_score: float | None = None  # the normalised score (`score`)
     max_score: float | None = None
     reason: str | None = None  # one of voiceid.verify.decision.Reason (validated by the callers)
     cm_flagged: bool | None = None  # True: cm_check FLAGGED; False: PASSED (skipped / off match neither)
+    # The value the call's thresholds were applied to (`decided_score`): its LLR on the calibrated
+    # scale, its score where it was decided on the raw cosine. What the review desk filters on.
+    min_decided: float | None = None
+    max_decided: float | None = None
+
+
+def decided_score() -> ColumnElement[Any]:
+    """The score each row was decided on, in SQL: the calibrated LLR where its thresholds are on
+    the LLR scale, else the score (raw cosine thresholds); NULL where nothing was scored."""
+    return case((Verification.threshold_scale == Scale.LLR.value, Verification.llr), else_=Verification.score)
 
 
 def encode_cursor(row: Verification) -> str:
@@ -349,6 +368,10 @@ def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
         query = query.where(Verification.score >= f.min_score)
     if f.max_score is not None:
         query = query.where(Verification.score <= f.max_score)
+    if f.min_decided is not None:
+        query = query.where(decided_score() >= f.min_decided)
+    if f.max_decided is not None:
+        query = query.where(decided_score() <= f.max_decided)
     if f.reason is not None:
         # Reasons are a JSON list of fixed upper-case codes; matching the quoted code in its text
         # works the same on SQLite and PostgreSQL.
@@ -379,6 +402,58 @@ def iter_verifications(session: Session, f: VerificationFilter) -> Sequence[Veri
     return session.scalars(
         _filtered(select(Verification), f).order_by(Verification.created_at.desc(), Verification.id.desc())
     ).all()
+
+
+@dataclass(frozen=True)
+class ScoredAttempt:
+    """What a score chart needs of one scored attempt, on the scale its thresholds are on."""
+
+    channel: str | None
+    decision: str
+    decided: float  # `decided_score`
+    accept_threshold: float
+    reject_threshold: float
+    threshold_scale: str | None
+    norm: str | None
+
+
+def scored_attempts(session: Session, f: VerificationFilter, limit: int) -> list[ScoredAttempt]:
+    """The newest `limit` scored attempts matching `f` (the review desk's histograms)."""
+    decided = decided_score().label("decided")
+    query = _filtered(
+        select(
+            Verification.channel,
+            Verification.decision,
+            decided,
+            Verification.accept_threshold,
+            Verification.reject_threshold,
+            Verification.threshold_scale,
+            Verification.norm,
+        ),
+        f,
+    ).where(decided_score().is_not(None), Verification.accept_threshold.is_not(None))
+    rows = session.execute(query.order_by(Verification.created_at.desc()).limit(limit)).all()
+    return [
+        ScoredAttempt(
+            r.channel,
+            r.decision,
+            float(r.decided),
+            float(r.accept_threshold),
+            float(r.reject_threshold),
+            r.threshold_scale,
+            r.norm,
+        )
+        for r in rows
+    ]
+
+
+def decisions_since(session: Session, f: VerificationFilter, since: datetime, limit: int) -> list[tuple[datetime, str]]:
+    """(created_at, decision) of the newest `limit` attempts matching `f` since `since` (decisions per day)."""
+    query = _filtered(typing.cast(Select[Any], select(Verification.created_at, Verification.decision)), f)
+    rows = session.execute(
+        query.where(Verification.created_at >= since).order_by(Verification.created_at.desc()).limit(limit)
+    ).all()
+    return [(r.created_at, r.decision) for r in rows]
 
 
 def count_verifications_since(session: Session, speaker_ref: str, since: datetime) -> int:

@@ -27,8 +27,8 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.security.throttle import FailureThrottle, check_throttle
 from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
-from voiceid.telephony_adapter.call import PCM16LE_8K, CallSession, Event, error_event
-from voiceid.telephony_adapter.calls import CallRegistry, CallView
+from voiceid.telephony_adapter.call_registry import CallRegistry, CallView
+from voiceid.telephony_adapter.call_session import PCM16LE_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.frames import HEADER, Frame, FrameError, Kind, check_frame, encode_frame
 from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots, StreamTimeouts
 

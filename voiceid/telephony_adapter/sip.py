@@ -44,8 +44,8 @@ from voiceid.audio import g711
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
-from voiceid.telephony_adapter.call import PCM16LE_8K, ULAW_8K, CallSession, Event, error_event
-from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.telephony_adapter.call_registry import CallRegistry
+from voiceid.telephony_adapter.call_session import PCM16LE_8K, ULAW_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.rtp import SILENCE_BYTE, JitterBuffer, RtpError, StaticPayload, parse_rtp
 from voiceid.telephony_adapter.siprec import (
     MediaStream,

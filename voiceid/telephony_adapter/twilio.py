@@ -35,7 +35,7 @@ from voiceid.security.throttle import FailureThrottle
 from voiceid.services.api_keys import authenticate_throttled, permitted
 from voiceid.services.root import VoiceIdService
 from voiceid.statuses import CallMode
-from voiceid.telephony_adapter.call import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
+from voiceid.telephony_adapter.call_session import ROLE_FOR_MODE, ULAW_8K, CallSession, Event, error_event
 from voiceid.telephony_adapter.limits import PreAuthGate, StreamSlots, StreamTimeouts
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Stand-in engines for tests and benches whose point is not the model: decision logic on scripted
-vectors, and requests that must never reach inference. Both have the `Engine.embed_bytes` shape the
+vectors, and requests that must never reach inference. Both have the `Engine.analyse` shape the
 app calls, nothing else."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class NoInferenceEngine:
 
     model_version = MODEL_VERSION
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         raise AssertionError("this request must not reach inference")
 
 
@@ -40,7 +40,7 @@ class ScriptedEngine:
         self.probes[body] = (vector, net_speech_s)
         return body
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         vector, speech = self.probes[data]
         quality = QualityReport(speech + 1.0, speech, 30.0, 0.0, 8000, "ULAW", "phone")
         return EmbeddedUtterance(vector.astype(np.float32), self.model_version, quality)

@@ -1,7 +1,7 @@
 """`voiceid serve` with a hashing embedding engine instead of the ECAPA model, for the multi-replica
 test and bench/replicas.py: three real model processes would not fit this machine's two cores next
 to the load generator, and the point there is the topology (database, caches, LB, worker), not the
-model. Everything but `Engine.embed_bytes` is the product: the same app, settings, service and DB.
+model. Everything but `Engine.analyse` is the product: the same app, settings, service and DB.
 
 Bodies are `voice:<speaker seed>:<utterance>`: one speaker's utterances share a direction (cosine
 about 0.9 between two of them), different speakers are near-orthogonal.
@@ -59,7 +59,7 @@ class HashEngine:
     def __init__(self, model_version: str = MODEL_VERSION) -> None:
         self.model_version = model_version
 
-    def embed_bytes(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
+    def analyse(self, data: bytes, content_type: str | None) -> EmbeddedUtterance:
         quality = QualityReport(NET_SPEECH_S + 1.0, NET_SPEECH_S, 30.0, 0.0, 8000, "ULAW", "phone")
         return EmbeddedUtterance(vector_of(data), self.model_version, quality)
 

@@ -15,8 +15,8 @@ import numpy.typing as npt
 from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.cohort import assemble_cohort
 from voiceid.verify.normalisation import NormMethod, normalise_scores
-from voiceid.verify.scoring import cosine_matrix
 from voiceid.verify.selfcal import SelfCalibration
+from voiceid.verify.vectors import cosine_matrix
 
 FloatArray = npt.NDArray[np.float32]
 

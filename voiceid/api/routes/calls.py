@@ -16,8 +16,8 @@ from voiceid.services.api_keys import Principal
 from voiceid.services.root import VoiceIdService
 from voiceid.services.views import Role
 from voiceid.statuses import CallMode
-from voiceid.telephony_adapter.call import ROLE_FOR_MODE
-from voiceid.telephony_adapter.calls import CallRegistry
+from voiceid.telephony_adapter.call_registry import CallRegistry
+from voiceid.telephony_adapter.call_session import ROLE_FOR_MODE
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import csv
-import io
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -10,10 +8,10 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceid.api.auth import get_service, require
 from voiceid.api.schemas import VerificationPageOut, VerificationRecord
-from voiceid.fraud.export import safe_cell
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.root import VoiceIdService
+from voiceid.services.score_log import LEADING_COLUMNS, export_csv, parse_filter
 from voiceid.services.views import Role
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
@@ -21,11 +19,7 @@ from voiceid.verify.decision import Decision, Reason
 router = APIRouter(prefix="/v1", tags=["score log"], dependencies=[Depends(require(Role.ANALYST))])
 
 CSV_FIELDS = [
-    "verification_id",
-    "created_at",
-    "speaker_id",
-    "decision",
-    "score",
+    *LEADING_COLUMNS,
     "accept_threshold",
     "reject_threshold",
     "net_speech_s",
@@ -42,35 +36,59 @@ CSV_FIELDS = [
 ]
 
 
+# The parameters are text to FastAPI (parse_filter reads them); their schema says what they hold.
+NUMBER: dict[str, object] = {"type": "number"}
+DECISIONS = [d.value for d in Decision]
+REASONS = [r.value for r in Reason]
+
+
+def _enum(values: list[str]) -> dict[str, object]:
+    return {"enum": values}
+
+
 def filters(
     speaker_id: str | None = None,
-    decision: Decision | None = None,
-    since: datetime | None = Query(None, description="ISO 8601, inclusive"),
-    until: datetime | None = Query(None, description="ISO 8601, exclusive"),
-    min_score: float | None = None,
-    max_score: float | None = None,
-    reason: Reason | None = Query(None, description="Only decisions that give this reason, e.g. WATCHLIST_MATCH"),
-    cm_flagged: bool | None = Query(
+    decision: str | None = Query(None, json_schema_extra=_enum(DECISIONS)),
+    since: str | None = Query(None, description="ISO 8601 time or date, inclusive; without a zone, UTC"),
+    until: str | None = Query(
+        None, description="ISO 8601 time, exclusive; a bare date (2025-01-31) means up to the end of that day"
+    ),
+    min_score: str | None = Query(None, description="The normalised score (`score`)", json_schema_extra=NUMBER),
+    max_score: str | None = Query(None, description="The normalised score (`score`)", json_schema_extra=NUMBER),
+    min_decided: str | None = Query(
+        None,
+        description="The value the call's thresholds were applied to: `llr` where `threshold_scale` is llr, "
+        "else `score` (what the review desk's Score column shows)",
+        json_schema_extra=NUMBER,
+    ),
+    max_decided: str | None = Query(None, description="As min_decided, at most", json_schema_extra=NUMBER),
+    reason: str | None = Query(
+        None,
+        description="Only decisions that give this reason, e.g. WATCHLIST_MATCH",
+        json_schema_extra=_enum(REASONS),
+    ),
+    cm_flagged: str | None = Query(
         None,
         description="true: only calls the countermeasure flagged; false: only calls it scored and passed "
         "(calls where it was skipped or off match neither)",
+        json_schema_extra={"type": "boolean"},
     ),
 ) -> VerificationFilter:
-    return VerificationFilter(
-        speaker_ref=speaker_id,
-        decision=None if decision is None else decision.value,
-        since=_aware(since),
-        until=_aware(until),
-        min_score=min_score,
-        max_score=max_score,
-        reason=None if reason is None else reason.value,
-        cm_flagged=cm_flagged,
-    )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # A time without a zone is read as UTC, the zone every stored time is in.
-    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """The score log's filters, parsed by the one parser the review desk uses too (services/score_log.py):
+    the same fields mean the same there and here, and a bad value is answered in the same words."""
+    given = {
+        "speaker_id": speaker_id,
+        "decision": decision,
+        "since": since,
+        "until": until,
+        "min_score": min_score,
+        "max_score": max_score,
+        "min_decided": min_decided,
+        "max_decided": max_decided,
+        "reason": reason,
+        "cm_flagged": cm_flagged,
+    }
+    return parse_filter({k: v for k, v in given.items() if v is not None})
 
 
 @router.get("/verifications", response_model=VerificationPageOut)
@@ -93,39 +111,9 @@ async def verifications_csv(
     details = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(f).items() if v is not None}
     await run_in_threadpool(audit.record, service.db, AuditAction.SCORE_LOG_EXPORTED, "verifications.csv", details)
     rows = await run_in_threadpool(service.score_log.all, f)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for v in rows:
-        # Text cells a spreadsheet would read as a formula (a speaker id may start with "-") are
-        # escaped as the review desk's export escapes them (fraud/export.py); numbers stay numbers.
-        writer.writerow(
-            {
-                key: safe_cell(value)
-                for key, value in {
-                    "verification_id": v.verification_id,
-                    "created_at": v.created_at.isoformat(),
-                    "speaker_id": v.speaker_id,
-                    "decision": v.decision,
-                    "score": "" if v.score is None else v.score,
-                    "accept_threshold": v.accept_threshold,
-                    "reject_threshold": v.reject_threshold,
-                    "net_speech_s": "" if v.net_speech_s is None else v.net_speech_s,
-                    "reasons": " ".join(v.reasons),
-                    "model_version": v.model_version,
-                    "channel": v.channel or "",
-                    "raw_score": "" if v.raw_score is None else v.raw_score,
-                    "llr": "" if v.llr is None else v.llr,
-                    "norm": v.norm or "",
-                    "calibration": v.calibration or "",
-                    "challenge_status": v.challenge_status or "",
-                    "challenge_prompt": v.challenge_prompt or "",
-                    "challenge_heard": v.challenge_heard or "",
-                }.items()
-            }
-        )
+    text = export_csv(rows, CSV_FIELDS)
     return Response(
-        out.getvalue(),
+        text,
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="verifications.csv"'},
     )

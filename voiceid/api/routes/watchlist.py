@@ -182,6 +182,28 @@ class LinkedOut(BaseModel):
     links: list[LinkOut]
 
 
+class AdaptationRevertedOut(BaseModel):
+    verification_ids: list[str] = Field(description="The calls taken out of the adapted voiceprints.")
+    speakers: list[str] = Field(description="The speakers whose adapted voiceprints were rebuilt without them.")
+
+
+@router.post("/verifications/{verification_id}/unadapt", response_model=AdaptationRevertedOut)
+async def unadapt(verification_id: str, fraud: FraudDesk = Depends(desk)) -> AdaptationRevertedOut:
+    """Take an accepted call out of the voiceprint it adapted (VOICEID_ADAPTATION): the voiceprint is rebuilt
+    from the enrolment voiceprint and the calls still kept, and the reversion is audited. Flagging the call
+    to the watchlist does this too. An empty list: the call adapts nothing (any more)."""
+    done = await run_in_threadpool(fraud.unadapt, verification_id)
+    return AdaptationRevertedOut(verification_ids=done.verification_ids, speakers=done.speakers)
+
+
+@router.post("/speakers/{speaker_id}/adaptation/revert", response_model=AdaptationRevertedOut)
+async def revert_adaptation(speaker_id: str, fraud: FraudDesk = Depends(desk)) -> AdaptationRevertedOut:
+    """Take every call out of a speaker's adapted voiceprints: later calls are scored against the enrolment
+    voiceprints again, until new high-confidence calls adapt them."""
+    done = await run_in_threadpool(fraud.revert_adaptation, speaker_id)
+    return AdaptationRevertedOut(verification_ids=done.verification_ids, speakers=done.speakers)
+
+
 @router.get("/verifications/{verification_id}/linked", response_model=LinkedOut)
 async def linked_calls(verification_id: str, fraud: FraudDesk = Depends(desk)) -> LinkedOut:
     """The other retained attempts whose voice matches this one under other claimed identities, with

@@ -170,7 +170,7 @@ class CallSession:
                 if self.mode is CallMode.VERIFY:
                     utterance = self._latest[1] if self._latest and self._latest[0] == len(data) else None
                     if utterance is None:
-                        utterance = await self._final(self.service.embed, data, self.fmt.content_type)
+                        utterance = await self._final(self.service.analyse, data, self.fmt.content_type)
                     heard = await self._final(
                         self.service.verifications.hear, self.speaker_id, self.challenge_id, data, self.fmt.content_type
                     )
@@ -249,7 +249,7 @@ class CallSession:
                         }
                     )
                 return
-            utterance = await asyncio.to_thread(self.service.embed, data, self.fmt.content_type)
+            utterance = await asyncio.to_thread(self.service.analyse, data, self.fmt.content_type)
             preview = await asyncio.to_thread(self.service.verifications.preview, self.speaker_id, utterance)
         except VoiceIdError as exc:
             await self._interim_failed(exc, audio_s)

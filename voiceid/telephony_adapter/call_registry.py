@@ -24,7 +24,7 @@ from voiceid.services.speakers import Speakers
 from voiceid.statuses import CallMode, CallStatus
 from voiceid.storage.models import Call
 from voiceid.storage.repositories import insert_if_absent
-from voiceid.telephony_adapter.call import Event
+from voiceid.telephony_adapter.call_session import Event
 from voiceid.webhooks import outbox
 from voiceid.webhooks.targets import WebhookPolicy, check_target
 

@@ -1,0 +1,40 @@
+"""Make the raw G.711 bytes an IVR would send from any audio file (WAV, FLAC, OGG):
+
+    python -m voiceid.audio.phone_file IN.flac OUT.ulaw [--law ulaw|alaw]
+
+It prints the Content-Type to send the bytes with (`audio/basic` for μ-law, `audio/x-alaw-basic`
+for A-law). The bytes come from the same phone-line simulation (`phone_line`: resample to 8 kHz,
+G.711-encode with `voiceid.audio.g711`) that `voiceid eval --channel g711-ulaw` and the enrolment's
+phone view use, so nothing outside the project (Python 3.13 removed `audioop`) is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from voiceid.audio.phone_line import Law, phone_line
+
+
+def to_phone_bytes(source: Path, law: Law = Law.ULAW) -> tuple[bytes, str]:
+    """The file's audio (channels mixed to mono) as raw G.711 bytes at 8 kHz, and their content type."""
+    samples, rate = sf.read(str(source), dtype="float32", always_2d=True)
+    return phone_line(np.mean(samples, axis=1), int(rate), law)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("source", type=Path, help="audio file soundfile can read (WAV, FLAC, OGG)")
+    parser.add_argument("target", type=Path, help="where to write the raw G.711 bytes")
+    parser.add_argument("--law", type=Law, choices=list(Law), default=Law.ULAW)
+    args = parser.parse_args(argv)
+    data, content_type = to_phone_bytes(args.source, args.law)
+    args.target.write_bytes(data)
+    print(content_type)
+
+
+if __name__ == "__main__":
+    main()

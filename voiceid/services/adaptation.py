@@ -1,0 +1,213 @@
+"""Voiceprints that follow the caller: keeping high-confidence accepted calls and rebuilding the adapted
+voiceprint of their channel from the enrolment voiceprint and the calls still kept (the rule, its bounds
+and guards: voiceid/enrolment/adaptation.py).
+
+- `adapt`: run by `Verifications.decide` in the call's transaction, after the decision is logged, so it
+  never changes the decision of the call that triggers it; it only affects later calls.
+- `revert_verification` / `revert_speaker`: an analyst takes a call (or all of a speaker's calls) out;
+  flagging a call to the watchlist does it too (services/fraud_desk.py). The voiceprint is rebuilt from
+  what remains, so it equals the voiceprint that would exist had the call never adapted it.
+- `purge_expired`: kept calls expire with the attempt embeddings (VOICEID_ATTEMPT_RETENTION_DAYS).
+
+Every adaptation and reversion appends to the audit trail; the score log's `adaptation` column says
+which calls adapted a voiceprint (ADAPTED) and which were taken out again (REVERTED). The kept calls are
+sealed under the speaker's data key and go with every erasure (repositories.erase_biometrics).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from voiceid.config import Settings
+from voiceid.enrolment.adaptation import (
+    AdaptationLimits,
+    CallFacts,
+    Refusal,
+    adapted_voiceprint,
+    kept_calls,
+    refusal_of,
+    share_of,
+)
+from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services import audit
+from voiceid.services.audit import AuditAction
+from voiceid.services.context import AppContext
+from voiceid.statuses import AdaptationState
+from voiceid.storage import adaptation_repo, fraud_repo
+from voiceid.storage import repositories as repo
+from voiceid.storage.models import AdaptationCall, Speaker
+from voiceid.verify.cohort import PHONE, WIDEBAND
+from voiceid.verify.vectors import cosine
+
+FloatArray = npt.NDArray[np.float32]
+PURGE_BATCH = 500
+
+
+def limits_from(settings: Settings) -> AdaptationLimits:
+    return AdaptationLimits(
+        max_share=settings.adaptation_max_share,
+        call_share=settings.adaptation_call_share,
+        max_calls=settings.adaptation_max_calls,
+        min_cosine=settings.adaptation_min_cosine,
+        llr_margin=settings.adaptation_llr_margin,
+        min_speech_s=settings.adaptation_min_speech_s,
+    )
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What `adapt` did with one decided call."""
+
+    refusal: Refusal | None  # None: the call adapted the voiceprint of its channel
+    cosine_to_enrolment: float | None = None
+    kept_calls: int = 0
+
+
+@dataclass(frozen=True)
+class Reverted:
+    """What a reversion removed: the calls, by speaker; the voiceprints were rebuilt without them."""
+
+    verification_ids: list[str]
+    speakers: list[str]
+
+
+class Adaptation:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def limits(self) -> AdaptationLimits:
+        return limits_from(self.ctx.settings)
+
+    def _anchor(self, speaker: Speaker, channel: str) -> FloatArray | None:
+        """The enrolment voiceprint calls on `channel` are held to (never an adapted one)."""
+        return repo.voiceprint_for_channel(self.ctx.cipher, speaker, channel, self.ctx.settings.enrol_phone_view)
+
+    def _same_channel(self, session: Session, speaker: Speaker, channel: str) -> bool:
+        """Whether the enrolment voiceprint a call on `channel` meets is of that channel: the phone view
+        for a phone call, else the channel most of the enrolment audio came through."""
+        if channel == PHONE and self.ctx.settings.enrol_phone_view and speaker.phone_voiceprint is not None:
+            return True
+        return fraud_repo.voiceprint_channels(session, [speaker.id]).get(speaker.id) == channel
+
+    def adapt(
+        self,
+        session: Session,
+        speaker: Speaker,
+        verification_id: str,
+        vector: FloatArray,
+        channel: str,
+        model_version: str,
+        facts: CallFacts,
+    ) -> Adapted:
+        """Keep the call and rebuild its channel's voiceprint when it passes every guard (the caller
+        has logged the decision already; this never changes it)."""
+        if not self.ctx.settings.adaptation:
+            return Adapted(Refusal.DISABLED)
+        anchor = self._anchor(speaker, channel)
+        if anchor is None or model_version != speaker.voiceprint_model_version:
+            return Adapted(Refusal.NO_VOICEPRINT)  # not scored against a voiceprint of this model
+        similarity = cosine(vector, anchor)
+        facts = replace(facts, same_channel=self._same_channel(session, speaker, channel))
+        refusal = refusal_of(facts, similarity, self.limits)
+        if refusal is not None:
+            return Adapted(refusal, similarity)
+        now = self.ctx.now()
+        expires = now + timedelta(days=self.ctx.settings.attempt_retention_days)
+        adaptation_repo.add_call(
+            session, self.ctx.cipher, speaker, verification_id, vector, channel, model_version, now, expires
+        )
+        kept = self.rebuild(session, speaker, channel)
+        audit.append(
+            session,
+            AuditAction.VOICEPRINT_ADAPTED,
+            speaker.speaker_ref,
+            {
+                "verification_id": verification_id,
+                "channel": channel,
+                "llr": facts.llr,
+                "cosine_to_enrolment": round(similarity, 4),
+                "kept_calls": kept,
+                "share": share_of(kept, self.limits),
+            },
+            now,
+        )
+        return Adapted(None, similarity, kept)
+
+    def rebuild(self, session: Session, speaker: Speaker, channel: str) -> int:
+        """The adapted voiceprint of `channel` from the enrolment voiceprint and the calls still kept;
+        calls the rule no longer keeps (past the count cap, the oldest first) are deleted. The number kept."""
+        version = speaker.voiceprint_model_version
+        anchor = self._anchor(speaker, channel)
+        if anchor is None or version is None:
+            adaptation_repo.set_adapted_voiceprint(session, self.ctx.cipher, speaker, channel, None, version or "")
+            return 0
+        calls = adaptation_repo.kept_calls(session, self.ctx.cipher, speaker, channel, version, self.ctx.now())
+        keep = set(kept_calls(anchor, [c.vector for c in calls], self.limits))
+        dropped = [c.verification_id for i, c in enumerate(calls) if i not in keep]
+        adaptation_repo.remove_calls(session, dropped, None)
+        kept = [c.vector for i, c in enumerate(calls) if i in keep]
+        adapted = adapted_voiceprint(anchor, kept, self.limits) if kept else None
+        adaptation_repo.set_adapted_voiceprint(session, self.ctx.cipher, speaker, channel, adapted, version)
+        return len(kept)
+
+    def rebuild_all(self, session: Session, speaker: Speaker) -> None:
+        """Both channels: the enrolment voiceprint changed (more enrolment audio)."""
+        for channel in (PHONE, WIDEBAND):
+            self.rebuild(session, speaker, channel)
+
+    def revert(self, session: Session, rows: list[AdaptationCall], why: str) -> Reverted:
+        """Remove kept calls (marked REVERTED in the score log), rebuild each voiceprint they were in and
+        audit it, one entry per speaker."""
+        by_speaker: dict[str, list[AdaptationCall]] = defaultdict(list)
+        for row in rows:
+            by_speaker[row.speaker_id].append(row)
+        refs = []
+        for speaker_id, calls in sorted(by_speaker.items()):
+            speaker = session.scalars(select(Speaker).where(Speaker.id == speaker_id).with_for_update()).one()
+            ids = sorted(c.verification_id for c in calls)
+            adaptation_repo.remove_calls(session, ids, AdaptationState.REVERTED)
+            kept = {channel: self.rebuild(session, speaker, channel) for channel in sorted({c.channel for c in calls})}
+            audit.append(
+                session,
+                AuditAction.ADAPTATION_REVERTED,
+                speaker.speaker_ref,
+                {"verification_ids": ids, "why": why, "kept_calls": kept},
+                self.ctx.now(),
+            )
+            refs.append(speaker.speaker_ref)
+        return Reverted(sorted(r.verification_id for r in rows), refs)
+
+    def revert_verification(self, verification_id: str, why: str = "analyst") -> Reverted:
+        """An analyst takes one call out of the voiceprint it adapted (`POST /v1/verifications/{id}/unadapt`)."""
+        with self.ctx.db.transaction() as session:
+            if repo.get_verification(session, verification_id) is None:
+                raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
+            return self.revert(session, adaptation_repo.calls_of(session, [verification_id]), why)
+
+    def revert_speaker(self, speaker_ref: str, why: str = "analyst") -> Reverted:
+        """An analyst takes every kept call of a speaker out: the voiceprints are the enrolment ones again."""
+        with self.ctx.db.transaction() as session:
+            speaker = repo.get_speaker(session, speaker_ref, for_update=True)
+            if speaker is None:
+                raise VoiceIdError(ErrorCode.SPEAKER_NOT_FOUND, f"no speaker {speaker_ref!r}")
+            return self.revert(session, adaptation_repo.calls_of_speaker(session, speaker), why)
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Drop kept calls past their retention and rebuild the voiceprints they were in; the number dropped."""
+        removed = 0
+        with audit.acting_as("retention"):
+            while True:
+                with self.ctx.db.transaction() as session:
+                    rows = adaptation_repo.expired_calls(session, now or self.ctx.now(), PURGE_BATCH)
+                    self.revert(session, rows, "retention")
+                removed += len(rows)
+                if len(rows) < PURGE_BATCH:
+                    return removed
