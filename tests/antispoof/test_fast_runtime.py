@@ -21,8 +21,10 @@ from voiceid.errors import ErrorCode, VoiceIdError
 needs_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="the bf16 runtime needs native bf16")
 
 # Window scores are logit differences spread over about +-13 on dev_spoof; bf16 moves them by a few
-# hundredths, up to about 0.15 near the middle of the range (0.04 nats after the back-end's slope of 0.25).
-SCORE_TOLERANCE = 0.25
+# hundredths, up to about 0.15 near the middle of the range (0.04 nats after the back-end's slope of 0.25);
+# on synthetic chirps a compiled run measured 0.255 once (the kernels Inductor picks vary with the
+# process). A broken fast path (a wrong filter, a layer skipped) is off by whole units.
+SCORE_TOLERANCE = 0.4
 
 
 @pytest.fixture(scope="module")
