@@ -83,7 +83,7 @@ class FeedCache:
         self,
         cipher: Vault,
         exact_max: int,
-        poll_s: float,
+        poll_s: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
         load_snapshots: bool = True,
     ) -> None:
@@ -253,16 +253,6 @@ class VoiceprintCache(FeedCache):
     kind = ChangeKind.VOICEPRINT
     names_key = "refs"  # speaker id -> the customer's reference
 
-    def __init__(
-        self,
-        cipher: Vault,
-        exact_max: int,
-        poll_s: float = 0.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        load_snapshots: bool = True,
-    ) -> None:
-        super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
-
     def current(self, session: Session, model_version: str, exclude_id: str) -> tuple[IndexView, dict[str, str]]:
         """Every enrolled voiceprint of `model_version` except `exclude_id`'s, and id -> reference."""
         self.sync(session)
@@ -318,16 +308,6 @@ class VoiceprintCache(FeedCache):
 class WatchlistCache(FeedCache):
     kind = ChangeKind.WATCHLIST
     names_key = "labels"  # entry id -> its label
-
-    def __init__(
-        self,
-        cipher: Vault,
-        exact_max: int,
-        poll_s: float = 0.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        load_snapshots: bool = True,
-    ) -> None:
-        super().__init__(cipher, exact_max, poll_s, monotonic, load_snapshots)
 
     def current(self, session: Session, model_version: str) -> tuple[VectorIndex | None, dict[str, str]]:
         self.sync(session)
