@@ -43,6 +43,14 @@ def _pin_model_dirs() -> None:
 
 _pin_model_dirs()
 
+# The countermeasure's default runtime (bf16, compiled by Inductor) costs about 15 CPU-seconds of
+# compilation in every process that loads it, and the suite starts many (two workers, servers, CLI
+# runs). Tests run the ONNX reference instead, inherited by the processes they start; the default runtime
+# is tested against that reference in tests/antispoof/test_fast_runtime.py, and end to end by the README
+# walk-through (tests/docs/test_walkthrough.py), which runs on the defaults. VOICEID_CM_RUNTIME=auto
+# in the environment runs the whole suite on it.
+os.environ.setdefault("VOICEID_CM_RUNTIME", "manifest")
+
 
 # Test state (SQLite databases, key stores, data dirs) on memory-backed storage when the machine has it:
 # the key store commits with synchronous=FULL and a rollback journal, as production must, and on this
