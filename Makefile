@@ -10,7 +10,7 @@ export VOICEID_DEV_DATA_DIR ?= $(abspath ../shared/data)
 # The suite runs on this many pytest-xdist workers, one test module per worker at a time (loadscope:
 # module-scoped fixtures are built once), in the order tests/conftest.py gives them: the modules with the
 # most model inference first, so no long one starts last. Each worker loads the model once; 2 fits 2 cores.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 
 .PHONY: install model serve test lint bench eval walkthrough
 
