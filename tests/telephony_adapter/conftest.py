@@ -73,18 +73,51 @@ class Live:
 TRANSPORT_PAIR = {"accept_threshold": 1.0, "reject_threshold": -1.0}
 
 
+def _server_values(tmp_path: Path, n: int) -> dict[str, object]:
+    """The settings every test server starts from: its own data dir, SQLite file, keys, a short
+    enrolment and the transport threshold pair."""
+    return {
+        "data_dir": tmp_path / f"data{n}",
+        "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
+        "admin_key": SecretStr(ADMIN_KEY),
+        "encryption_key": SecretStr(generate_key_text()),
+        "enrol_min_speech_s": 4.0,
+        **TRANSPORT_PAIR,
+    }
+
+
+def _launch(
+    servers: list[tuple[uvicorn.Server, threading.Thread]], config: uvicorn.Config, sock: socket.socket
+) -> Live:
+    """Run `config` on `sock` in a thread until it has started; the service with a key per role."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    servers.append((server, thread))
+    service: VoiceIdService = config.app.state.service  # type: ignore[attr-defined]
+    keys = {"admin": ADMIN_KEY}
+    for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
+        keys[role.value] = service.keys.create(role)[1]
+    return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys)
+
+
+def _loopback_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture
 def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Live]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(**overrides: object) -> Live:
-        n = len(servers)
         values: dict[str, object] = {
-            "data_dir": tmp_path / f"data{n}",
-            "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
-            "admin_key": SecretStr(ADMIN_KEY),
-            "encryption_key": SecretStr(generate_key_text()),
-            "enrol_min_speech_s": 4.0,
+            **_server_values(tmp_path, len(servers)),
             "inference_workers": 2,
             "inference_queue": 16,
             # The tests' webhook receivers listen on 127.0.0.1, which must be allowed explicitly; the
@@ -94,26 +127,10 @@ def start_server(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator
             "webhook_allow_http": True,
             "webhook_secret": SecretStr("telephony-webhook-secret-0123456789"),
             "webhook_poll_s": 0.2,
-            **TRANSPORT_PAIR,
+            **overrides,
         }
-        values.update(overrides)
         app = create_app(settings.model_copy(update=values), engine=engine)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        service: VoiceIdService = app.state.service
-        keys = {"admin": ADMIN_KEY}
-        for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
-            keys[role.value] = service.keys.create(role)[1]
-        return Live(f"http://127.0.0.1:{port}", service, keys)
+        return _launch(servers, uvicorn.Config(app, log_level="warning", lifespan="on"), _loopback_socket())
 
     yield start
     for server, thread in servers:
@@ -155,33 +172,10 @@ def serve(engine: Engine, settings: Settings, tmp_path: Path) -> Iterator[Callab
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(**overrides: object) -> Live:
-        n = len(servers)
-        values: dict[str, object] = {
-            "data_dir": tmp_path / f"data{n}",
-            "database_url": f"sqlite:///{tmp_path / f'voiceid{n}.db'}",
-            "admin_key": SecretStr(ADMIN_KEY),
-            "encryption_key": SecretStr(generate_key_text()),
-            "enrol_min_speech_s": 4.0,
-            **TRANSPORT_PAIR,
-            **FAST,
-            **overrides,
-        }
+        values: dict[str, object] = {**_server_values(tmp_path, len(servers)), **FAST, **overrides}
         app_settings = settings.model_copy(update=values)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(server_config(create_app(app_settings, engine=engine), app_settings, log_level="error"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        service = server.config.app.state.service  # type: ignore[attr-defined]
-        keys = {"admin": ADMIN_KEY}
-        for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
-            keys[role.value] = service.keys.create(role)[1]
-        return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys)
+        config = server_config(create_app(app_settings, engine=engine), app_settings, log_level="error")
+        return _launch(servers, config, _loopback_socket())
 
     yield start
     for server, thread in servers:
