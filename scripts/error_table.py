@@ -8,10 +8,9 @@ fails when README.md and `ErrorCode` disagree.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
+from scripts.readme_table import replace_between, run
 from voiceid.api.error_docs import error_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,24 +19,8 @@ END = "<!-- error-codes:end -->"
 
 
 def replace_table(text: str, table: str) -> str:
-    head, start, rest = text.partition(START)
-    _, end, tail = rest.partition(END)
-    if not start or not end:
-        raise ValueError(f"README.md lacks the markers {START!r} ... {END!r}")
-    return f"{head}{START}\n{table}\n{END}{tail}"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the table in README.md")
-    args = parser.parse_args()
-    table = error_table()
-    if args.write:
-        README.write_text(replace_table(README.read_text(), table))
-        print(f"updated {README}", file=sys.stderr)
-    else:
-        print(table)
+    return replace_between(text, START, END, table)
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__, error_table, README, START, END)

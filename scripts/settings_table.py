@@ -9,8 +9,6 @@ README.md is touched; tests/config/test_settings.py fails when README.md and the
 
 from __future__ import annotations
 
-import argparse
-import sys
 from enum import Enum
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from scripts.readme_table import replace_between, run
 from voiceid.config import SECTIONS, SHOWN_DEFAULT, Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -85,24 +84,8 @@ def settings_table() -> str:
 
 
 def replace_table(text: str, table: str) -> str:
-    head, start, rest = text.partition(START)
-    _, end, tail = rest.partition(END)
-    if not start or not end:
-        raise ValueError(f"README.md lacks the markers {START!r} ... {END!r}")
-    return f"{head}{START}\n{table}\n{END}{tail}"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the table in README.md")
-    args = parser.parse_args()
-    table = settings_table()
-    if args.write:
-        README.write_text(replace_table(README.read_text(), table))
-        print(f"updated {README}", file=sys.stderr)
-    else:
-        print(table)
+    return replace_between(text, START, END, table)
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__, settings_table, README, START, END)
