@@ -5,18 +5,15 @@ watchlist voice is removed. Screenshots go to test-output/desk-browser/."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from tests.fraud.conftest import llr_at
-from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fraud.test_watchlist import FRAUDSTER, VICTIM, near
 from voiceid.api.app import create_app
 from voiceid.config import Settings
@@ -25,6 +22,7 @@ from voiceid.services.views import Role
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.testkit.engines import ScriptedEngine, unit
+from voiceid.testkit.servers import serve_in_thread
 
 pytestmark = [pytest.mark.browser]
 
@@ -53,20 +51,8 @@ def desk(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, VoiceIdServi
         }
     )
     app = create_app(app_settings, engine=engine)  # type: ignore[arg-type]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app.state.service, engine
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield url, app.state.service, engine
 
 
 def seed(service: VoiceIdService, speaker_id: str, vector: np.ndarray) -> None:

@@ -3,14 +3,10 @@ watchlist. Real app under uvicorn, real model, real dev speech; screenshots go t
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from tests.fraud.conftest import llr_at
@@ -20,6 +16,7 @@ from voiceid.engine import Engine
 from voiceid.fraud.scale import Channel
 from voiceid.services.root import VoiceIdService
 from voiceid.services.views import Role
+from voiceid.testkit.servers import serve_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.devdata]
 
@@ -37,12 +34,6 @@ CHROMIUM_ARGS = [
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "review-browser"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_app(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[tuple[str, VoiceIdService]]:
     app_settings = settings.model_copy(
@@ -58,20 +49,8 @@ def live_app(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[tup
         }
     )
     app = create_app(app_settings, engine=engine)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app.state.service
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield url, app.state.service
 
 
 def test_sign_in_filter_open_flag_and_see_watchlist(live_app, dev_files):

@@ -6,18 +6,15 @@ same parser. The browser test reads the scale off the rendered page in Chromium.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html import unescape
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
-from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.fraud.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fraud.test_review_page import sign_in
 from tests.fraud.test_watchlist import VICTIM, near
 from voiceid.api.app import create_app
@@ -29,6 +26,7 @@ from voiceid.services.views import Role
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.testkit.engines import ScriptedEngine
+from voiceid.testkit.servers import serve_in_thread
 
 # Cosines of scripted calls against the voiceprint: accepted, accepted, rejected on the LLR scale.
 # Under this calibration the rejected call's normalised score (about 1.2) lies *above* the reject
@@ -178,20 +176,8 @@ def llr_desk(
         }
     )
     app = create_app(app_settings, engine=engine)  # type: ignore[arg-type]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app.state.service, engine
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield url, app.state.service, engine
 
 
 @pytest.mark.browser
