@@ -6,7 +6,6 @@ error code, what is wrong and what to do, with a non-zero exit status and no tra
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.servers import free_port
 
 LONG_SECRET = "first-hour-session-secret-0123456789-abcdef"
 
@@ -52,12 +52,6 @@ def assert_one_line(done: subprocess.CompletedProcess[str], code: str, *words: s
     for word in words:
         assert word in line, (word, line)
     return line
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_unknown_backend_names_the_variable_and_the_allowed_values(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from voiceid.storage.crypto import generate_key_text
+from voiceid.testkit.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "topology-admin-key-I9E68roS8GiipvYbk_2UY7H4Z2vOFkXV"
@@ -41,12 +41,6 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or next(
         (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).is_file()), None
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def haproxy_config(port: int, replicas: dict[str, int], errorfile: Path) -> str:
