@@ -247,6 +247,64 @@ def test_a_flagged_call_is_taken_out_and_the_voiceprint_rebuilt_without_it(make_
     assert api.client.delete(f"/v1/watchlist/{entry_id}", headers=api.h("analyst")).status_code == 204
 
 
+def linked_voice_item(api: Api, verification_id: str) -> m.ReviewItem:
+    """The linked-voice review item a call raised."""
+    with api.service.db.transaction() as session:
+        row = session.scalars(
+            select(m.ReviewItem).where(m.ReviewItem.kind == "LINKED_VOICE", m.ReviewItem.matched_ref == verification_id)
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_call_later_part_of_a_linked_voice_alert_is_taken_out(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker, other = enrol(api, engine), enrol(api, engine, unit(2))
+    first = toward(VOICE, 0.85, 10)
+    # as close to the enrolment voiceprint, far from the first call (cosine 0.45): never linked to it
+    second = l2_normalise(2 * 0.85 * VOICE - first)
+    ids = [call(api, engine, speaker, p)["verification_id"] for p in (first, second)]
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED"] * 2
+    limits = limits_from(api.service.settings)
+
+    # the second call's voice is heard on another identity: a linked-voice alert holding it
+    fraud = call(api, engine, other, second)
+    item = linked_voice_item(api, fraud["verification_id"])
+    assert item.details["verification_ids"] == sorted([ids[1], fraud["verification_id"]])
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED", "REVERTED"]
+    np.testing.assert_allclose(phone_print(api, speaker), adapted_voiceprint(VOICE, [first], limits), atol=1e-5)
+    (entry,) = audits(api, speaker, "ADAPTATION_REVERTED")
+    assert entry.details == {
+        "verification_ids": [ids[1]],
+        "why": "linked_voice_alert",
+        "review_item_id": item.id,
+        "kept_calls": {"phone": 1},
+    }
+    # another call of that voice joins the same alert: nothing is left to take out, nothing more audited
+    call(api, engine, other, second)
+    assert len(audits(api, speaker, "ADAPTATION_REVERTED")) == 1 and kept(api, speaker) == 1
+    with api.service.db.transaction() as session:
+        assert audit.verify(session).ok
+
+
+def test_an_alert_on_calls_that_adapted_nothing_changes_no_voiceprint(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker = enrol(api, engine)
+    first = toward(VOICE, 0.85, 10)
+    got = call(api, engine, speaker, first)
+    assert got["adaptation"] == "ADAPTED"
+    before = phone_print(api, speaker)
+    # one voice, unlike the first call's, on two other identities
+    ring = unit(50)
+    b, c = enrol(api, engine, unit(2)), enrol(api, engine, unit(3))
+    call(api, engine, b, ring)
+    raised = call(api, engine, c, ring)
+    assert linked_voice_item(api, raised["verification_id"]).status == "OPEN"
+    assert logged(api, got["verification_id"])["adaptation"] == "ADAPTED" and kept(api, speaker) == 1
+    np.testing.assert_allclose(phone_print(api, speaker), before, atol=1e-6)
+    assert audits(api, speaker, "ADAPTATION_REVERTED") == []
+
+
 def test_the_count_cap_keeps_the_newest_calls(make_api, files) -> None:  # type: ignore[no-untyped-def]
     api, engine = make(make_api, files, adaptation_max_calls=2)
     speaker = enrol(api, engine)
