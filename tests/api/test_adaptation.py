@@ -333,6 +333,12 @@ def test_analysts_see_and_filter_the_calls_that_adapted(make_api, files) -> None
     r = api.client.get("/v1/verifications.csv", params={"speaker_id": speaker}, headers=api.h("analyst"))
     by_id = {row["verification_id"]: row["adaptation"] for row in csv.DictReader(io.StringIO(r.text))}
     assert by_id == {adapted: "ADAPTED", reverted: "REVERTED", other: ""}
+    r = api.client.get(
+        "/v1/verifications.csv", params={"adaptation": "REVERTED", "speaker_id": speaker}, headers=api.h("analyst")
+    )
+    assert [row["verification_id"] for row in csv.DictReader(io.StringIO(r.text))] == [reverted]
+    with api.service.db.transaction() as session:
+        assert audit.verify(session).ok  # the export's audit entry holds the filter
 
     # the review desk: the list's column and filter, the attempt page, the export
     assert sign_in(api).status_code == 303
