@@ -66,4 +66,4 @@ class AdaptationState(StrEnum):
     """What a verification did to its speaker's voiceprint (score log `adaptation`; null: nothing)."""
 
     ADAPTED = "ADAPTED"  # the call was kept to adapt the voiceprint of its channel (enrolment/adaptation.py)
-    REVERTED = "REVERTED"  # it had adapted it, and was removed since (an analyst, or retention)
+    REVERTED = "REVERTED"  # it had adapted it, and was removed since (an analyst, a later flag, retention)

@@ -5,6 +5,8 @@ every adaptation and reversion is audited; erasure and retention remove the kept
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -16,13 +18,16 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from tests.api.test_cm_policy import DeferringEngine
+from tests.fraud.test_review_page import sign_in
 from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thresholds
 from voiceid.audio.quality import QualityReport
 from voiceid.enrolment.adaptation import adapted_voiceprint
+from voiceid.errors import VoiceIdError
 from voiceid.models.files import MODEL_VERSION
 from voiceid.services import audit
 from voiceid.services.adaptation import limits_from
 from voiceid.services.retention import purge_attempts
+from voiceid.services.score_log import parse_filter
 from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
@@ -245,6 +250,109 @@ def test_a_flagged_call_is_taken_out_and_the_voiceprint_rebuilt_without_it(make_
     # the session's database outlives this test's key store: leave no watchlist entry behind
     entry_id = r_flag.json()["entry_id"]
     assert api.client.delete(f"/v1/watchlist/{entry_id}", headers=api.h("analyst")).status_code == 204
+
+
+def linked_voice_item(api: Api, verification_id: str) -> m.ReviewItem:
+    """The linked-voice review item a call raised."""
+    with api.service.db.transaction() as session:
+        row = session.scalars(
+            select(m.ReviewItem).where(m.ReviewItem.kind == "LINKED_VOICE", m.ReviewItem.matched_ref == verification_id)
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_call_later_part_of_a_linked_voice_alert_is_taken_out(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker, other = enrol(api, engine), enrol(api, engine, unit(2))
+    first = toward(VOICE, 0.85, 10)
+    # as close to the enrolment voiceprint, far from the first call (cosine 0.45): never linked to it
+    second = l2_normalise(2 * 0.85 * VOICE - first)
+    ids = [call(api, engine, speaker, p)["verification_id"] for p in (first, second)]
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED"] * 2
+    limits = limits_from(api.service.settings)
+
+    # the second call's voice is heard on another identity: a linked-voice alert holding it
+    fraud = call(api, engine, other, second)
+    item = linked_voice_item(api, fraud["verification_id"])
+    assert item.details["verification_ids"] == sorted([ids[1], fraud["verification_id"]])
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED", "REVERTED"]
+    np.testing.assert_allclose(phone_print(api, speaker), adapted_voiceprint(VOICE, [first], limits), atol=1e-5)
+    (entry,) = audits(api, speaker, "ADAPTATION_REVERTED")
+    assert entry.details == {
+        "verification_ids": [ids[1]],
+        "why": "linked_voice_alert",
+        "review_item_id": item.id,
+        "kept_calls": {"phone": 1},
+    }
+    # another call of that voice joins the same alert: nothing is left to take out, nothing more audited
+    call(api, engine, other, second)
+    assert len(audits(api, speaker, "ADAPTATION_REVERTED")) == 1 and kept(api, speaker) == 1
+    with api.service.db.transaction() as session:
+        assert audit.verify(session).ok
+
+
+def test_an_alert_on_calls_that_adapted_nothing_changes_no_voiceprint(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker = enrol(api, engine)
+    first = toward(VOICE, 0.85, 10)
+    got = call(api, engine, speaker, first)
+    assert got["adaptation"] == "ADAPTED"
+    before = phone_print(api, speaker)
+    # one voice, unlike the first call's, on two other identities
+    ring = unit(50)
+    b, c = enrol(api, engine, unit(2)), enrol(api, engine, unit(3))
+    call(api, engine, b, ring)
+    raised = call(api, engine, c, ring)
+    assert linked_voice_item(api, raised["verification_id"]).status == "OPEN"
+    assert logged(api, got["verification_id"])["adaptation"] == "ADAPTED" and kept(api, speaker) == 1
+    np.testing.assert_allclose(phone_print(api, speaker), before, atol=1e-6)
+    assert audits(api, speaker, "ADAPTATION_REVERTED") == []
+
+
+def test_analysts_see_and_filter_the_calls_that_adapted(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files)
+    speaker = enrol(api, engine)
+    adapted, reverted = (call(api, engine, speaker, toward(VOICE, 0.85, 10 + i))["verification_id"] for i in range(2))
+    assert api.client.post(f"/v1/verifications/{reverted}/unadapt", headers=api.h("analyst")).status_code == 200
+    other = call(api, engine, speaker, toward(VOICE, 0.2, 12))["verification_id"]  # REJECT: adapts nothing
+
+    def listed(**params: str) -> list[str]:
+        r = api.client.get("/v1/verifications", params={"speaker_id": speaker, **params}, headers=api.h("analyst"))
+        assert r.status_code == 200, r.text
+        return sorted(v["verification_id"] for v in r.json()["items"])
+
+    assert listed(adapted="true") == sorted([adapted, reverted]) and listed(adapted="false") == [other]
+    assert listed(adaptation="ADAPTED") == [adapted] and listed(adaptation="REVERTED", adapted="yes") == [reverted]
+    for bad, words in (({"adapted": "maybe"}, "must be true or false"), ({"adaptation": "NONE"}, "must be one of")):
+        r = api.client.get("/v1/verifications", params=bad, headers=api.h("analyst"))
+        assert r.status_code == 422 and words in r.json()["message"], r.text
+    assert parse_filter({"adapted": "False"}).adapted is False
+    with pytest.raises(VoiceIdError, match="disagree"):
+        parse_filter({"adaptation": "ADAPTED", "adapted": "false"})
+    r = api.client.get("/v1/verifications.csv", params={"speaker_id": speaker}, headers=api.h("analyst"))
+    by_id = {row["verification_id"]: row["adaptation"] for row in csv.DictReader(io.StringIO(r.text))}
+    assert by_id == {adapted: "ADAPTED", reverted: "REVERTED", other: ""}
+    r = api.client.get(
+        "/v1/verifications.csv", params={"adaptation": "REVERTED", "speaker_id": speaker}, headers=api.h("analyst")
+    )
+    assert [row["verification_id"] for row in csv.DictReader(io.StringIO(r.text))] == [reverted]
+    with api.service.db.transaction() as session:
+        assert audit.verify(session).ok  # the export's audit entry holds the filter
+
+    # the review desk: the list's column and filter, the attempt page, the export
+    assert sign_in(api).status_code == 303
+    page = api.client.get("/review", params={"speaker_id": speaker, "adaptation": "REVERTED"}).text
+    assert f"/review/attempts/{reverted}" in page and f"/review/attempts/{adapted}" not in page
+    assert '<td class="adaptation">REVERTED</td>' in page and 'value="REVERTED" selected' in page
+    page = api.client.get("/review", params={"speaker_id": speaker, "adapted": "false"}).text
+    assert f"/review/attempts/{other}" in page and f"/review/attempts/{adapted}" not in page
+    assert '<input type="hidden" name="adapted" value="false">' in page  # kept by the form's Filter button
+    assert 'id="adaptation">ADAPTED: this call adapted' in api.client.get(f"/review/attempts/{adapted}").text
+    assert 'id="adaptation">none<' in api.client.get(f"/review/attempts/{other}").text
+    export = api.client.get("/review/export.csv", params={"speaker_id": speaker, "adapted": "true"}).text
+    by_id = {row["verification_id"]: row["adaptation"] for row in csv.DictReader(io.StringIO(export))}
+    assert by_id == {adapted: "ADAPTED", reverted: "REVERTED"}
 
 
 def test_the_count_cap_keeps_the_newest_calls(make_api, files) -> None:  # type: ignore[no-untyped-def]

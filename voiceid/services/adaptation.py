@@ -4,9 +4,11 @@ and guards: voiceid/enrolment/adaptation.py).
 
 - `adapt`: run by `Verifications.decide` in the call's transaction, after the decision is logged, so it
   never changes the decision of the call that triggers it; it only affects later calls.
-- `revert_verification` / `revert_speaker`: an analyst takes a call (or all of a speaker's calls) out;
-  flagging a call to the watchlist does it too (services/fraud_desk.py). The voiceprint is rebuilt from
-  what remains, so it equals the voiceprint that would exist had the call never adapted it.
+- `revert_verification` / `revert_speaker`: an analyst takes a call (or all of a speaker's calls) out.
+  A call flagged later leaves by itself (`RevertReason`): flagged to the watchlist (services/fraud_desk.py)
+  or part of a linked-voice alert (`revert_flagged`, run by `Verifications.decide` once its alert is
+  committed). The voiceprint is rebuilt from what remains, so it equals the voiceprint that would exist
+  had the call never adapted it.
 - `purge_expired`: kept calls expire with the attempt embeddings (VOICEID_ATTEMPT_RETENTION_DAYS).
 
 Every adaptation and reversion appends to the audit trail; the score log's `adaptation` column says
@@ -17,8 +19,10 @@ sealed under the speaker's data key and go with every erasure (repositories.eras
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +63,15 @@ def limits_from(settings: Settings) -> AdaptationLimits:
         llr_margin=settings.adaptation_llr_margin,
         min_speech_s=settings.adaptation_min_speech_s,
     )
+
+
+class RevertReason(StrEnum):
+    """Why calls were taken out of a voiceprint (the ADAPTATION_REVERTED audit entry's `why`)."""
+
+    ANALYST = "analyst"  # POST /v1/verifications/{id}/unadapt, /v1/speakers/{id}/adaptation/revert
+    FLAGGED = "flagged"  # flagged as fraud to the watchlist
+    LINKED_VOICE_ALERT = "linked_voice_alert"  # its voice was heard on other identities (review item LINKED_VOICE)
+    RETENTION = "retention"  # kept past VOICEID_ATTEMPT_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -163,9 +176,9 @@ class Adaptation:
         for channel in (PHONE, WIDEBAND):
             self.rebuild(session, speaker, channel)
 
-    def revert(self, session: Session, rows: list[AdaptationCall], why: str) -> Reverted:
+    def revert(self, session: Session, rows: list[AdaptationCall], why: RevertReason, **details: str) -> Reverted:
         """Remove kept calls (marked REVERTED in the score log), rebuild each voiceprint they were in and
-        audit it, one entry per speaker."""
+        audit it, one entry per speaker (`details`: what flagged them, e.g. the review item)."""
         by_speaker: dict[str, list[AdaptationCall]] = defaultdict(list)
         for row in rows:
             by_speaker[row.speaker_id].append(row)
@@ -179,20 +192,27 @@ class Adaptation:
                 session,
                 AuditAction.ADAPTATION_REVERTED,
                 speaker.speaker_ref,
-                {"verification_ids": ids, "why": why, "kept_calls": kept},
+                {"verification_ids": ids, "why": why.value, **details, "kept_calls": kept},
                 self.ctx.now(),
             )
             refs.append(speaker.speaker_ref)
         return Reverted(sorted(r.verification_id for r in rows), refs)
 
-    def revert_verification(self, verification_id: str, why: str = "analyst") -> Reverted:
+    def revert_flagged(self, verification_ids: Sequence[str], why: RevertReason, **details: str) -> Reverted:
+        """Take calls flagged after they adapted out of their voiceprints, in a transaction of its own: it
+        locks the speakers they adapted, which the flagging transaction (another speaker's call, holding
+        that speaker's lock) must not wait for. Idempotent: calls already out are left as they are."""
+        with self.ctx.db.transaction() as session:
+            return self.revert(session, adaptation_repo.calls_of(session, verification_ids), why, **details)
+
+    def revert_verification(self, verification_id: str, why: RevertReason = RevertReason.ANALYST) -> Reverted:
         """An analyst takes one call out of the voiceprint it adapted (`POST /v1/verifications/{id}/unadapt`)."""
         with self.ctx.db.transaction() as session:
             if repo.get_verification(session, verification_id) is None:
                 raise VoiceIdError(ErrorCode.VERIFICATION_NOT_FOUND, f"no verification {verification_id!r}")
             return self.revert(session, adaptation_repo.calls_of(session, [verification_id]), why)
 
-    def revert_speaker(self, speaker_ref: str, why: str = "analyst") -> Reverted:
+    def revert_speaker(self, speaker_ref: str, why: RevertReason = RevertReason.ANALYST) -> Reverted:
         """An analyst takes every kept call of a speaker out: the voiceprints are the enrolment ones again."""
         with self.ctx.db.transaction() as session:
             speaker = repo.get_speaker(session, speaker_ref, for_update=True)
@@ -207,7 +227,7 @@ class Adaptation:
             while True:
                 with self.ctx.db.transaction() as session:
                     rows = adaptation_repo.expired_calls(session, now or self.ctx.now(), PURGE_BATCH)
-                    self.revert(session, rows, "retention")
+                    self.revert(session, rows, RevertReason.RETENTION)
                 removed += len(rows)
                 if len(rows) < PURGE_BATCH:
                     return removed

@@ -152,6 +152,14 @@ class LinkCheck:
     alert_identities: list[str]
 
 
+@dataclass(frozen=True)
+class LinkAlert:
+    """The OPEN linked-voice review item a call raised or joined, and every call it now holds."""
+
+    review_item_id: str
+    verification_ids: list[str]
+
+
 class FraudChecks:
     def __init__(self, settings: Settings, cipher: Vault, clock: Callable[[], datetime]) -> None:
         self.settings = settings
@@ -235,11 +243,13 @@ class FraudChecks:
             found, alert_identities(found, speaker_ref, self.clock(), s.link_alert_days, s.link_alert_identities)
         )
 
-    def raise_link_alert(self, session: Session, verification_id: str, speaker_ref: str, check: LinkCheck) -> None:
+    def raise_link_alert(
+        self, session: Session, verification_id: str, speaker_ref: str, check: LinkCheck
+    ) -> LinkAlert | None:
         """One OPEN review item per voice cluster: a new call of a voice already under review adds its
-        identities and calls to that item instead of queueing another."""
+        identities and calls to that item instead of queueing another. None: below the alert bar."""
         if not check.alert_identities:
-            return
+            return None
         now = self.clock()
         window = timedelta(days=self.settings.link_alert_days)
         calls = [
@@ -263,8 +273,8 @@ class FraudChecks:
                 }
                 item.score = max(item.score, best)
                 session.flush()
-                return
-        fraud_repo.add_review_item(
+                return LinkAlert(item.id, list(item.details["verification_ids"]))
+        item = fraud_repo.add_review_item(
             session,
             kind=ReviewKind.LINKED_VOICE,
             status=ReviewStatus.OPEN,
@@ -279,6 +289,7 @@ class FraudChecks:
             },
             created_at=now,
         )
+        return LinkAlert(item.id, sorted(calls))
 
     # --- enrolment -----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.links import Link, identities_within
 from voiceid.fraud.watchlist import pool_voice
 from voiceid.services import audit
-from voiceid.services.adaptation import Adaptation, Reverted
+from voiceid.services.adaptation import Adaptation, Reverted, RevertReason
 from voiceid.services.audit import AuditAction
 from voiceid.services.retention import purge_attempts  # the worker's job: one implementation
 from voiceid.services.serving import ServingContext
@@ -273,7 +273,7 @@ class FraudDesk:
             vector = fraud_repo.attempt_vector(ctx.cipher, kept)
             model_version, speaker_ref, channel = kept.model_version, kept.speaker_ref, verification.channel
             # A call flagged as fraud never stays in a voiceprint: taken out, the voiceprint rebuilt without it.
-            self.adaptation.revert(session, adaptation_repo.calls_of(session, [verification_id]), "flagged")
+            self.adaptation.revert(session, adaptation_repo.calls_of(session, [verification_id]), RevertReason.FLAGGED)
         return self._add(
             vector,
             model_version,

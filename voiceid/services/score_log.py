@@ -11,18 +11,23 @@ from datetime import UTC, datetime, timedelta
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.export import csv_text
 from voiceid.services.views import VerificationPage, VerificationView
+from voiceid.statuses import AdaptationState
 from voiceid.storage import repositories as repo
 from voiceid.storage.db import Database
 from voiceid.verify.decision import Decision, Reason
 
 # The filters of the score log, by their query-parameter names (the API's and the review desk's).
-# `cm` is the review form's spelling of `cm_flagged` (a select: flagged / passed).
+# `cm` is the review form's spelling of `cm_flagged` (a select: flagged / passed). `adapted`: the call
+# adapted a voiceprint (true, whether taken out since or not) or never did (false); `adaptation`: exactly
+# ADAPTED (still in the voiceprint) or REVERTED (taken out again), the review form's select.
 FILTER_PARAMS = (
     "speaker_id",
     "decision",
     "reason",
     "cm_flagged",
     "cm",
+    "adapted",
+    "adaptation",
     "since",
     "until",
     "min_score",
@@ -106,6 +111,17 @@ def parse_filter(params: Mapping[str, str], labels: Mapping[str, str] | None = N
             problems.append(f"{name('cm')} and {name('cm_flagged')} disagree")
         else:
             cm_flagged = BOOLEANS[flagged.lower()]
+    state = choice("adaptation", [a.value for a in AdaptationState])
+    adaptation = None if state is None else AdaptationState(state)
+    adapted = None
+    raw_adapted = values.get("adapted")
+    if raw_adapted is not None:
+        if raw_adapted.lower() not in BOOLEANS:
+            problems.append(f"{name('adapted')} must be true or false (got \u201c{raw_adapted}\u201d)")
+        else:
+            adapted = BOOLEANS[raw_adapted.lower()]
+            if adaptation is not None and not adapted:  # a state of a call that never adapted
+                problems.append(f"{name('adaptation')} and {name('adapted')} disagree")
     f = repo.VerificationFilter(
         speaker_ref=values.get("speaker_id"),
         decision=decision,
@@ -115,6 +131,8 @@ def parse_filter(params: Mapping[str, str], labels: Mapping[str, str] | None = N
         max_score=number("max_score"),
         reason=reason,
         cm_flagged=cm_flagged,
+        adapted=adapted,
+        adaptation=adaptation,
         min_decided=number("min_decided"),
         max_decided=number("max_decided"),
     )
@@ -152,6 +170,7 @@ CSV_COLUMNS: dict[str, Callable[[VerificationView], object]] = {
     "watchlist_hits": _hits,
     "decided_score": lambda v: v.decided_score,
     "threshold_scale": lambda v: v.threshold_scale,
+    "adaptation": lambda v: v.adaptation,
 }
 
 

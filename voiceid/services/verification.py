@@ -19,7 +19,7 @@ from voiceid.engine import EmbeddedUtterance
 from voiceid.enrolment.adaptation import CallFacts
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.fraud.watchlist import WatchlistHit
-from voiceid.services.adaptation import Adaptation
+from voiceid.services.adaptation import Adaptation, RevertReason
 from voiceid.services.calibration import SelfCalibrationCache
 from voiceid.services.challenges import Challenges, check_challenge_id
 from voiceid.services.cohort import CohortCache
@@ -130,7 +130,8 @@ class Verifications:
     ) -> VerificationView:
         """Decide on an already embedded probe (and its words, when it answers a challenge), update
         the lockout state and log the decision. `abandoned`: a stream that ended before its decision
-        (`verify.decision.abandon`)."""
+        (`verify.decision.abandon`). A linked-voice alert it raises takes the alert's calls out of the
+        voiceprints they adapted (services/adaptation.py)."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -177,7 +178,7 @@ class Verifications:
             ctx.fraud.keep_attempt(
                 session, view.verification_id, speaker.speaker_ref, utterance.vector, utterance.model_version
             )
-            ctx.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
+            raised = ctx.fraud.raise_link_alert(session, view.verification_id, speaker.speaker_ref, linked)
             ctx.pad.keep_attempt(session, speaker, view.verification_id, utterance)
             # After the decision is taken and logged: adaptation only ever affects later calls.
             if outcome.decision is Decision.ACCEPT:
@@ -192,7 +193,14 @@ class Verifications:
                 )
                 if adapted.refusal is None:
                     view = replace(view, adaptation=AdaptationState.ADAPTED.value)
-            return view
+        if raised is not None:
+            # Earlier calls of this voice that adapted a voiceprint come out of it. Once the alert is
+            # committed, in a transaction of its own: it locks other identities' speakers, and two calls
+            # of one voice on two identities each holding its own speaker's lock would deadlock.
+            self.adaptation.revert_flagged(
+                raised.verification_ids, RevertReason.LINKED_VOICE_ALERT, review_item_id=raised.review_item_id
+            )
+        return view
 
     def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
         """What `decide` would decide now, with nothing logged and no lockout counted: a stream's

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from voiceid.enrolment.session import EnrolmentSample
 from voiceid.enrolment.views import ChannelSample
-from voiceid.statuses import CmCheck, SpeakerStatus
+from voiceid.statuses import AdaptationState, CmCheck, SpeakerStatus
 from voiceid.storage import adaptation_repo
 from voiceid.storage.crypto import associated_data
 from voiceid.storage.keys import KeyShreddedError, Vault, mark_for_shredding, speaker_owner
@@ -329,6 +329,8 @@ class VerificationFilter:
     max_score: float | None = None
     reason: str | None = None  # one of voiceid.verify.decision.Reason (validated by the callers)
     cm_flagged: bool | None = None  # True: cm_check FLAGGED; False: PASSED (skipped / off match neither)
+    adapted: bool | None = None  # True: the call adapted a voiceprint (ADAPTED or REVERTED); False: it never did
+    adaptation: AdaptationState | None = None  # exactly this state
     # The value the call's thresholds were applied to (`decided_score`): its LLR on the calibrated
     # scale, its score where it was decided on the raw cosine. What the review desk filters on.
     min_decided: float | None = None
@@ -378,6 +380,10 @@ def _filtered(query: Select[Any], f: VerificationFilter) -> Select[Any]:
         query = query.where(cast(Verification.reasons, String).like(f'%"{f.reason}"%'))
     if f.cm_flagged is not None:
         query = query.where(Verification.cm_check == (CmCheck.FLAGGED if f.cm_flagged else CmCheck.PASSED))
+    if f.adapted is not None:
+        query = query.where(Verification.adaptation.is_not(None) if f.adapted else Verification.adaptation.is_(None))
+    if f.adaptation is not None:
+        query = query.where(Verification.adaptation == f.adaptation)
     return query
 
 

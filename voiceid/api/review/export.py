@@ -25,6 +25,7 @@ CSV_FIELDS = [
     "threshold_scale",
     "accept_threshold",
     "reject_threshold",
+    "adaptation",  # ADAPTED: the call adapted the speaker's voiceprint; REVERTED: taken out again since
 ]
 
 

@@ -27,9 +27,11 @@ FILTER_LABELS = {
     "min_score": "Normalised score \u2265",
     "max_score": "Normalised score \u2264",
     "cm_flagged": "Spoof check",
+    "adaptation": "Adaptation",
+    "adapted": "Adaptation",
 }
 # Filters the form has no input for (a link from elsewhere may carry them): kept as hidden fields.
-HIDDEN_FILTERS = ("min_score", "max_score", "cm_flagged")
+HIDDEN_FILTERS = ("min_score", "max_score", "cm_flagged", "adapted")
 
 
 async def form_fields(request: Request) -> dict[str, str]:

@@ -13,6 +13,7 @@ from voiceid.services.audit import AuditAction
 from voiceid.services.root import VoiceIdService
 from voiceid.services.score_log import LEADING_COLUMNS, export_csv, parse_filter
 from voiceid.services.views import Role
+from voiceid.statuses import AdaptationState
 from voiceid.storage.repositories import VerificationFilter
 from voiceid.verify.decision import Decision, Reason
 
@@ -33,6 +34,7 @@ CSV_FIELDS = [
     "challenge_status",
     "challenge_prompt",
     "challenge_heard",
+    "adaptation",
 ]
 
 
@@ -40,6 +42,7 @@ CSV_FIELDS = [
 NUMBER: dict[str, object] = {"type": "number"}
 DECISIONS = [d.value for d in Decision]
 REASONS = [r.value for r in Reason]
+ADAPTATION_STATES = [a.value for a in AdaptationState]
 
 
 def _enum(values: list[str]) -> dict[str, object]:
@@ -73,6 +76,18 @@ def filters(
         "(calls where it was skipped or off match neither)",
         json_schema_extra={"type": "boolean"},
     ),
+    adapted: str | None = Query(
+        None,
+        description="true: only accepted calls that adapted their speaker's voiceprint (VOICEID_ADAPTATION), "
+        "taken out again since or not; false: only calls that never did",
+        json_schema_extra={"type": "boolean"},
+    ),
+    adaptation: str | None = Query(
+        None,
+        description="ADAPTED: only calls still in the voiceprint they adapted; REVERTED: only calls taken out "
+        "again (by an analyst, a watchlist flag, a linked-voice alert or retention)",
+        json_schema_extra=_enum(ADAPTATION_STATES),
+    ),
 ) -> VerificationFilter:
     """The score log's filters, parsed by the one parser the review desk uses too (services/score_log.py):
     the same fields mean the same there and here, and a bad value is answered in the same words."""
@@ -87,6 +102,8 @@ def filters(
         "max_decided": max_decided,
         "reason": reason,
         "cm_flagged": cm_flagged,
+        "adapted": adapted,
+        "adaptation": adaptation,
     }
     return parse_filter({k: v for k, v in given.items() if v is not None})
 
