@@ -25,7 +25,7 @@ from voiceid.enrolment.adaptation import adapted_voiceprint
 from voiceid.errors import VoiceIdError
 from voiceid.models.files import MODEL_VERSION
 from voiceid.services import audit
-from voiceid.services.adaptation import limits_from
+from voiceid.services.adaptation import Adaptation, limits_from
 from voiceid.services.retention import purge_attempts
 from voiceid.services.score_log import parse_filter
 from voiceid.storage import models as m
@@ -35,6 +35,7 @@ from voiceid.testkit.api import Api
 from voiceid.testkit.engines import unit
 from voiceid.verify.calibration import fit_calibration, save_calibrations
 from voiceid.verify.vectors import l2_normalise
+from voiceid.worker.jobs import sweep_alerted_adaptation
 
 DIM = 192
 VOICE = unit(1)
@@ -290,6 +291,33 @@ def test_a_call_later_part_of_a_linked_voice_alert_is_taken_out(make_api, files)
     assert len(audits(api, speaker, "ADAPTATION_REVERTED")) == 1 and kept(api, speaker) == 1
     with api.service.db.transaction() as session:
         assert audit.verify(session).ok
+
+
+def test_a_failed_revert_keeps_the_decision_and_the_worker_sweep_takes_the_call_out(  # type: ignore[no-untyped-def]
+    make_api, files, monkeypatch
+) -> None:
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker, other = enrol(api, engine), enrol(api, engine, unit(2))
+    probe = toward(VOICE, 0.85, 10)
+    adapted = call(api, engine, speaker, probe)["verification_id"]
+    assert logged(api, adapted)["adaptation"] == "ADAPTED"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Adaptation, "revert_flagged", broken)
+        fraud = call(api, engine, other, probe)  # raises the alert; the revert fails
+    assert fraud["decision"] in {"ACCEPT", "INCONCLUSIVE", "REJECT"}  # a decision, not an error
+    assert logged(api, adapted)["adaptation"] == "ADAPTED" and kept(api, speaker) == 1
+
+    item = linked_voice_item(api, fraud["verification_id"])
+    assert sweep_alerted_adaptation(api.service.ctx) == 1
+    assert logged(api, adapted)["adaptation"] == "REVERTED" and kept(api, speaker) == 0
+    (entry,) = audits(api, speaker, "ADAPTATION_REVERTED")
+    assert entry.details["why"] == "linked_voice_alert" and entry.details["review_item_id"] == item.id
+    assert sweep_alerted_adaptation(api.service.ctx) == 0  # idempotent
+    assert len(audits(api, speaker, "ADAPTATION_REVERTED")) == 1
 
 
 def test_an_alert_on_calls_that_adapted_nothing_changes_no_voiceprint(make_api, files) -> None:  # type: ignore[no-untyped-def]

@@ -43,7 +43,7 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.context import AppContext
-from voiceid.statuses import AdaptationState
+from voiceid.statuses import AdaptationState, ReviewKind
 from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import AdaptationCall, Speaker
@@ -204,6 +204,26 @@ class Adaptation:
         that speaker's lock) must not wait for. Idempotent: calls already out are left as they are."""
         with self.ctx.db.transaction() as session:
             return self.revert(session, adaptation_repo.calls_of(session, verification_ids), why, **details)
+
+    def revert_alerted(self) -> int:
+        """The worker's sweep (`adaptation-alert-sweep`): every call held by an open linked-voice alert is
+        out of the voiceprint it adapted. `decide` does this as the alert is raised; the sweep catches a
+        revert that failed there (the caller's decision stood) and alerts raised by older code. Idempotent;
+        the number of calls taken out."""
+        since = self.ctx.now() - timedelta(days=self.ctx.settings.link_alert_days)
+        with self.ctx.db.transaction() as session:
+            alerts = [
+                (item.id, list(item.details.get("verification_ids", [])))
+                for item in fraud_repo.open_items_of_kind(session, ReviewKind.LINKED_VOICE, since)
+            ]
+        taken = 0
+        for item_id, calls in alerts:
+            with self.ctx.db.transaction() as session:
+                rows = adaptation_repo.calls_of(session, calls)  # a reverted call is no longer kept
+                if rows:
+                    self.revert(session, rows, RevertReason.LINKED_VOICE_ALERT, review_item_id=str(item_id))
+                    taken += len(rows)
+        return taken
 
     def revert_verification(self, verification_id: str, why: RevertReason = RevertReason.ANALYST) -> Reverted:
         """An analyst takes one call out of the voiceprint it adapted (`POST /v1/verifications/{id}/unadapt`)."""

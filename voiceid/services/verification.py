@@ -7,6 +7,7 @@ held while the model runs; streams embed once and call `preview` for interims, `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from voiceid.verify import lockout
 from voiceid.verify.decision import Decision, Outcome, Reason
 from voiceid.verify.policy import AppliedThresholds, DecisionPolicy, Scale
 from voiceid.verify.scorer import Scorer, ScoreResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,17 @@ class Verifications:
             # Earlier calls of this voice that adapted a voiceprint come out of it. Once the alert is
             # committed, in a transaction of its own: it locks other identities' speakers, and two calls
             # of one voice on two identities each holding its own speaker's lock would deadlock.
-            self.adaptation.revert_flagged(
-                raised.verification_ids, RevertReason.LINKED_VOICE_ALERT, review_item_id=raised.review_item_id
-            )
+            # The decision is logged and stands: a failure here must not turn it into an error for the
+            # IVR. The worker's `adaptation-alert-sweep` reverts whatever an open alert still holds.
+            try:
+                self.adaptation.revert_flagged(
+                    raised.verification_ids, RevertReason.LINKED_VOICE_ALERT, review_item_id=raised.review_item_id
+                )
+            except Exception:
+                log.exception(
+                    "reverting the adaptation of linked-voice alert %s failed; the worker retries",
+                    raised.review_item_id,
+                )
         return view
 
     def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from voiceid.errors import VoiceIdError
+from voiceid.services.adaptation import Adaptation
 from voiceid.services.calibration import refresh_self_calibration
 from voiceid.services.cohort import refresh_all_cohorts
 from voiceid.services.context import AppContext
@@ -27,6 +28,11 @@ def prune_change_feed(ctx: AppContext) -> int:
 def expire_voiceprints(ctx: AppContext) -> int:
     """Erase voiceprints unused for VOICEID_VOICEPRINT_RETENTION_DAYS (speakers answer EXPIRED)."""
     return expire_unused_voiceprints(ctx.db, ctx.clock(), ctx.settings.voiceprint_retention_days)
+
+
+def sweep_alerted_adaptation(ctx: AppContext) -> int:
+    """Calls held by an open linked-voice alert leave the voiceprints they adapted (services/adaptation.py)."""
+    return Adaptation(ctx).revert_alerted()
 
 
 def refresh_cohorts(ctx: AppContext) -> int:
@@ -63,6 +69,7 @@ def refit_self_calibration(ctx: AppContext) -> int:
 JOBS: tuple[Job, ...] = (
     Job("retention-purge", purge_attempts, every=lambda s: s.purge_interval_s),
     Job("voiceprint-retention", expire_voiceprints, every=lambda s: s.purge_interval_s),
+    Job("adaptation-alert-sweep", sweep_alerted_adaptation, every=lambda s: s.purge_interval_s),
     Job("webhook-outbox", deliver_due, every=lambda s: s.webhook_poll_s),
     Job("cohort-refresh", refresh_cohorts, every=lambda s: s.cohort_refresh_interval_s),
     Job("self-calibration", refit_self_calibration, every=lambda s: s.selfcal_interval_s),
