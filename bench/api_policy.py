@@ -107,6 +107,11 @@ def main() -> None:
                     results.append(
                         {
                             "kind": kind,
+                            "speaker": speaker,
+                            "claimed": claimed,
+                            "utt_id": utt.utt_id,
+                            "replay_score": got.get("replay_score"),
+                            "cm_score": got.get("cm_score"),
                             "status": r.status_code,
                             "decision": got.get("decision", got.get("code")),
                             "net_speech_s": got.get("net_speech_s"),
@@ -136,7 +141,7 @@ def main() -> None:
             for k, label in enumerate(band_labels())
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps({**report, "calls": results}, indent=1) + "\n")
     print(json.dumps(report, indent=2))
     g, i = report["genuine"], report["impostor"]
     print(
