@@ -1,5 +1,6 @@
 """Fine-tuning AASIST's graph-attention head on vocoded genuine speech (issue 18, item 4, second try)
 
+    pip install pyworld   # the WORLD vocoder; a bench-only dependency
     export VOICEID_DEV_DATA_DIR=../shared/data OMP_NUM_THREADS=1
     nice -n 10 python bench/pad_finetune.py features --part train      # ~15 min on one busy core
     nice -n 10 python bench/pad_finetune.py features --part eval       # ~10 min (may run beside it)
@@ -547,7 +548,7 @@ def per_file(scores: np.ndarray, ev: dict[str, np.ndarray], channel: str) -> dic
     return {u: float(np.mean(v)) for u, v in sums.items()}
 
 
-def fit(seed: int, epochs: int, variant: str) -> None:
+def fit(seed: int, epochs: int, variant: str, out: Path | None) -> None:
     torch.set_num_threads(1)
     data = get_settings().dev_data_dir
     tr = load_npz(*sorted(OUT.glob(f"{variant}_train_*.npz")))
@@ -632,6 +633,18 @@ def fit(seed: int, epochs: int, variant: str) -> None:
                 spoof = np.array([files[i.utt_id] for i in spoofs if i.utt_id in files])
                 fam[g] = round(float(pad_eer(bona, spoof)[0]), 4)
             spoof_all = np.array([files[i.utt_id] for i in groups["pooled"] if i.utt_id in files])
+            # per source: a source's spoofs against that source's own bona fide (recording conditions equal)
+            by_source: dict[str, float] = {}
+            for src in sorted({i.source for i in items}):
+                b_src = np.array(
+                    [files[i.utt_id] for i in items if i.source == src and i.is_bonafide and i.utt_id in files]
+                )
+                s_src = np.array(
+                    [files[i.utt_id] for i in items if i.source == src and not i.is_bonafide and i.utt_id in files]
+                )
+                if len(b_src) and len(s_src):
+                    by_source[src] = round(float(pad_eer(b_src, s_src)[0]), 4)
+            fam["by_source"] = by_source
             fam["apcer_at_train_thr"] = round(float((spoof_all >= threshold).mean()), 4)
             fam["dev_spoof_bpcer_at_train_thr"] = round(float((bona < threshold).mean()), 4)
             genuine = per_file(sc["ge"], ge, channel)
@@ -644,6 +657,8 @@ def fit(seed: int, epochs: int, variant: str) -> None:
         print(name, json.dumps(row), flush=True)
     result = {
         "variant": variant,
+        "seed": seed,
+        "epochs": epochs,
         "train_windows": len(tr["label"]),
         "train_bonafide_windows": int(tr["label"].sum()),
         "val_windows": len(va["label"]),
@@ -655,7 +670,7 @@ def fit(seed: int, epochs: int, variant: str) -> None:
         "n_spoof_dev_spoof": {g: len(v) for g, v in groups.items()},
         "report": report,
     }
-    Path(f"bench/out/pad_finetune_{variant}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out or Path(f"bench/out/pad_finetune_{variant}.json")).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:
@@ -669,11 +684,12 @@ def main() -> None:
     g.add_argument("--seed", type=int, default=18)
     g.add_argument("--epochs", type=int, default=8)
     g.add_argument("--variant", choices=VARIANTS, default="codec")
+    g.add_argument("--out", type=Path, default=None, help="default bench/out/pad_finetune_<variant>.json")
     args = parser.parse_args()
     if args.stage == "features":
         features(args.part, args.train_files, args.variant)
     else:
-        fit(args.seed, args.epochs, args.variant)
+        fit(args.seed, args.epochs, args.variant, args.out)
 
 
 if __name__ == "__main__":
