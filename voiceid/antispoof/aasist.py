@@ -264,8 +264,14 @@ class Aasist(nn.Module):
 
     def classify(self, e: Tensor) -> tuple[Tensor, Tensor]:
         """Graph attention head on the encoder output: logits (B, 2) and the 160-d hidden layer."""
-        e_s = torch.amax(torch.abs(e), dim=3).transpose(1, 2) + self.pos_S  # spectral nodes
-        e_t = torch.amax(torch.abs(e), dim=2).transpose(1, 2)  # temporal nodes
+        return self.classify_maxima(torch.amax(torch.abs(e), dim=3), torch.amax(torch.abs(e), dim=2))
+
+    def classify_maxima(self, spectral: Tensor, temporal: Tensor) -> tuple[Tensor, Tensor]:
+        """The head on all it sees of the encoder output: |e|'s maxima over time (B, C, 23) and over
+        frequency (B, C, frames). Separate so that a head can be trained on cached maxima
+        (bench/pad_finetune.py) without running the encoder again."""
+        e_s = spectral.transpose(1, 2) + self.pos_S  # spectral nodes
+        e_t = temporal.transpose(1, 2)  # temporal nodes
         out_s = self.pool_S(self.GAT_layer_S(e_s))
         out_t = self.pool_T(self.GAT_layer_T(e_t))
         t1, s1, m1 = self._branch(
