@@ -145,3 +145,19 @@ def test_fast_runtime_scores_the_same_from_concurrent_inference_workers(fast: Fa
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(lambda wave: fast.score(wave, 16000).window_scores, calls * 2))
     assert together == alone * 2
+
+
+@pytest.mark.model
+@needs_bf16
+def test_a_call_runs_the_network_compiled_at_load(settings: Settings) -> None:
+    """Nothing is compiled on a caller's request: the example compiled at load has the dispatch keys
+    and strides of the windows `_forward` passes. A guard that failed here made the first call of the
+    service compile the network again (seconds, in a request), and the process ran every compiled
+    window at the speed of eager bf16 afterwards (0.30 s instead of 0.15 s through the app)."""
+    import torch
+
+    cm = load_countermeasure(settings.cm_model_dir, threads=1, max_windows=4, runtime=CmRuntime.TORCH_BF16)
+    assert isinstance(cm, FastAasist)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for wave in _random_calls():
+            cm.score(wave, 16000)

@@ -98,9 +98,12 @@ class FastAasist(WindowedModel):
         # recompile an unfrozen graph (measured: calls outside the setting run twice as slow). Nothing
         # else in the service compiles with Inductor, and freezing applies to inference only.
         inductor_config.freezing = True
-        example = torch.zeros(1, manifest.window_samples)
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Inductor's notices about CUDA being absent
+            # Made inside inference mode like every window `_forward` passes: an example made outside
+            # it differs in its dispatch keys, which Dynamo guards on, so the first call would compile
+            # the network again, on a caller's request.
+            example = torch.zeros(1, manifest.window_samples)
             self._compiled(example)  # compile here, not on some caller's first call
 
     @property
@@ -113,7 +116,9 @@ class FastAasist(WindowedModel):
         logits, hidden = [], []
         with torch.inference_mode():
             for window in windows:
-                out, h = self._compiled(torch.from_numpy(np.ascontiguousarray(window[None, :])))
+                # (1, window) with the strides of the example compiled at load (numpy gives a leading
+                # axis of size 1 stride 0, a different guard and so a second compilation)
+                out, h = self._compiled(torch.from_numpy(np.ascontiguousarray(window)).reshape(1, -1).contiguous())
                 logits.append(out.numpy().astype(np.float32))
                 hidden.append(h.numpy().astype(np.float32))
         return np.concatenate(logits), np.concatenate(hidden)
