@@ -11,9 +11,10 @@ sides are masked the same way, and only for what differs on every run by design:
 Everything else, thresholds, decisions, reasons, model version and the hashes of the decision data
 included, must match character for character: a change there is a change the README has to show. The
 one allowance is for numbers computed by the networks (scores, margins): bf16 arithmetic rounds
-differently on CPUs with and without AMX (and the AVX512-BF16 kernels differ again), so a number agrees
-when it is within one unit of its last printed digit plus 0.2 % of its size and 0.001
-(`numbers_agree`): a CM score of 0.5429 against 0.5422 agrees, an LLR of 6.47 against 6.57 does not.
+differently on CPUs with and without AMX, and the kernels Inductor picks for the countermeasure vary
+from one compilation to the next (its score moved by up to 0.006 between two runs on one machine), so
+a number agrees when it is within one unit of its last printed digit plus 1 % of its size and 0.01
+(`numbers_agree`): a CM score of 0.5422 against 0.5365 agrees, an LLR of 6.47 against 6.57 does not.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _last_digit(number: float) -> float:
 
 
 def numbers_agree(a: float, b: float) -> bool:
-    return abs(a - b) <= max(_last_digit(a), _last_digit(b)) + 0.002 * max(abs(a), abs(b)) + 0.001
+    return abs(a - b) <= max(_last_digit(a), _last_digit(b)) + 0.01 * max(abs(a), abs(b)) + 0.01
 
 
 def _agree(want: object, got: object) -> bool:

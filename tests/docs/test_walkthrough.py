@@ -50,10 +50,10 @@ def test_masking_hides_ids_and_times_only():
     )
     assert walkthrough.differences(line, other_run) == []
     assert walkthrough.differences(line, line.replace("6.47", "6.57"))  # a score that moved is a difference
-    # bf16 rounding differs between CPUs: one unit of the last printed digit (and 0.2 %) is not a move
+    # bf16 rounding differs between CPUs and compilations: a hundredth (and 1 %) is not a move
     assert walkthrough.differences(line, line.replace("6.47", "6.48")) == []
     assert walkthrough.differences(line, line.replace('"llr":6.47', '"llr":"6.47"'))  # a type change is
-    assert walkthrough.numbers_agree(0.5429, 0.5422) and not walkthrough.numbers_agree(0.0089, 0.0001)
+    assert walkthrough.numbers_agree(0.5422, 0.5365) and not walkthrough.numbers_agree(0.0089, 0.045)
     assert walkthrough.differences(line, line + "\nextra")
 
 

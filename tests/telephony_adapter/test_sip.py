@@ -582,7 +582,9 @@ async def test_siprec_binding_names_the_caller_when_the_metadata_lists_the_agent
 
 
 async def test_dialog_cap_and_a_call_without_rtp_is_ended(sip, two_speakers):
-    live, server = await sip(sip_max_dialogs=1)
+    # 4 s without RTP, not the module's 1 s: the second INVITE must meet the first dialog still open even
+    # on a machine busy enough to answer it a second late (it then got 200: the first had been ended).
+    live, server = await sip(sip_max_dialogs=1, sip_rtp_timeout_s=4.0)
     a, _ = two_speakers
     live.enrol(a, b"")
     first, second = uuid.uuid4(), uuid.uuid4()
@@ -593,7 +595,7 @@ async def test_dialog_cap_and_a_call_without_rtp_is_ended(sip, two_speakers):
     assert answer.startswith("SIP/2.0 200"), answer
     busy = await exchange(server.port, request("INVITE", str(second), offer))
     assert busy.startswith("SIP/2.0 503") and "at capacity" in busy
-    # No RTP ever comes: after VOICEID_SIP_RTP_TIMEOUT_S (1 s here) voiceid ends the call itself.
+    # No RTP ever comes: after VOICEID_SIP_RTP_TIMEOUT_S (4 s here) voiceid ends the call itself.
     call = await call_outcome(live, first, timeout_s=20)
     assert call["status"] in {CallStatus.FAILED, CallStatus.COMPLETED}, call
     assert not server.dialogs and server.rtp_sessions == 0
