@@ -30,18 +30,10 @@ from voiceid.antispoof.metrics import apcer_at_bpcer, pad_eer
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.embedders import voiceid_embedder
-from voiceid.evaluation.pad import CmCache, PadItem, read_pad_manifest
+from voiceid.evaluation.pad import ATTACK_FAMILIES, CmCache, PadItem, read_pad_manifest
 from voiceid.evaluation.protocol import Utterance
 from voiceid.evaluation.runner import EmbeddingCache, embed_utterances
 
-FAMILIES = {
-    "cyclegan_vc2": "voice_conversion",
-    "maskcyclegan_vc": "voice_conversion",
-    "tortoise": "tts_cloning",
-    "naturalspeech": "tts_cloning",
-    "asvspoof2019_la": "asvspoof2019",
-    "asv19la_adversarial_filter": "asvspoof2019",
-}
 G = FeatureGroup
 CANDIDATES: dict[str, tuple[tuple[FeatureGroup, ...], float]] = {
     "aasist (calibrated)": ((G.AASIST_SCORE,), 1e-3),
@@ -91,7 +83,7 @@ def matrix(
 
 def held_out(items: Sequence[PadItem], family: str) -> set[str]:
     """The family's spoofs plus the bona fide of every source those spoofs come from."""
-    spoofs = {i.utt_id for i in items if not i.is_bonafide and FAMILIES.get(i.attack_id) == family}
+    spoofs = {i.utt_id for i in items if not i.is_bonafide and ATTACK_FAMILIES.get(i.attack_id) == family}
     sources = {i.source for i in items if i.utt_id in spoofs}
     return spoofs | {i.utt_id for i in items if i.is_bonafide and i.source in sources}
 
@@ -106,7 +98,7 @@ def lofo(
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {c: {} for c in channels}
     pooled: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in channels}
-    for family in sorted(set(FAMILIES.values())):
+    for family in sorted(set(ATTACK_FAMILIES.values())):
         test_ids = held_out(items, family)
         xs, ys = [], []
         for channel in channels:  # codec augmentation: train on every channel's version of a file

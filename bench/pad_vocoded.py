@@ -37,17 +37,9 @@ from voiceid.audio import g711
 from voiceid.audio.resample import resample
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
-from voiceid.evaluation.pad import CmCache, PadItem, read_pad_manifest
+from voiceid.evaluation.pad import ATTACK_FAMILIES, CmCache, PadItem, read_pad_manifest
 
 RATE = 16000
-FAMILIES = {
-    "asvspoof2019_la": "asvspoof2019",
-    "asv19la_adversarial_filter": "asvspoof2019",
-    "cyclegan_vc2": "voice_conversion",
-    "maskcyclegan_vc": "voice_conversion",
-    "tortoise": "tts_cloning",
-    "naturalspeech": "tts_cloning",
-}
 MAX_SECONDS = 4.0  # features of the first 4 s: enough for file-level statistics, bounded cost
 
 _lfcc = torchaudio.transforms.LFCC(
@@ -166,7 +158,7 @@ def main() -> None:
         groups: dict[str, list[PadItem]] = defaultdict(list)
         for item in evaluation:
             if not item.is_bonafide:
-                groups[FAMILIES.get(item.attack_id, item.attack_id)].append(item)
+                groups[ATTACK_FAMILIES.get(item.attack_id, item.attack_id)].append(item)
         groups["pooled"] = [i for i in evaluation if not i.is_bonafide]
         for name, spoofs in sorted(groups.items()):
             row: dict[str, float | int] = {"n_spoof": len(spoofs)}

@@ -32,6 +32,16 @@ FloatArray = npt.NDArray[np.float32]
 BONAFIDE = "bonafide"
 SPOOF = "spoof"
 DETECTORS = ("shipped", "aasist")
+# dev_spoof's attacks (manifest `attack_id`) by family, the unit the leave-one-family-out and
+# unseen-family tables hold out (docs/antispoof.md)
+ATTACK_FAMILIES = {
+    "asvspoof2019_la": "asvspoof2019",
+    "asv19la_adversarial_filter": "asvspoof2019",
+    "cyclegan_vc2": "voice_conversion",
+    "maskcyclegan_vc": "voice_conversion",
+    "tortoise": "tts_cloning",
+    "naturalspeech": "tts_cloning",
+}
 
 
 @dataclass(frozen=True)
