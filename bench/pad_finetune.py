@@ -55,6 +55,7 @@ import time
 import types
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ from voiceid.audio.frontend import FrontEnd, FrontEndConfig
 from voiceid.audio.resample import resample
 from voiceid.config import get_settings
 from voiceid.evaluation.channel import through_channel
-from voiceid.evaluation.pad import PadItem, read_pad_manifest
+from voiceid.evaluation.pad import ATTACK_FAMILIES, PadItem, read_pad_manifest
 
 if "pkg_resources" not in sys.modules:  # pyworld 0.3.5 asks setuptools for its own version at import
     try:
@@ -92,14 +93,6 @@ RATE = 16000
 WINDOW = 64600  # AASIST's window (manifest window_samples)
 MAX_WINDOWS = 4  # the shipped manifest's
 OUT = Path("bench/out/pad_finetune")
-FAMILIES = {
-    "asvspoof2019_la": "asvspoof2019",
-    "asv19la_adversarial_filter": "asvspoof2019",
-    "cyclegan_vc2": "voice_conversion",
-    "maskcyclegan_vc": "voice_conversion",
-    "tortoise": "tts_cloning",
-    "naturalspeech": "tts_cloning",
-}
 VOCODERS = ("world", "world_lo", "lpc", "mel_gl")
 EVAL_CHANNELS = ("clean", "g711-ulaw")
 # `base`: the first run's augmentation; `codec`: plus lossy codec round trips (MP3, Vorbis, Opus)
@@ -265,27 +258,33 @@ def codec(x: Array, rng: random.Random) -> Array:
     return _fit(resample(y.mean(axis=1), int(got), RATE))
 
 
+Augmentation = Callable[[Array, random.Random], Array]
+# Each recipe: (cumulative probability, name, transform); one draw picks the row.
+# `base` is the first run's recipe; `codec` adds lossy codec round trips.
+RECIPES: dict[bool, tuple[tuple[float, str, Augmentation], ...]] = {
+    False: (
+        (0.3, "none", lambda x, rng: x),
+        (0.6, "phone", phone),
+        (0.8, "rawboost", rawboost),
+        (1.0, "rawboost+phone", lambda x, rng: phone(rawboost(x, rng), rng)),
+    ),
+    True: (
+        (0.25, "none", lambda x, rng: x),
+        (0.45, "phone", phone),
+        (0.6, "rawboost", rawboost),
+        (0.8, "codec", codec),
+        (0.9, "rawboost+phone", lambda x, rng: phone(rawboost(x, rng), rng)),
+        (1.0, "codec+phone", lambda x, rng: phone(codec(x, rng), rng)),
+    ),
+}
+
+
 def augment(x: Array, rng: random.Random, codecs: bool) -> tuple[Array, str]:
     r = rng.random()
-    if not codecs:  # the first run's recipe
-        if r < 0.3:
-            return x, "none"
-        if r < 0.6:
-            return phone(x, rng), "phone"
-        if r < 0.8:
-            return rawboost(x, rng), "rawboost"
-        return phone(rawboost(x, rng), rng), "rawboost+phone"
-    if r < 0.25:
-        return x, "none"
-    if r < 0.45:
-        return phone(x, rng), "phone"
-    if r < 0.6:
-        return rawboost(x, rng), "rawboost"
-    if r < 0.8:
-        return codec(x, rng), "codec"
-    if r < 0.9:
-        return phone(rawboost(x, rng), rng), "rawboost+phone"
-    return phone(codec(x, rng), rng), "codec+phone"
+    for upper, name, transform in RECIPES[codecs]:
+        if r < upper:
+            return transform(x, rng), name
+    raise AssertionError("random() is below 1, the last row's bound")
 
 
 # ------------------------------------------------------------------------------------------- the encoder
@@ -611,7 +610,7 @@ def fit(seed: int, epochs: int, variant: str, out: Path | None) -> None:
     groups: dict[str, list[PadItem]] = defaultdict(list)
     for item in items:
         if not item.is_bonafide:
-            groups[FAMILIES.get(item.attack_id, item.attack_id)].append(item)
+            groups[ATTACK_FAMILIES.get(item.attack_id, item.attack_id)].append(item)
     groups["pooled"] = [i for i in items if not i.is_bonafide]
     held = list(csv.DictReader((OUT / "held_out.csv").open()))
     source_of = {r["utt_id"]: ("dev_8k" if r["source"].startswith("dev_8k") else "dev+cohort") for r in held}
