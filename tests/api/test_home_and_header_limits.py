@@ -8,13 +8,10 @@ import http.client
 import json
 import select
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from voiceid.api.app import create_app
@@ -24,6 +21,7 @@ from voiceid.config import Settings
 from voiceid.storage.crypto import generate_key_text
 from voiceid.testkit.api import ADMIN_KEY
 from voiceid.testkit.engines import NoInferenceEngine
+from voiceid.testkit.servers import start_in_thread
 
 LIMIT = 16 * 1024
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -81,13 +79,7 @@ def live(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     app = create_app(app_settings, engine=NoInferenceEngine())  # type: ignore[arg-type]
-    server = uvicorn.Server(server_config(app, app_settings, log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
+    server, thread = start_in_thread(server_config(app, app_settings, log_level="error"), sock)
     try:
         yield sock.getsockname()
     finally:

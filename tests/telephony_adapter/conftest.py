@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from voiceid.services.root import VoiceIdService
 from voiceid.services.views import Role
 from voiceid.storage.crypto import generate_key_text
 from voiceid.telephony_adapter.simulator import RATE, phone_line
+from voiceid.testkit.servers import start_in_thread
 
 ADMIN_KEY = "admin-telephony-key-8c6jdvqNWjf6E08HhmJBznvVkhwoG9RD"
 
@@ -90,14 +90,7 @@ def _launch(
     servers: list[tuple[uvicorn.Server, threading.Thread]], config: uvicorn.Config, sock: socket.socket
 ) -> Live:
     """Run `config` on `sock` in a thread until it has started; the service with a key per role."""
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    servers.append((server, thread))
+    servers.append(start_in_thread(config, sock))
     service: VoiceIdService = config.app.state.service  # type: ignore[attr-defined]
     keys = {"admin": ADMIN_KEY}
     for role in (Role.IVR, Role.ENROLMENT, Role.ANALYST):
