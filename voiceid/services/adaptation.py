@@ -216,14 +216,11 @@ class Adaptation:
                 (item.id, list(item.details.get("verification_ids", [])))
                 for item in fraud_repo.open_items_of_kind(session, ReviewKind.LINKED_VOICE, since)
             ]
-        taken = 0
-        for item_id, calls in alerts:
-            with self.ctx.db.transaction() as session:
-                rows = adaptation_repo.calls_of(session, calls)  # a reverted call is no longer kept
-                if rows:
-                    self.revert(session, rows, RevertReason.LINKED_VOICE_ALERT, review_item_id=str(item_id))
-                    taken += len(rows)
-        return taken
+        reverted = [
+            self.revert_flagged(calls, RevertReason.LINKED_VOICE_ALERT, review_item_id=item_id)
+            for item_id, calls in alerts
+        ]
+        return sum(len(r.verification_ids) for r in reverted)
 
     def revert_verification(self, verification_id: str, why: RevertReason = RevertReason.ANALYST) -> Reverted:
         """An analyst takes one call out of the voiceprint it adapted (`POST /v1/verifications/{id}/unadapt`)."""
