@@ -99,29 +99,30 @@ def parse_filter(params: Mapping[str, str], labels: Mapping[str, str] | None = N
             return None
         return parsed
 
+    def boolean(key: str) -> bool | None:
+        raw = values.get(key)
+        if raw is None:
+            return None
+        if raw.lower() not in BOOLEANS:
+            problems.append(f"{name(key)} must be true or false (got \u201c{raw}\u201d)")
+            return None
+        return BOOLEANS[raw.lower()]
+
     decision = choice("decision", [d.value for d in Decision])
     reason = choice("reason", [r.value for r in Reason])
     cm = choice("cm", list(CM_CHOICES))
     cm_flagged = None if cm is None else CM_CHOICES[cm]
-    flagged = values.get("cm_flagged")
+    flagged = boolean("cm_flagged")
     if flagged is not None:
-        if flagged.lower() not in BOOLEANS:
-            problems.append(f"{name('cm_flagged')} must be true or false (got \u201c{flagged}\u201d)")
-        elif cm_flagged is not None and cm_flagged != BOOLEANS[flagged.lower()]:
+        if cm_flagged is not None and cm_flagged != flagged:
             problems.append(f"{name('cm')} and {name('cm_flagged')} disagree")
         else:
-            cm_flagged = BOOLEANS[flagged.lower()]
+            cm_flagged = flagged
     state = choice("adaptation", [a.value for a in AdaptationState])
     adaptation = None if state is None else AdaptationState(state)
-    adapted = None
-    raw_adapted = values.get("adapted")
-    if raw_adapted is not None:
-        if raw_adapted.lower() not in BOOLEANS:
-            problems.append(f"{name('adapted')} must be true or false (got \u201c{raw_adapted}\u201d)")
-        else:
-            adapted = BOOLEANS[raw_adapted.lower()]
-            if adaptation is not None and not adapted:  # a state of a call that never adapted
-                problems.append(f"{name('adaptation')} and {name('adapted')} disagree")
+    adapted = boolean("adapted")
+    if adapted is False and adaptation is not None:  # a state of a call that never adapted
+        problems.append(f"{name('adaptation')} and {name('adapted')} disagree")
     f = repo.VerificationFilter(
         speaker_ref=values.get("speaker_id"),
         decision=decision,
