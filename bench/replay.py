@@ -26,7 +26,7 @@ import soundfile as sf
 from voiceid.antispoof.fingerprint import Fingerprint, fingerprint, match_score
 from voiceid.antispoof.replay_sim import ReplayChannel, simulate_replay
 from voiceid.audio import g711
-from voiceid.audio.resample import resample
+from voiceid.audio.phone_line import Law, phone_line
 from voiceid.config import get_settings
 
 CHANNELS = {
@@ -39,8 +39,7 @@ PHONE = ReplayChannel(rt60_s=0.05, direct_to_reverb_db=20.0, snr_db=30.0)
 
 def ulaw_line(wave: np.ndarray, rate: int) -> np.ndarray:
     """The audio as a G.711 µ-law line delivers it (8 kHz, companded), with no room in between."""
-    pcm = g711.float_to_pcm16(resample(np.asarray(wave, dtype=np.float32), rate, 8000))
-    return g711.pcm16_to_float(g711.ulaw_to_pcm16(g711.pcm16_to_ulaw(pcm)))
+    return g711.decode(phone_line(wave, rate, Law.ULAW)[0], Law.ULAW.value)
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ class FastAasist(WindowedModel):
             for window in windows:
                 # (1, window) with the strides of the example compiled at load (numpy gives a leading
                 # axis of size 1 stride 0, a different guard and so a second compilation)
-                out, h = self._compiled(torch.from_numpy(np.ascontiguousarray(window)).reshape(1, -1).contiguous())
+                out, h = self._compiled(torch.from_numpy(np.ascontiguousarray(window)).reshape(1, -1))
                 logits.append(out.numpy().astype(np.float32))
                 hidden.append(h.numpy().astype(np.float32))
         return np.concatenate(logits), np.concatenate(hidden)
