@@ -11,7 +11,13 @@ reused for its impostor call (the service would compute the same vector twice).
 The calls come right after enrolment, with no background job run (as a new deployment meets them);
 --refresh runs the worker's cohort refresh and self-calibration first.
 
-Usage: python bench/api_policy.py [--channel clean] [--speakers 105] [--impostors 1] [--refresh] [--out ...]
+--retry plays the IVR of docs/decision-policy.md: a call INCONCLUSIVE for lack of evidence
+(SCORE_BETWEEN_THRESHOLDS / INSUFFICIENT_SPEECH) is retried once with more speech, the call so far
+joined with the speaker's next utterance, sent with ?retry_of= (decided at the stricter retry
+threshold). Impostor calls get the same retry. The report keeps the first answers and adds `after_retry`.
+
+Usage: python bench/api_policy.py [--channel clean] [--speakers 105] [--impostors 1] [--refresh] [--retry]
+                                  [--out ...]
 Measured on the dev set, whose speakers the shipped calibration was fitted on: optimistic.
 """
 
@@ -53,6 +59,18 @@ class MemoEngine:
         return self.engine.embed_phone_view(data, content_type)  # enrolment only: each body once anyway
 
 
+RETRYABLE = {"SCORE_BETWEEN_THRESHOLDS", "INSUFFICIENT_SPEECH"}
+SCORE_REASONS = {"SCORE_ABOVE_ACCEPT_THRESHOLD", "SCORE_BELOW_REJECT_THRESHOLD"}
+
+
+def retryable(answer: dict[str, Any]) -> bool:
+    """What the IVR of docs/decision-policy.md retries with more speech: INCONCLUSIVE for lack of evidence only."""
+    reasons = set(answer.get("reasons") or [])
+    return (
+        answer.get("decision") == "INCONCLUSIVE" and bool(reasons & RETRYABLE) and reasons <= RETRYABLE | SCORE_REASONS
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=None)
@@ -67,6 +85,11 @@ def main() -> None:
         action="store_true",
         help="Run the worker's cohort refresh and self-calibration before the calls (default: none, the calls come "
         "right after enrolment, as a new deployment meets them)",
+    )
+    parser.add_argument(
+        "--retry",
+        action="store_true",
+        help="Retry each call INCONCLUSIVE for lack of evidence once, joined with the next utterance (?retry_of=)",
     )
     args = parser.parse_args()
     base = get_settings()
@@ -97,7 +120,8 @@ def main() -> None:
         results: list[dict[str, Any]] = []
         ivr = keys["ivr"]
         for speaker in order:
-            for utt in by_speaker[speaker][enrolled[speaker] :]:
+            later = by_speaker[speaker][enrolled[speaker] :]
+            for k, utt in enumerate(later):
                 body, ctype = through_channel(utt.path, args.channel)
                 calls = [(speaker, "genuine")] + [(other, "impostor") for other in partners[speaker]]
                 for claimed, kind in calls:
@@ -120,6 +144,24 @@ def main() -> None:
                             "reasons": got.get("reasons"),
                         }
                     )
+                    if args.retry and retryable(got) and k + 1 < len(later):
+                        # the call so far: this utterance and the next one joined, through the channel
+                        joined, jtype = through_channel(utt.path, args.channel, (later[k + 1].path,))
+                        r = client.post(
+                            f"/v1/speakers/{claimed}/verifications",
+                            params={"retry_of": got["verification_id"]},
+                            content=joined,
+                            headers={**ivr, "Content-Type": jtype},
+                        )
+                        again = r.json()
+                        results[-1]["retry"] = {
+                            "status": r.status_code,
+                            "decision": again.get("decision", again.get("code")),
+                            "net_speech_s": again.get("net_speech_s"),
+                            "llr": again.get("llr"),
+                            "accept_threshold": again.get("accept_threshold"),
+                            "reasons": again.get("reasons"),
+                        }
     report: dict[str, Any] = {
         "manifest": str(manifest),
         "channel": args.channel,
@@ -132,6 +174,14 @@ def main() -> None:
         counts = Counter(r["decision"] for r in rows)
         report[kind] = {"n": len(rows), **counts, "accept_rate": counts["ACCEPT"] / max(1, len(rows))}
         report[kind]["reasons"] = dict(Counter(r for row in rows for r in row["reasons"] or []))
+        if args.retry:
+            final = [r.get("retry", r)["decision"] for r in rows]
+            report[kind]["after_retry"] = {
+                "retried": sum(1 for r in rows if "retry" in r),
+                "ACCEPT": final.count("ACCEPT"),
+                "accept_rate": final.count("ACCEPT") / max(1, len(rows)),
+                "still_inconclusive": final.count("INCONCLUSIVE"),
+            }
         bands = band_of([r["net_speech_s"] or 0.0 for r in rows])
         report[kind]["bands"] = {
             label: {

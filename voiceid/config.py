@@ -338,6 +338,19 @@ class DecisionSettings(BaseModel):
     target_fnmr: float = Field(
         0.01, gt=0, lt=0.5, description="Share of genuine callers the REJECT threshold may turn away."
     )
+    # The one voice retry the IVR may give an INCONCLUSIVE caller (docs/decision-policy.md, "What the IVR
+    # does with INCONCLUSIVE"): a second try is a second chance for an impostor too, so it is decided at
+    # a stricter false-match rate; at the same thresholds the dev set's impostor ACCEPT rose from 0.084 to
+    # 0.105 % (wideband) and 0.096 to 0.133 % (G.711) over both tries (`voiceid eval --second-chance`).
+    retry_fmr_factor: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A retry (?retry_of=) is decided at the ACCEPT threshold for VOICEID_TARGET_FMR times this.",
+    )
+    retry_window_s: float = Field(
+        300.0, gt=0, le=3600, description="A retry must reference an INCONCLUSIVE verification at most this old."
+    )
     # Thresholds normally come from the channel's calibration (voiceid/verify/data/calibration.json,
     # set for a target false-match rate). Setting either variable pins both for every channel.
     # The defaults below apply only with VOICEID_SCORE_NORM=none and no calibration (raw cosine).

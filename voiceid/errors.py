@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     CONFIGURATION_ERROR = "CONFIGURATION_ERROR"
     VERIFICATION_NOT_FOUND = "VERIFICATION_NOT_FOUND"
     RATE_LIMITED = "RATE_LIMITED"  # too many verification attempts for one speaker in the window
+    RETRY_NOT_ALLOWED = "RETRY_NOT_ALLOWED"  # ?retry_of= names a verification that cannot be retried
     # telephony
     CALL_NOT_FOUND = "CALL_NOT_FOUND"
     INVALID_MESSAGE = "INVALID_MESSAGE"

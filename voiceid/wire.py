@@ -136,3 +136,8 @@ class VerificationOut(BaseModel):
         description="ADAPTED: this accepted call passed every check with a margin and now adapts the speaker's "
         "voiceprint of its channel (later calls only; VOICEID_ADAPTATION); REVERTED: taken out again since",
     )
+    retry_of: str | None = Field(
+        None,
+        description="The INCONCLUSIVE verification this call retried with more speech (?retry_of=); its "
+        "accept_threshold is the retry's, set for VOICEID_TARGET_FMR x VOICEID_RETRY_FMR_FACTOR",
+    )

@@ -43,6 +43,9 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.INTERNAL_ERROR: "An unexpected fault; nothing was changed. Report it with the time of the request.",
     ErrorCode.RATE_LIMITED: "More than VOICEID_ATTEMPT_RATE_LIMIT verification attempts for this speaker within "
     "VOICEID_ATTEMPT_RATE_WINDOW_S; retry after the Retry-After header's seconds.",
+    ErrorCode.RETRY_NOT_ALLOWED: "`retry_of` names a verification that cannot be retried: not INCONCLUSIVE for lack "
+    "of evidence alone (a flag, a challenge or a REJECT is never retried with more speech), older than "
+    "VOICEID_RETRY_WINDOW_S, already retried, or itself a retry. Nothing was scored or counted; use another factor.",
     ErrorCode.AUTH_THROTTLED: "Too many failed authentications from this address; retry after Retry-After.",
     ErrorCode.UNSUPPORTED_SAMPLE_RATE: "The declared or stored sample rate is outside VOICEID_MIN_SAMPLE_RATE .. "
     "VOICEID_MAX_SAMPLE_RATE (4-192 kHz by default).",

@@ -40,6 +40,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.OVERLOADED: 503,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.RETRY_NOT_ALLOWED: 409,
     ErrorCode.CONFLICT: 409,
     ErrorCode.ENROLMENT_REFUSED: 409,
     ErrorCode.ENROLMENT_SPOOF_SUSPECTED: 422,

@@ -18,6 +18,9 @@ above, so a reader sees in one screen what can turn a voice ACCEPT into somethin
 | links | `fraud.links.mark_linked` | adds LINKED_VOICE (the decision stands; analysts get an alert) |
 | abandoned | `verify.decision.abandon` | a stream that ended before its decision is never ACCEPT |
 
+The policy step's thresholds are chosen with the evidence (`Verifications._gather`): the channel's pair,
+or the retry's stricter pair when the call retries an INCONCLUSIVE one (`?retry_of=`, services/retries.py).
+
 A stream's interim (`Verifications.preview`) composes the steps up to replay: its challenge is settled
 and its links are checked only once, when the call is decided.
 

@@ -26,6 +26,7 @@ from voiceid.services.challenges import Challenges, check_challenge_id
 from voiceid.services.cohort import CohortCache
 from voiceid.services.decision import Evidence, VoiceEvidence, compose
 from voiceid.services.pad_checks import PadFindings
+from voiceid.services.retries import check_retry, check_retry_id
 from voiceid.services.serving import ServingContext
 from voiceid.services.speakers import Speakers, lock_state
 from voiceid.services.views import UNUSABLE_AUDIO, Preview, VerificationView
@@ -79,10 +80,15 @@ class Verifications:
         content_type: str | None,
         api_key_id: str | None = None,
         challenge_id: str | None = None,
+        retry_of: str | None = None,
     ) -> VerificationView:
+        """`retry_of`: the INCONCLUSIVE verification of this call that this one retries with more speech
+        (services/retries.py): checked before the audio is touched, decided at the stricter thresholds."""
         if challenge_id is not None:
             check_challenge_id(challenge_id)  # a malformed id is a 422 before anything is logged
-        early = self.precheck(speaker_id, api_key_id)
+        if retry_of is not None:
+            check_retry_id(retry_of)
+        early = self.precheck(speaker_id, api_key_id, retry_of)
         if early is not None:
             return early
         try:
@@ -95,11 +101,11 @@ class Verifications:
             # The countermeasure only runs where its answer can change the decision: a call that is
             # REJECT without it (voice, watchlist, replay) stays REJECT, so its score log row shows
             # cm_score null and cm_check SKIPPED. Every call that could be ACCEPT is scored.
-            preview = self.preview(speaker_id, utterance)
+            preview = self.preview(speaker_id, utterance, retry=retry_of is not None)
             needed = preview.score is not None and preview.outcome.decision != Decision.REJECT
             utterance = self.ctx.complete_cm(utterance, needed)
         heard = self.hear(speaker_id, challenge_id, data, content_type)
-        return self.decide(speaker_id, utterance, api_key_id, challenge_id, heard)
+        return self.decide(speaker_id, utterance, api_key_id, challenge_id, heard, retry_of=retry_of)
 
     def hear(
         self, speaker_id: str, challenge_id: str | None, data: bytes, content_type: str | None
@@ -109,8 +115,11 @@ class Verifications:
         prompt = None if challenge_id is None else self.challenges.prompt_of(speaker_id, challenge_id)
         return None if prompt is None else self.challenges.recognise(data, content_type, prompt)
 
-    def precheck(self, speaker_id: str, api_key_id: str | None = None) -> VerificationView | None:
-        """The logged decision when no audio is needed (opted out, locked, not enrolled), else None.
+    def precheck(
+        self, speaker_id: str, api_key_id: str | None = None, retry_of: str | None = None
+    ) -> VerificationView | None:
+        """The logged decision when no audio is needed (opted out, locked, not enrolled), else None;
+        a `retry_of` that cannot be retried is refused here, before any inference, with nothing stored.
 
         Streams call it when the call starts, so an opted-out caller's audio is never processed."""
         with self.ctx.db.transaction() as session:
@@ -120,6 +129,8 @@ class Verifications:
             early = self._without_audio(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now)
+            if retry_of is not None:
+                check_retry(session, speaker.speaker_ref, retry_of, now, self.ctx.settings.retry_window_s)
         return None
 
     def decide(
@@ -130,11 +141,14 @@ class Verifications:
         challenge_id: str | None = None,
         heard: Recognition | None = None,
         abandoned: bool = False,
+        retry_of: str | None = None,
     ) -> VerificationView:
         """Decide on an already embedded probe (and its words, when it answers a challenge), update
         the lockout state and log the decision. `abandoned`: a stream that ended before its decision
-        (`verify.decision.abandon`). A linked-voice alert it raises takes the alert's calls out of the
-        voiceprints they adapted (services/adaptation.py)."""
+        (`verify.decision.abandon`). `retry_of`: checked again under the speaker's lock (a concurrent
+        retry of the same call may have taken it during inference), then the retry's thresholds apply.
+        A linked-voice alert it raises takes the alert's calls out of the voiceprints they adapted
+        (services/adaptation.py)."""
         ctx = self.ctx
         with ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id, for_update=True)
@@ -144,7 +158,9 @@ class Verifications:
             early = self._without_audio(speaker, now)
             if early is not None:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
-            scored = self._gather(session, speaker, utterance)
+            if retry_of is not None:
+                check_retry(session, speaker.speaker_ref, retry_of, now, ctx.settings.retry_window_s)
+            scored = self._gather(session, speaker, utterance, retry=retry_of is not None)
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
@@ -176,6 +192,7 @@ class Verifications:
                 watchlist_hits=scored.hits,
                 pad=scored.pad,
                 challenge=challenge,
+                retry_of=retry_of,
             )
             self.challenges.link(session, challenge, view.verification_id)
             ctx.fraud.keep_attempt(
@@ -213,15 +230,15 @@ class Verifications:
                 )
         return view
 
-    def preview(self, speaker_id: str, utterance: EmbeddedUtterance) -> Preview:
+    def preview(self, speaker_id: str, utterance: EmbeddedUtterance, retry: bool = False) -> Preview:
         """What `decide` would decide now, with nothing logged and no lockout counted: a stream's
-        interim score, and how it knows it may decide early."""
+        interim score, and how it knows it may decide early (`retry`: at a retry's thresholds)."""
         with self.ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id)
             early = self._without_audio(speaker, self.ctx.now())
             if early is not None:
                 return Preview(None, early)
-            scored = self._gather(session, speaker, utterance)
+            scored = self._gather(session, speaker, utterance, retry)
             return Preview(scored.result.score, compose(scored.evidence).outcome)
 
     def count_unusable_attempt(self, speaker_id: str) -> None:
@@ -300,10 +317,11 @@ class Verifications:
                 retry_after_s=int(settings.attempt_rate_window_s),
             )
 
-    def _gather(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> Scored:
+    def _gather(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance, retry: bool = False) -> Scored:
         """The evidence every decision and stream interim needs, each piece from its own service:
-        the calibrated voice score, the watchlist screen and the presentation-attack checks. The
-        decision itself is composed from it in one place, `services.decision.compose`."""
+        the calibrated voice score (against a retry's stricter thresholds when `retry`), the watchlist
+        screen and the presentation-attack checks. The decision itself is composed from it in one
+        place, `services.decision.compose`."""
         ctx = self.ctx
         quality = utterance.quality
         # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
@@ -330,7 +348,7 @@ class Verifications:
         result = self.scorer.score(
             utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population, correction
         )
-        applied = self.policy.thresholds(quality.channel, result.calibration_id)
+        applied = self.policy.thresholds(quality.channel, result.calibration_id, retry=retry)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         hits = list(ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel))
         pad = ctx.pad.inspect(session, speaker, utterance)
@@ -357,6 +375,7 @@ class Verifications:
         watchlist_hits: Sequence[WatchlistHit] = (),
         pad: PadFindings | None = None,
         challenge: ChallengeCheck | None = None,
+        retry_of: str | None = None,
     ) -> VerificationView:
         """Log a decision. Thresholds are logged only with a score: on an answer where nothing was
         scored (opted out, locked, not enrolled) a threshold would mean nothing."""
@@ -384,6 +403,7 @@ class Verifications:
             watchlist_hits=[h.to_dict() for h in watchlist_hits] or None,
             **(pad.log_fields if pad is not None else {}),
             **(challenge.log_fields if challenge is not None else {}),
+            retry_of=retry_of,
         )
         self.ctx.counters.on_decision(outcome.decision.value)
         return VerificationView.from_row(row)

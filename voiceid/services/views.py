@@ -122,6 +122,7 @@ class VerificationView:
     challenge_heard: str | None = None
     challenge_score: float | None = None
     adaptation: str | None = None  # AdaptationState: ADAPTED | REVERTED; None: the call adapted nothing
+    retry_of: str | None = None  # the INCONCLUSIVE verification this call retried (?retry_of=)
 
     @property
     def challenge(self) -> ChallengeResult | None:
@@ -161,6 +162,7 @@ class VerificationView:
             challenge_heard=row.challenge_heard,
             challenge_score=row.challenge_score,
             adaptation=None if row.adaptation is None else str(row.adaptation),
+            retry_of=row.retry_of,
         )
 
 

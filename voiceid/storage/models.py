@@ -178,9 +178,13 @@ class Verification(Base):
     challenge_score: Mapped[float | None] = mapped_column(Float, default=None)
     # 0024_adaptation: ADAPTED when this call adapted the speaker's voiceprint, REVERTED once that was undone.
     adaptation: Mapped[AdaptationState | None] = mapped_column(EnumText(AdaptationState, 16), default=None)
+    # 0025_retry: the INCONCLUSIVE verification this one retried with more speech (?retry_of=); unique,
+    # so a verification is retried at most once even by two replicas at the same moment.
+    retry_of: Mapped[str | None] = mapped_column(String(32), default=None)
 
     __table_args__ = (
         Index("ix_verifications_created", "created_at", "id"),
+        Index("ux_verifications_retry_of", "retry_of", unique=True),
         Index("ix_verifications_cm_check_created", "cm_check", "created_at"),
         Index("ix_verifications_speaker_created", "speaker_ref", "created_at"),
     )

@@ -462,6 +462,11 @@ def decisions_since(session: Session, f: VerificationFilter, since: datetime, li
     return [(r.created_at, r.decision) for r in rows]
 
 
+def retry_of_verification(session: Session, verification_id: str) -> str | None:
+    """The id of the verification that retried `verification_id`, if one did (the unique index answers it)."""
+    return session.scalar(select(Verification.id).where(Verification.retry_of == verification_id))
+
+
 def count_verifications_since(session: Session, speaker_ref: str, since: datetime) -> int:
     """Attempts logged for one speaker since `since` (the speaker/created_at index answers it)."""
     query = (

@@ -10,6 +10,7 @@ scale when the service runs without normalisation and calibration.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,15 +49,47 @@ class DecisionPolicy:
     target_fnmr: float
     # calibration id -> its pair: each normalisation regime's calibration has thresholds of its own
     by_calibration: dict[str, Thresholds] = field(default_factory=dict)
+    # The same for a retry of an INCONCLUSIVE call (?retry_of=): the FMR target times `retry_fmr_factor`.
+    retry_by_channel: dict[str, Thresholds] = field(default_factory=dict)
+    retry_by_calibration: dict[str, Thresholds] = field(default_factory=dict)
+    retry_fmr_factor: float = 1.0
 
-    def thresholds(self, channel: str | None, calibration_id: str | None = None) -> AppliedThresholds:
+    def thresholds(
+        self, channel: str | None, calibration_id: str | None = None, retry: bool = False
+    ) -> AppliedThresholds:
         """The pair a call of this channel is decided with; `calibration_id` names the regime's
-        calibration that produced its LLR (the channel's fullest regime when absent)."""
-        pair = self.by_calibration.get(calibration_id or "") or self.by_channel.get(channel or PHONE)
+        calibration that produced its LLR (the channel's fullest regime when absent). `retry`: the
+        call is the one voice retry of an INCONCLUSIVE one, decided at the stricter false-match rate."""
+        key, channel = calibration_id or "", channel or PHONE
+        pair = self.by_calibration.get(key) or self.by_channel.get(channel)
         scale = Scale.LLR if pair is not None else Scale.COSINE
         if self.pinned is not None:
-            return AppliedThresholds(self.pinned, scale)
+            pinned = stricter(self.pinned, self.retry_fmr_factor) if retry and scale is Scale.LLR else self.pinned
+            return AppliedThresholds(pinned, scale)
+        if retry and pair is not None:
+            found = self.retry_by_calibration.get(key) or self.retry_by_channel.get(channel)
+            pair = found or stricter(pair, self.retry_fmr_factor)
+        # Raw cosine thresholds without a calibration have no false-match rate to tighten: the same pair.
         return AppliedThresholds(pair or self.fallback, scale)
+
+
+def stricter(pair: Thresholds, factor: float) -> Thresholds:
+    """`pair` for a false-match rate `factor` times the one it was set for, where no calibration can
+    show that rate: a calibrated LLR has P(LLR >= t | different speakers) <= exp(-t) (its non-target
+    mean of exp(LLR) is 1), so raising the accept threshold by ln(1 / factor) scales that bound by `factor`."""
+    return Thresholds(round(pair.accept + math.log(1.0 / factor), 2), pair.reject)
+
+
+def retry_pair(calibration: Calibration, target_fmr: float, target_fnmr: float, factor: float) -> Thresholds:
+    """The pair of a retry: the calibration's accept threshold for `target_fmr * factor` (never below
+    the first try's), the same reject threshold; where no band has the non-target trials to show the
+    stricter rate, the first try's pair made stricter by the LLR bound (`stricter`)."""
+    first = _pair(calibration, target_fmr, target_fnmr)
+    try:
+        accept, _ = calibration.thresholds(target_fmr * factor, target_fnmr)
+    except ValueError:
+        return stricter(first, factor)
+    return Thresholds(max(round(accept, 2), first.accept), first.reject)
 
 
 def _pair(calibration: Calibration, target_fmr: float, target_fnmr: float) -> Thresholds:
@@ -90,6 +123,25 @@ def thresholds_by_calibration(
         for regimes in calibrations.values()
         for cal in _regimes(regimes)
     }
+
+
+def retry_thresholds(
+    calibrations: Mapping[str, Calibration | Sequence[Calibration]],
+    target_fmr: float,
+    target_fnmr: float,
+    factor: float,
+) -> tuple[dict[str, Thresholds], dict[str, Thresholds]]:
+    """(channel -> pair of its fullest regime, calibration id -> pair) for retries."""
+    by_channel = {
+        channel: retry_pair(select_calibration(_regimes(c), None), target_fmr, target_fnmr, factor)
+        for channel, c in calibrations.items()
+    }
+    by_calibration = {
+        cal.calibration_id: retry_pair(cal, target_fmr, target_fnmr, factor)
+        for regimes in calibrations.values()
+        for cal in _regimes(regimes)
+    }
+    return by_channel, by_calibration
 
 
 def channel_regimes(calibrations: Sequence[Calibration], norm: str) -> list[Calibration]:
@@ -163,6 +215,9 @@ def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:
             "run `voiceid calibrate` and set VOICEID_CALIBRATION_FILE, or pin VOICEID_ACCEPT_THRESHOLD "
             "and VOICEID_REJECT_THRESHOLD",
         )
+    retry_by_channel, retry_by_calibration = retry_thresholds(
+        scorer.calibrations, settings.target_fmr, settings.target_fnmr, settings.retry_fmr_factor
+    )
     return DecisionPolicy(
         by_channel=policy_from_calibrations(scorer.calibrations, settings.target_fmr, settings.target_fnmr),
         by_calibration=thresholds_by_calibration(scorer.calibrations, settings.target_fmr, settings.target_fnmr),
@@ -170,4 +225,7 @@ def build_policy(settings: Settings, scorer: Scorer) -> DecisionPolicy:
         fallback=Thresholds(settings.accept_threshold, settings.reject_threshold),
         target_fmr=settings.target_fmr,
         target_fnmr=settings.target_fnmr,
+        retry_by_channel=retry_by_channel,
+        retry_by_calibration=retry_by_calibration,
+        retry_fmr_factor=settings.retry_fmr_factor,
     )

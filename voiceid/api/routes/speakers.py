@@ -9,6 +9,7 @@ from voiceid.api.schemas import ChallengeIssuedOut, ConsentEventOut, SpeakerIn, 
 from voiceid.services.api_keys import Principal
 from voiceid.services.challenges import check_challenge_id
 from voiceid.services.consent import consent_history
+from voiceid.services.retries import check_retry_id
 from voiceid.services.root import VoiceIdService
 from voiceid.services.views import Role
 from voiceid.wire import EnrolmentOut, VerificationOut
@@ -135,13 +136,22 @@ async def verify(
     challenge_id: str | None = Query(
         None, description="A challenge issued for this speaker: the audio must say its prompt (issue 22)"
     ),
+    retry_of: str | None = Query(
+        None,
+        description="The verification_id of this call's INCONCLUSIVE answer (SCORE_BETWEEN_THRESHOLDS or "
+        "INSUFFICIENT_SPEECH) when the caller was asked for more speech: send the whole call so far (first and "
+        "new audio joined). Decided at the stricter retry threshold; once per verification, within "
+        "VOICEID_RETRY_WINDOW_S; otherwise 409 RETRY_NOT_ALLOWED with nothing scored",
+    ),
     principal: Principal = Depends(require(Role.IVR)),
     service: VoiceIdService = Depends(get_service),
 ) -> VerificationOut:
     if challenge_id is not None:
         check_challenge_id(challenge_id)  # before the body is read: a malformed id changes nothing
+    if retry_of is not None:
+        check_retry_id(retry_of)
     data, content_type = await read_audio(request, service.settings.max_upload_bytes, service.settings.body_timeout_s)
     view = await run_in_threadpool(
-        service.verifications.verify, speaker_id, data, content_type, principal.key_id, challenge_id
+        service.verifications.verify, speaker_id, data, content_type, principal.key_id, challenge_id, retry_of
     )
     return VerificationOut.model_validate(view)
