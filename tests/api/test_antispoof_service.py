@@ -139,6 +139,51 @@ def test_a_recording_of_an_earlier_call_replayed_is_caught(make_api, db, thresho
     assert again["decision"] != "ACCEPT" and "REPLAY_SUSPECTED" in again["reasons"]
 
 
+def _between(voice: np.ndarray, cosine: float = 0.38) -> np.ndarray:
+    """A vector at `cosine` to `voice`: between the pinned thresholds (0.30 / 0.45), INCONCLUSIVE."""
+    other = unit(99) - (unit(99) @ voice) * voice
+    return cosine * voice + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
+
+
+def test_a_retry_repeating_its_first_try_is_no_replay_but_audio_heard_before_still_is(  # type: ignore[no-untyped-def]
+    make_api, db, thresholds_file, audio, dev_files
+) -> None:
+    """A retry sends the call so far, so its first try's audio is in it by design: that one fingerprint is
+    left out of the replay check, every other one (enrolment, earlier calls) still counts."""
+    api, engine = _setup(make_api, thresholds_file, audio)
+    voice = unit(1)
+    waves = [sf.read(io.BytesIO(audio[name]), dtype="float32") for name in ("fresh", "enrol")]
+    later, rate = sf.read(str(dev_files[sorted(dev_files)[1]][3]), dtype="float32")
+
+    def call(body: bytes, vector: np.ndarray, retry_of: str | None = None) -> dict:
+        engine.register(body, vector)
+        r = api.client.post(
+            "/v1/speakers/cust-1/verifications",
+            params={} if retry_of is None else {"retry_of": retry_of},
+            content=body,
+            headers={**api.h("ivr"), "Content-Type": "audio/flac"},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first = call(_flac(waves[0][0][: rate * 3], rate), _between(voice))
+    assert first["decision"] == "INCONCLUSIVE" and first["reasons"] == ["SCORE_BETWEEN_THRESHOLDS"]
+    so_far = _flac(np.concatenate([waves[0][0][: rate * 3], later]), rate)
+    retried = call(so_far, voice, retry_of=first["verification_id"])
+    assert retried["decision"] == "ACCEPT", retried
+    assert "REPLAY_SUSPECTED" not in retried["reasons"] and retried["retry_of"] == first["verification_id"]
+    # the same joined audio as a fresh call (no retry_of) repeats a call already heard: a replay
+    engine.register(so_far, voice)
+    assert "REPLAY_SUSPECTED" in api.verify("cust-1", so_far, "audio/flac")["reasons"]
+
+    another, _ = sf.read(str(dev_files[sorted(dev_files)[1]][4]), dtype="float32")  # not heard yet
+    second = call(_flac(another, rate), _between(voice, 0.36))
+    assert second["decision"] == "INCONCLUSIVE" and "REPLAY_SUSPECTED" not in second["reasons"], second
+    with_enrolment = _flac(np.concatenate([another, waves[1][0]]), rate)
+    replayed = call(with_enrolment, voice, retry_of=second["verification_id"])
+    assert replayed["decision"] != "ACCEPT" and "REPLAY_SUSPECTED" in replayed["reasons"], replayed
+
+
 def test_synthetic_speech_is_never_accepted_and_reject_is_a_setting(make_api, db, thresholds_file, audio) -> None:  # type: ignore[no-untyped-def]
     api, engine = _setup(make_api, thresholds_file, audio)
     wave, rate = sf.read(io.BytesIO(audio["fresh"]), dtype="float32")

@@ -111,28 +111,36 @@ class PadChecks:
             return False
         return self.thresholds.flagged(evidence.cm_score, channel)
 
-    def _replay_score(self, session: Session, speaker: Speaker, evidence: PadEvidence) -> float | None:
+    def _replay_score(
+        self, session: Session, speaker: Speaker, evidence: PadEvidence, own_call: str | None = None
+    ) -> float | None:
+        """`own_call`: a verification whose audio this probe is expected to contain (the first try of a
+        retry, which sends the call so far), left out of the comparison."""
         if not self.settings.replay_enabled or evidence.fingerprint is None:
             return None
         stored = fingerprint_repo.speaker_fingerprints(
             session, self.cipher, speaker, fp.VERSION, self.clock(), self.settings.replay_max_fingerprints
         )
-        score, _ = fp.best_match(evidence.fingerprint, [s for _, s in stored])
+        others = [s for row, s in stored if own_call is None or row.verification_id != own_call]
+        score, _ = fp.best_match(evidence.fingerprint, others)
         return score
 
     @property
     def action(self) -> PadAction:
         return PadAction(self.settings.cm_action)
 
-    def inspect(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance) -> PadFindings:
+    def inspect(
+        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance, own_call: str | None = None
+    ) -> PadFindings:
         """The countermeasure score against its channel's threshold and the probe's fingerprint
-        against the speaker's stored ones; the decision step itself is `services.decision`."""
+        against the speaker's stored ones (but `own_call`'s: the first try of a retry, whose audio the
+        retry repeats by design); the decision step itself is `services.decision`."""
         evidence = utterance.pad
         if evidence is None:
             return PadFindings()
         channel = utterance.quality.channel
         cm_flagged = self._cm_flagged(evidence, channel)
-        replay = self._replay_score(session, speaker, evidence)
+        replay = self._replay_score(session, speaker, evidence, own_call)
         replayed = replay is not None and replay >= self.settings.replay_threshold
         check = None
         if self.thresholds is not None:

@@ -101,7 +101,7 @@ class Verifications:
             # The countermeasure only runs where its answer can change the decision: a call that is
             # REJECT without it (voice, watchlist, replay) stays REJECT, so its score log row shows
             # cm_score null and cm_check SKIPPED. Every call that could be ACCEPT is scored.
-            preview = self.preview(speaker_id, utterance, retry=retry_of is not None)
+            preview = self.preview(speaker_id, utterance, retry_of)
             needed = preview.score is not None and preview.outcome.decision != Decision.REJECT
             utterance = self.ctx.complete_cm(utterance, needed)
         heard = self.hear(speaker_id, challenge_id, data, content_type)
@@ -160,7 +160,7 @@ class Verifications:
                 return self._log(session, speaker, early, api_key_id, now, utterance=utterance)
             if retry_of is not None:
                 check_retry(session, speaker.speaker_ref, retry_of, now, ctx.settings.retry_window_s)
-            scored = self._gather(session, speaker, utterance, retry=retry_of is not None)
+            scored = self._gather(session, speaker, utterance, retry_of)
             linked = ctx.fraud.check_links(
                 session, utterance.vector, utterance.quality.channel, speaker.speaker_ref, utterance.model_version
             )
@@ -230,15 +230,15 @@ class Verifications:
                 )
         return view
 
-    def preview(self, speaker_id: str, utterance: EmbeddedUtterance, retry: bool = False) -> Preview:
+    def preview(self, speaker_id: str, utterance: EmbeddedUtterance, retry_of: str | None = None) -> Preview:
         """What `decide` would decide now, with nothing logged and no lockout counted: a stream's
-        interim score, and how it knows it may decide early (`retry`: at a retry's thresholds)."""
+        interim score, and how it knows it may decide early (`retry_of`: as a retry of that call)."""
         with self.ctx.db.transaction() as session:
             speaker = self.speakers.load(session, speaker_id)
             early = self._without_audio(speaker, self.ctx.now())
             if early is not None:
                 return Preview(None, early)
-            scored = self._gather(session, speaker, utterance, retry)
+            scored = self._gather(session, speaker, utterance, retry_of)
             return Preview(scored.result.score, compose(scored.evidence).outcome)
 
     def count_unusable_attempt(self, speaker_id: str) -> None:
@@ -317,11 +317,14 @@ class Verifications:
                 retry_after_s=int(settings.attempt_rate_window_s),
             )
 
-    def _gather(self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance, retry: bool = False) -> Scored:
+    def _gather(
+        self, session: Session, speaker: Speaker, utterance: EmbeddedUtterance, retry_of: str | None = None
+    ) -> Scored:
         """The evidence every decision and stream interim needs, each piece from its own service:
-        the calibrated voice score (against a retry's stricter thresholds when `retry`), the watchlist
-        screen and the presentation-attack checks. The decision itself is composed from it in one
-        place, `services.decision.compose`."""
+        the calibrated voice score, the watchlist screen and the presentation-attack checks. A retry
+        (`retry_of`) meets the stricter retry thresholds, and its replay check leaves out the first
+        try's fingerprint (the retry sends the call so far, first try included). The decision itself
+        is composed from it in one place, `services.decision.compose`."""
         ctx = self.ctx
         quality = utterance.quality
         # A phone call meets the phone view of a wideband enrolment (voiceid.enrolment.views), when on.
@@ -348,10 +351,10 @@ class Verifications:
         result = self.scorer.score(
             utterance.vector, voiceprint, quality.channel, quality.net_speech_s, population, correction
         )
-        applied = self.policy.thresholds(quality.channel, result.calibration_id, retry=retry)
+        applied = self.policy.thresholds(quality.channel, result.calibration_id, retry=retry_of is not None)
         value = result.llr if applied.scale is Scale.LLR and result.llr is not None else result.score
         hits = list(ctx.fraud.screen(session, utterance.vector, utterance.model_version, quality.channel))
-        pad = ctx.pad.inspect(session, speaker, utterance)
+        pad = ctx.pad.inspect(session, speaker, utterance, own_call=retry_of)
         evidence = Evidence(
             VoiceEvidence(value, applied.thresholds, quality.net_speech_s, ctx.settings.verify_min_speech_s),
             watchlist_hit=bool(hits),
