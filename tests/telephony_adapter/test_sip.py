@@ -58,6 +58,26 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_base() -> int:
+    """An even port P with P .. P+3 free on UDP: SIPp binds audio RTP/RTCP at P, P+1 and video at P+2,
+    P+3, so a free P alone can collide with another socket (the SIP server's own port, once)."""
+    for _ in range(200):
+        base = free_udp_port() & ~1
+        sockets = []
+        try:
+            for port in range(base, base + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no four consecutive free UDP ports for SIPp's media")
+
+
 async def run_sipp(
     scenario: str,
     sip_port: int,
@@ -70,7 +90,7 @@ async def run_sipp(
 ):
     """SIPp as a UAC against voiceid, in the foreground: returns (exit code, its screen/err logs)."""
     args = [SIPP, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate)]
-    args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port() & ~1)]
+    args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_media_base())]
     args += ["-t", "t1" if tcp else "u1", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
     args += list(extra)
     for name, value in keys.items():
