@@ -4,6 +4,8 @@ and a refused retry changes nothing stored."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,6 +121,14 @@ def test_a_retry_is_decided_at_the_stricter_threshold_and_says_what_it_retried(s
     assert accepted["decision"] == "ACCEPT" and accepted["accept_threshold"] == retry.accept
     logged = api.client.get(f"/v1/verifications/{accepted['verification_id']}", headers=api.h("analyst")).json()
     assert logged["retry_of"] == second["verification_id"]
+    # the score log CSV and the analysts' attempt page say which call it retried
+    rows = csv.DictReader(io.StringIO(api.client.get("/v1/verifications.csv", headers=api.h("analyst")).text))
+    assert {r["verification_id"]: r["retry_of"] for r in rows}[accepted["verification_id"]] == second["verification_id"]
+    from tests.fraud.test_review_page import sign_in
+
+    sign_in(api)
+    page = api.client.get(f"/review/attempts/{accepted['verification_id']}").text
+    assert f'href="/review/attempts/{second["verification_id"]}"' in page and "stricter retry threshold" in page
 
 
 def _refused(response: Any, status: int, code: str) -> None:

@@ -172,6 +172,7 @@ CSV_COLUMNS: dict[str, Callable[[VerificationView], object]] = {
     "decided_score": lambda v: v.decided_score,
     "threshold_scale": lambda v: v.threshold_scale,
     "adaptation": lambda v: v.adaptation,
+    "retry_of": lambda v: v.retry_of,
 }
 
 

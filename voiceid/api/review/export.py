@@ -26,6 +26,7 @@ CSV_FIELDS = [
     "accept_threshold",
     "reject_threshold",
     "adaptation",  # ADAPTED: the call adapted the speaker's voiceprint; REVERTED: taken out again since
+    "retry_of",  # the INCONCLUSIVE call this one retried with more speech (decided at the stricter threshold)
 ]
 
 

@@ -35,6 +35,7 @@ CSV_FIELDS = [
     "challenge_prompt",
     "challenge_heard",
     "adaptation",
+    "retry_of",
 ]
 
 
