@@ -67,7 +67,8 @@ def eval_command(
         float | None,
         typer.Option(
             help="Decide the second chance by the thresholds for this false-match rate (default: the same "
-            "thresholds as the first try, VOICEID_TARGET_FMR)"
+            "thresholds as the first try, VOICEID_TARGET_FMR); the API decides a retry (?retry_of=) at "
+            "VOICEID_TARGET_FMR x VOICEID_RETRY_FMR_FACTOR, 0.0005 by default"
         ),
     ] = None,
     enrol_utts: Annotated[int, typer.Option(help="Utterances per voiceprint (first K of each speaker)")] = 3,
