@@ -293,6 +293,55 @@ def test_a_call_later_part_of_a_linked_voice_alert_is_taken_out(make_api, files)
         assert audit.verify(session).ok
 
 
+def _resolve(api: Api, item_id: str, action: str) -> None:
+    r = api.client.post(f"/v1/review-queue/{item_id}/resolve", json={"action": action}, headers=api.h("analyst"))
+    assert r.status_code == 200, r.text
+
+
+def test_dismissing_a_linked_voice_alert_puts_its_calls_back_confirming_it_does_not(  # type: ignore[no-untyped-def]
+    make_api, files
+) -> None:
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker, other = enrol(api, engine), enrol(api, engine, unit(2))
+    first = toward(VOICE, 0.85, 10)
+    second = l2_normalise(2 * 0.85 * VOICE - first)
+    ids = [call(api, engine, speaker, p)["verification_id"] for p in (first, second)]
+    adapted_both = phone_print(api, speaker)
+    limits = limits_from(api.service.settings)
+
+    fraud = call(api, engine, other, second)  # the alert takes the second call out
+    item = linked_voice_item(api, fraud["verification_id"])
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED", "REVERTED"]
+    _resolve(api, item.id, "approve")  # "Dismiss (not fraud)"
+    assert [logged(api, v)["adaptation"] for v in ids] == ["ADAPTED", "ADAPTED"] and kept(api, speaker) == 2
+    np.testing.assert_allclose(phone_print(api, speaker), adapted_both, atol=1e-5)
+    restored = [e for e in audits(api, speaker, "VOICEPRINT_ADAPTED") if e.details.get("restored_after")]
+    assert [(e.details["verification_id"], e.details["restored_after"]) for e in restored] == [(ids[1], item.id)]
+    with api.service.db.transaction() as session:
+        assert audit.verify(session).ok
+
+    # the same voice on the other identity again, now confirmed as fraud: the call stays out
+    fraud2 = call(api, engine, other, second)
+    item2 = linked_voice_item(api, fraud2["verification_id"])
+    assert logged(api, ids[1])["adaptation"] == "REVERTED"
+    _resolve(api, item2.id, "reject")
+    assert logged(api, ids[1])["adaptation"] == "REVERTED" and kept(api, speaker) == 1
+    np.testing.assert_allclose(phone_print(api, speaker), adapted_voiceprint(VOICE, [first], limits), atol=1e-5)
+
+
+def test_a_dismissed_alert_leaves_out_a_call_an_analyst_took_out(make_api, files) -> None:  # type: ignore[no-untyped-def]
+    api, engine = make(make_api, files, link_alert_identities=2)
+    speaker, other = enrol(api, engine), enrol(api, engine, unit(2))
+    probe = toward(VOICE, 0.85, 10)
+    adapted = call(api, engine, speaker, probe)["verification_id"]
+    r = api.client.post(f"/v1/verifications/{adapted}/unadapt", headers=api.h("analyst"))
+    assert r.status_code == 200, r.text
+    fraud = call(api, engine, other, probe)  # nothing left for the alert to take out
+    item = linked_voice_item(api, fraud["verification_id"])
+    _resolve(api, item.id, "approve")
+    assert logged(api, adapted)["adaptation"] == "REVERTED" and kept(api, speaker) == 0
+
+
 def test_a_failed_revert_keeps_the_decision_and_the_worker_sweep_takes_the_call_out(  # type: ignore[no-untyped-def]
     make_api, files, monkeypatch
 ) -> None:

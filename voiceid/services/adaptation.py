@@ -9,6 +9,9 @@ and guards: voiceid/enrolment/adaptation.py).
   or part of a linked-voice alert (`revert_flagged`, run by `Verifications.decide` once its alert is
   committed). The voiceprint is rebuilt from what remains, so it equals the voiceprint that would exist
   had the call never adapted it.
+- `restore_dismissed`: an analyst dismisses a linked-voice alert as no fraud: the calls that alert took
+  out go back in, each re-checked by the same rule as if decided now without the alert (its logged
+  decision facts, the floor to the enrolment voiceprint, the count cap).
 - `purge_expired`: kept calls expire with the attempt embeddings (VOICEID_ATTEMPT_RETENTION_DAYS).
 
 Every adaptation and reversion appends to the audit trail; the score log's `adaptation` column says
@@ -29,6 +32,7 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from voiceid.challenge.policy import ChallengeStatus
 from voiceid.config import Settings
 from voiceid.enrolment.adaptation import (
     AdaptationLimits,
@@ -43,11 +47,13 @@ from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services import audit
 from voiceid.services.audit import AuditAction
 from voiceid.services.context import AppContext
-from voiceid.statuses import AdaptationState, ReviewKind
+from voiceid.statuses import AdaptationState, CmCheck, ReviewKind
 from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
-from voiceid.storage.models import AdaptationCall, Speaker
+from voiceid.storage.models import AdaptationCall, Speaker, Verification
 from voiceid.verify.cohort import PHONE, WIDEBAND
+from voiceid.verify.decision import Decision, Reason
+from voiceid.verify.policy import Scale
 from voiceid.verify.vectors import cosine
 
 FloatArray = npt.NDArray[np.float32]
@@ -127,13 +133,31 @@ class Adaptation:
         anchor = self._anchor(speaker, channel)
         if anchor is None or model_version != speaker.voiceprint_model_version:
             return Adapted(Refusal.NO_VOICEPRINT)  # not scored against a voiceprint of this model
+        now = self.ctx.now()
+        expires = now + timedelta(days=self.ctx.settings.attempt_retention_days)
+        return self._keep(session, speaker, verification_id, vector, channel, model_version, facts, anchor, expires)
+
+    def _keep(
+        self,
+        session: Session,
+        speaker: Speaker,
+        verification_id: str,
+        vector: FloatArray,
+        channel: str,
+        model_version: str,
+        facts: CallFacts,
+        anchor: FloatArray,
+        expires: datetime,
+        **details: str,
+    ) -> Adapted:
+        """The rule's guards, then the call kept and its voiceprint rebuilt and audited (`details`: why,
+        for a restored call)."""
         similarity = cosine(vector, anchor)
         facts = replace(facts, same_channel=self._same_channel(session, speaker, channel))
         refusal = refusal_of(facts, similarity, self.limits)
         if refusal is not None:
             return Adapted(refusal, similarity)
         now = self.ctx.now()
-        expires = now + timedelta(days=self.ctx.settings.attempt_retention_days)
         adaptation_repo.add_call(
             session, self.ctx.cipher, speaker, verification_id, vector, channel, model_version, now, expires
         )
@@ -149,6 +173,7 @@ class Adaptation:
                 "cosine_to_enrolment": round(similarity, 4),
                 "kept_calls": kept,
                 "share": share_of(kept, self.limits),
+                **details,
             },
             now,
         )
@@ -221,6 +246,84 @@ class Adaptation:
             for item_id, calls in alerts
         ]
         return sum(len(r.verification_ids) for r in reverted)
+
+    def restore_dismissed(self, review_item_id: str) -> list[str]:
+        """An analyst dismissed linked-voice alert `review_item_id` (not fraud): the calls it took out of
+        their voiceprints (its ADAPTATION_REVERTED entries) go back in where they still pass the rule,
+        decided as their logged facts say, now without the alert; the calls it restored. A call an analyst
+        took out, another open alert holds, expired, or whose speaker was erased or re-enrolled on
+        another model stays out. In a transaction of its own, after the dismissal is committed (it
+        locks the speakers, as `revert_flagged` does). Idempotent: a restored call is ADAPTED again."""
+        ctx = self.ctx
+        restored: list[str] = []
+        with ctx.db.transaction() as session:
+            item = fraud_repo.get_review_item(session, review_item_id)
+            if item is None or item.kind != ReviewKind.LINKED_VOICE:
+                return restored
+            calls = [str(v) for v in item.details.get("verification_ids", [])]
+            rows = {v.id: v for v in (repo.get_verification(session, c) for c in calls) if v is not None}
+            taken = {
+                vid
+                for event in audit.events_on(
+                    session,
+                    AuditAction.ADAPTATION_REVERTED,
+                    sorted({v.speaker_ref for v in rows.values()}),
+                    item.created_at,
+                )
+                if event.details.get("why") == RevertReason.LINKED_VOICE_ALERT.value
+                and event.details.get("review_item_id") == review_item_id
+                for vid in event.details.get("verification_ids", [])
+            }
+            since = ctx.now() - timedelta(days=ctx.settings.link_alert_days)
+            held = {
+                str(v)
+                for other in fraud_repo.open_items_of_kind(session, ReviewKind.LINKED_VOICE, since)
+                for v in other.details.get("verification_ids", [])
+            }
+            for vid in sorted(taken - held):
+                row = rows.get(vid)
+                if row is None or row.adaptation != AdaptationState.REVERTED:
+                    continue
+                if self._restore(session, row, review_item_id):
+                    restored.append(vid)
+        return restored
+
+    def _restore(self, session: Session, row: Verification, review_item_id: str) -> bool:
+        speaker = repo.get_speaker(session, row.speaker_ref, for_update=True)
+        attempt = fraud_repo.get_attempt_embedding(session, row.id, self.ctx.now())
+        if speaker is None or attempt is None or row.channel is None:
+            return False
+        anchor = self._anchor(speaker, row.channel)
+        if anchor is None or attempt.model_version != speaker.voiceprint_model_version:
+            return False
+        facts = CallFacts(
+            decision=Decision(row.decision),
+            llr=row.llr,
+            accept_threshold=row.accept_threshold if row.threshold_scale == Scale.LLR else None,
+            cm_check=None if row.cm_check is None else CmCheck(row.cm_check),
+            replay_suspected=Reason.REPLAY_SUSPECTED.value in row.reasons,
+            watchlist_hit=bool(row.watchlist_hits),
+            linked=False,  # the one fact the analyst's dismissal changed
+            challenge_failed=row.challenge_status not in (None, ChallengeStatus.PASSED.value),
+            net_speech_s=row.net_speech_s or 0.0,
+        )
+        vector = fraud_repo.attempt_vector(self.ctx.cipher, attempt)
+        adapted = self._keep(
+            session,
+            speaker,
+            row.id,
+            vector,
+            row.channel,
+            attempt.model_version,
+            facts,
+            anchor,
+            attempt.expires_at,  # as long as the call's own embedding is kept, not longer
+            restored_after=review_item_id,
+        )
+        if adapted.refusal is not None:
+            return False
+        row.adaptation = AdaptationState.ADAPTED
+        return True
 
     def revert_verification(self, verification_id: str, why: RevertReason = RevertReason.ANALYST) -> Reverted:
         """An analyst takes one call out of the voiceprint it adapted (`POST /v1/verifications/{id}/unadapt`)."""

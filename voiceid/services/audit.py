@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -203,3 +203,14 @@ def list_events(
     if action is not None:
         query = query.where(AuditEvent.action == action)
     return list(session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit)).all())
+
+
+def events_on(session: Session, action: AuditAction, targets: Sequence[str], since: datetime) -> list[AuditEvent]:
+    """The `action` entries about `targets` from `since` on, oldest first (a bounded read: a few
+    speakers over the days an alert spans)."""
+    if not targets:
+        return []
+    query = select(AuditEvent).where(
+        AuditEvent.action == action.value, AuditEvent.target.in_(list(targets)), AuditEvent.created_at >= since
+    )
+    return list(session.scalars(query.order_by(AuditEvent.seq)).all())

@@ -6,6 +6,7 @@ the process's `ServingContext` (its database, cipher, clock, inference pool and 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,8 @@ from voiceid.statuses import ReviewKind, ReviewStatus, SpeakerStatus
 from voiceid.storage import adaptation_repo, fraud_repo
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import AttemptEmbedding, ReviewItem, Verification, WatchlistEntry
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 MAX_LABEL = 128
@@ -395,6 +398,7 @@ class FraudDesk:
                 return ReviewItemView.from_row(item)
             item.status = ReviewStatus.APPROVED if approve else ReviewStatus.REJECTED
             item.resolved_at, item.resolved_by = now, resolved_by
+            dismissed_alert = approve and item.kind == ReviewKind.LINKED_VOICE
             session.flush()
             # A linked-voice alert is a finding about calls, not a hold on an enrolment: resolving it
             # records the analyst's conclusion and changes no speaker.
@@ -421,6 +425,14 @@ class FraudDesk:
             )
         if not approve:
             ctx.db.flush_erased()
+        if dismissed_alert:
+            # Not fraud after all: the calls the alert took out of voiceprints go back where the rule
+            # still allows (services/adaptation.py). Its own transaction, once the dismissal is committed;
+            # a failure leaves them out (they are only lost adaptation) and must not undo the dismissal.
+            try:
+                self.adaptation.restore_dismissed(item_id)
+            except Exception:
+                log.exception("restoring the adaptation of dismissed alert %s failed", item_id)
         return view
 
     # --- linked calls (fraud-ring view) ---------------------------------------------------------
