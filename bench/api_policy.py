@@ -39,6 +39,7 @@ from voiceid.config import get_settings
 from voiceid.engine import EmbeddedUtterance, Engine
 from voiceid.evaluation.channel import through_channel
 from voiceid.evaluation.protocol import read_manifest
+from voiceid.services.retries import RETRYABLE_REASONS, SCORE_REASONS  # the service's rule, as the IVR reads it
 from voiceid.verify.calibration import band_labels, band_of
 from voiceid.worker.jobs import refit_self_calibration
 
@@ -61,15 +62,13 @@ class MemoEngine:
         return self.engine.embed_phone_view(data, content_type)  # enrolment only: each body once anyway
 
 
-RETRYABLE = {"SCORE_BETWEEN_THRESHOLDS", "INSUFFICIENT_SPEECH"}
-SCORE_REASONS = {"SCORE_ABOVE_ACCEPT_THRESHOLD", "SCORE_BELOW_REJECT_THRESHOLD"}
-
-
 def retryable(answer: dict[str, Any]) -> bool:
     """What the IVR of docs/decision-policy.md retries with more speech: INCONCLUSIVE for lack of evidence only."""
     reasons = set(answer.get("reasons") or [])
     return (
-        answer.get("decision") == "INCONCLUSIVE" and bool(reasons & RETRYABLE) and reasons <= RETRYABLE | SCORE_REASONS
+        answer.get("decision") == "INCONCLUSIVE"
+        and bool(reasons & RETRYABLE_REASONS)
+        and reasons <= RETRYABLE_REASONS | SCORE_REASONS
     )
 
 
