@@ -17,22 +17,31 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import soundfile as sf
 
 from voiceid.audio.phone_line import Law, phone_line
 
 
+def read_joined(paths: tuple[Path, ...]) -> tuple[npt.NDArray[np.float32], int]:
+    """Mono samples (channels mixed) of several files played one after the other (one longer call)."""
+    parts: list[npt.NDArray[np.float32]] = []
+    rate: int | None = None
+    for path in paths:
+        samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        if rate is not None and file_rate != rate:
+            raise ValueError(f"cannot join {path} ({file_rate} Hz) to audio at {rate} Hz")
+        rate = int(file_rate)
+        parts.append(samples.mean(axis=1))
+    if rate is None:
+        raise ValueError("nothing to join")
+    return np.concatenate(parts), rate
+
+
 def to_phone_bytes(source: Path, law: Law = Law.ULAW, then: tuple[Path, ...] = ()) -> tuple[bytes, str]:
     """The file's audio (channels mixed to mono; `then`'s files appended) as raw G.711 bytes at 8 kHz,
     and their content type."""
-    parts, rates = [], set()
-    for path in (source, *then):
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        parts.append(np.mean(samples, axis=1))
-        rates.add(int(rate))
-    if len(rates) > 1:
-        raise SystemExit(f"the files to join have different sample rates ({sorted(rates)}): convert them first")
-    return phone_line(np.concatenate(parts), rates.pop(), law)
+    return phone_line(*read_joined((source, *then)), law)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--law", type=Law, choices=list(Law), default=Law.ULAW)
     parser.add_argument("--then", type=Path, action="append", default=[], help="a file appended to the call")
     args = parser.parse_args(argv)
-    data, content_type = to_phone_bytes(args.source, args.law, tuple(args.then))
+    try:
+        data, content_type = to_phone_bytes(args.source, args.law, tuple(args.then))
+    except ValueError as exc:  # files at different sample rates
+        raise SystemExit(f"{exc}: convert them to one rate first") from None
     args.target.write_bytes(data)
     print(content_type)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import soundfile as sf
 
+from voiceid.audio.phone_file import read_joined
 from voiceid.audio.phone_line import Law, phone_line
 
 CHANNELS = ("clean", "g711-ulaw", "g711-alaw")
@@ -23,21 +22,6 @@ _CONTAINER_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/o
 _G711 = {"g711-ulaw": Law.ULAW, "g711-alaw": Law.ALAW}
 
 
-def _read_joined(paths: tuple[Path, ...]) -> tuple[np.ndarray, int]:
-    """Mono samples of several files played one after the other (one longer call)."""
-    parts: list[npt.NDArray[np.float32]] = []
-    rate: int | None = None
-    for path in paths:
-        samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-        if rate is not None and file_rate != rate:
-            raise ValueError(f"cannot join {path} ({file_rate} Hz) to audio at {rate} Hz")
-        rate = int(file_rate)
-        parts.append(samples.mean(axis=1))
-    if rate is None:
-        raise ValueError("nothing to join")
-    return np.concatenate(parts), rate
-
-
 def through_channel(path: Path, channel: str, extra: tuple[Path, ...] = ()) -> tuple[bytes, str]:
     """The bytes and content type that `path` (followed by `extra` files, as one call) would
     arrive as over `channel`."""
@@ -45,7 +29,7 @@ def through_channel(path: Path, channel: str, extra: tuple[Path, ...] = ()) -> t
         raise ValueError(f"unknown channel {channel!r}; choose from {', '.join(CHANNELS)}")
     if channel == "clean" and not extra:
         return path.read_bytes(), _CONTAINER_TYPES.get(path.suffix.lower(), "application/octet-stream")
-    samples, rate = _read_joined((path, *extra))
+    samples, rate = read_joined((path, *extra))
     if channel == "clean":
         import io
 
