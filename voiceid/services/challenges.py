@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from voiceid.audio.decode import AudioLimits, decode_audio
 from voiceid.challenge.policy import (
-    CHALLENGE_ID,
     ChallengeCheck,
     ChallengeKind,
     ChallengePolicy,
@@ -32,7 +31,7 @@ from voiceid.engine import EmbeddedUtterance
 from voiceid.errors import ErrorCode, VoiceIdError
 from voiceid.services.decision import ChallengeEvidence
 from voiceid.services.serving import ServingContext
-from voiceid.services.views import validate_speaker_id
+from voiceid.services.views import check_issued_id, validate_speaker_id
 from voiceid.statuses import SpeakerStatus
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Challenge, Speaker
@@ -49,13 +48,7 @@ class ChallengeView:
 
 
 def check_challenge_id(challenge_id: str) -> str:
-    if not CHALLENGE_ID.match(challenge_id):
-        raise VoiceIdError(
-            ErrorCode.INVALID_REQUEST,
-            "challenge_id must be the 32 lower-case hex characters returned by POST /v1/speakers/{id}/challenges",
-            field="challenge_id",
-        )
-    return challenge_id
+    return check_issued_id(challenge_id, "challenge_id", "returned by POST /v1/speakers/{id}/challenges")
 
 
 class Challenges:

@@ -19,12 +19,12 @@ keeps the two-step policy inside the false-match target, not a gate an attacker 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from voiceid.errors import ErrorCode, VoiceIdError
+from voiceid.services.views import check_issued_id
 from voiceid.storage import repositories as repo
 from voiceid.storage.models import Verification
 from voiceid.verify.decision import Decision, Reason
@@ -32,18 +32,11 @@ from voiceid.verify.decision import Decision, Reason
 RETRYABLE_REASONS = frozenset({Reason.SCORE_BETWEEN_THRESHOLDS.value, Reason.INSUFFICIENT_SPEECH.value})
 # The score's own reason rides along with INSUFFICIENT_SPEECH (which way a too-short call leaned).
 SCORE_REASONS = frozenset({Reason.SCORE_ABOVE_ACCEPT_THRESHOLD.value, Reason.SCORE_BELOW_REJECT_THRESHOLD.value})
-VERIFICATION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def check_retry_id(retry_of: str) -> str:
     """A malformed id is a 422 before the body is read."""
-    if not VERIFICATION_ID.match(retry_of):
-        raise VoiceIdError(
-            ErrorCode.INVALID_REQUEST,
-            "retry_of must be the 32 lower-case hex characters of a verification_id",
-            field="retry_of",
-        )
-    return retry_of
+    return check_issued_id(retry_of, "retry_of", "of a verification_id")
 
 
 def why_not_retryable(row: Verification, now: datetime, window_s: float, retried_by: str | None) -> str | None:

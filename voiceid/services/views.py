@@ -21,6 +21,7 @@ from voiceid.verify.decision import Decision, Outcome
 from voiceid.verify.policy import Scale
 
 SPEAKER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ISSUED_ID = re.compile(r"^[0-9a-f]{32}$")  # the ids this service issues (repositories.new_id)
 # Refusals that mean the caller sent no usable speech: they count toward lockout (weighted).
 UNUSABLE_AUDIO = frozenset({ErrorCode.AUDIO_TOO_SHORT, ErrorCode.NO_SPEECH, ErrorCode.EMPTY_AUDIO})
 
@@ -213,6 +214,16 @@ class ServiceCounters:
 
     on_decision: Callable[[str], None] = field(default=lambda decision: None)
     on_inference: Callable[[float], None] = field(default=lambda seconds: None)
+
+
+def check_issued_id(value: str, field: str, issued_by: str) -> str:
+    """`value` has the form of an id this service issued (32 lower-case hex characters,
+    `repositories.new_id`), else a 422 naming `field` and where such an id comes from."""
+    if not ISSUED_ID.match(value):
+        raise VoiceIdError(
+            ErrorCode.INVALID_REQUEST, f"{field} must be the 32 lower-case hex characters {issued_by}", field=field
+        )
+    return value
 
 
 def validate_speaker_id(speaker_id: str) -> str:
