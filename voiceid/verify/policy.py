@@ -11,7 +11,7 @@ scale when the service runs without normalisation and calibration.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -104,25 +104,33 @@ def _regimes(calibrations: Calibration | Sequence[Calibration]) -> list[Calibrat
     return [calibrations] if isinstance(calibrations, Calibration) else list(calibrations)
 
 
+PairOf = Callable[[Calibration], Thresholds]
+
+
+def _by_channel(
+    calibrations: Mapping[str, Calibration | Sequence[Calibration]], pair_of: PairOf
+) -> dict[str, Thresholds]:
+    return {channel: pair_of(select_calibration(_regimes(c), None)) for channel, c in calibrations.items()}
+
+
+def _by_calibration(
+    calibrations: Mapping[str, Calibration | Sequence[Calibration]], pair_of: PairOf
+) -> dict[str, Thresholds]:
+    return {cal.calibration_id: pair_of(cal) for regimes in calibrations.values() for cal in _regimes(regimes)}
+
+
 def policy_from_calibrations(
     calibrations: Mapping[str, Calibration | Sequence[Calibration]], target_fmr: float, target_fnmr: float
 ) -> dict[str, Thresholds]:
     """channel -> the pair of its fullest normalisation regime (the most enrolled voiceprints)."""
-    return {
-        channel: _pair(select_calibration(_regimes(c), None), target_fmr, target_fnmr)
-        for channel, c in calibrations.items()
-    }
+    return _by_channel(calibrations, lambda cal: _pair(cal, target_fmr, target_fnmr))
 
 
 def thresholds_by_calibration(
     calibrations: Mapping[str, Calibration | Sequence[Calibration]], target_fmr: float, target_fnmr: float
 ) -> dict[str, Thresholds]:
     """calibration id -> pair, for every regime of every channel."""
-    return {
-        cal.calibration_id: _pair(cal, target_fmr, target_fnmr)
-        for regimes in calibrations.values()
-        for cal in _regimes(regimes)
-    }
+    return _by_calibration(calibrations, lambda cal: _pair(cal, target_fmr, target_fnmr))
 
 
 def retry_thresholds(
@@ -131,17 +139,12 @@ def retry_thresholds(
     target_fnmr: float,
     factor: float,
 ) -> tuple[dict[str, Thresholds], dict[str, Thresholds]]:
-    """(channel -> pair of its fullest regime, calibration id -> pair) for retries."""
-    by_channel = {
-        channel: retry_pair(select_calibration(_regimes(c), None), target_fmr, target_fnmr, factor)
-        for channel, c in calibrations.items()
-    }
-    by_calibration = {
-        cal.calibration_id: retry_pair(cal, target_fmr, target_fnmr, factor)
-        for regimes in calibrations.values()
-        for cal in _regimes(regimes)
-    }
-    return by_channel, by_calibration
+    """The same two tables (channel -> pair of its fullest regime, calibration id -> pair) for retries."""
+
+    def pair_of(cal: Calibration) -> Thresholds:
+        return retry_pair(cal, target_fmr, target_fnmr, factor)
+
+    return _by_channel(calibrations, pair_of), _by_calibration(calibrations, pair_of)
 
 
 def channel_regimes(calibrations: Sequence[Calibration], norm: str) -> list[Calibration]:
