@@ -22,7 +22,6 @@ from sqlalchemy import delete
 from voiceid.api.app import create_app
 from voiceid.config import Settings, get_settings
 from voiceid.engine import Engine
-from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import models as m
 from voiceid.storage.crypto import generate_key_text
 from voiceid.storage.db import Database
@@ -208,20 +207,12 @@ def db(db_url: str) -> Iterator[Database]:
 def asnorm_from_the_first_caller(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A calibration file whose population AS-norm regime starts at 0 enrolled callers, for tests of the
     cohort's mechanics with a handful of scripted voices (the shipped file scores those on the raw cosine)."""
-    from voiceid.verify.calibration import fit_calibration, save_calibrations
+    from voiceid.testkit.calibrations import synthetic_calibration
+    from voiceid.verify.calibration import save_calibrations
 
     rng = np.random.default_rng(7)
     fits = [
-        fit_calibration(
-            rng.normal(4.0, 1.0, 2000),
-            rng.normal(0.0, 1.0, 50_000),
-            target_probe_s=rng.uniform(1.5, 8, 2000),
-            nontarget_probe_s=rng.uniform(1.5, 8, 50_000),
-            channel=channel,
-            norm="as-norm",
-            model_version=MODEL_VERSION,
-            fitted_on="synthetic",
-        )
+        synthetic_calibration(rng, (4.0, 1.0), (0.0, 1.0), 2000, 50_000, channel=channel, norm="as-norm")
         for channel in ("phone", "wideband")
     ]
     path = tmp_path_factory.mktemp("asnorm") / "asnorm-calibration.json"  # read-only: fitted once

@@ -23,7 +23,6 @@ from voiceid.antispoof.policy import ChannelThreshold, PadThresholds, save_thres
 from voiceid.audio.quality import QualityReport
 from voiceid.enrolment.adaptation import adapted_voiceprint
 from voiceid.errors import VoiceIdError
-from voiceid.models.files import MODEL_VERSION
 from voiceid.services import audit
 from voiceid.services.adaptation import Adaptation, limits_from
 from voiceid.services.retention import purge_attempts
@@ -32,8 +31,9 @@ from voiceid.storage import models as m
 from voiceid.storage import repositories as repo
 from voiceid.storage.crypto import generate_key_text
 from voiceid.testkit.api import Api
+from voiceid.testkit.calibrations import synthetic_calibration
 from voiceid.testkit.engines import unit
-from voiceid.verify.calibration import fit_calibration, save_calibrations
+from voiceid.verify.calibration import save_calibrations
 from voiceid.verify.vectors import l2_normalise
 from voiceid.worker.jobs import sweep_alerted_adaptation
 
@@ -51,17 +51,7 @@ def toward(anchor: np.ndarray, cos: float, seed: int) -> np.ndarray:
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     """A raw-cosine phone calibration (impostors near 0.1, genuine callers near 0.75) and CM thresholds."""
-    rng = np.random.default_rng(0)
-    cal = fit_calibration(
-        rng.normal(0.75, 0.08, 3000),
-        rng.normal(0.10, 0.08, 100_000),
-        target_probe_s=rng.uniform(1.5, 8, 3000),
-        nontarget_probe_s=rng.uniform(1.5, 8, 100_000),
-        channel="phone",
-        norm="none",
-        model_version=MODEL_VERSION,
-        fitted_on="synthetic",
-    )
+    cal = synthetic_calibration(np.random.default_rng(0), (0.75, 0.08), (0.10, 0.08))
     save_calibrations([cal], tmp_path / "calibration.json")
     entry = ChannelThreshold(0.0, 0.01, 0.01, 100)
     save_thresholds(PadThresholds("scripted", {"wideband": entry, "phone": entry}), tmp_path / "pad.json")

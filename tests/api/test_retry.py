@@ -18,8 +18,9 @@ from voiceid.models.files import MODEL_VERSION
 from voiceid.services.retries import why_not_retryable
 from voiceid.storage import models as m
 from voiceid.testkit.api import Api, count
+from voiceid.testkit.calibrations import synthetic_calibration
 from voiceid.testkit.engines import ScriptedEngine
-from voiceid.verify.calibration import Calibration, fit_calibration, load_calibrations, save_calibrations
+from voiceid.verify.calibration import Calibration, load_calibrations, save_calibrations
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.policy import DecisionPolicy, Scale, retry_pair, stricter
 
@@ -31,17 +32,7 @@ SPEECH_S = 6.0
 def calibration_file(tmp_path: Path) -> Path:
     """A raw-cosine phone calibration (what a deployment under 100 callers decides with), its classes
     overlapping enough for an INCONCLUSIVE band."""
-    rng = np.random.default_rng(0)
-    cal = fit_calibration(
-        rng.normal(0.50, 0.12, 3000),
-        rng.normal(0.10, 0.10, 100_000),
-        target_probe_s=rng.uniform(1.5, 8, 3000),
-        nontarget_probe_s=rng.uniform(1.5, 8, 100_000),
-        channel="phone",
-        norm="none",
-        model_version=MODEL_VERSION,
-        fitted_on="synthetic",
-    )
+    cal = synthetic_calibration(np.random.default_rng(0), (0.50, 0.12), (0.10, 0.10))
     path = tmp_path / "calibration.json"
     save_calibrations([cal], path)
     return path

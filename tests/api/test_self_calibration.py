@@ -13,8 +13,9 @@ from sqlalchemy import select
 from voiceid.models.files import MODEL_VERSION
 from voiceid.storage import models as m
 from voiceid.testkit.api import Api, count
+from voiceid.testkit.calibrations import synthetic_calibration
 from voiceid.testkit.engines import ScriptedEngine
-from voiceid.verify.calibration import fit_calibration, save_calibrations
+from voiceid.verify.calibration import save_calibrations
 from voiceid.worker.jobs import refit_self_calibration
 
 DIM = 192
@@ -27,17 +28,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 @pytest.fixture
 def raw_calibration(tmp_path: Path) -> Path:
     """A raw-cosine phone calibration fitted on a population whose impostors score around 0.1."""
-    rng = np.random.default_rng(0)
-    cal = fit_calibration(
-        rng.normal(0.75, 0.08, 3000),
-        rng.normal(0.10, 0.08, 100_000),
-        target_probe_s=rng.uniform(1.5, 8, 3000),
-        nontarget_probe_s=rng.uniform(1.5, 8, 100_000),
-        channel="phone",
-        norm="none",
-        model_version=MODEL_VERSION,
-        fitted_on="synthetic",
-    )
+    cal = synthetic_calibration(np.random.default_rng(0), (0.75, 0.08), (0.10, 0.08))
     path = tmp_path / "calibration.json"
     save_calibrations([cal], path)
     return path
@@ -125,19 +116,8 @@ def regime_calibrations(tmp_path: Path) -> Path:
     rng = np.random.default_rng(2)
     fits = []
     for norm, start, (tar, non) in (("none", 0, (0.75, 0.1)), ("as-norm", 5, (4.0, 0.0))):
-        fits.append(
-            fit_calibration(
-                rng.normal(tar, 0.1 if norm == "none" else 1.0, 2000),
-                rng.normal(non, 0.1 if norm == "none" else 1.0, 50_000),
-                target_probe_s=rng.uniform(1.5, 8, 2000),
-                nontarget_probe_s=rng.uniform(1.5, 8, 50_000),
-                channel="phone",
-                norm=norm,
-                model_version=MODEL_VERSION,
-                fitted_on="synthetic",
-                population_min=start,
-            )
-        )
+        sd = 0.1 if norm == "none" else 1.0
+        fits.append(synthetic_calibration(rng, (tar, sd), (non, sd), 2000, 50_000, norm=norm, population_min=start))
     path = tmp_path / "regimes.json"
     save_calibrations(fits, path)
     return path
