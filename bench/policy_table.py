@@ -10,14 +10,17 @@ two figures:
 Also the cohort-size study: EER and genuine ACCEPT for cohort sizes C against the enrolled
 population's full top-N (the old behaviour).
 
-Usage: python bench/policy_table.py [--channels clean,g711-ulaw] [--out bench/out/policy.json]
+`--norm centre` measures the cosine centred on the population's mean instead of AS-norm (the shipped
+calibration of its fullest regime, the cross-validated fit on centred scores).
+
+Usage: python bench/policy_table.py [--channels clean,g711-ulaw] [--norm as-norm|centre] [--out bench/out/policy.json]
 Embeddings and net speech are cached under the data dir.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from voiceid.evaluation.regimes import pool_points
 from voiceid.evaluation.runner import TrialScores, summarise
 from voiceid.evaluation.verification import probe_speech
 from voiceid.verify.calibration import Calibration, load_calibrations
+from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
 
@@ -36,9 +40,9 @@ def _rows(trials: TrialScores, speakers: set[str]) -> np.ndarray:
     return np.array([o in speakers for o in owner])
 
 
-def _fit(parts: list[TrialScores], channel: str) -> Calibration:
+def _fit(parts: list[TrialScores], channel: str, norm: str) -> Calibration:
     """Calibration on the given trial subsets (probes of the fold against voiceprints of the fold)."""
-    return PooledTrials.of(parts).fit(channel, "as-norm", "fold", "fold")
+    return PooledTrials.of(parts).fit(channel, norm, "fold", "fold")
 
 
 def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -51,15 +55,18 @@ def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = dev_arguments(__doc__, "bench/out/policy.json")
     parser.add_argument("--cohort-sizes", default="200,1000,5000")
+    parser.add_argument("--norm", default="as-norm", choices=("as-norm", "centre"))
     args, settings, dev = parse_dev(parser)
+    norm = cast(NormMethod, args.norm)
     # The default backend's own calibration (the bf16 network's on a CPU with bf16), its population
     # AS-norm regime: the dev protocol's cohort holds the whole population (about 100 voiceprints).
     version = dev.embedding.model_version
-    shipped = {
-        (c.channel, c.norm): c
-        for c in load_calibrations(BUILTIN_CALIBRATION)
-        if c.model_version == version and c.norm == "as-norm"
-    }
+    shipped: dict[tuple[str, str], Calibration] = {}
+    for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION):
+        key = (c.channel, c.norm)
+        fuller = key not in shipped or c.population_min > shipped[key].population_min
+        if c.model_version == version and c.norm == norm and fuller:  # the fullest regime of the norm
+            shipped[key] = c
     speakers = dev.base.speakers
     folds = [set(speakers[0::2]), set(speakers[1::2])]
     report: dict[str, Any] = {
@@ -72,13 +79,13 @@ def main() -> None:
         runs = {}
         for n in sorted({1, 3} | {int(v) for v in args.probe_utts.split(",")}):
             run = dev.run(channel, n)
-            runs[n] = (run, run.trials("as-norm", settings.score_top_n, "population", settings.cohort_size))
+            runs[n] = (run, run.trials(norm, settings.score_top_n, "population", settings.cohort_size))
         service_channel = runs[1][0].service_channel
         for n in (int(v) for v in args.probe_utts.split(",")):
             trials = runs[n][1]
             llr_pair = None
             row: dict[str, Any] = {"channel": channel, "probe_utts": n, **summarise(trials.target, trials.nontarget)}
-            cal = shipped.get((service_channel, "as-norm"))
+            cal = shipped.get((service_channel, norm))
             if cal is not None:
                 llr_pair = policy_from_calibrations({service_channel: cal}, settings.target_fmr, settings.target_fnmr)
                 llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)
@@ -93,7 +100,7 @@ def main() -> None:
                     t.subset(_rows(t, train), np.array([s in train for s in t.speakers]))
                     for t in (runs[m][1] for m in sorted(runs))
                 ]
-                fold_cal = _fit(parts, service_channel)
+                fold_cal = _fit(parts, service_channel, norm)
                 pair = policy_from_calibrations({service_channel: fold_cal}, settings.target_fmr, settings.target_fnmr)
                 held = trials.subset(_rows(trials, test), np.array([s in test for s in trials.speakers]))
                 llr = fold_cal.llrs(held.scores, probe_speech(held)[:, None])
@@ -119,8 +126,8 @@ def main() -> None:
             )
         # Cohort size study (single utterances): EER for each C and for the whole population.
         run = runs[1][0]
-        for size in [int(v) for v in args.cohort_sizes.split(",")] + [10**9]:
-            trials = run.trials("as-norm", settings.score_top_n, "population", size)
+        for size in [int(v) for v in args.cohort_sizes.split(",") if norm == "as-norm"] + [10**9]:
+            trials = run.trials(norm, settings.score_top_n, "population", size)
             label = "whole population" if size == 10**9 else str(size)
             entry = {"channel": channel, "cohort_size": label, **summarise(trials.target, trials.nontarget)}
             report["cohort"].append(entry)

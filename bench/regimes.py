@@ -4,8 +4,10 @@ For each channel, probe length and population size N, the dev trials are scored 
 them with N callers enrolled (each claimed speaker's cohort holds at most N - 1 enrolled voiceprints,
 topped up from the shipped LibriSpeech cohort; voiceid/evaluation/regimes.py) and decided:
 
-- `regimes` (today): the calibration of the regime N falls in (raw cosine below the first normalised
-  regime, population AS-norm from it on), with that regime's thresholds;
+- `regimes` (today): the calibration of the regime N falls in (raw cosine for the first callers, the
+  cosine centred on the enrolled callers' mean from the first centring regime, population AS-norm
+  from 100 on), with that regime's thresholds; a centring regime is scored over several draws of
+  which N callers are enrolled (voiceid/evaluation/runner.regime_draws);
 - `one calibration` (before issue 19): population AS-norm at every size with the one calibration fitted
   on the whole dev population: what a new deployment met until its cohort held ~100 callers.
 

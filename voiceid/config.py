@@ -362,8 +362,11 @@ class DecisionSettings(BaseModel):
     reject_threshold: float = Field(
         DEFAULT_REJECT_THRESHOLD, description="See VOICEID_ACCEPT_THRESHOLD; must not exceed it."
     )
-    score_norm: Literal["none", "s-norm", "as-norm"] = Field(
-        "as-norm", description="Score normalisation against the impostor cohort of the call's channel."
+    score_norm: Literal["none", "s-norm", "as-norm", "centre"] = Field(
+        "centre",
+        description="Score normalisation once the enrolled population is large enough for it to pay (below that, "
+        "the raw cosine): centre = the cosine centred on the enrolled voiceprints' mean; as-norm / s-norm = "
+        "against the cohort's score statistics (shipped calibrations from 100 callers); none = raw cosine always.",
     )
     score_top_n: int = Field(50, ge=1, description="AS-norm: cohort scores kept per side.")
     calibration_file: Path | None = Field(
@@ -405,8 +408,8 @@ class CohortSettings(BaseModel):
     cohort_source: Literal["population", "builtin"] = Field(
         "population",
         description="Normalise against the operator's own enrolled voiceprints (population), or never (builtin: "
-        "with the shipped calibrations every call is then decided in the raw-cosine regime, as a deployment "
-        "under 100 callers is).",
+        "with the shipped calibrations every call is then decided in the raw-cosine regime, as a deployment's "
+        "first callers are).",
     )
     cohort_size: int = Field(
         1000,

@@ -85,7 +85,8 @@ class VerificationOut(BaseModel):
     verification_id: str
     decision: Decision
     score: float | None = Field(
-        description="Normalised score (AS-norm), before calibration; null if nothing was scored"
+        description="Normalised score (the regime's: centred cosine, AS-norm or the raw cosine), before calibration; "
+        "null if nothing was scored"
     )
     accept_threshold: float | None = Field(
         description="ACCEPT when the value on `threshold_scale` is >= this; the same on every call of a channel. "
@@ -105,7 +106,7 @@ class VerificationOut(BaseModel):
         description="Calibrated log-likelihood ratio (natural log), same vs different speaker, weighing the score "
         "by the net speech behind it; the decision is taken on it",
     )
-    norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm")
+    norm: str | None = Field(None, description="Score normalisation applied: none | s-norm | as-norm | centre")
     calibration: str | None = Field(None, description="Calibration (channel/norm/data) that set thresholds and llr")
     watchlist_hits: list[WatchlistHitOut] = Field(default_factory=list)
     cm_score: float | None = Field(

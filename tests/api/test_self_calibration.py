@@ -111,12 +111,13 @@ def latest_cohort_size(api: Api) -> int:
 
 @pytest.fixture
 def regime_calibrations(tmp_path: Path) -> Path:
-    """Two regimes, as the shipped file has them: raw cosine below 5 enrolled callers (small here so the
-    test is quick), population AS-norm from 5 on."""
+    """Three regimes, as the shipped file has them: raw cosine below 3 enrolled callers, the cosine
+    centred on the population's mean from 3, population AS-norm from 5 on (small here so the test is
+    quick)."""
     rng = np.random.default_rng(2)
     fits = []
-    for norm, start, (tar, non) in (("none", 0, (0.75, 0.1)), ("as-norm", 5, (4.0, 0.0))):
-        sd = 0.1 if norm == "none" else 1.0
+    for norm, start, (tar, non) in (("none", 0, (0.75, 0.1)), ("centre", 3, (0.6, 0.0)), ("as-norm", 5, (4.0, 0.0))):
+        sd = 1.0 if norm == "as-norm" else 0.1
         fits.append(synthetic_calibration(rng, (tar, sd), (non, sd), 2000, 50_000, norm=norm, population_min=start))
     path = tmp_path / "regimes.json"
     save_calibrations(fits, path)
@@ -149,13 +150,21 @@ def test_the_regime_follows_the_population_from_the_first_caller(make_api, regim
         )
         assert r.json()["status"] == "ENROLLED", r.text
 
-    def calibration_of_a_call() -> str:
+    def a_call() -> dict:
         body = engine.register(f"p{rng.integers(1 << 62)}".encode(), _unit(voices[0] + 0.1 * rng.standard_normal(DIM)))
-        return api.verify("c0", body)["calibration"]
+        return api.verify("c0", body)
 
-    for i in range(5):
+    for i in range(3):
         enrol(i)
         assert latest_cohort_size(api) == i + 1  # the snapshot followed this enrolment
-    assert calibration_of_a_call() == "phone/none/synthetic"  # 4 others in c0's cohort: the raw regime
+    raw = a_call()
+    assert raw["calibration"] == "phone/none/synthetic"  # 2 others in c0's cohort: the raw regime
+    assert raw["score"] == pytest.approx(raw["raw_score"], abs=1e-3)  # rounded to 3 and 4 places
+    enrol(3)
+    centred = a_call()
+    assert centred["calibration"] == "phone/centre/synthetic/pop>=3"  # 3 others: centred on their mean
+    assert abs(centred["score"] - centred["raw_score"]) > 0.01
+    enrol(4)
     enrol(5)
-    assert calibration_of_a_call() == "phone/as-norm/synthetic/pop>=5"  # 5 others: normalised
+    assert latest_cohort_size(api) == 6
+    assert a_call()["calibration"] == "phone/as-norm/synthetic/pop>=5"  # 5 others: normalised

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from voiceid.evaluation.runner import Progress
 
 CHANNEL_HELP = "clean | g711-ulaw | g711-alaw"
-REGIMES_DEFAULT = ",".join(str(k) for k in DEFAULT_REGIMES)
+REGIMES_DEFAULT = ",".join(DEFAULT_REGIMES)
 
 
 def _write_json(path: Path | None, report: dict[str, Any]) -> None:
@@ -77,7 +77,7 @@ def eval_command(
     ] = 1,
     embedder: Annotated[str, typer.Option(help="voiceid | speechbrain-bare (baseline)")] = "voiceid",
     norm: Annotated[
-        str | None, typer.Option(help="Score normalisation: none | s-norm | as-norm (default: the service's setting)")
+        str | None, typer.Option(help="Normalisation: none | s-norm | as-norm | centre (default: setting)")
     ] = None,
     top_n: Annotated[int | None, typer.Option(help="AS-norm: cohort scores kept per side (default: setting)")] = None,
     cohort: Annotated[
@@ -171,7 +171,7 @@ def calibrate_command(
         "calibration.json"
     ),
     norm: Annotated[
-        str | None, typer.Option(help="none | s-norm | as-norm (default: the service's VOICEID_SCORE_NORM)")
+        str | None, typer.Option(help="none | s-norm | as-norm | centre (default: the service's VOICEID_SCORE_NORM)")
     ] = None,
     top_n: Annotated[int | None, typer.Option(help="AS-norm top-N (default: setting)")] = None,
     cohort: Annotated[str | None, typer.Option(help="population | builtin (default: setting)")] = None,
@@ -186,7 +186,8 @@ def calibrate_command(
         typer.Option(
             help="Regimes to fit (population cohort only): 'none' is the raw cosine a deployment scores with "
             "until its population is large enough; a number N fits the normalised scores of a cohort of N "
-            "enrolled voiceprints, the regime from N enrolled callers on"
+            "enrolled voiceprints, the regime from N enrolled callers on; 'centre:N' fits the cosine centred "
+            "on the mean of N enrolled voiceprints"
         ),
     ] = REGIMES_DEFAULT,
 ) -> None:

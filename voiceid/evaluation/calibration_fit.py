@@ -22,6 +22,7 @@ from voiceid.evaluation.verification import (
     default_cohort_manifest,
 )
 from voiceid.verify.calibration import (
+    DEFAULT_REGIMES,
     Calibration,
     fit_calibration,
     load_calibrations,
@@ -89,14 +90,24 @@ class CalibrateOptions:
     enrol_utts: int = 3
     probe_utts: Sequence[int] = (1, 2, 3)
     cohort_manifest: Path | None = None
-    regimes: Sequence[str] = ()  # 'none' and population sizes (population cohort only)
+    regimes: Sequence[str] = ()  # 'none', population sizes, 'centre:N' (empty: DEFAULT_REGIMES)
 
 
 def regime_specs(norm: str, cohort_source: str, regimes: Sequence[str]) -> list[tuple[str, int | None]]:
-    """(normalisation, population limit) of each regime to fit: "none" is the raw-cosine regime."""
+    """(normalisation, population limit) of each regime to fit: "none" is the raw-cosine regime, "N" the
+    service's normalisation with N enrolled members, "centre:N" the cosine centred on N members' mean."""
     if norm == "none" or cohort_source != "population":
         return [(norm, None)]
-    return [("none", None) if v == "none" else (norm, int(v)) for v in regimes]
+    specs: list[tuple[str, int | None]] = []
+    for value in regimes:
+        method, _, size = value.rpartition(":")
+        if value == "none":
+            specs.append(("none", None))
+        elif method in ("", "centre") and size.isdigit() and int(size) > 0:
+            specs.append((method or norm, int(size)))
+        else:
+            raise EvaluationInputError(f"a regime is 'none', a population size N or 'centre:N', not {value!r}")
+    return specs
 
 
 def calibrate_channel(settings: Settings, options: CalibrateOptions) -> list[RegimeFit]:
@@ -105,7 +116,7 @@ def calibrate_channel(settings: Settings, options: CalibrateOptions) -> list[Reg
     norm = options.norm or settings.score_norm
     source = options.cohort or settings.cohort_source
     cohort_manifest = (options.cohort_manifest or default_cohort_manifest(settings)) if norm != "none" else None
-    specs = regime_specs(norm, source, options.regimes)
+    specs = regime_specs(norm, source, options.regimes or DEFAULT_REGIMES)
     lengths = sorted(set(options.probe_utts))
     if not lengths:
         raise EvaluationInputError("--probe-utts names no probe length")

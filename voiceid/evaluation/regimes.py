@@ -1,8 +1,9 @@
 """The decision policy as a deployment of a given size meets it, with the shipped or the self-calibration.
 
 - `regime_trials`: the protocol's trials scored as the service scores them when `population` callers
-  are enrolled: the regime's calibration (raw cosine below the first normalised regime, population
-  AS-norm from it on) and a cohort of at most `population - 1` enrolled voiceprints.
+  are enrolled: the regime's calibration (raw cosine below the first normalised regime, the centred
+  cosine or population AS-norm from it on) and a cohort of at most `population - 1` enrolled
+  voiceprints (several draws of them for a centring regime: runner.regime_draws).
 - `policy_by_calibration`: 2 folds by speaker. Each fold's trials (test speaker and claimed speaker both
   in the fold) are decided with the shipped calibration, and with the self-calibration fitted the way
   the worker fits it (voiceid/services/calibration.py) on the *other* fold's population: its enrolment
@@ -22,7 +23,15 @@ import numpy.typing as npt
 from voiceid.config import Settings
 from voiceid.evaluation.operating_point import operating_point
 from voiceid.evaluation.protocol import Protocol
-from voiceid.evaluation.runner import EvalRun, FloatArray, TrialScores, score_population, score_protocol
+from voiceid.evaluation.runner import (
+    EvalRun,
+    FloatArray,
+    TrialScores,
+    pool_trials,
+    regime_draws,
+    score_population,
+    score_protocol,
+)
 from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.normalisation import NormMethod
@@ -58,16 +67,22 @@ def _score(
             protocol, run.vectors, scorer, run.service_channel, run.speech, run.claim_vectors, claimed
         )
     limit = None if regime.population is None else max(regime.population - 1, 0)
-    return score_population(
-        protocol,
-        run.vectors,
-        scorer,
-        run.service_channel,
-        run.speech,
-        claim_vectors=run.claim_vectors,
-        view_cohort=run.view_cohort,
-        population_limit=limit,
-        claimed=claimed,
+    return pool_trials(
+        [
+            score_population(
+                protocol,
+                run.vectors,
+                scorer,
+                run.service_channel,
+                run.speech,
+                claim_vectors=run.claim_vectors,
+                view_cohort=run.view_cohort,
+                population_limit=limit,
+                claimed=claimed,
+                rotation=rotation,
+            )
+            for rotation in regime_draws(norm, len(protocol.speakers), limit)
+        ]
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,7 @@ def score_population(
     view_cohort: bool = False,
     population_limit: int | None = None,
     claimed: FloatArray | None = None,
+    rotation: int = 0,
 ) -> TrialScores:
     """Trials normalised as the service does it: against a fixed-size cohort of up to
     `scorer.cohort_size` other enrolled voiceprints (bottom-k by a hash of the speaker id),
@@ -242,14 +243,19 @@ def score_population(
     `claimed` replaces the claimed voiceprints (row for row with the protocol's speakers) while the cohort
     stays as it is: the voiceprints adapted with accepted calls (bench/adaptation.py), which the service
     scores calls against but never puts in a cohort.
+
+    With the scorer's norm "centre" each trial is centred on the mean of the enrolled members its
+    cohort would hold (the shipped cohort plays no part), as `Scorer.score` does. `rotation` starts the
+    sampling order that many members later: another draw of the callers a deployment of
+    `population_limit` could have (`centring_draws`).
     """
     from voiceid.verify.cohort import sample_order
-    from voiceid.verify.normalisation import normalise_scores
+    from voiceid.verify.normalisation import centre_scores, normalise_scores, population_mean_sq
 
     speakers, voiceprints = voiceprints_of(protocol, vectors)
     tests = [u for u in protocol.tests if u.utt_id in vectors]
     probes = np.stack([vectors[u.utt_id] for u in tests])
-    order = sample_order(speakers)
+    order = np.roll(sample_order(speakers), -rotation)
     rank = np.empty(len(speakers), dtype=np.int64)
     rank[order] = np.arange(len(speakers))
     index = {s: i for i, s in enumerate(speakers)}
@@ -273,6 +279,14 @@ def score_population(
             if o >= 0:
                 keep[rank[o]] = False
             taken = np.flatnonzero(keep)[:limit]
+            if scorer.norm == "centre":
+                scores[rows, j] = centre_scores(
+                    raw[rows, j : j + 1],
+                    vp_vs_union[j : j + 1, taken],
+                    probe_vs_union[np.ix_(rows, taken)],
+                    population_mean_sq(union[taken]),
+                )[:, 0]
+                continue
             members = np.concatenate([taken, n_pop + np.arange(min(len(shipped), max(0, size - len(taken))))])
             scores[rows, j] = normalise_scores(
                 raw[rows, j : j + 1],
@@ -284,6 +298,37 @@ def score_population(
     is_target = np.array([[u.speaker_id == s for s in speakers] for u in tests])
     probe_s = _probe_speech(speech or {}, tests)
     return TrialScores(scores, is_target, [u.utt_id for u in tests], speakers, probe_s)
+
+
+# At most this many draws per centring regime: enough to average out which few callers a small
+# deployment has, few enough that the fitted calibration's stored tails stay a few hundred kB.
+MAX_REGIME_DRAWS = 4
+
+
+def regime_draws(norm: str, n_speakers: int, population_limit: int | None) -> list[int]:
+    """The rotations of the sampling order a regime is scored over. A centring regime: up to
+    MAX_REGIME_DRAWS evenly spaced draws of `population_limit` members, disjoint where the speakers
+    allow (a mean over a few members depends on which few: scored on one draw, a regime's calibration
+    would learn that draw's mean). Other regimes: the one draw (AS-norm's cohort is topped up to its
+    fixed size either way)."""
+    if norm != "centre" or population_limit is None or population_limit <= 0 or population_limit >= n_speakers - 2:
+        return [0]
+    draws = min(MAX_REGIME_DRAWS, -(-n_speakers // population_limit))
+    return [k * n_speakers // draws for k in range(draws)]
+
+
+def pool_trials(parts: Sequence[TrialScores]) -> TrialScores:
+    """The trials of several draws over the same speakers as one set (each probe once per draw)."""
+    if len(parts) == 1:
+        return parts[0]
+    speech = [p.probe_speech_s for p in parts]
+    return TrialScores(
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.is_target for p in parts]),
+        [u for p in parts for u in p.test_ids],
+        parts[0].speakers,
+        None if any(v is None for v in speech) else np.concatenate([v for v in speech if v is not None]),
+    )
 
 
 def summarise(target: FloatArray, nontarget: FloatArray) -> dict[str, Any]:
@@ -349,15 +394,21 @@ class EvalRun:
             )
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
-        return score_population(
-            self.protocol,
-            self.vectors,
-            scorer,
-            self.service_channel,
-            self.speech,
-            self.claim_vectors,
-            self.view_cohort,
-            population_limit,
+        return pool_trials(
+            [
+                score_population(
+                    self.protocol,
+                    self.vectors,
+                    scorer,
+                    self.service_channel,
+                    self.speech,
+                    self.claim_vectors,
+                    self.view_cohort,
+                    population_limit,
+                    rotation=rotation,
+                )
+                for rotation in regime_draws(norm, len(self.protocol.speakers), population_limit)
+            ]
         )
 
 

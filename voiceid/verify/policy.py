@@ -150,13 +150,14 @@ def retry_thresholds(
 def channel_regimes(calibrations: Sequence[Calibration], norm: str) -> list[Calibration]:
     """One channel's regimes for the service's normalisation: its `norm` calibrations, and below the
     smallest population they start at, the raw-cosine calibration (the regime of a deployment whose
-    population is still too small for normalisation to pay)."""
+    population is still too small for normalisation to pay) and the centred-cosine ones (from the
+    population where the operator's own mean pays, `verify.normalisation.centre_scores`)."""
     normed = [c for c in calibrations if c.norm == norm]
     if norm == "none":
         return normed
     start = min((c.population_min for c in normed), default=None)
-    raw = [c for c in calibrations if c.norm == "none" and (start is None or c.population_min < start)]
-    return sorted(raw + normed, key=lambda c: c.population_min) if normed else []
+    below = [c for c in calibrations if c.norm in ("none", "centre") and (start is None or c.population_min < start)]
+    return sorted(below + normed, key=lambda c: c.population_min) if normed else []
 
 
 def load_matching_calibrations(settings: Settings, model_version: str) -> dict[str, list[Calibration]]:
@@ -175,7 +176,7 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
         raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"{path}: {exc}") from exc
     matching: dict[str, list[Calibration]] = {}
     for cal in calibrations:
-        if cal.model_version == model_version and cal.norm in (settings.score_norm, "none"):
+        if cal.model_version == model_version and cal.norm in (settings.score_norm, "none", "centre"):
             matching.setdefault(cal.channel, []).append(cal)
     for channel, regimes in list(matching.items()):
         matching[channel] = channel_regimes(regimes, settings.score_norm)

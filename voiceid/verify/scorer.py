@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.cohort import assemble_cohort
-from voiceid.verify.normalisation import NormMethod, normalise_scores
+from voiceid.verify.normalisation import NormMethod, centre_scores, normalise_scores, population_mean_sq
 from voiceid.verify.selfcal import SelfCalibration
 from voiceid.verify.vectors import cosine_matrix
 
@@ -46,7 +46,8 @@ class ScoreResult:
 
 
 class Scorer:
-    """Raw cosine -> normalised score (AS-norm/S-norm against a fixed-size cohort) -> calibrated LLR."""
+    """Raw cosine -> normalised score (the regime's: centred on the enrolled population's mean, or
+    AS-norm/S-norm against a fixed-size cohort) -> calibrated LLR."""
 
     def __init__(
         self,
@@ -98,6 +99,8 @@ class Scorer:
         raw = cosine_matrix(probes, voiceprints).astype(np.float64)
         if self.norm == "none":
             return raw, raw
+        if self.norm == "centre":
+            raise ValueError("centring needs an enrolled population; the shipped cohort alone has none")
         cohort = self.cohort_for(channel, None)
         enrol_cohort = cosine_matrix(voiceprints, cohort)
         test_cohort = cosine_matrix(probes, cohort)
@@ -121,12 +124,22 @@ class Scorer:
         members = self.population_in_cohort(population) if regime_members is None else regime_members
         calibration = self.calibration(channel, members)
         # The regime's calibration says how its scores were made: below the population size where
-        # normalisation pays (a cohort of a few in-domain voices topped up with the shipped one had a
-        # far heavier impostor tail than the raw cosine on the dev set), the regime is the raw cosine.
+        # normalisation pays (the mean of a handful of voices is mostly their own differences), the
+        # regime is the raw cosine; from there, the centred cosine (or AS-norm where configured).
         norm = self.norm if calibration is None else calibration.norm
         raw = cosine_matrix(probe, voiceprint).astype(np.float64)
         normalised = raw
-        if norm != "none":
+        if norm == "centre":
+            # Centred on the enrolled members of the trial's cohort only: the shipped cohort is another
+            # population, and its mean is not what this operator's callers share (it lowered genuine
+            # ACCEPT on the dev set where the population's own mean raised it).
+            if population is None or members == 0:
+                raise ValueError("centring needs the enrolled population (the regime says how many)")
+            pop = population[: self.cohort_size]
+            enrol = cosine_matrix(voiceprint, pop)
+            test = cosine_matrix(probe, pop)
+            normalised = centre_scores(raw, enrol, test, population_mean_sq(pop))
+        elif norm != "none":
             cohort = self.cohort_for(channel, population)
             enrol = cosine_matrix(voiceprint, cohort)
             test = cosine_matrix(probe, cohort)
