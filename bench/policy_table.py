@@ -10,8 +10,9 @@ two figures:
 Also the cohort-size study: EER and genuine ACCEPT for cohort sizes C against the enrolled
 population's full top-N (the old behaviour).
 
-`--norm centre` measures the cosine centred on the population's mean instead of AS-norm (the shipped
-calibration of its fullest regime, the cross-validated fit on centred scores).
+`--norm` picks the normalisation of the full population's regime (default: the service's, the cosine
+centred on the population's mean; `as-norm` for population AS-norm): the shipped calibration of its
+fullest regime, and the cross-validated fit on the same scores.
 
 Usage: python bench/policy_table.py [--channels clean,g711-ulaw] [--norm as-norm|centre] [--out bench/out/policy.json]
 Embeddings and net speech are cached under the data dir.
@@ -55,11 +56,11 @@ def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = dev_arguments(__doc__, "bench/out/policy.json")
     parser.add_argument("--cohort-sizes", default="200,1000,5000")
-    parser.add_argument("--norm", default="as-norm", choices=("as-norm", "centre"))
+    parser.add_argument("--norm", default=None, choices=("as-norm", "centre"), help="default: the service's")
     args, settings, dev = parse_dev(parser)
-    norm = cast(NormMethod, args.norm)
-    # The default backend's own calibration (the bf16 network's on a CPU with bf16), its population
-    # AS-norm regime: the dev protocol's cohort holds the whole population (about 100 voiceprints).
+    norm = cast(NormMethod, args.norm or settings.score_norm)
+    # The default backend's own calibration (the bf16 network's on a CPU with bf16), the fullest regime
+    # of the normalisation: the dev protocol's cohort holds the whole population (about 100 voiceprints).
     version = dev.embedding.model_version
     shipped: dict[tuple[str, str], Calibration] = {}
     for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION):

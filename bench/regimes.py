@@ -8,6 +8,8 @@ topped up from the shipped LibriSpeech cohort; voiceid/evaluation/regimes.py) an
   cosine centred on the enrolled callers' mean from the first centring regime, population AS-norm
   from 100 on), with that regime's thresholds; a centring regime is scored over several draws of
   which N callers are enrolled (voiceid/evaluation/runner.regime_draws);
+- `as-norm regimes` (the default until 2026-12-06): the raw cosine below 100 callers, population AS-norm
+  from 100;
 - `one calibration` (before issue 19): population AS-norm at every size with the one calibration fitted
   on the whole dev population: what a new deployment met until its cohort held ~100 callers.
 
@@ -41,17 +43,20 @@ def main() -> None:
     for channel in args.channels.split(","):
         for n in (int(v) for v in args.probe_utts.split(",")):
             run = dev.run(channel, n)
-            regimes = channel_regimes(
-                [c for c in calibrations if c.channel == run.service_channel and c.model_version == version],
-                settings.score_norm,
-            )
-            fullest = select_calibration(regimes, None)
+            ours = [c for c in calibrations if c.channel == run.service_channel and c.model_version == version]
+            regimes = channel_regimes(ours, settings.score_norm)
+            # The two earlier policies, for comparison: population AS-norm's regimes (raw cosine below
+            # 100 callers, AS-norm from 100: the default until 2026-12-06), and before issue 19 that
+            # AS-norm calibration at every size.
+            asnorm = channel_regimes([c for c in ours if c.norm != "centre"], "as-norm")
+            fullest = select_calibration(asnorm, None)
             for label in args.populations.split(","):
                 population = None if label == "all" else int(label)
                 today = regime_for(regimes, settings, population)
-                before = Regime(fullest, regime_for(regimes, settings, None).thresholds, population)
+                previous = regime_for(asnorm, settings, population)
+                before = Regime(fullest, regime_for(asnorm, settings, None).thresholds, population)
                 row: dict[str, Any] = {"channel": channel, "probe_utts": n, "population": label}
-                for name, regime in (("regimes", today), ("one_calibration", before)):
+                for name, regime in (("regimes", today), ("as_norm_regimes", previous), ("one_calibration", before)):
                     trials = regime_trials(run, regime, settings)
                     llr = trial_llrs(trials.scores, trials.probe_speech_s, regime.calibration)
                     point = operating_point(
@@ -64,18 +69,23 @@ def main() -> None:
                     + "  ".join(
                         f"{name}: genuine {row[name]['genuine_accept_rate'] * 100:.1f} % impostor "
                         f"{row[name]['impostor_accept_rate'] * 100:.3f} %"
-                        for name in ("regimes", "one_calibration")
+                        for name in ("regimes", "as_norm_regimes", "one_calibration")
                     ),
                     file=sys.stderr,
                 )
     save_report(args.out, {"rows": rows, "target_fmr": settings.target_fmr})
-    print("| channel | probe | callers | regime | genuine ACCEPT | impostor ACCEPT | before: genuine / impostor |")
-    print("|---|---|---:|---|---:|---:|---:|")
+    print(
+        "| channel | probe | callers | regime | genuine ACCEPT | impostor ACCEPT "
+        "| until 2026-12-06 (raw < 100, AS-norm): genuine / impostor "
+        "| before issue 19 (one AS-norm calibration): genuine / impostor |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        t, b = r["regimes"], r["one_calibration"]
+        t, p, b = r["regimes"], r["as_norm_regimes"], r["one_calibration"]
         print(
             f"| {r['channel']} | {r['probe_utts']} utt | {r['population']} | {t['calibration'].split('/')[1]} | "
-            f"{format_accepts(t, ' | ')} | {b['genuine_accept_rate'] * 100:.1f} % / "
+            f"{format_accepts(t, ' | ')} | {p['genuine_accept_rate'] * 100:.1f} % / "
+            f"{p['impostor_accept_rate'] * 100:.3f} % | {b['genuine_accept_rate'] * 100:.1f} % / "
             f"{b['impostor_accept_rate'] * 100:.3f} % |"
         )
 
