@@ -185,3 +185,27 @@ def test_index_snapshot_and_status(cli_env, db, monkeypatch):
     assert row["kind"] == "voiceprint" and row["model_version"] == "cli-v" and row["vectors"] == 10
     assert row["state"] == "complete" and row["bytes"] > 10 * 192 * 4
     assert json.loads(runner.invoke(app, ["index", "snapshot"]).output)["handled"] == 0  # nothing moved
+
+
+def test_eval_refuses_centring_without_the_population(cli_env, tmp_path):
+    """The centred cosine centres on the enrolled population: with only the shipped cohort there is none,
+    and `voiceid eval` says so (exit 2, no traceback) instead of failing inside the scorer."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("utt_id,speaker_id,path\nu1,s1,s1/u1.flac\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--manifest",
+            str(manifest),
+            "--norm",
+            "centre",
+            "--cohort",
+            "builtin",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "--cohort population" in result.output
+    assert "Traceback" not in result.output

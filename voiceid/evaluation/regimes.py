@@ -23,15 +23,7 @@ import numpy.typing as npt
 from voiceid.config import Settings
 from voiceid.evaluation.operating_point import operating_point
 from voiceid.evaluation.protocol import Protocol
-from voiceid.evaluation.runner import (
-    EvalRun,
-    FloatArray,
-    TrialScores,
-    pool_trials,
-    regime_draws,
-    score_population,
-    score_protocol,
-)
+from voiceid.evaluation.runner import EvalRun, FloatArray, TrialScores, score_protocol
 from voiceid.verify.calibration import Calibration, select_calibration
 from voiceid.verify.decision import Thresholds
 from voiceid.verify.normalisation import NormMethod
@@ -67,23 +59,7 @@ def _score(
             protocol, run.vectors, scorer, run.service_channel, run.speech, run.claim_vectors, claimed
         )
     limit = None if regime.population is None else max(regime.population - 1, 0)
-    return pool_trials(
-        [
-            score_population(
-                protocol,
-                run.vectors,
-                scorer,
-                run.service_channel,
-                run.speech,
-                claim_vectors=run.claim_vectors,
-                view_cohort=run.view_cohort,
-                population_limit=limit,
-                claimed=claimed,
-                rotation=rotation,
-            )
-            for rotation in regime_draws(norm, len(protocol.speakers), limit)
-        ]
-    )
+    return run.population_trials(scorer, protocol, limit, claimed)
 
 
 def regime_trials(

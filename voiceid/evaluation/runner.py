@@ -394,10 +394,22 @@ class EvalRun:
             )
         if cohort_source != "population":
             raise ValueError(f"unknown cohort source {cohort_source!r}")
+        return self.population_trials(scorer, population_limit=population_limit)
+
+    def population_trials(
+        self,
+        scorer: Scorer,
+        protocol: Protocol | None = None,
+        population_limit: int | None = None,
+        claimed: FloatArray | None = None,
+    ) -> TrialScores:
+        """`score_population` of `protocol` (default: the run's) over the draws its regime is scored on
+        (`regime_draws`), pooled."""
+        protocol = protocol or self.protocol
         return pool_trials(
             [
                 score_population(
-                    self.protocol,
+                    protocol,
                     self.vectors,
                     scorer,
                     self.service_channel,
@@ -405,9 +417,10 @@ class EvalRun:
                     self.claim_vectors,
                     self.view_cohort,
                     population_limit,
-                    rotation=rotation,
+                    claimed,
+                    rotation,
                 )
-                for rotation in regime_draws(norm, len(self.protocol.speakers), population_limit)
+                for rotation in regime_draws(scorer.norm, len(protocol.speakers), population_limit)
             ]
         )
 

@@ -246,6 +246,9 @@ def evaluate_verification(
         raise EvaluationInputError(f"norm must be one of {', '.join(NORM_METHODS)}")
     top_n = options.top_n or settings.score_top_n
     cohort_source = options.cohort or settings.cohort_source
+    if norm == "centre" and cohort_source != "population":
+        # The shipped cohort is another population: centring needs the enrolled one.
+        raise EvaluationInputError("--norm centre centres on the enrolled population: use --cohort population")
     size = options.cohort_size or settings.cohort_size
     cohort_manifest = (options.spec.cohort_manifest or default_cohort_manifest(settings)) if norm != "none" else None
     spec = dataclasses.replace(options.spec, cohort_manifest=cohort_manifest)
