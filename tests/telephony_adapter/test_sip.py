@@ -58,6 +58,20 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_sip_port() -> int:
+    """A port free on UDP and TCP alike: SIPp binds its main socket on `-p` over the transport of `-t`,
+    and a port found free on UDP can be taken on TCP (a TCP-mode run once failed with errno 98)."""
+    for _ in range(200):
+        port = free_udp_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free on both UDP and TCP for SIPp")
+
+
 def free_media_base() -> int:
     """An even port P with P .. P+3 free on UDP: SIPp binds audio RTP/RTCP at P, P+1 and video at P+2,
     P+3, so a free P alone can collide with another socket (the SIP server's own port, once)."""
@@ -90,7 +104,7 @@ async def run_sipp(
 ):
     """SIPp as a UAC against voiceid, in the foreground: returns (exit code, its screen/err logs)."""
     args = [SIPP, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate)]
-    args += ["-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_media_base())]
+    args += ["-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_media_base())]
     args += ["-t", "t1" if tcp else "u1", "-nostdin", "-timeout", "120s", "-timeout_error", "-max_recv_loops", "1000"]
     args += list(extra)
     for name, value in keys.items():
