@@ -31,7 +31,7 @@ from voiceid.evaluation.operating_point import format_accepts, operating_point, 
 from voiceid.evaluation.regimes import pool_points
 from voiceid.evaluation.runner import TrialScores, summarise
 from voiceid.evaluation.verification import probe_speech
-from voiceid.verify.calibration import Calibration, load_calibrations
+from voiceid.verify.calibration import Calibration, load_calibrations, select_calibration
 from voiceid.verify.normalisation import NormMethod
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
@@ -62,12 +62,12 @@ def main() -> None:
     # The default backend's own calibration (the bf16 network's on a CPU with bf16), the fullest regime
     # of the normalisation: the dev protocol's cohort holds the whole population (about 100 voiceprints).
     version = dev.embedding.model_version
-    shipped: dict[tuple[str, str], Calibration] = {}
-    for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION):
-        key = (c.channel, c.norm)
-        fuller = key not in shipped or c.population_min > shipped[key].population_min
-        if c.model_version == version and c.norm == norm and fuller:  # the fullest regime of the norm
-            shipped[key] = c
+    ours = [
+        c
+        for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)
+        if c.model_version == version and c.norm == norm
+    ]
+    shipped = {ch: select_calibration([c for c in ours if c.channel == ch], None) for ch in {c.channel for c in ours}}
     speakers = dev.base.speakers
     folds = [set(speakers[0::2]), set(speakers[1::2])]
     report: dict[str, Any] = {
@@ -86,7 +86,7 @@ def main() -> None:
             trials = runs[n][1]
             llr_pair = None
             row: dict[str, Any] = {"channel": channel, "probe_utts": n, **summarise(trials.target, trials.nontarget)}
-            cal = shipped.get((service_channel, norm))
+            cal = shipped.get(service_channel)
             if cal is not None:
                 llr_pair = policy_from_calibrations({service_channel: cal}, settings.target_fmr, settings.target_fnmr)
                 llr = trial_llrs(trials.scores, trials.probe_speech_s, cal)

@@ -174,12 +174,12 @@ def load_matching_calibrations(settings: Settings, model_version: str) -> dict[s
         calibrations = load_calibrations(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise VoiceIdError(ErrorCode.CONFIGURATION_ERROR, f"{path}: {exc}") from exc
-    matching: dict[str, list[Calibration]] = {}
+    by_channel: dict[str, list[Calibration]] = {}
     for cal in calibrations:
-        if cal.model_version == model_version and cal.norm in (settings.score_norm, "none", "centre"):
-            matching.setdefault(cal.channel, []).append(cal)
-    for channel, regimes in list(matching.items()):
-        matching[channel] = channel_regimes(regimes, settings.score_norm)
+        if cal.model_version == model_version:
+            by_channel.setdefault(cal.channel, []).append(cal)
+    # `channel_regimes` alone says which normalisations serve this service's regimes.
+    matching = {channel: channel_regimes(cals, settings.score_norm) for channel, cals in by_channel.items()}
     matching = {channel: regimes for channel, regimes in matching.items() if regimes}
     if settings.calibration_file is not None and not matching:
         raise VoiceIdError(
