@@ -35,7 +35,7 @@ from voiceid.evaluation.operating_point import operating_point, trial_llrs
 from voiceid.evaluation.runner import summarise
 from voiceid.evaluation.second_chance import second_chance_of
 from voiceid.evaluation.verification import TrialArgs, extension_trials
-from voiceid.verify.calibration import load_calibrations
+from voiceid.verify.calibration import load_calibrations, select_calibration
 from voiceid.verify.policy import BUILTIN_CALIBRATION, policy_from_calibrations
 
 # (label, enrolment channel, probe channel, phone view)
@@ -58,11 +58,14 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(str(i) for i in range(len(ROWS))), help="indices into ROWS")
     args, settings, dev = parse_dev(parser)
     version = dev.embedding.model_version
-    shipped = {
-        c.channel: c
+    # The fullest regime of the service's normalisation per channel: the dev protocol's cohorts hold the
+    # whole population (a dict over all regimes would keep whichever came last in the file).
+    ours = [
+        c
         for c in load_calibrations(settings.calibration_file or BUILTIN_CALIBRATION)
         if c.model_version == version and c.norm == settings.score_norm
-    }
+    ]
+    shipped = {ch: select_calibration([c for c in ours if c.channel == ch], None) for ch in {c.channel for c in ours}}
     report: dict[str, Any] = {
         "manifest": str(dev.manifest),
         "model_version": version,
